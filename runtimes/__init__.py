@@ -1,0 +1,1 @@
+"""Runners: one interface to transcribe audio through a model or an exported artifact."""

@@ -1,0 +1,114 @@
+"""Audio reading and data sets, on real clips and on broken inputs made here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from exporter.audio import SAMPLE_RATE, chunks, load_audio, log_mel
+from exporter.data import load_dataset
+from exporter.errors import EdgeAsrError
+
+
+def test_8khz_clip_is_resampled_to_16khz(shared_data):
+    row = json.loads((shared_data / "fsdd" / "manifest.jsonl").read_text().splitlines()[0])
+    path = shared_data / "fsdd" / row["audio_path"]
+    raw, rate = sf.read(path)
+    assert rate == 8000
+    samples = load_audio(path, expected_rate=8000)
+    assert samples.dtype == np.float32
+    assert abs(samples.size - 2 * raw.size) <= 2
+
+
+def test_stereo_is_downmixed(tmp_path):
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    left, right = 0.5 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "stereo.flac", np.stack([left, right], axis=1), SAMPLE_RATE)
+    mono = load_audio(tmp_path / "stereo.flac")
+    np.testing.assert_allclose(mono, (left + right) / 2, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "not found"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(2000)), "cannot decode"),
+        (lambda p: sf.write(p, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE), "silent"),
+        (lambda p: sf.write(p, np.zeros(10, np.float32), SAMPLE_RATE), "shorter than 10 ms"),
+    ],
+    ids=["missing", "empty", "corrupt", "silent", "too-short"],
+)
+def test_bad_clips_are_clear_errors(tmp_path, make, message):
+    path = tmp_path / "clip.wav"
+    make(path)
+    with pytest.raises(EdgeAsrError, match=message):
+        load_audio(path)
+
+
+def test_sample_rate_must_match_manifest(shared_data):
+    path = shared_data / "an4" / "wav" / "test" / "fcaw" / "an406-fcaw-b.wav"
+    with pytest.raises(EdgeAsrError, match="sample rate is 16000 Hz but the manifest says 8000"):
+        load_audio(path, expected_rate=8000)
+
+
+def test_log_mel_shape_and_chunks():
+    samples = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 65).astype(np.float32) * 0.1
+    windows = chunks(samples)
+    assert [w.size for w in windows] == [480000, 480000, 80000]
+    assert log_mel(windows[-1], 80).shape == (80, 3000)
+
+
+def test_shared_manifests_load(shared_data):
+    an4 = load_dataset(shared_data / "an4" / "manifest.jsonl")
+    assert len(an4) == 438 and an4.has_transcripts
+    assert {u.gender for u in an4} == {"female", "male"}
+    test = an4.filter(split="test")
+    assert len(test) == 130
+    csv = load_dataset(shared_data / "an4" / "manifest.csv")
+    assert [u.audio_path for u in csv] == [u.audio_path for u in an4]
+
+
+def _manifest(tmp_path, rows, name="m.jsonl"):
+    path = tmp_path / name
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_folder_and_manifest_layouts(tmp_path):
+    (tmp_path / "spk").mkdir()
+    sf.write(tmp_path / "spk" / "a.wav", np.full(1600, 0.1, np.float32), SAMPLE_RATE)
+    sf.write(tmp_path / "b.flac", np.full(1600, 0.1, np.float32), SAMPLE_RATE)
+    folder = load_dataset(tmp_path)
+    assert [u.utt_id for u in folder] == ["b", "spk/a"] and not folder.has_transcripts
+    manifest = _manifest(tmp_path, [{"audio_path": "spk/a.wav", "transcript": "HI", "gender": "female"}])
+    data = load_dataset(manifest)
+    assert data.utterances[0].transcript == "HI" and data.utterances[0].group("gender") == "female"
+    with pytest.raises(EdgeAsrError, match="no 'speaker'"):
+        data.utterances[0].group("speaker")
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"transcript": "HI"}], "missing column 'audio_path'"),
+        ([{"audio_path": "../outside.wav"}], "outside the manifest's folder"),
+        ([{"audio_path": "nope.wav"}], "audio file not found"),
+    ],
+)
+def test_bad_manifests_are_clear_errors(tmp_path, rows, message):
+    (tmp_path / "outside.wav").write_bytes(b"x")
+    sub = tmp_path / "data"
+    sub.mkdir()
+    with pytest.raises(EdgeAsrError, match=message):
+        load_dataset(_manifest(sub, rows))
+
+
+def test_csv_without_audio_path_column(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("file,transcript\na.wav,HI\n")
+    with pytest.raises(EdgeAsrError, match="'audio_path' column"):
+        load_dataset(path)
