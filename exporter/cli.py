@@ -53,19 +53,91 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _compare(args)
+    if args.data is None:
+        raise_usage("eval needs --data (or --compare A.json B.json)")
     from exporter.data import load_dataset
 
     dataset = load_dataset(args.data).filter(split=args.split).head(args.limit)
+    plan = _load_plan(args.plan)
     from exporter.evaluate import evaluate, format_table
     from exporter.io import write_json
     from exporter.models import load_whisper
     from runtimes.torch_runner import TorchRunner
 
-    result = evaluate(TorchRunner(load_whisper(args.model)), dataset, model_id=args.model,
+    bundle = load_whisper(args.model)
+    model_id = args.model
+    if plan is not None:
+        from exporter.quant.simulate import simulate
+
+        _check_plan_model(plan, args.model)
+        bundle = simulate(bundle, plan)
+        model_id = bundle.model_id
+    result = evaluate(TorchRunner(bundle), dataset, model_id=model_id,
                       group_by=args.group_by, progress=not args.no_progress)
     print(format_table(result))
     if args.json:
         write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def raise_usage(message: str) -> None:
+    from exporter.errors import EdgeAsrError
+
+    raise EdgeAsrError(message)
+
+
+def _load_plan(path: Path | None):
+    if path is None:
+        return None
+    from exporter.quant.plan import QuantPlan
+
+    return QuantPlan.load(path)
+
+
+def _check_plan_model(plan, model_id: str) -> None:
+    if plan.model_id != model_id:
+        raise_usage(f"the plan was made for model {plan.model_id!r}, not {model_id!r}; pass --model {plan.model_id}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from exporter.compare import compare_evals, format_report, load_eval
+    from exporter.io import write_json
+
+    a, b = (load_eval(path) for path in args.compare)
+    report = compare_evals(a, b, metric=args.metric, cluster_by=args.cluster_by, n_resamples=args.resamples,
+                           seed=args.seed)
+    print(format_report(report))
+    if args.json:
+        write_json(args.json, report.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from exporter.data import load_dataset
+    from exporter.quant.budget import parse_budget
+    from exporter.quant.pipeline import PlanOptions
+
+    options = PlanOptions(target=args.target, budget=parse_budget(args.budget), order=args.order,
+                          calibration=args.calibration, sensitivity_metric=args.sensitivity, seed=args.seed,
+                          activation_bits=args.activation_bits)
+    calib = load_dataset(args.calib) if args.calib else None
+    options.validate(calib is not None)
+    from exporter.models import load_whisper
+    from exporter.quant.pipeline import make_plan, observe_user
+    from exporter.quant.plan import format_plan_table
+
+    bundle = load_whisper(args.model)
+    user = observe_user(bundle, calib, args.n_calib, args.seed, progress=not args.no_progress) if calib else None
+    plan = make_plan(bundle, user, options, progress=not args.no_progress)
+    print(format_plan_table(plan, max_rows=None if args.all_layers else 20))
+    if not plan.personalised:
+        print("note: no calibration clips given, so this plan is not personalised")
+    if args.json:
+        plan.save(args.json)
         print(f"wrote {args.json}")
     return 0
 
@@ -83,13 +155,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="word error rate of a model on a data set, per group")
     _add_model(p)
-    p.add_argument("--data", required=True, type=Path, help="folder of audio, or .jsonl/.csv manifest")
+    p.add_argument("--data", type=Path, help="folder of audio, or .jsonl/.csv manifest")
+    p.add_argument("--plan", type=Path, help="simulate this quantisation plan (from `edgeasr plan`)")
     p.add_argument("--group-by", choices=["gender", "speaker", "language", "split"])
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="write the full result (per clip and per group) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
+                   help="instead of evaluating: compare two eval results on the same clips (B - A, with a "
+                        "95%% paired bootstrap interval)")
+    p.add_argument("--metric", default="wer", choices=["wer", "wer_plain", "cer"], help="for --compare")
+    p.add_argument("--cluster-by", choices=["group"],
+                   help="for --compare: resample whole groups (use with results grouped by speaker)")
+    p.add_argument("--resamples", type=int, default=2000, help="for --compare (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="for --compare (default 0)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("plan", help="personalised mixed-precision plan (myQASR) under a byte budget")
+    _add_model(p)
+    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx", "sim"])
+    p.add_argument("--budget", required=True, help="size budget: 80MB (10^6 bytes), 76MiB (2^20), or bytes")
+    p.add_argument("--calib", type=Path, help="the user's unlabelled clips: folder or manifest")
+    p.add_argument("--n-calib", type=int, default=32, help="calibration clips to use (default 32)")
+    p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
+    p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
+    p.add_argument("--sensitivity", default="median", choices=["median", "mean", "max", "std"])
+    p.add_argument("--activation-bits", type=int, choices=[8], help="sim target: static A8 inputs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the plan here")
+    p.add_argument("--all-layers", action="store_true", help="print every layer, not the first 20")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_plan)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""Bit allocation under a byte budget with myQASR's uniformity constraint.
+
+Every layer starts on the top rung (float32) of its kind's ladder. Layers are visited in a fixed order and
+each visit moves one layer down one rung; after every single move the exact plan size is recomputed, and
+the first plan that fits the budget is returned. A full pass moves every layer once, so at any moment all
+layers are on rung r or r + 1: within one rung of each other. A layer that has reached the bottom of its
+ladder stays there while the others go on.
+
+Orders (all deterministic):
+  myqasr    highest sensitivity (median |output|) steps down first: the released myQASR code's default
+            (`uniform_reverse`), so in a half-finished pass the most active layers hold one rung less;
+  reversed  lowest sensitivity first (the paper's ablation);
+  shuffled  a seeded random order (the paper's ablation);
+  uniform   every layer on the same rung: the highest rung whose size fits.
+Ties in sensitivity keep the model's module order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from exporter.errors import EdgeAsrError
+from exporter.quant.budget import format_bytes
+from exporter.quant.layers import QuantLayer
+from exporter.quant.targets import Target
+
+ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    rungs: dict[str, int]  # layer name -> rung index in its ladder (0 = float32)
+    total_bytes: int
+    moves: int  # single-layer steps taken
+
+
+def _layer_bytes(layer: QuantLayer, target: Target, rung: int) -> int:
+    return target.ladder(layer.kind)[rung].weight_bytes(layer.shape)
+
+
+def plan_bytes(layers: list[QuantLayer], rungs: dict[str, int], target: Target, fixed_bytes: int) -> int:
+    return fixed_bytes + sum(_layer_bytes(layer, target, rungs[layer.name]) for layer in layers)
+
+
+def reachable_range(layers: list[QuantLayer], target: Target, fixed_bytes: int) -> tuple[int, int]:
+    """(smallest size: every layer on its bottom rung, full-precision size)."""
+    bottom = {layer.name: len(target.ladder(layer.kind)) - 1 for layer in layers}
+    top = {layer.name: 0 for layer in layers}
+    return plan_bytes(layers, bottom, target, fixed_bytes), plan_bytes(layers, top, target, fixed_bytes)
+
+
+def visit_order(layers: list[QuantLayer], sensitivity: dict[str, float], order: str, seed: int = 0) -> list[str]:
+    names = [layer.name for layer in layers]
+    if order == "myqasr":
+        return sorted(names, key=lambda n: -sensitivity[n])  # stable: ties keep module order
+    if order == "reversed":
+        return sorted(names, key=lambda n: sensitivity[n])
+    if order in ("shuffled", "uniform"):
+        shuffled = list(names)
+        random.Random(seed).shuffle(shuffled)
+        return shuffled if order == "shuffled" else names
+    raise EdgeAsrError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+
+
+def _check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
+    if budget >= hi:
+        raise EdgeAsrError(f"budget {format_bytes(budget)} is not below the full-precision size "
+                           f"{format_bytes(hi)}: nothing to quantise. Reachable on target {target.name}: "
+                           f"{format_bytes(lo)} to {format_bytes(hi)}")
+    if budget < lo:
+        raise EdgeAsrError(f"budget {format_bytes(budget)} cannot be met on target {target.name}: the smallest "
+                           f"plan (every layer on its lowest format) is {format_bytes(lo)}. Reachable: "
+                           f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model")
+
+
+def _uniform(layers, target, budget, fixed_bytes) -> Allocation:
+    depth = max(len(target.ladder(layer.kind)) for layer in layers)
+    for rung in range(depth):
+        rungs = {layer.name: min(rung, len(target.ladder(layer.kind)) - 1) for layer in layers}
+        size = plan_bytes(layers, rungs, target, fixed_bytes)
+        if size <= budget:
+            return Allocation(rungs, size, moves=0)
+    raise AssertionError("unreachable: the budget was checked against the smallest plan")
+
+
+def allocate(layers: list[QuantLayer], sensitivity: dict[str, float], target: Target, budget: int,
+             order: str = "myqasr", seed: int = 0, fixed_bytes: int = 0) -> Allocation:
+    """The first plan, in the given order, whose exact size fits `budget` bytes."""
+    lo, hi = reachable_range(layers, target, fixed_bytes)
+    _check_budget(budget, lo, hi, target)
+    if order == "uniform":
+        return _uniform(layers, target, budget, fixed_bytes)
+    by_name = {layer.name: layer for layer in layers}
+    sequence = visit_order(layers, sensitivity, order, seed)
+    rungs = {name: 0 for name in by_name}
+    size = hi
+    moves = 0
+    while True:
+        moved = False
+        for name in sequence:
+            layer = by_name[name]
+            if rungs[name] == len(target.ladder(layer.kind)) - 1:
+                continue
+            size -= _layer_bytes(layer, target, rungs[name]) - _layer_bytes(layer, target, rungs[name] + 1)
+            rungs[name] += 1
+            moves += 1
+            moved = True
+            if size <= budget:
+                return Allocation(dict(rungs), size, moves)
+        if not moved:
+            raise AssertionError("unreachable: the budget was checked against the smallest plan")

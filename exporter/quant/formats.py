@@ -1,0 +1,85 @@
+"""Quantisation formats as config objects, each with its exact storage cost.
+
+A `QuantFormat` says how one weight matrix is stored: bit width, how scales are shared (one per tensor, per
+output channel, or per group of `group_size` input weights in a row), symmetry, scale dtype, and how the
+runtime treats activations. `weight_bytes(shape)` is the exact byte count of the stored weight under that
+format: codes packed per row (so rows start on a byte), plus scales (plus zero points when asymmetric).
+Biases are not part of it; they stay float32 and are counted as unquantised bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+# How the runtime treats the layer's input when the weight is quantised.
+ACTIVATIONS = ("float", "dynamic_int8_per_token", "static_int8_per_tensor")
+
+
+@dataclass(frozen=True)
+class QuantFormat:
+    name: str
+    bits: int
+    kind: str = "int"  # "float", "int" (uniform affine), "nf4" (NormalFloat code book)
+    granularity: str = "per_channel"  # "per_tensor", "per_channel", "group"; ignored for float
+    group_size: int | None = None
+    symmetric: bool = True
+    scale_dtype: str = "float32"
+    activation: str = "float"
+
+    def __post_init__(self):
+        if self.kind not in ("float", "int", "nf4"):
+            raise ValueError(f"unknown format kind {self.kind!r}")
+        if self.granularity not in ("per_tensor", "per_channel", "group"):
+            raise ValueError(f"unknown granularity {self.granularity!r}")
+        if self.granularity == "group" and not self.group_size:
+            raise ValueError("group granularity needs a group_size")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation handling {self.activation!r}")
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "float"
+
+    def n_scales(self, shape: tuple[int, ...]) -> int:
+        rows, cols = matrix_shape(shape)
+        if self.granularity == "per_tensor":
+            return 1
+        if self.granularity == "per_channel":
+            return rows
+        return rows * math.ceil(cols / self.group_size)
+
+    def weight_bytes(self, shape: tuple[int, ...]) -> int:
+        rows, cols = matrix_shape(shape)
+        if self.is_float:
+            return rows * cols * self.bits // 8
+        codes = rows * math.ceil(cols * self.bits / 8)
+        scales = self.n_scales(shape) * _DTYPE_BYTES[self.scale_dtype]
+        zero_points = 0 if self.symmetric else self.n_scales(shape) * math.ceil(self.bits / 8)
+        return codes + scales + zero_points
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantFormat":
+        return cls(**data)
+
+
+def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(output channels, weights per channel): conv kernels (out, in, k) count as rows of in*k."""
+    rows = int(shape[0])
+    cols = int(math.prod(shape[1:])) if len(shape) > 1 else 1
+    return rows, cols
+
+
+FP32 = QuantFormat("fp32", 32, kind="float")
+
+
+def int_format(bits: int, granularity: str = "per_channel", group_size: int | None = None,
+               scale_dtype: str = "float32", activation: str = "float", prefix: str = "int") -> QuantFormat:
+    suffix = {"per_channel": "pc", "per_tensor": "pt"}.get(granularity, f"g{group_size}")
+    return QuantFormat(f"{prefix}{bits}_{suffix}", bits, "int", granularity, group_size, True, scale_dtype,
+                       activation)

@@ -1,0 +1,121 @@
+"""From a model and the user's clips to a calibrated plan: sensitivity -> allocation -> calibration.
+
+`observe_user(bundle, clips)` runs the expensive part once (FP pseudo-labels and layer observations);
+`make_plan(bundle, observations, options)` is then cheap enough to call for many budgets and orders.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from exporter.audio import load_audio
+from exporter.data import Dataset
+from exporter.errors import EdgeAsrError
+from exporter.models import WhisperBundle
+from exporter.quant.allocate import ORDERS, allocate, reachable_range
+from exporter.quant.budget import parse_budget
+from exporter.quant.calibrate import CALIBRATIONS, calibrate
+from exporter.quant.layers import quantisable_layers, unquantised_bytes
+from exporter.quant.observe import SENSITIVITY_METRICS, Observations, observe, prepare_clips, sensitivities
+from exporter.quant.plan import LayerPlan, QuantPlan
+from exporter.quant.targets import get_target
+
+DEFAULT_CALIB_CLIPS = 32
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    target: str = "android"
+    budget: str | int = "80MB"
+    order: str = "myqasr"
+    calibration: str = "cosine"
+    sensitivity_metric: str = "median"
+    seed: int = 0
+    activation_bits: int | None = None  # static A-bit input quantisation, sim target only
+
+    def validate(self, has_calibration_data: bool) -> None:
+        if self.order not in ORDERS:
+            raise EdgeAsrError(f"unknown order {self.order!r}; choose one of {', '.join(ORDERS)}")
+        if self.calibration not in CALIBRATIONS:
+            raise EdgeAsrError(f"unknown calibration {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if self.sensitivity_metric not in SENSITIVITY_METRICS:
+            raise EdgeAsrError(f"unknown sensitivity metric {self.sensitivity_metric!r}; choose one of "
+                               f"{', '.join(SENSITIVITY_METRICS)}")
+        if not has_calibration_data and (self.order not in ("uniform",) or self.calibration != "minmax"
+                                         or self.activation_bits):
+            raise EdgeAsrError(f"order {self.order!r} with calibration {self.calibration!r} needs calibration "
+                               "clips (--calib); without clips only --order uniform --calibration minmax works")
+        if self.activation_bits is not None and self.target != "sim":
+            raise EdgeAsrError("--activation-bits is a simulation setting (target sim); runtime targets quantise "
+                               "activations as their kernels do")
+
+
+@dataclass
+class UserObservations:
+    source: str
+    observations: Observations
+
+
+def select_clips(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
+    """`n` clips, a seeded sample when the set is larger (so the choice does not follow file order)."""
+    utterances = list(dataset)
+    if len(utterances) > n:
+        utterances = sorted(random.Random(seed).sample(utterances, n), key=lambda u: str(u.audio_path))
+    return Dataset(dataset.source, utterances)
+
+
+def observe_user(bundle: WhisperBundle, dataset: Dataset, n_clips: int = DEFAULT_CALIB_CLIPS, seed: int = 0,
+                 progress: bool = True) -> UserObservations:
+    """Pseudo-label and observe the user's unlabelled clips with the FP model (transcripts are ignored)."""
+    chosen = select_clips(dataset, n_clips, seed)
+    clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in chosen]
+    languages = [u.language if bundle.special.is_multilingual else None for u in chosen]
+    records = prepare_clips(bundle, clips, languages, progress)
+    layers = quantisable_layers(bundle.model)
+    return UserObservations(str(dataset.source), observe(bundle, layers, records, progress))
+
+
+def _input_absmax(observations: Observations, name: str) -> float | None:
+    inputs = observations.per_layer[name].inputs
+    return max(float(x.abs().max()) for x in inputs) if inputs else None
+
+
+def make_plan(bundle: WhisperBundle, user: UserObservations | None, options: PlanOptions,
+              progress: bool = True) -> QuantPlan:
+    """Allocate formats under the budget and calibrate their scales; returns the plan."""
+    options.validate(user is not None)
+    target = get_target(options.target)
+    budget = parse_budget(options.budget)
+    layers = quantisable_layers(bundle.model)
+    fixed = unquantised_bytes(bundle.model, layers)
+    reachable_range(layers, target, fixed)
+    if user is not None:
+        sens = sensitivities(user.observations, options.sensitivity_metric)
+    else:
+        sens = {layer.name: 0.0 for layer in layers}
+    allocation = allocate(layers, sens, target, budget, options.order, options.seed, fixed)
+    layer_plans = []
+    for layer in layers:
+        fmt = target.ladder(layer.kind)[allocation.rungs[layer.name]]
+        layer_plans.append(LayerPlan(
+            name=layer.name, kind=layer.kind, category=layer.category, shape=list(layer.shape), format=fmt,
+            sensitivity=sens[layer.name] if user is not None else None, bytes=fmt.weight_bytes(layer.shape),
+            input_absmax=_input_absmax(user.observations, layer.name) if user and options.activation_bits
+            else None,
+        ))
+    plan = QuantPlan(
+        model_id=bundle.model_id, target=target.name, budget_bytes=budget, order=options.order,
+        calibration=options.calibration, sensitivity_metric=options.sensitivity_metric,
+        calibration_clips=len(user.observations.clips) if user else 0,
+        calibration_source=user.source if user else "none", personalised=user is not None,
+        layers=layer_plans, unquantised_bytes=fixed, seed=options.seed, activation_bits=options.activation_bits,
+    )
+    if user is not None and options.calibration != "minmax":
+        torch.manual_seed(options.seed)
+        plan = calibrate(bundle, plan, user.observations, options.calibration, progress)
+    if plan.total_bytes != allocation.total_bytes:
+        raise AssertionError("plan size disagrees with the allocation")
+    return plan

@@ -1,0 +1,140 @@
+"""The plan: the per-layer format map that flows from sensitivity to allocation, quantisation and lowering.
+
+Serialised as JSON with a schema version. Everything a later stage needs is in it: per layer the format
+(full config, not just a name), the calibrated clip ratio, the sensitivity that ordered it, and its bytes;
+plus the totals by category, the budget, and how the plan was made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from exporter.errors import EdgeAsrError
+from exporter.io import write_text
+from exporter.quant.formats import QuantFormat
+from exporter.quant.layers import CATEGORIES
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class LayerPlan:
+    name: str
+    kind: str
+    category: str
+    shape: list[int]
+    format: QuantFormat
+    sensitivity: float | None
+    clip: float = 1.0  # scale = clip * absmax / qmax; chosen by calibration
+    bytes: int = 0
+    calibration_score: float | None = None  # objective reached (cosine similarity, -hessian loss), if searched
+    input_absmax: float | None = None  # calibrated input range, for static activation quantisation
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["format"] = self.format.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerPlan":
+        data = dict(data)
+        data["format"] = QuantFormat.from_dict(data["format"])
+        return cls(**data)
+
+
+@dataclass
+class QuantPlan:
+    model_id: str
+    target: str
+    budget_bytes: int | None
+    order: str
+    calibration: str
+    sensitivity_metric: str
+    calibration_clips: int
+    calibration_source: str
+    personalised: bool
+    layers: list[LayerPlan]
+    unquantised_bytes: int
+    seed: int = 0
+    activation_bits: int | None = None  # simulated static activation quantisation (sim target only)
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def total_bytes(self) -> int:
+        return self.unquantised_bytes + sum(layer.bytes for layer in self.layers)
+
+    def totals(self) -> dict[str, int]:
+        totals = {category: 0 for category in CATEGORIES}
+        for layer in self.layers:
+            totals[layer.category] += layer.bytes
+        totals["unquantised"] += self.unquantised_bytes
+        totals["total"] = self.total_bytes
+        return totals
+
+    def format_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            counts[layer.format.name] = counts.get(layer.format.name, 0) + 1
+        return counts
+
+    def layer(self, name: str) -> LayerPlan:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k != "layers"}
+        data["layers"] = [layer.to_dict() for layer in self.layers]
+        data["totals"] = self.totals()
+        data["format_counts"] = self.format_counts()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantPlan":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise EdgeAsrError(f"plan schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        fields = {k: v for k, v in data.items() if k not in ("totals", "format_counts")}
+        fields["layers"] = [LayerPlan.from_dict(layer) for layer in data["layers"]]
+        return cls(**fields)
+
+    def save(self, path: str | Path) -> None:
+        write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QuantPlan":
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeAsrError(f"plan not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgeAsrError(f"{path} is not a plan JSON file ({exc.msg})") from exc
+        return cls.from_dict(data)
+
+
+def format_plan_table(plan: QuantPlan, max_rows: int | None = None) -> str:
+    """Per-layer table (format, clip, sensitivity, bytes) and totals by category."""
+    header = f"{'layer':<52} {'format':<12} {'clip':>5} {'sensitivity':>11} {'bytes':>12}"
+    lines = [header, "-" * len(header)]
+    rows = plan.layers if max_rows is None else plan.layers[:max_rows]
+    for layer in rows:
+        sens = "-" if layer.sensitivity is None else f"{layer.sensitivity:.4g}"
+        lines.append(f"{layer.name:<52} {layer.format.name:<12} {layer.clip:>5.2f} {sens:>11} {layer.bytes:>12,}")
+    if max_rows is not None and len(plan.layers) > max_rows:
+        lines.append(f"... {len(plan.layers) - max_rows} more layers")
+    lines.append("")
+    lines.append("totals by category (bytes):")
+    for category, value in plan.totals().items():
+        lines.append(f"  {category:<20} {value:>14,}")
+    budget = "-" if plan.budget_bytes is None else f"{plan.budget_bytes:,}"
+    lines.append(f"  {'budget':<20} {budget:>14}")
+    lines.append("formats: " + ", ".join(f"{k} x{v}" for k, v in sorted(plan.format_counts().items())))
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Numerical primitives: quantise / dequantise tensors. No module surgery here.
+
+Weights are quantised symmetrically: codes q in [-2^(b-1), 2^(b-1) - 1], scale = clip * absmax / (2^(b-1) - 1)
+per tensor, per output channel, or per group of `group_size` consecutive input weights in a row. The clip
+ratio (<= 1) is what calibration searches: clipping the range trades outlier error for resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from exporter.quant.formats import QuantFormat
+
+_TINY = 1e-12
+
+
+def _as_groups(weight: torch.Tensor, fmt: QuantFormat) -> tuple[torch.Tensor, int]:
+    """View the weight as (n_scales, weights per scale); returns the padding added to the last axis."""
+    rows = weight.shape[0]
+    flat = weight.reshape(rows, -1)
+    if fmt.granularity == "per_tensor":
+        return flat.reshape(1, -1), 0
+    if fmt.granularity == "per_channel":
+        return flat, 0
+    cols = flat.shape[1]
+    pad = (-cols) % fmt.group_size
+    if pad:
+        flat = torch.nn.functional.pad(flat, (0, pad))
+    return flat.reshape(-1, fmt.group_size), pad
+
+
+def quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 codes shaped like the grouped view, float32 scales (n_scales, 1)) for a symmetric int format."""
+    if fmt.kind != "int":
+        raise ValueError(f"quantize_weight handles int formats, not {fmt.kind}")
+    groups, _ = _as_groups(weight.detach().float(), fmt)
+    qmax = 2 ** (fmt.bits - 1) - 1
+    absmax = groups.abs().amax(dim=1, keepdim=True)
+    scale = (clip * absmax / qmax).clamp_min(_TINY)
+    scale = _round_scale(scale, fmt.scale_dtype)
+    codes = torch.clamp(torch.round(groups / scale), -qmax - 1, qmax)
+    return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), scale
+
+
+def _round_scale(scale: torch.Tensor, dtype: str) -> torch.Tensor:
+    # The runtime stores scales in this dtype; simulate the same rounding.
+    if dtype == "bfloat16":
+        return scale.to(torch.bfloat16).float()
+    if dtype == "float16":
+        return scale.to(torch.float16).float()
+    return scale
+
+
+def dequantize_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: QuantFormat,
+                      shape: torch.Size) -> torch.Tensor:
+    values = codes.float() * scale
+    rows = shape[0]
+    flat = values.reshape(rows, -1)
+    cols = int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else 1
+    return flat[:, :cols].reshape(shape)
+
+
+def fake_quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -> torch.Tensor:
+    """The float weight the runtime effectively computes with (identity for float formats)."""
+    if fmt.is_float:
+        return weight.detach().float().clone()
+    codes, scale = quantize_weight(weight, fmt, clip)
+    return dequantize_weight(codes, scale, fmt, weight.shape).to(weight.dtype)
+
+
+def fake_quantize_activation_per_token(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Dynamic asymmetric per-token (last axis) quantisation, as XNNPACK's 8da* kernels do."""
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    lo = x.amin(dim=-1, keepdim=True).clamp(max=0)
+    hi = x.amax(dim=-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (qmax - qmin)).clamp_min(_TINY)
+    zero = torch.round(qmin - lo / scale)
+    q = torch.clamp(torch.round(x / scale) + zero, qmin, qmax)
+    return (q - zero) * scale
+
+
+def fake_quantize_activation_static(x: torch.Tensor, absmax: float, bits: int = 8) -> torch.Tensor:
+    """Static symmetric per-tensor quantisation with a calibrated range (the paper's A8)."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = max(absmax, _TINY) / qmax
+    return torch.clamp(torch.round(x / scale), -qmax - 1, qmax) * scale

@@ -1,0 +1,58 @@
+"""Apply a plan to the PyTorch model with fake quantisation, so WER can be measured for any plan.
+
+Weights are replaced by their dequantised values (exactly what the runtime computes with, scale rounding
+included). Activations are fake-quantised where the runtime quantises them: per token, dynamically, for
+XNNPACK's 8da* formats; per tensor with the calibrated range when the plan asks for static A8 (sim target).
+The token embedding and output projection are untied, each with its own format.
+"""
+
+from __future__ import annotations
+
+import copy
+import torch
+from torch import nn
+
+from exporter.models import WhisperBundle
+from exporter.quant.plan import LayerPlan, QuantPlan
+from exporter.quant.primitives import (
+    fake_quantize_activation_per_token,
+    fake_quantize_activation_static,
+    fake_quantize_weight,
+)
+
+
+def _activation_hook(layer: LayerPlan, bits: int | None):
+    if layer.format.is_float or layer.kind == "embedding":
+        return None
+    if layer.format.activation == "dynamic_int8_per_token":
+        return lambda module, args: (fake_quantize_activation_per_token(args[0], 8),) + tuple(args[1:])
+    if bits is not None and layer.input_absmax is not None:
+        return lambda module, args: (fake_quantize_activation_static(args[0], layer.input_absmax, bits),) + \
+            tuple(args[1:])
+    return None
+
+
+@torch.no_grad()
+def apply_plan(model: nn.Module, plan: QuantPlan) -> nn.Module:
+    """A fake-quantised copy of `model` (the original is not modified)."""
+    model = copy.deepcopy(model)
+    for layer in plan.layers:
+        module = model.get_submodule(layer.name)
+        weight = fake_quantize_weight(module.weight, layer.format, layer.clip)
+        module.weight = nn.Parameter(weight, requires_grad=False)  # a new Parameter also unties proj_out
+        hook = _activation_hook(layer, plan.activation_bits)
+        if hook is not None:
+            module.register_forward_pre_hook(hook)
+    model.eval()
+    return model
+
+
+def simulate(bundle: WhisperBundle, plan: QuantPlan) -> WhisperBundle:
+    """A bundle whose model runs `plan` in simulation; tokenizer and features are shared."""
+    simulated = copy.copy(bundle)
+    simulated.model = apply_plan(bundle.model, plan)
+    simulated.model_id = f"{bundle.model_id}+{plan.target}:{plan.order}/{plan.calibration}"
+    return simulated
+
+
+__all__ = ["apply_plan", "simulate"]

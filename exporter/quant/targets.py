@@ -1,0 +1,75 @@
+"""Targets: the ladders of formats that each runtime really executes.
+
+A ladder runs from the top rung (float32) down; the allocator moves layers down one rung at a time. Each
+layer kind has its own ladder because runtimes support different formats per op:
+
+* `executorch` / `android` (XNNPACK): Linear = fp32 -> int8 per channel -> int4 groups of 32, both with
+  dynamically quantised int8 activations (8da8w / 8da4w; weight-only int-N on Linear is delegated but
+  silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp32 -> int8 -> int4 -> int2
+  (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay fp32: XNNPACK's
+  quantised convolution needs a separate static-quantisation flow. int4 group scales are stored as bf16 by
+  XNNPACK's packing, int8 per-channel scales as fp32.
+* `onnx` (ONNX Runtime MatMulNBits): Linear = fp32 -> 8 -> 4 -> 2 bits in blocks of 32, fp32 scales,
+  float activations. Embedding = fp32 -> 8 -> 4 bits blocks of 32 (GatherBlockQuantized). Convs fp32.
+* `sim`: the paper's integer ladder for research, fp32 -> 16 -> 15 -> ... -> 2 bits, per output channel,
+  for every kind including the convolutions; simulated only (no runtime executes 11-bit weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.errors import EdgeAsrError
+from exporter.quant.formats import FP32, QuantFormat, int_format
+
+KINDS = ("linear", "conv", "embedding")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    ladders: dict[str, tuple[QuantFormat, ...]]  # layer kind -> formats, top (float) first
+    runtime: str  # what executes the artifact, for messages and reports
+
+    def ladder(self, kind: str) -> tuple[QuantFormat, ...]:
+        return self.ladders[kind]
+
+    def format_by_name(self, name: str) -> QuantFormat:
+        for ladder in self.ladders.values():
+            for fmt in ladder:
+                if fmt.name == name:
+                    return fmt
+        raise EdgeAsrError(f"target {self.name} has no format {name!r}")
+
+
+def _executorch() -> Target:
+    linear = (
+        FP32,
+        int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da"),
+        int_format(4, "group", 32, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da"),
+    )
+    embedding = (FP32, int_format(8, "group", 32), int_format(4, "group", 32), int_format(2, "group", 32))
+    return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding},
+                  "ExecuTorch XNNPACK")
+
+
+def _onnx() -> Target:
+    linear = (FP32,) + tuple(int_format(b, "group", 32, prefix="mnb") for b in (8, 4, 2))
+    embedding = (FP32,) + tuple(int_format(b, "group", 32, prefix="gbq") for b in (8, 4))
+    return Target("onnx", {"linear": linear, "conv": (FP32,), "embedding": embedding},
+                  "ONNX Runtime MatMulNBits")
+
+
+def _sim() -> Target:
+    ladder = (FP32,) + tuple(int_format(b, "per_channel") for b in range(16, 1, -1))
+    return Target("sim", {"linear": ladder, "conv": ladder, "embedding": ladder}, "PyTorch simulation")
+
+
+TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim()}
+TARGETS["android"] = Target("android", TARGETS["executorch"].ladders, TARGETS["executorch"].runtime)
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise EdgeAsrError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[name]

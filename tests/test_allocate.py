@@ -1,0 +1,138 @@
+"""The allocator: one-rung constraint, never over budget, deterministic; exact byte costs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from exporter.errors import EdgeAsrError
+from exporter.quant.allocate import allocate, plan_bytes, reachable_range, visit_order
+from exporter.quant.budget import parse_budget
+from exporter.quant.formats import FP32, int_format
+from exporter.quant.layers import QuantLayer
+from exporter.quant.targets import get_target
+
+
+def _layers(n: int = 12, seed: int = 0) -> list[QuantLayer]:
+    rng = random.Random(seed)
+    layers = [QuantLayer("model.encoder.conv1", "conv", "conv", (64, 80, 3))]
+    for i in range(n):
+        shape = (rng.choice([64, 128, 256]), rng.choice([64, 128, 256]))
+        layers.append(QuantLayer(f"model.encoder.layers.{i}.fc1", "linear", "encoder_linear", shape))
+    layers.append(QuantLayer("model.decoder.embed_tokens", "embedding", "embedding", (1000, 64)))
+    layers.append(QuantLayer("proj_out", "linear", "output_projection", (1000, 64)))
+    return layers
+
+
+def _sens(layers, seed=1):
+    rng = random.Random(seed)
+    return {layer.name: rng.random() for layer in layers}
+
+
+def _check_one_rung(layers, rungs, target):
+    """All layers that still have rungs below them are within one rung of each other."""
+    open_rungs = [rungs[l.name] for l in layers if rungs[l.name] < len(target.ladder(l.kind)) - 1]
+    bottomed = [rungs[l.name] for l in layers if rungs[l.name] == len(target.ladder(l.kind)) - 1]
+    if open_rungs:
+        assert max(open_rungs) - min(open_rungs) <= 1
+        # a layer that hit the bottom of a shorter ladder is never more than one rung below the rest
+        assert all(b <= min(open_rungs) + 1 for b in bottomed)
+
+
+@pytest.mark.parametrize("target_name", ["android", "onnx", "sim"])
+@pytest.mark.parametrize("order", ["myqasr", "reversed", "shuffled", "uniform"])
+def test_fits_budget_and_keeps_one_rung(target_name, order):
+    target = get_target(target_name)
+    layers = _layers()
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, fixed_bytes=1000)
+    for fraction in (0.02, 0.2, 0.5, 0.8, 0.99):
+        budget = int(lo + fraction * (hi - lo))
+        result = allocate(layers, sens, target, budget, order, seed=3, fixed_bytes=1000)
+        assert result.total_bytes <= budget
+        assert result.total_bytes == plan_bytes(layers, result.rungs, target, 1000)
+        if order != "uniform":
+            _check_one_rung(layers, result.rungs, target)
+        else:
+            rung_values = {min(r, 99) for r in result.rungs.values()}
+            depth = {len(target.ladder(l.kind)) - 1 for l in layers}
+            assert len(rung_values - depth) <= 1  # one common rung (bottomed-out ladders aside)
+
+
+def test_first_fitting_plan_is_returned():
+    """One move fewer would not fit: the allocator stops at the first plan under budget."""
+    target = get_target("sim")
+    layers = _layers()
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, 0)
+    budget = (lo + hi) // 2
+    result = allocate(layers, sens, target, budget, "myqasr")
+    sequence = visit_order(layers, sens, "myqasr")
+    # undo the last move: the layer that moved last is the one after which the size first fit
+    order_pos = {name: i for i, name in enumerate(sequence)}
+    top = max(result.rungs.values())
+    moved_to_top = [n for n, r in result.rungs.items() if r == top]
+    last = max(moved_to_top, key=order_pos.get)
+    previous = dict(result.rungs, **{last: result.rungs[last] - 1})
+    assert plan_bytes(layers, previous, target, 0) > budget
+
+
+def test_myqasr_order_moves_most_sensitive_first():
+    target = get_target("sim")
+    layers = _layers()
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, 0)
+    result = allocate(layers, sens, target, hi - 1, "myqasr")
+    assert result.moves == 1
+    assert [n for n, r in result.rungs.items() if r == 1] == [max(sens, key=sens.get)]
+    result = allocate(layers, sens, target, hi - 1, "reversed")
+    assert [n for n, r in result.rungs.items() if r == 1] == [min(sens, key=sens.get)]
+
+
+def test_deterministic():
+    target = get_target("android")
+    layers = _layers()
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, 0)
+    for order in ("myqasr", "shuffled"):
+        a = allocate(layers, sens, target, (lo + hi) // 3, order, seed=7)
+        b = allocate(layers, sens, target, (lo + hi) // 3, order, seed=7)
+        assert a == b
+    c = allocate(layers, sens, target, (lo + hi) // 3, "shuffled", seed=8)
+    assert c.total_bytes <= (lo + hi) // 3
+
+
+def test_impossible_budgets_name_the_reachable_range():
+    target = get_target("android")
+    layers = _layers()
+    lo, hi = reachable_range(layers, target, 0)
+    with pytest.raises(EdgeAsrError, match="cannot be met.*Reachable"):
+        allocate(layers, _sens(layers), target, lo - 1)
+    with pytest.raises(EdgeAsrError, match="not below the full-precision size.*Reachable"):
+        allocate(layers, _sens(layers), target, hi)
+
+
+def test_exact_byte_costs():
+    assert FP32.weight_bytes((10, 7)) == 280
+    int8_pc = int_format(8, "per_channel")
+    assert int8_pc.weight_bytes((10, 7)) == 70 + 10 * 4
+    int4_g32 = int_format(4, "group", 32, scale_dtype="bfloat16")
+    # 40 weights per row -> 20 bytes of codes, 2 groups per row -> 2 bf16 scales per row
+    assert int4_g32.weight_bytes((3, 40)) == 3 * 20 + 3 * 2 * 2
+    int3 = int_format(3, "per_channel")
+    assert int3.weight_bytes((2, 5)) == 2 * 2 + 2 * 4  # 15 bits -> 2 bytes per row
+    conv = int_format(8, "per_channel")
+    assert conv.weight_bytes((4, 80, 3)) == 4 * 240 + 4 * 4
+
+
+@pytest.mark.parametrize("text, expected", [("80MB", 80_000_000), ("76MiB", 76 * 2**20), ("123456", 123456),
+                                            ("1.5gb", 1_500_000_000), ("64 KiB", 65536)])
+def test_budget_strings(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["80XB", "MB", "-5MB", "0"])
+def test_bad_budget_strings(text):
+    with pytest.raises(EdgeAsrError):
+        parse_budget(text)
