@@ -313,3 +313,12 @@ def test_format_comparison():
         "int8 vs fp32: CER -1.0 pts [90% CI -3.0, +1.2] (n=130 clips, 10 clusters) — not significant"
     )
     assert unclear.to_dict()["significant"] is False
+
+
+def test_mixed_letter_digit_tokens_split_at_boundaries():
+    from exporter.scoring import scoring_tokens
+
+    # the Whisper normaliser already separates letters from digits; collapsing must keep that
+    assert scoring_tokens("HPGL77") == ["hpgl", "77"]
+    assert scoring_tokens("H P G L SEVENTY SEVEN") == scoring_tokens("HPGL77")
+    assert scoring_tokens("June 11th, 1967") == ["june", "11th", "1967"]  # ordinals stay whole

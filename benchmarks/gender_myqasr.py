@@ -1,0 +1,239 @@
+"""myQASR's gender experiment on real speech (AN4), per target ladder.
+
+Calibrate on 32 unlabelled clips of female train speakers, or of male train speakers, or on none (uniform);
+test on held-out clips of each gender (never a calibration clip). For each target and budget, rows:
+FP, uniform (no clips, min/max), myqasr (female- or male-calibrated) x {minmax, cosine, hessian}, and the
+reversed / shuffled orders (cosine). WER per test gender with n, paired bootstrap intervals for
+"matched calibration vs uniform" and "matched vs mismatched", a results table and one WER-vs-MB plot per
+test gender.
+
+Resumable: rows already in the results JSON are skipped, and the JSON, table and plots are rewritten after
+every row, so a run cut short keeps what it measured.
+
+    python benchmarks/gender_myqasr.py --model tiny.en [--targets android onnx sim] [--n-test 80]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from exporter.cli import _quiet_libraries  # noqa: E402
+
+_quiet_libraries()
+
+import json  # noqa: E402
+
+from exporter.data import Dataset, load_dataset  # noqa: E402
+from exporter.evaluate import evaluate  # noqa: E402
+from exporter.io import write_json, write_text  # noqa: E402
+from exporter.models import load_whisper  # noqa: E402
+from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa: E402
+from exporter.quant.simulate import simulate  # noqa: E402
+from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
+from runtimes.torch_runner import TorchRunner  # noqa: E402
+
+AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"
+RESULTS = ROOT / "benchmarks" / "results"
+GENDERS = ("female", "male")
+# Budgets per model and target (MB = 10^6 bytes): between the uniform int8 / int4 / lowest sizes so that
+# the allocation is really mixed; the lowest one is where uniform quantisation breaks down.
+BUDGETS = {
+    "tiny.en": {"android": ["55MB", "45MB", "36MB"], "onnx": ["55MB", "38MB", "33MB"],
+                "sim": ["60MB", "45MB", "35MB"]},
+    "base": {"android": ["100MB", "80MB", "62MB"], "onnx": ["100MB", "65MB", "55MB"],
+             "sim": ["110MB", "80MB", "60MB"]},
+}
+
+
+def split_an4(n_calib: int, n_test: int, seed: int) -> tuple[dict[str, Dataset], Dataset]:
+    an4 = load_dataset(AN4)
+    calib, test = {}, []
+    for gender in GENDERS:
+        train = [u for u in an4 if u.gender == gender and u.split == "train"]
+        chosen = sorted(random.Random(seed).sample(train, n_calib), key=lambda u: str(u.audio_path))
+        calib[gender] = Dataset(an4.source, chosen)
+        held_out = [u for u in an4 if u.gender == gender and u not in chosen]
+        test += sorted(random.Random(seed + 1).sample(held_out, min(n_test, len(held_out))),
+                       key=lambda u: str(u.audio_path))
+    return calib, Dataset(an4.source, test)
+
+
+def row_plan(model_id: str, targets: list[str], calibrations: list[str]) -> list[dict]:
+    rows = [{"key": "fp", "system": "FP", "target": "-", "budget": None, "calib": None, "order": None,
+             "calibration": None}]
+    for target in targets:
+        for budget in BUDGETS[model_id][target]:
+            def add(system, order, calib, calibration):
+                rows.append({"key": f"{target}/{budget}/{system}/{calib}/{calibration}", "system": system,
+                             "target": target, "budget": budget, "calib": calib, "order": order,
+                             "calibration": calibration})
+            add("uniform", "uniform", None, "minmax")
+            for calibration in calibrations:
+                for gender in GENDERS:
+                    add("myqasr", "myqasr", gender, calibration)
+            for system in ("reversed", "shuffled"):
+                for gender in GENDERS:
+                    add(system, system, gender, "cosine")
+    return rows
+
+
+def _counts(result: dict, gender: str) -> list[UtteranceCounts]:
+    return [UtteranceCounts(**u["counts"]) for u in result["utterances"] if u["group"] == gender]
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(comparison) -> str:
+    mark = " *" if comparison.significant else ""
+    return f"{100 * comparison.delta:+.1f} [{100 * comparison.ci_low:+.1f}, {100 * comparison.ci_high:+.1f}]{mark}"
+
+
+def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -> str:
+    lines = [f"# myQASR gender experiment: Whisper {model_id} on AN4", "",
+             f"Produced by `python benchmarks/gender_myqasr.py --model {model_id}`. Calibration: {meta['n_calib']} "
+             "unlabelled clips of female or male AN4 train speakers (seeded sample); test: held-out clips of "
+             "each gender (n below), never a calibration clip. WER = collapsed-token WER (see README). "
+             "Sizes are the plans' exact weight bytes (MB = 10^6). Simulated in PyTorch with each target's "
+             "real formats (XNNPACK 8da8w/8da4w with per-token int8 activations; ONNX MatMulNBits blocks of 32; "
+             "sim = per-channel integers).", "",
+             "| target | budget | system | calib | calibration | MB | formats | WER F % (n) | WER M % (n) |",
+             "|---|---|---|---|---|---:|---|---:|---:|"]
+    for row in rows:
+        rec = done.get(row["key"])
+        if rec is None:
+            continue
+        g = rec["groups"]
+        formats = ", ".join(f"{k}x{v}" for k, v in sorted(rec.get("format_counts", {}).items()))
+        lines.append(f"| {row['target']} | {row['budget'] or '-'} | {row['system']} | {row['calib'] or '-'} | "
+                     f"{row['calibration'] or '-'} | {rec['megabytes']:.1f} | {formats or 'fp32'} | "
+                     f"{_pct(g['female']['wer'])} ({g['female']['n_clips']}) | "
+                     f"{_pct(g['male']['wer'])} ({g['male']['n_clips']}) |")
+    lines += ["", "## Paired comparisons (WER difference in points, 95 % paired bootstrap interval, "
+                  "2000 resamples of clips, seed 0; * = interval excludes 0)", "",
+              "| target | budget | calibration | test gender | matched - uniform | matched - mismatched |",
+              "|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["system"] != "myqasr" or row["calib"] != "female":
+            continue
+        base = f"{row['target']}/{row['budget']}"
+        for gender in GENDERS:
+            other = "male" if gender == "female" else "female"
+            matched = done.get(f"{base}/myqasr/{gender}/{row['calibration']}")
+            mismatched = done.get(f"{base}/myqasr/{other}/{row['calibration']}")
+            uniform = done.get(f"{base}/uniform/None/minmax")
+            if not (matched and mismatched and uniform):
+                continue
+            vs_uniform = paired_bootstrap(_counts(uniform, gender), _counts(matched, gender))
+            vs_mismatch = paired_bootstrap(_counts(mismatched, gender), _counts(matched, gender))
+            lines.append(f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
+                         f"{_ci(vs_uniform)} | {_ci(vs_mismatch)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fp = done.get("fp")
+    targets = sorted({r["target"] for r in rows if r["target"] != "-"})
+    paths = []
+    for gender in GENDERS:
+        fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
+        for ax, target in zip(axes[0], targets):
+            series: dict[str, list[tuple[float, float]]] = {}
+            for row in rows:
+                rec = done.get(row["key"])
+                if rec is None or row["target"] != target:
+                    continue
+                label = row["system"] if row["calib"] is None else \
+                    f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
+                series.setdefault(label, []).append((rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
+            for label, points in sorted(series.items()):
+                points.sort()
+                ax.plot(*zip(*points), marker="o", label=label)
+            if fp:
+                ax.axhline(100 * fp["groups"][gender]["wer"], color="black", linestyle="--", label="FP")
+            ax.set_title(f"{target}: test {gender}")
+            ax.set_xlabel("plan size (MB)")
+            ax.set_ylabel("WER %")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=6, loc="upper right")
+        fig.suptitle(f"Whisper {model_id} on AN4, {gender} test clips")
+        fig.tight_layout()
+        path = out_stem.with_name(f"{out_stem.name}_{gender}.png")
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny.en", choices=sorted(BUDGETS))
+    parser.add_argument("--targets", nargs="+", default=["android", "onnx", "sim"])
+    parser.add_argument("--calibrations", nargs="+", default=["minmax", "cosine", "hessian"])
+    parser.add_argument("--n-calib", type=int, default=32)
+    parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    stem = RESULTS / f"gender_{args.model.replace('.', '_')}"
+    json_path = stem.with_suffix(".json")
+    done = json.loads(json_path.read_text())["rows"] if json_path.is_file() else {}
+    meta = {"model": args.model, "n_calib": args.n_calib, "n_test": args.n_test, "seed": args.seed}
+    bundle = load_whisper(args.model)
+    calib, test = split_an4(args.n_calib, args.n_test, args.seed)
+    rows = row_plan(args.model, args.targets, args.calibrations)
+    users = {}
+    for row in rows:
+        if row["key"] in done:
+            continue
+        started = time.perf_counter()
+        if row["system"] == "FP":
+            evaluated, plan = bundle, None
+        else:
+            user = None
+            if row["calib"]:
+                if row["calib"] not in users:
+                    users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
+                user = users[row["calib"]]
+            plan = make_plan(bundle, user, PlanOptions(target=row["target"], budget=row["budget"],
+                                                       order=row["order"], calibration=row["calibration"],
+                                                       seed=args.seed))
+            evaluated = simulate(bundle, plan)
+        result = evaluate(TorchRunner(evaluated), test, model_id=row["key"], group_by="gender").to_dict()
+        size = plan.total_bytes if plan else 0
+        if plan is None:
+            from exporter.quant.layers import quantisable_layers, unquantised_bytes
+
+            layers = quantisable_layers(bundle.model)
+            size = unquantised_bytes(bundle.model, layers) + sum(4 * layer.numel for layer in layers)
+        done[row["key"]] = {
+            **row, "megabytes": size / 1e6, "bytes": size,
+            "format_counts": plan.format_counts() if plan else {},
+            "groups": result["groups"], "wall_s": round(time.perf_counter() - started, 1),
+            "utterances": [{"audio_path": u["audio_path"], "group": u["group"], "hypothesis": u["hypothesis"],
+                            "counts": u["counts"]} for u in result["utterances"]],
+        }
+        write_json(json_path, {"meta": meta, "rows": done})
+        write_text(stem.with_suffix(".md"), report(args.model, done, rows, meta))
+        plot(args.model, done, rows, stem)
+        print(f"[{len(done)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
+              f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
