@@ -1,8 +1,10 @@
 """Numerical primitives: quantise / dequantise tensors. No module surgery here.
 
-Weights are quantised symmetrically: codes q in [-2^(b-1), 2^(b-1) - 1], scale = clip * absmax / (2^(b-1) - 1)
-per tensor, per output channel, or per group of `group_size` consecutive input weights in a row. The clip
-ratio (<= 1) is what calibration searches: clipping the range trades outlier error for resolution.
+Weights are quantised symmetrically: codes q in [-2^(b-1), 2^(b-1) - 1] and
+scale = clip * absmax / (2^(b-1) - 0.5), per tensor, per output channel, or per group of `group_size`
+consecutive input weights in a row. The denominator is half the code range, as torchao's symmetric mapping
+computes it, so the codes and scales simulated here are the ones the ExecuTorch export stores. The clip ratio
+(<= 1) is what calibration searches: clipping the range trades outlier error for resolution.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ def quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -
     groups, _ = _as_groups(weight.detach().float(), fmt)
     qmax = 2 ** (fmt.bits - 1) - 1
     absmax = groups.abs().amax(dim=1, keepdim=True)
-    scale = (clip * absmax / qmax).clamp_min(_TINY)
+    scale = (clip * absmax / (qmax + 0.5)).clamp_min(_TINY)
     scale = _round_scale(scale, fmt.scale_dtype)
-    codes = torch.clamp(torch.round(groups / scale), -qmax - 1, qmax)
+    # x * (1 / scale), not x / scale: the same float rounding as torchao, so ties land on the same code
+    codes = torch.clamp(torch.round(groups * (1.0 / scale)), -qmax - 1, qmax)
     return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), scale
 
 
@@ -74,8 +77,8 @@ def fake_quantize_activation_per_token(x: torch.Tensor, bits: int = 8) -> torch.
     lo = x.amin(dim=-1, keepdim=True).clamp(max=0)
     hi = x.amax(dim=-1, keepdim=True).clamp(min=0)
     scale = ((hi - lo) / (qmax - qmin)).clamp_min(_TINY)
-    zero = torch.round(qmin - lo / scale)
-    q = torch.clamp(torch.round(x / scale) + zero, qmin, qmax)
+    zero = qmin - torch.round(lo / scale)
+    q = torch.clamp(torch.round(x * (1.0 / scale)) + zero, qmin, qmax)
     return (q - zero) * scale
 
 

@@ -1,0 +1,1 @@
+"""Lowering: a plan plus a model become runtime artifacts (ExecuTorch .pte, ONNX graphs)."""

@@ -1,0 +1,150 @@
+"""Lowering a plan to one ExecuTorch program (.pte) for XNNPACK, in explicit stages.
+
+1. prepare   copy the float model, untie the output projection from the token embedding, clip each weight
+             to the plan's calibrated range (so torchao's absmax-based scale equals the plan's scale);
+2. quantise  torchao configs mapped per layer name with FqnToConfig: Linear -> 8da8w per channel or 8da4w
+             groups of 32 (int8 dynamic activations; never weight-only int-N on Linear, which XNNPACK
+             delegates and silently computes wrong in executorch 1.5.1), token embedding -> weight-only
+             int8/4/2 groups of 32 (quantized embedding kernels), fp32 layers untouched;
+3. capture   torch.export of the `encoder` and the KV-cache `text_decoder` (whisper_modules.py);
+4. lower     to_edge_transform_and_lower with the XNNPACK partitioner, plus constant methods carrying the
+             plan JSON, the special tokens and the config (read back by runners and the Android app);
+5. serialise to_executorch, then an atomic write of the bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from exporter.errors import EdgeAsrError
+from exporter.io import atomic_path
+from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
+from exporter.models import WhisperBundle
+from exporter.quant.formats import QuantFormat
+from exporter.quant.plan import QuantPlan
+from exporter.quant.primitives import _as_groups
+
+MAX_SEQ_LEN = 448
+EXECUTORCH_TARGETS = ("android", "executorch")
+
+
+def _check_target(plan: QuantPlan) -> None:
+    if plan.target not in EXECUTORCH_TARGETS:
+        raise EdgeAsrError(f"plan target {plan.target!r} cannot be lowered to ExecuTorch (its formats are not "
+                           f"what XNNPACK runs); make the plan with --target android")
+
+
+@torch.no_grad()
+def _clip_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float) -> torch.Tensor:
+    """Clamp each scale group to clip * its absmax: absmax-based quantisers then reproduce the plan's scale."""
+    if fmt.is_float or clip >= 1.0:
+        return weight
+    groups, pad = _as_groups(weight.float(), fmt)
+    limit = clip * groups.abs().amax(dim=1, keepdim=True)
+    clipped = torch.maximum(torch.minimum(groups, limit), -limit)
+    rows = weight.shape[0]
+    flat = clipped.reshape(rows, -1)
+    if pad:
+        flat = flat[:, :-pad]
+    return flat.reshape(weight.shape).to(weight.dtype)
+
+
+def prepare_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
+    """A float copy, untied, with the plan's clipping applied; the original bundle is not touched."""
+    model = copy.deepcopy(bundle.model).eval()
+    model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
+    model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion
+    for layer in plan.layers:
+        module = model.get_submodule(layer.name)
+        module.weight = nn.Parameter(_clip_weight(module.weight.detach(), layer.format, layer.clip),
+                                     requires_grad=False)
+    return model
+
+
+def torchao_config(fmt: QuantFormat, kind: str):
+    """The torchao config that makes XNNPACK run `fmt` for a layer of `kind`; None keeps it float."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    if fmt.is_float:
+        return None
+    dtype = getattr(torch, f"int{fmt.bits}")
+    granularity = PerGroup(fmt.group_size) if fmt.granularity == "group" else PerAxis(0)
+    if kind == "embedding":
+        return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=granularity)
+    if kind == "linear" and fmt.activation == "dynamic_int8_per_token":
+        return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=granularity)
+    raise EdgeAsrError(f"format {fmt.name} on a {kind} layer has no XNNPACK lowering")
+
+
+def quantise_model(model: nn.Module, plan: QuantPlan) -> None:
+    from torchao.quantization import FqnToConfig, quantize_
+
+    mapping = OrderedDict((layer.name, torchao_config(layer.format, layer.kind)) for layer in plan.layers)
+    quantize_(model, FqnToConfig(mapping), filter_fn=None)
+
+
+def constant_methods(bundle: WhisperBundle, plan: QuantPlan) -> dict:
+    config = bundle.model.config
+    return {
+        "edgeasr_plan": plan.to_json(),
+        "edgeasr_special_tokens": json.dumps(bundle.special.to_dict(), sort_keys=True),
+        "get_max_seq_len": MAX_SEQ_LEN,
+        "decoder_start_token_id": bundle.special.sot,
+        "get_eos_id": bundle.special.eot,
+        "get_vocab_size": config.vocab_size,
+        "get_n_mels": config.num_mel_bins,
+        "use_kv_cache": True,
+    }
+
+
+def capture(model: nn.Module, n_mels: int) -> dict:
+    encoder = WhisperEncoderModule(model).eval()
+    decoder = WhisperTextDecoderModule(model, MAX_SEQ_LEN).eval()
+    features = torch.zeros(1, n_mels, 3000)
+    with torch.no_grad():
+        encoder_states = encoder(features)
+        programs = {
+            "encoder": torch.export.export(encoder, (features,), strict=False),
+            "text_decoder": torch.export.export(
+                decoder, (torch.tensor([[0]], dtype=torch.long), encoder_states, torch.tensor([0], dtype=torch.long)),
+                strict=False),
+        }
+    return programs
+
+
+def lower(programs: dict, constants: dict) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+
+    edge = to_edge_transform_and_lower(
+        programs,
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+        constant_methods=constants,
+    )
+    program = edge.to_executorch(ExecutorchBackendConfig(
+        extract_delegate_segments=True,
+        do_quant_fusion_and_const_prop=True,
+        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+    ))
+    return program.buffer
+
+
+def lower_executorch(bundle: WhisperBundle, plan: QuantPlan, out_path: Path) -> Path:
+    """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails."""
+    _check_target(plan)
+    model = prepare_model(bundle, plan)
+    quantise_model(model, plan)
+    programs = capture(model, bundle.n_mels)
+    data = lower(programs, constant_methods(bundle, plan))
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(data)
+    return out_path

@@ -1,0 +1,480 @@
+"""Lower a Whisper model plus a quantisation plan to two self-contained ONNX graphs for ONNX Runtime.
+
+`lower_onnx(bundle, plan, out_dir)` writes
+
+* `encoder.onnx`: input_features[1, n_mels, 3000] -> cross_k, cross_v [L, 1, H, 1500, D]. The encoder also
+  projects its output through every decoder layer's cross-attention k/v, because those keys and values are
+  the same for every decoding step: computing them once here keeps them out of the per-token decoder.
+* `decoder.onnx` (decoder with past): tokens[1, T] int64, self_k, self_v [L, 1, H, P, D], cross_k, cross_v
+  -> logits[1, V] (last token only), new_self_k, new_self_v [L, 1, H, P+T, D]. The position offset is P, the
+  length of the cache passed in, so it cannot disagree with the cache. The first step passes P = 0.
+* `tokenizer.json`, so the folder is everything a runner needs.
+
+How quantised layers get into the graph: the model is traced with the legacy TorchScript exporter, with every
+layer whose plan format is an integer format swapped for a marker whose ONNX symbolic is a placeholder node
+(`edgeasr::QuantLinear` / `edgeasr::QuantEmbedding`, carrying the layer name). A rewrite pass then replaces
+each placeholder by `com.microsoft::MatMulNBits` / `GatherBlockQuantized` with codes and scales from
+`quantize_weight`, the same function the simulation dequantises, so the stored weights are bit-identical to
+the simulated plan. The placeholders keep the float weights of quantised layers out of the trace entirely.
+
+Codes are stored unsigned (code + 2^(bits-1)) with no zero-point input: both contrib ops then use their
+default zero point 2^(bits-1), which makes the stored values symmetric codes again. Packing puts element i of
+a byte-group in bits [i*bits, (i+1)*bits) (low bits first), checked by round-trip tests against ORT.
+
+Both graphs carry the whole plan (`edgeasr.plan`), the special tokens and n_mels in `metadata_props`.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import helper, numpy_helper
+from torch import nn
+
+from exporter.errors import EdgeAsrError
+from exporter.io import atomic_path
+from exporter.models import WhisperBundle
+from exporter.quant.plan import LayerPlan, QuantPlan
+from exporter.quant.primitives import quantize_weight
+
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+META_PLAN = "edgeasr.plan"
+META_SPECIAL = "edgeasr.special_tokens"
+META_N_MELS = "edgeasr.n_mels"
+META_MODEL_ID = "edgeasr.model_id"
+META_GRAPH = "edgeasr.graph"
+
+OPSET = 17
+IR_VERSION = 8  # what the exporter writes; ORT 1.31.1 loads IR <= 13
+MS_DOMAIN = "com.microsoft"
+_MARKER_DOMAIN = "edgeasr"
+_PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file cannot exceed 2 GB
+_N_FRAMES = 3000  # 30 s of log-mel frames: the encoder's fixed input length
+_EMBEDDING_BITS = (4, 8)  # GatherBlockQuantized on the CPU EP (verified on ORT 1.31.1)
+_LINEAR_BITS = (2, 4, 8)  # MatMulNBits
+
+
+@dataclass(frozen=True)
+class OnnxArtifacts:
+    folder: Path
+    encoder: Path
+    decoder: Path
+    tokenizer: Path
+
+    def sizes(self) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in (self.encoder, self.decoder)}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes().values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Markers: traced as placeholder nodes, replaced by the real quantised ops after export.
+
+
+# The eager `forward`s below only give the tracer correctly shaped values; what the graph computes is
+# decided by the symbolic and the rewrite.
+class _QuantLinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, layer: str):
+        return F.linear(x, weight)
+
+    @staticmethod
+    def symbolic(g, x, weight, layer: str):
+        # `weight` is deliberately unused, so the float copy never reaches the graph.
+        return _typed(g.op(f"{_MARKER_DOMAIN}::QuantLinear", x, layer_s=layer), x, weight.type().sizes()[0])
+
+
+class _QuantEmbeddingFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ids, weight, layer: str):
+        return F.embedding(ids, weight)
+
+    @staticmethod
+    def symbolic(g, ids, weight, layer: str):
+        out = g.op(f"{_MARKER_DOMAIN}::QuantEmbedding", ids, layer_s=layer)
+        sizes = ids.type().varyingSizes() or []
+        out.setType(weight.type().with_sizes(list(sizes) + [weight.type().sizes()[1]]))
+        return out
+
+
+def _typed(value, like, last_dim: int):
+    # Give the placeholder's output a type so the exporter's shape inference keeps working downstream.
+    sizes = like.type().varyingSizes()
+    if sizes is not None:
+        value.setType(like.type().with_sizes(list(sizes[:-1]) + [last_dim]))
+    return value
+
+
+class _MarkedLinear(nn.Module):
+    def __init__(self, name: str, linear: nn.Linear):
+        super().__init__()
+        self.layer_name = name
+        self.weight = linear.weight
+        self.bias = linear.bias
+
+    def forward(self, x):
+        y = _QuantLinearFn.apply(x, self.weight, self.layer_name)
+        return y if self.bias is None else y + self.bias  # the bias stays a float Add
+
+
+class _MarkedEmbedding(nn.Module):
+    def __init__(self, name: str, embedding: nn.Embedding):
+        super().__init__()
+        self.layer_name = name
+        self.weight = embedding.weight
+
+    def forward(self, ids):
+        return _QuantEmbeddingFn.apply(ids, self.weight, self.layer_name)
+
+
+def _marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
+    """A float copy of the model with every integer-format layer swapped for its marker."""
+    model = copy.deepcopy(bundle.model).eval()
+    # Untie the output projection: the plan gives it its own format, and ONNX stores it separately anyway.
+    model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
+    for layer in plan.layers:
+        if layer.format.is_float:
+            continue
+        module = model.get_submodule(layer.name)
+        if layer.kind == "linear" and isinstance(module, nn.Linear):
+            model.set_submodule(layer.name, _MarkedLinear(layer.name, module))
+        elif layer.kind == "embedding" and isinstance(module, nn.Embedding):
+            model.set_submodule(layer.name, _MarkedEmbedding(layer.name, module))
+        else:
+            raise EdgeAsrError(f"the onnx target cannot lower {layer.kind} layer {layer.name} "
+                               f"in format {layer.format.name}")
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export wrappers around the HF modules.
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    batch, length, dim = x.shape
+    return x.view(batch, length, n_heads, dim // n_heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def _attend(q, k, v, mask=None):
+    # Same order as HF's eager attention (q pre-scaled, scores + mask, softmax), for close parity.
+    scores = torch.matmul(q, k.transpose(2, 3))
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+class _EncoderGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.model.encoder
+        self.layers = model.model.decoder.layers
+        self.n_heads = model.config.decoder_attention_heads
+
+    def forward(self, input_features):
+        states = self.encoder(input_features).last_hidden_state
+        keys = [_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in self.layers]
+        values = [_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in self.layers]
+        return torch.stack(keys), torch.stack(values)
+
+
+class _DecoderGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        decoder = model.model.decoder
+        self.embed_tokens = decoder.embed_tokens
+        self.embed_positions = decoder.embed_positions
+        self.layers = decoder.layers
+        self.layer_norm = decoder.layer_norm
+        self.proj_out = model.proj_out
+        self.n_heads = model.config.decoder_attention_heads
+        self.scaling = (model.config.d_model // self.n_heads) ** -0.5
+
+    def _causal_mask(self, length: int, past: int) -> torch.Tensor:
+        # Query i sits at absolute position past + i and may see keys 0 .. past + i.
+        query = torch.arange(length).unsqueeze(1) + past
+        key = torch.arange(length + past).unsqueeze(0)
+        blocked = torch.full((1,), torch.finfo(torch.float32).min)
+        return torch.where(key > query, blocked, torch.zeros(1))
+
+    def _self_attention(self, layer, h, past_k, past_v, mask):
+        attn = layer.self_attn
+        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        k = torch.cat([past_k, _heads(attn.k_proj(h), self.n_heads)], dim=2)
+        v = torch.cat([past_v, _heads(attn.v_proj(h), self.n_heads)], dim=2)
+        return attn.out_proj(_merge_heads(_attend(q, k, v, mask))), k, v
+
+    def _cross_attention(self, layer, h, cross_k, cross_v):
+        attn = layer.encoder_attn
+        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        return attn.out_proj(_merge_heads(_attend(q, cross_k, cross_v)))
+
+    def forward(self, tokens, self_k, self_v, cross_k, cross_v):
+        length, past = tokens.shape[1], self_k.shape[3]
+        positions = torch.arange(length) + past
+        x = self.embed_tokens(tokens) + self.embed_positions.weight.index_select(0, positions).unsqueeze(0)
+        mask = self._causal_mask(length, past)
+        new_k, new_v = [], []
+        for index, layer in enumerate(self.layers):
+            out, k, v = self._self_attention(layer, layer.self_attn_layer_norm(x), self_k[index], self_v[index],
+                                             mask)
+            x = x + out
+            new_k.append(k)
+            new_v.append(v)
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[index],
+                                          cross_v[index])
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        last = self.layer_norm(x[:, -1])
+        return self.proj_out(last), torch.stack(new_k), torch.stack(new_v)
+
+
+def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str],
+            dynamic: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The legacy exporter is deprecated but is the one that writes a single file and takes symbolics.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _cache_shape(model, length: int) -> tuple[int, ...]:
+    config = model.config
+    heads = config.decoder_attention_heads
+    return (config.decoder_layers, 1, heads, length, config.d_model // heads)
+
+
+def _export_encoder(model, n_mels: int) -> onnx.ModelProto:
+    features = torch.zeros(1, n_mels, _N_FRAMES)
+    return _export(_EncoderGraph(model), (features,), ["input_features"], ["cross_k", "cross_v"], {})
+
+
+def _fix_logits_shape(proto: onnx.ModelProto, vocab: int) -> None:
+    # Shape inference stops at the placeholder nodes and names the batch dim after them; it is always 1.
+    output = next(o for o in proto.graph.output if o.name == "logits")
+    dims = output.type.tensor_type.shape.dim
+    del dims[:]
+    for size in (1, vocab):
+        dims.add().dim_value = size
+
+
+def _export_decoder(model) -> onnx.ModelProto:
+    # Trace with a non-empty cache and several tokens so neither length is specialised to a constant.
+    tokens = torch.zeros(1, 3, dtype=torch.long)
+    past = torch.zeros(_cache_shape(model, 2))
+    cross = torch.zeros(_cache_shape(model, 1500))
+    dynamic = {"tokens": {1: "tokens"}, "self_k": {3: "past"}, "self_v": {3: "past"},
+               "new_self_k": {3: "total"}, "new_self_v": {3: "total"}}
+    proto = _export(_DecoderGraph(model), (tokens, past, past, cross, cross),
+                    ["tokens", "self_k", "self_v", "cross_k", "cross_v"], ["logits", "new_self_k", "new_self_v"],
+                    dynamic)
+    _fix_logits_shape(proto, model.config.vocab_size)
+    return proto
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Packing and the rewrite of placeholders into contrib ops.
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Signed codes (..., n) -> uint8 (..., n * bits / 8): stored as code + 2^(bits-1), low bits first."""
+    per_byte = 8 // bits
+    unsigned = (codes.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)
+    unsigned = unsigned.reshape(*unsigned.shape[:-1], -1, per_byte)
+    packed = np.zeros(unsigned.shape[:-1], dtype=np.uint8)
+    for i in range(per_byte):
+        packed |= unsigned[..., i] << np.uint8(bits * i)
+    return packed
+
+
+def _quantised(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.ndarray, int]:
+    """(packed uint8 [rows, blocks, blob], scales float32 [rows, blocks], blocks) of a 2-D weight."""
+    fmt = layer.format
+    if fmt.granularity != "group" or not fmt.symmetric or fmt.scale_dtype != "float32":
+        raise EdgeAsrError(f"{layer.name}: the onnx target stores symmetric float32-scaled groups, "
+                           f"not format {fmt.name}")
+    codes, scale = quantize_weight(weight, fmt, layer.clip)
+    rows = weight.shape[0]
+    blocks = codes.shape[0] // rows
+    packed = pack_codes(codes.numpy().reshape(rows, blocks, fmt.group_size), fmt.bits)
+    return packed, scale.numpy().astype(np.float32).reshape(rows, blocks), blocks
+
+
+def _doc(layer: LayerPlan) -> str:
+    return json.dumps({"layer": layer.name, "format": layer.format.to_dict(), "clip": layer.clip},
+                      sort_keys=True)
+
+
+def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
+    fmt = layer.format
+    if fmt.bits not in _LINEAR_BITS:
+        raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
+    packed, scales, _ = _quantised(weight, layer)
+    n, k = weight.shape
+    names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
+    new = helper.make_node("MatMulNBits", [node.input[0], *names], list(node.output),
+                           name=f"{layer.name}/MatMulNBits", domain=MS_DOMAIN, K=k, N=n, bits=fmt.bits,
+                           block_size=fmt.group_size, doc_string=_doc(layer))
+    return new, [numpy_helper.from_array(packed, names[0]), numpy_helper.from_array(scales.reshape(-1), names[1])]
+
+
+def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
+    fmt = layer.format
+    if fmt.bits not in _EMBEDDING_BITS:
+        raise EdgeAsrError(f"{layer.name}: GatherBlockQuantized takes {_EMBEDDING_BITS} bits, not {fmt.bits}")
+    if weight.shape[1] % fmt.group_size:
+        # Padded blocks would widen every gathered row; Whisper's widths are multiples of 32.
+        raise EdgeAsrError(f"{layer.name}: width {weight.shape[1]} is not a multiple of {fmt.group_size}")
+    packed, scales, _ = _quantised(weight, layer)
+    rows = weight.shape[0]
+    names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
+    new = helper.make_node("GatherBlockQuantized", [names[0], node.input[0], names[1]], list(node.output),
+                           name=f"{layer.name}/GatherBlockQuantized", domain=MS_DOMAIN, gather_axis=0,
+                           quantize_axis=1, block_size=fmt.group_size, bits=fmt.bits, doc_string=_doc(layer))
+    return new, [numpy_helper.from_array(packed.reshape(rows, -1), names[0]),
+                 numpy_helper.from_array(scales, names[1])]
+
+
+_REWRITES = {"QuantLinear": _matmul_nbits, "QuantEmbedding": _gather_block_quantized}
+
+
+def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
+    """Swap every placeholder node for its contrib op and add the packed initializers, in place."""
+    graph = proto.graph
+    nodes = []
+    for node in graph.node:
+        if node.domain != _MARKER_DOMAIN:
+            nodes.append(node)
+            continue
+        name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
+        layer = plan.layer(name)
+        new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
+        nodes.append(new)
+        graph.initializer.extend(initializers)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    imports = [op for op in proto.opset_import if op.domain not in (_MARKER_DOMAIN, MS_DOMAIN)]
+    del proto.opset_import[:]
+    proto.opset_import.extend(imports + [helper.make_opsetid(MS_DOMAIN, 1)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metadata, writing, reading back.
+
+
+def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str) -> dict[str, str]:
+    return {
+        META_PLAN: plan.to_json(),
+        META_SPECIAL: json.dumps(bundle.special.to_dict(), sort_keys=True),
+        META_N_MELS: str(bundle.n_mels),
+        META_MODEL_ID: bundle.model_id,
+        META_GRAPH: graph,
+    }
+
+
+def _finish(proto: onnx.ModelProto, metadata: dict[str, str]) -> bytes:
+    proto.ir_version = IR_VERSION
+    proto.producer_name = "edgeasr"
+    proto.producer_version = ""  # no library versions in the bytes: same inputs give the same file
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString(deterministic=True)
+    if len(data) > _PROTOBUF_LIMIT:
+        raise EdgeAsrError(f"the {metadata[META_GRAPH]} graph is {len(data):,} bytes; a single .onnx file "
+                           "holds at most 2 GB (pick a smaller model or a smaller budget)")
+    return data
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _tokenizer_json(bundle: WhisperBundle) -> bytes:
+    if bundle.folder is not None and (bundle.folder / TOKENIZER_FILE).is_file():
+        return (bundle.folder / TOKENIZER_FILE).read_bytes()
+    return bundle.tokenizer.to_str().encode("utf-8")
+
+
+def _check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
+    if plan.target != "onnx":
+        raise EdgeAsrError(f"this plan was made for target {plan.target!r}; lowering to ONNX needs a plan "
+                           "made with --target onnx")
+    if plan.activation_bits is not None:
+        raise EdgeAsrError("ONNX lowering runs float activations; the plan asks for simulated "
+                           f"{plan.activation_bits}-bit activations")
+    names = {name for name, _ in bundle.model.named_modules()}
+    missing = [layer.name for layer in plan.layers if layer.name not in names]
+    if missing:
+        raise EdgeAsrError(f"the plan names layers this model lacks ({', '.join(missing[:3])}); "
+                           f"was it made for {plan.model_id}?")
+
+
+def lower_onnx(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path) -> OnnxArtifacts:
+    """Write encoder.onnx, decoder.onnx and tokenizer.json for `plan` into `out_dir`."""
+    _check_plan(bundle, plan)
+    out_dir = Path(out_dir)
+    model = _marked_model(bundle, plan)
+    graphs = {"encoder": _export_encoder(model, bundle.n_mels), "decoder": _export_decoder(model)}
+    files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
+    for graph, proto in graphs.items():
+        _replace_markers(proto, plan, model)
+        _write_bytes(files[graph], _finish(proto, _metadata(bundle, plan, graph)))
+    _write_bytes(out_dir / TOKENIZER_FILE, _tokenizer_json(bundle))
+    return OnnxArtifacts(out_dir, files["encoder"], files["decoder"], out_dir / TOKENIZER_FILE)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an .onnx file, without loading its weights into a session."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeAsrError(f"ONNX model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends: all mean "not an ONNX file"
+        raise EdgeAsrError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
+def read_plan_from_onnx(path: str | Path) -> dict:
+    """The plan JSON (as a dict) an edgeasr .onnx file was lowered from."""
+    metadata = read_metadata(path)
+    if META_PLAN not in metadata:
+        raise EdgeAsrError(f"{path} carries no edgeasr plan (was it written by edgeasr?)")
+    return json.loads(metadata[META_PLAN])
+
+
+def quantised_nodes(path: str | Path) -> list[dict]:
+    """Per quantised node: op type, the layer/format it was lowered from, and its bits attribute."""
+    proto = onnx.load(str(path))
+    found = []
+    for node in proto.graph.node:
+        if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "GatherBlockQuantized"):
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            found.append({"op": node.op_type, "bits": attrs.get("bits"), **json.loads(node.doc_string)})
+    return found
+
+
+__all__ = ["OnnxArtifacts", "lower_onnx", "pack_codes", "quantised_nodes", "read_metadata",
+           "read_plan_from_onnx", "ENCODER_FILE", "DECODER_FILE", "TOKENIZER_FILE"]

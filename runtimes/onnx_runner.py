@@ -1,0 +1,102 @@
+"""ONNX Runtime runner: the encoder.onnx / decoder.onnx pair written by `exporter.lower.onnx`.
+
+The encoder returns every decoder layer's cross-attention keys and values; a decoder session keeps them and
+the growing self-attention cache as numpy arrays and feeds them back on every step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from exporter.errors import EdgeAsrError
+from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_MELS, META_SPECIAL, TOKENIZER_FILE
+from exporter.tokenizer import SpecialTokens
+from runtimes.base import Runner
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # an optional runtime: say how to get it rather than a traceback
+        raise EdgeAsrError("the onnx runner needs onnxruntime (pip install onnxruntime==1.31.1)") from exc
+    return onnxruntime
+
+
+def _session(path: Path, threads: int | None):
+    ort = _import_onnxruntime()
+    if not path.is_file():
+        raise EdgeAsrError(f"ONNX model not found: {path} (lower a plan with the onnx target first)")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types; all mean an unusable file
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgeAsrError(f"{path} is not a loadable ONNX model: {first_line}") from exc
+
+
+def _metadata(session, path: Path, key: str) -> str:
+    metadata = session.get_modelmeta().custom_metadata_map
+    if key not in metadata:
+        raise EdgeAsrError(f"{path} lacks the {key} metadata; it was not written by edgeasr's ONNX lowering")
+    return metadata[key]
+
+
+def _load_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise EdgeAsrError(f"tokenizer not found: {path} (it is written next to the .onnx files)")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
+        raise EdgeAsrError(f"{path} is not a readable tokenizer.json ({exc})") from exc
+
+
+class _OnnxDecoderSession:
+    def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray):
+        self.session = session
+        self.cross_k = cross_k
+        self.cross_v = cross_v
+        empty = cross_k.shape[:3] + (0,) + cross_k.shape[4:]  # same layers, heads, head size; no positions
+        self.self_k = np.zeros(empty, dtype=np.float32)
+        self.self_v = np.zeros(empty, dtype=np.float32)
+
+    def step(self, tokens: list[int]) -> np.ndarray:
+        logits, self.self_k, self.self_v = self.session.run(None, {
+            "tokens": np.asarray([tokens], dtype=np.int64),
+            "self_k": self.self_k,
+            "self_v": self.self_v,
+            "cross_k": self.cross_k,
+            "cross_v": self.cross_v,
+        })
+        return logits[0]
+
+
+class OnnxRunner(Runner):
+    name = "onnx"
+
+    def __init__(self, artifact_dir: str | Path, threads: int | None = None):
+        folder = Path(artifact_dir)
+        if not folder.is_dir():
+            raise EdgeAsrError(f"ONNX artifact folder not found: {folder}")
+        self.encoder = _session(folder / ENCODER_FILE, threads)
+        self.decoder = _session(folder / DECODER_FILE, threads)
+        try:
+            special = SpecialTokens.from_dict(json.loads(_metadata(self.encoder, folder, META_SPECIAL)))
+            n_mels = int(_metadata(self.encoder, folder, META_N_MELS))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
+        super().__init__(_load_tokenizer(folder / TOKENIZER_FILE), special, n_mels)
+        self.folder = folder
+
+    def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cross_k, cross_v = self.encoder.run(None, {"input_features": features[None].astype(np.float32)})
+        return cross_k, cross_v
+
+    def start_decoder(self, encoded: tuple[np.ndarray, np.ndarray]) -> _OnnxDecoderSession:
+        return _OnnxDecoderSession(self.decoder, *encoded)

@@ -1,0 +1,264 @@
+"""ONNX lowering: packing against ORT's kernels, parity with the simulated plan, metadata, determinism.
+
+The fast tests check the packing on single contrib-op graphs. The slow ones lower one mixed plan of tiny.en
+(fp32 / 8 / 4 / 2-bit Linears, an 8-bit embedding, clip ratios below 1) once per module and compare it with
+`apply_plan`, the simulation every WER number comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from exporter.errors import EdgeAsrError
+from exporter.lower.onnx import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    TOKENIZER_FILE,
+    lower_onnx,
+    pack_codes,
+    quantised_nodes,
+    read_metadata,
+    read_plan_from_onnx,
+)
+from exporter.quant.formats import FP32, int_format
+
+ort = pytest.importorskip("onnxruntime")
+
+CLIPS = ["ls_1089-134691-0000.wav", "ls_1089-134686-0001.wav", "ls_1089-134686-0000.wav"]
+
+
+# --- packing, checked against ORT itself -------------------------------------------------------------------
+
+def _run_single(node, inputs, initializers, feeds):
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              initializers)
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17),
+                                                                   helper.make_opsetid("com.microsoft", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _random_codes(bits, rows, blocks, rng):
+    codes = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(rows, blocks, 32))
+    scales = (rng.random((rows, blocks)) + 0.1).astype(np.float32)
+    weight = (codes * scales[..., None]).reshape(rows, blocks * 32).astype(np.float32)
+    return codes, scales, weight
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_matmul_nbits_packing_matches_ort(bits):
+    rng = np.random.default_rng(bits)
+    n, k = 48, 96
+    codes, scales, weight = _random_codes(bits, n, k // 32, rng)
+    node = helper.make_node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits,
+                            block_size=32)
+    x = rng.standard_normal((1, 3, k)).astype(np.float32)
+    y = _run_single(node, [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 3, k])],
+                    [numpy_helper.from_array(pack_codes(codes, bits), "B"),
+                     numpy_helper.from_array(scales.reshape(-1), "S")], {"A": x})
+    # Exact weights; only float summation order differs.
+    np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_gather_block_quantized_packing_matches_ort(bits):
+    rng = np.random.default_rng(bits)
+    codes, scales, weight = _random_codes(bits, 40, 2, rng)
+    node = helper.make_node("GatherBlockQuantized", ["B", "I", "S"], ["Y"], domain="com.microsoft", gather_axis=0,
+                            quantize_axis=1, block_size=32, bits=bits)
+    ids = np.array([[0, 5, 39]], dtype=np.int64)
+    y = _run_single(node, [helper.make_tensor_value_info("I", TensorProto.INT64, [1, 3])],
+                    [numpy_helper.from_array(pack_codes(codes, bits).reshape(40, -1), "B"),
+                     numpy_helper.from_array(scales, "S")], {"I": ids})
+    np.testing.assert_array_equal(y, weight[ids])  # a gather + one multiply: bit-exact
+
+
+def test_pack_codes_low_bits_first():
+    assert pack_codes(np.array([[-8, 7]]), 4).tolist() == [[0xF0]]  # -8 -> 0 (low nibble), 7 -> 15 (high)
+    assert pack_codes(np.array([[-2, -1, 0, 1]]), 2).tolist() == [[0b11100100]]
+
+
+# --- loading errors (no model needed) ---------------------------------------------------------------------
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    from runtimes.onnx_runner import OnnxRunner
+
+    with pytest.raises(EdgeAsrError, match="not found"):
+        OnnxRunner(tmp_path / "nowhere")
+    with pytest.raises(EdgeAsrError, match="not found"):
+        OnnxRunner(tmp_path)
+
+
+def test_corrupt_onnx_is_a_clear_error(tmp_path):
+    from runtimes.onnx_runner import OnnxRunner
+
+    (tmp_path / ENCODER_FILE).write_bytes(b"\x08\x07garbage, not a protobuf")
+    (tmp_path / DECODER_FILE).write_bytes(b"")
+    with pytest.raises(EdgeAsrError, match="not a loadable ONNX model"):
+        OnnxRunner(tmp_path)
+    with pytest.raises(EdgeAsrError):
+        read_plan_from_onnx(tmp_path / ENCODER_FILE)
+
+
+# --- one mixed plan of tiny.en, lowered once --------------------------------------------------------------
+
+def _set(plan, name, bits, clip, prefix="mnb"):
+    layer = plan.layer(name)
+    layer.format = int_format(bits, "group", 32, prefix=prefix) if bits else FP32
+    layer.clip = clip
+    layer.bytes = layer.format.weight_bytes(tuple(layer.shape))
+
+
+@pytest.fixture(scope="module")
+def mixed_plan(tiny_en):
+    """4-bit everywhere (uniform allocation), then a few layers moved to 8, 2 bits and fp32, with clips < 1."""
+    from exporter.quant.pipeline import PlanOptions, make_plan
+
+    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="60MB", order="uniform",
+                                                calibration="minmax"), progress=False)
+    _set(plan, "model.decoder.embed_tokens", 8, 0.95, prefix="gbq")
+    _set(plan, "proj_out", 8, 1.0)
+    _set(plan, "model.encoder.layers.0.fc1", 2, 0.8)
+    _set(plan, "model.decoder.layers.1.fc2", 2, 0.9)
+    _set(plan, "model.encoder.layers.3.self_attn.k_proj", 8, 0.9)
+    _set(plan, "model.decoder.layers.0.self_attn.q_proj", None, 1.0)
+    _set(plan, "model.decoder.layers.2.encoder_attn.k_proj", None, 1.0)
+    assert {layer.format.bits for layer in plan.layers} == {2, 4, 8, 32}
+    return plan
+
+
+@pytest.fixture(scope="module")
+def lowered(tiny_en, mixed_plan, tmp_path_factory):
+    return lower_onnx(tiny_en, mixed_plan, tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="module")
+def runners(tiny_en, mixed_plan, lowered):
+    from exporter.quant.simulate import simulate
+    from runtimes.onnx_runner import OnnxRunner
+    from runtimes.torch_runner import TorchRunner
+
+    return TorchRunner(simulate(tiny_en, mixed_plan)), OnnxRunner(lowered.folder)
+
+
+@pytest.mark.slow
+def test_artifact_is_self_contained_and_near_plan_size(lowered, mixed_plan):
+    assert sorted(p.name for p in lowered.folder.iterdir()) == [DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE]
+    # Weights are exactly the plan's bytes; the rest is graph structure and metadata (well under 1 %).
+    assert mixed_plan.total_bytes <= lowered.total_bytes <= mixed_plan.total_bytes * 1.01
+
+
+@pytest.mark.slow
+def test_logits_match_the_simulated_plan(runners, tiny_en, shared_data):
+    from exporter.audio import load_audio, log_mel
+
+    torch_runner, onnx_runner = runners
+    features = log_mel(load_audio(shared_data / "english_misc" / "audio" / CLIPS[0]), tiny_en.n_mels)
+    reference = torch_runner.start_decoder(torch_runner.encode(features))
+    session = onnx_runner.start_decoder(onnx_runner.encode(features))
+    steps = [tiny_en.special.prompt(None), [679], [714], [339]]  # prompt, then single tokens
+    for tokens in steps:
+        expected, got = reference.step(tokens), session.step(tokens)
+        # Same weights bit for bit; only float32 accumulation order differs (kernels, fused attention).
+        # Logits are O(10-30); 1e-3 absolute is ~100x the observed 2e-5 and far below any argmax margin.
+        np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+        assert got.argmax() == expected.argmax()
+
+
+@pytest.mark.slow
+def test_transcripts_match_the_simulated_plan(runners, shared_data):
+    from exporter.audio import load_audio
+
+    torch_runner, onnx_runner = runners
+    for clip in CLIPS:
+        samples = load_audio(shared_data / "english_misc" / "audio" / clip)
+        expected, got = torch_runner.transcribe(samples), onnx_runner.transcribe(samples)
+        assert got.tokens == expected.tokens, clip
+        assert got.text == expected.text
+    assert "could wait no longer" in onnx_runner.transcribe(
+        load_audio(shared_data / "english_misc" / "audio" / CLIPS[0])).text.lower()
+
+
+@pytest.mark.slow
+def test_plan_and_tokens_in_metadata(lowered, mixed_plan, tiny_en):
+    from exporter.quant.plan import QuantPlan
+
+    for path in (lowered.encoder, lowered.decoder):
+        data = read_plan_from_onnx(path)
+        assert data == json.loads(mixed_plan.to_json())
+        assert QuantPlan.from_dict(data) == mixed_plan
+        metadata = read_metadata(path)
+        assert json.loads(metadata["edgeasr.special_tokens"]) == json.loads(json.dumps(tiny_en.special.to_dict()))
+        assert metadata["edgeasr.n_mels"] == str(tiny_en.n_mels)
+
+
+@pytest.mark.slow
+def test_every_int_layer_is_a_labelled_contrib_node(lowered, mixed_plan):
+    nodes = quantised_nodes(lowered.encoder) + quantised_nodes(lowered.decoder)
+    by_layer = {node["layer"]: node for node in nodes}
+    assert len(by_layer) == len(nodes)  # one node per layer
+    int_layers = [layer for layer in mixed_plan.layers if not layer.format.is_float]
+    assert set(by_layer) == {layer.name for layer in int_layers}
+    for layer in int_layers:
+        node = by_layer[layer.name]
+        assert node["op"] == ("GatherBlockQuantized" if layer.kind == "embedding" else "MatMulNBits")
+        assert node["bits"] == layer.format.bits
+        assert node["format"] == layer.format.to_dict()
+        assert node["clip"] == layer.clip
+
+
+@pytest.mark.slow
+def test_stored_weights_are_the_simulated_weights(lowered, mixed_plan, tiny_en):
+    """Dequantising the stored codes gives exactly the weight apply_plan computes with."""
+    from exporter.quant.primitives import fake_quantize_weight
+
+    proto = onnx.load(str(lowered.decoder))
+    weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for name in ("model.decoder.layers.1.fc2", "proj_out", "model.decoder.layers.3.fc1"):
+        layer = mixed_plan.layer(name)
+        bits, (rows, cols) = layer.format.bits, layer.shape
+        packed = weights[f"{name}.weight_packed"].reshape(rows, -1)
+        per_byte = 8 // bits
+        unpacked = np.stack([(packed >> (bits * i)) & ((1 << bits) - 1) for i in range(per_byte)], axis=-1)
+        codes = unpacked.reshape(rows, -1, 32).astype(np.float32) - 2 ** (bits - 1)
+        scales = weights[f"{name}.weight_scales"].reshape(rows, -1, 1)
+        expected = fake_quantize_weight(tiny_en.model.get_submodule(name).weight, layer.format, layer.clip)
+        np.testing.assert_array_equal((codes * scales).reshape(rows, cols), expected.numpy())
+
+
+@pytest.mark.slow
+def test_lowering_is_byte_identical(lowered, mixed_plan, tiny_en, tmp_path):
+    again = lower_onnx(tiny_en, mixed_plan, tmp_path)
+    for first, second in ((lowered.encoder, again.encoder), (lowered.decoder, again.decoder),
+                          (lowered.tokenizer, again.tokenizer)):
+        assert first.read_bytes() == second.read_bytes(), first.name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+@pytest.mark.slow
+def test_truncated_artifact_gives_edgeasr_error(lowered, tmp_path):
+    from runtimes.onnx_runner import OnnxRunner
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lowered.folder, broken)
+    data = (broken / DECODER_FILE).read_bytes()
+    (broken / DECODER_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(EdgeAsrError, match="decoder.onnx"):
+        OnnxRunner(broken)
+
+
+@pytest.mark.slow
+def test_plan_for_another_target_is_refused(tiny_en, tmp_path):
+    from exporter.quant.pipeline import PlanOptions, make_plan
+
+    plan = make_plan(tiny_en, None, PlanOptions(target="executorch", budget="60MB", order="uniform",
+                                                calibration="minmax"), progress=False)
+    with pytest.raises(EdgeAsrError, match="target"):
+        lower_onnx(tiny_en, plan, tmp_path)
+    assert not list(tmp_path.iterdir())
