@@ -39,11 +39,17 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     from exporter.audio import load_audio
 
     clips = [load_audio(path) for path in args.clips]  # validate every clip before loading a model
-    from exporter.models import load_whisper
     from runtimes.decoding import DecodingOptions
-    from runtimes.torch_runner import TorchRunner
 
-    runner = TorchRunner(load_whisper(args.model))
+    if args.artifact:
+        from exporter.export import artifact_runner
+
+        runner = artifact_runner(args.artifact)
+    else:
+        from exporter.models import load_whisper
+        from runtimes.torch_runner import TorchRunner
+
+        runner = TorchRunner(load_whisper(args.model))
     options = DecodingOptions(language=args.language, task=args.task)
     for path, samples in zip(args.clips, clips):
         result = runner.transcribe(samples, options)
@@ -142,6 +148,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from exporter.export import ExportOptions, export
+
+    formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
+    options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
+                            calib=args.calib, n_calib=args.n_calib, order=args.order,
+                            calibration=args.calibration, seed=args.seed)
+    summary = export(options, args.out, progress=not args.no_progress)
+    for artifact in summary["artifacts"]:
+        print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
+              f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
+              f"{artifact['parity']['clips']} clips")
+    if not summary["personalised"]:
+        print("note: no --calib given: calibrated on generic synthetic clips, so this export is not personalised")
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from exporter.export import describe_artifact
+
+    _, lines = describe_artifact(args.artifact)
+    print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeasr", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--language", help="ISO code (multilingual models detect it when omitted)")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--artifact", type=Path, help="transcribe through an exported folder instead of --model")
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("eval", help="word error rate of a model on a data set, per group")
@@ -187,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-layers", action="store_true", help="print every layer, not the first 20")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("export", help="plan, lower and verify on-device artifacts that fit a size budget")
+    p.add_argument("--model", default="base", help="bundled model, local folder or hub id (default: base)")
+    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx"])
+    p.add_argument("--budget", required=True, help="artifact size budget: 80MB (10^6 bytes), 76MiB, or bytes")
+    p.add_argument("--calib", type=Path, help="the user's unlabelled clips (folder or manifest); without it "
+                                              "a generic synthetic set is used and the result is not personalised")
+    p.add_argument("--formats", help="comma list of pte,onnx (default: pte for android, onnx for onnx)")
+    p.add_argument("--out", type=Path, required=True, help="new output folder")
+    p.add_argument("--n-calib", type=int, default=32)
+    p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
+    p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
+    p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")
+    p.set_defaults(func=_cmd_inspect)
     return parser
 
 

@@ -63,7 +63,7 @@ def visit_order(layers: list[QuantLayer], sensitivity: dict[str, float], order: 
     raise EdgeAsrError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
 
 
-def _check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
+def check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
     if budget >= hi:
         raise EdgeAsrError(f"budget {format_bytes(budget)} is not below the full-precision size "
                            f"{format_bytes(hi)}: nothing to quantise. Reachable on target {target.name}: "
@@ -88,7 +88,7 @@ def allocate(layers: list[QuantLayer], sensitivity: dict[str, float], target: Ta
              order: str = "myqasr", seed: int = 0, fixed_bytes: int = 0) -> Allocation:
     """The first plan, in the given order, whose exact size fits `budget` bytes."""
     lo, hi = reachable_range(layers, target, fixed_bytes)
-    _check_budget(budget, lo, hi, target)
+    check_budget(budget, lo, hi, target)
     if order == "uniform":
         return _uniform(layers, target, budget, fixed_bytes)
     by_name = {layer.name: layer for layer in layers}

@@ -1,0 +1,85 @@
+"""`edgeasr export` end to end on tiny.en: both runtimes, budget, plan read back, atomicity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exporter.errors import EdgeAsrError
+from exporter.export import ExportOptions, export
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_en):
+    out = tmp_path_factory.mktemp("export") / "tiny-45MB"
+    summary = export(ExportOptions(model="tiny.en", target="android", budget="45MB", formats=("pte", "onnx"),
+                                   calibration="minmax", n_calib=4, parity_clips=2), out, progress=False)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_export_writes_both_artifacts_within_budget(exported):
+    out, summary = exported
+    assert {p.name for p in out.iterdir()} >= {"model.pte", "plan.json", "tokenizer.json", "report.md",
+                                               "export.json", "onnx"}
+    assert {p.name for p in (out / "onnx").iterdir()} >= {"encoder.onnx", "decoder.onnx", "plan.json"}
+    assert (out / "model.pte").stat().st_size <= 45_000_000
+    onnx_bytes = (out / "onnx" / "encoder.onnx").stat().st_size + (out / "onnx" / "decoder.onnx").stat().st_size
+    assert onnx_bytes <= 45_000_000
+    assert not summary["personalised"]
+    assert "Not personalised" in (out / "report.md").read_text()
+    for artifact in summary["artifacts"]:
+        assert artifact["parity"]["transcript_wer_vs_simulated"] <= 0.35
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.slow
+def test_plan_read_back_from_each_artifact(exported, run_cli):
+    out, _ = exported
+    plan = json.loads((out / "plan.json").read_text())
+    status, text, err = run_cli("inspect", out / "model.pte")
+    assert status == 0, err
+    assert "totals by category" in text and f"{plan['totals']['total']:,}" in text
+    status, text, err = run_cli("inspect", out / "onnx")
+    assert status == 0, err
+    assert "mnb" in text
+
+
+@pytest.mark.slow
+def test_transcribe_through_each_artifact(exported, run_cli, shared_data):
+    out, _ = exported
+    clip = shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav"
+    for folder in (out, out / "onnx"):
+        status, text, err = run_cli("transcribe", "--artifact", folder, clip)
+        assert status == 0, err
+        assert "no longer" in text.lower()
+
+
+def test_impossible_budget_fails_before_any_work(tmp_path, run_cli):
+    status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "10MB", "--out", tmp_path / "x",
+                             "--calibration", "minmax", "--no-progress")
+    assert status == 2 and "cannot be met" in err and "Reachable" in err
+    assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())
+
+
+def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch, tiny_en):
+    import exporter.export as export_module
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C while lowering
+
+    monkeypatch.setattr(export_module, "_lower", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export(ExportOptions(model="tiny.en", budget="45MB", calibration="minmax", n_calib=2, parity_clips=1),
+               tmp_path / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_export_options(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(EdgeAsrError, match="not empty"):
+        export(ExportOptions(model="tiny.en", budget="45MB"), tmp_path / "full", progress=False)
+    with pytest.raises(EdgeAsrError, match="unknown artifact format"):
+        export(ExportOptions(model="tiny.en", budget="45MB", formats=("tflite",)), tmp_path / "y", progress=False)
