@@ -42,6 +42,7 @@ from torch import nn
 
 from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
+from exporter.lower.whisper_modules import split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
@@ -164,11 +165,6 @@ def _marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
 # Export wrappers around the HF modules.
 
 
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    batch, length, dim = x.shape
-    return x.view(batch, length, n_heads, dim // n_heads).transpose(1, 2)
-
-
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     batch, heads, length, head_dim = x.shape
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
@@ -191,8 +187,8 @@ class _EncoderGraph(nn.Module):
 
     def forward(self, input_features):
         states = self.encoder(input_features).last_hidden_state
-        keys = [_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in self.layers]
-        values = [_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in self.layers]
+        keys = [split_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in self.layers]
+        values = [split_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in self.layers]
         return torch.stack(keys), torch.stack(values)
 
 
@@ -217,14 +213,14 @@ class _DecoderGraph(nn.Module):
 
     def _self_attention(self, layer, h, past_k, past_v, mask):
         attn = layer.self_attn
-        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        k = torch.cat([past_k, _heads(attn.k_proj(h), self.n_heads)], dim=2)
-        v = torch.cat([past_v, _heads(attn.v_proj(h), self.n_heads)], dim=2)
+        q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        k = torch.cat([past_k, split_heads(attn.k_proj(h), self.n_heads)], dim=2)
+        v = torch.cat([past_v, split_heads(attn.v_proj(h), self.n_heads)], dim=2)
         return attn.out_proj(_merge_heads(_attend(q, k, v, mask))), k, v
 
     def _cross_attention(self, layer, h, cross_k, cross_v):
         attn = layer.encoder_attn
-        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
         return attn.out_proj(_merge_heads(_attend(q, cross_k, cross_v)))
 
     def forward(self, tokens, self_k, self_v, cross_k, cross_v):

@@ -29,7 +29,8 @@ class WhisperEncoderModule(nn.Module):
         return self.encoder(input_features).last_hidden_state
 
 
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(batch, length, dim) -> (batch, heads, length, dim / heads)."""
     batch, length, dim = x.shape
     return x.view(batch, length, n_heads, dim // n_heads).transpose(1, 2)
 
@@ -56,9 +57,9 @@ class WhisperTextDecoderModule(nn.Module):
     def _self_attention(self, index: int, layer, h: torch.Tensor, cache_position: torch.Tensor,
                         mask: torch.Tensor) -> torch.Tensor:
         attn = layer.self_attn
-        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        k = _heads(attn.k_proj(h), self.n_heads)
-        v = _heads(attn.v_proj(h), self.n_heads)
+        q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        k = split_heads(attn.k_proj(h), self.n_heads)
+        v = split_heads(attn.v_proj(h), self.n_heads)
         self.k_cache[index].index_copy_(2, cache_position, k)
         self.v_cache[index].index_copy_(2, cache_position, v)
         out = F.scaled_dot_product_attention(q, self.k_cache[index], self.v_cache[index], attn_mask=mask,
@@ -67,9 +68,9 @@ class WhisperTextDecoderModule(nn.Module):
 
     def _cross_attention(self, layer, h: torch.Tensor, encoder_states: torch.Tensor) -> torch.Tensor:
         attn = layer.encoder_attn
-        q = _heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        k = _heads(attn.k_proj(encoder_states), self.n_heads)
-        v = _heads(attn.v_proj(encoder_states), self.n_heads)
+        q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
+        k = split_heads(attn.k_proj(encoder_states), self.n_heads)
+        v = split_heads(attn.v_proj(encoder_states), self.n_heads)
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         return attn.out_proj(out.transpose(1, 2).reshape(h.shape))
 
