@@ -83,3 +83,23 @@ def test_bad_export_options(tmp_path):
         export(ExportOptions(model="tiny.en", budget="45MB"), tmp_path / "full", progress=False)
     with pytest.raises(EdgeAsrError, match="unknown artifact format"):
         export(ExportOptions(model="tiny.en", budget="45MB", formats=("tflite",)), tmp_path / "y", progress=False)
+
+
+def test_static_cache_decoder_matches_hugging_face(tiny_en, shared_data):
+    """The exported decoder (explicit KV cache) computes what the HF decoder computes, step by step."""
+    import numpy as np
+    import torch
+
+    from exporter.audio import load_audio, log_mel
+    from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
+    from runtimes.torch_runner import TorchRunner
+
+    features = log_mel(load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav"))
+    encoder, decoder = WhisperEncoderModule(tiny_en.model), WhisperTextDecoderModule(tiny_en.model, 32)
+    reference = TorchRunner(tiny_en)
+    with torch.no_grad():
+        states = encoder(torch.from_numpy(features)[None])
+        session = reference.start_decoder(reference.encode(features))
+        for position, token in enumerate(tiny_en.special.prompt() + [679, 714, 4043]):
+            ours = decoder(torch.tensor([[token]]), states, torch.tensor([position]))[0, -1].numpy()
+            np.testing.assert_allclose(ours, session.step([token]), atol=1e-3)
