@@ -73,6 +73,11 @@ class ExportOptions:
         return tuple(dict.fromkeys(formats))
 
 
+def artifact_bytes(files: dict[str, int]) -> int:
+    """What the budget counts: every artifact file except the tokenizer."""
+    return sum(size for name, size in files.items() if name != "tokenizer.json")
+
+
 @dataclass
 class ArtifactResult:
     format: str
@@ -85,7 +90,7 @@ class ArtifactResult:
 
     @property
     def artifact_bytes(self) -> int:
-        return sum(size for name, size in self.files.items() if name != "tokenizer.json")
+        return artifact_bytes(self.files)
 
 
 def check_reachable(bundle: WhisperBundle, target_name: str, weight_budget: int) -> None:
@@ -197,7 +202,7 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
         for stale in (p for p in folder.glob("*") if p.is_file()):  # an earlier, over-budget attempt
             stale.unlink()
         files = _lower(fmt, bundle, plan, folder)
-        size = sum(s for name, s in files.items() if name != "tokenizer.json")
+        size = artifact_bytes(files)
         if size <= budget:
             break
         _say(f"{fmt}: artifact is {format_bytes(size)}, over the budget; planning tighter")

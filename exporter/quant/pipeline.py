@@ -15,7 +15,7 @@ from exporter.audio import load_audio
 from exporter.data import Dataset
 from exporter.errors import EdgeAsrError
 from exporter.models import WhisperBundle
-from exporter.quant.allocate import ORDERS, allocate, reachable_range
+from exporter.quant.allocate import ORDERS, allocate
 from exporter.quant.budget import parse_budget
 from exporter.quant.calibrate import CALIBRATIONS, calibrate
 from exporter.quant.layers import quantisable_layers, unquantised_bytes
@@ -91,7 +91,6 @@ def make_plan(bundle: WhisperBundle, user: UserObservations | None, options: Pla
     budget = parse_budget(options.budget)
     layers = quantisable_layers(bundle.model)
     fixed = unquantised_bytes(bundle.model, layers)
-    reachable_range(layers, target, fixed)
     if user is not None:
         sens = sensitivities(user.observations, options.sensitivity_metric)
     else:
