@@ -45,9 +45,9 @@ GENDERS = ("female", "male")
 # Budgets per model and target (MB = 10^6 bytes): between the uniform int8 / int4 / lowest sizes so that
 # the allocation is really mixed; the lowest one is where uniform quantisation breaks down.
 BUDGETS = {
-    "tiny.en": {"android": ["55MB", "45MB", "36MB"], "onnx": ["55MB", "38MB", "33MB"],
+    "tiny.en": {"android": ["55MB", "45MB", "36MB"], "onnx": ["45MB", "33MB", "26MB"],
                 "sim": ["60MB", "45MB", "35MB"]},
-    "base": {"android": ["100MB", "80MB", "62MB"], "onnx": ["100MB", "65MB", "55MB"],
+    "base": {"android": ["100MB", "80MB", "62MB"], "onnx": ["85MB", "65MB", "50MB"],
              "sim": ["110MB", "80MB", "60MB"]},
 }
 
@@ -192,8 +192,14 @@ def main() -> None:
 
     stem = RESULTS / f"gender_{args.model.replace('.', '_')}"
     json_path = stem.with_suffix(".json")
-    done = json.loads(json_path.read_text())["rows"] if json_path.is_file() else {}
     meta = {"model": args.model, "n_calib": args.n_calib, "n_test": args.n_test, "seed": args.seed}
+    done = {}
+    if json_path.is_file():
+        stored = json.loads(json_path.read_text())
+        if stored["meta"] != meta:
+            sys.exit(f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
+                     "or pass the same settings to resume")
+        done = stored["rows"]
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
     rows = row_plan(args.model, args.targets, args.calibrations)

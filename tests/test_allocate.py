@@ -136,3 +136,30 @@ def test_budget_strings(text, expected):
 def test_bad_budget_strings(text):
     with pytest.raises(EdgeAsrError):
         parse_budget(text)
+
+
+@pytest.mark.parametrize("order", ["myqasr", "reversed", "shuffled", "uniform"])
+def test_tied_pair_moves_together_and_is_stored_once_on_onnx(order):
+    target = get_target("onnx")
+    layers = _layers()
+    by_name = {layer.name: layer for layer in layers}
+    lo, hi = reachable_range(layers, target, 0)
+    embedding_ladder = target.ladder("embedding")
+    for budget in range(lo, hi, max(1, (hi - lo) // 25)):
+        result = allocate(layers, _sens(layers), target, budget, order, seed=3)
+        rung = result.rungs["model.decoder.embed_tokens"]
+        assert result.rungs["proj_out"] == rung  # never on 2 bits: the embedding's ladder stops at 4
+        # quantised, the pair costs the embedding's bytes only
+        own = 0 if rung else FP32.weight_bytes(by_name["proj_out"].shape)
+        rest = [layer for layer in layers if layer.name != "proj_out"]
+        assert result.total_bytes == plan_bytes(rest, result.rungs, target, 0) + own
+        assert embedding_ladder[rung].weight_bytes((1000, 64)) > 0
+
+
+def test_tied_pair_is_untied_where_the_runtime_cannot_share():
+    target = get_target("android")
+    layers = _layers()
+    lo, _ = reachable_range(layers, target, 0)
+    result = allocate(layers, _sens(layers), target, lo, "myqasr")
+    assert result.rungs["proj_out"] != result.rungs["model.decoder.embed_tokens"]  # int4 linear vs int2 table
+    assert result.total_bytes == lo

@@ -112,7 +112,8 @@ def _set(plan, name, bits, clip, prefix="mnb"):
     layer = plan.layer(name)
     layer.format = int_format(bits, "group", 32, prefix=prefix) if bits else FP32
     layer.clip = clip
-    layer.bytes = layer.format.weight_bytes(tuple(layer.shape))
+    shared = layer.tied_to is not None and bits  # a quantised tied follower reads its leader's tensor
+    layer.bytes = 0 if shared else layer.format.weight_bytes(tuple(layer.shape))
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +121,10 @@ def mixed_plan(tiny_en):
     """4-bit everywhere (uniform allocation), then a few layers moved to 8, 2 bits and fp32, with clips < 1."""
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="60MB", order="uniform",
+    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="40MB", order="uniform",
                                                 calibration="minmax"), progress=False)
     _set(plan, "model.decoder.embed_tokens", 8, 0.95, prefix="gbq")
-    _set(plan, "proj_out", 8, 1.0)
+    _set(plan, "proj_out", 8, 0.95)  # tied to the embedding on this target: same rung, same clip
     _set(plan, "model.encoder.layers.0.fc1", 2, 0.8)
     _set(plan, "model.decoder.layers.1.fc2", 2, 0.9)
     _set(plan, "model.encoder.layers.3.self_attn.k_proj", 8, 0.9)
@@ -223,13 +224,28 @@ def test_stored_weights_are_the_simulated_weights(lowered, mixed_plan, tiny_en):
     for name in ("model.decoder.layers.1.fc2", "proj_out", "model.decoder.layers.3.fc1"):
         layer = mixed_plan.layer(name)
         bits, (rows, cols) = layer.format.bits, layer.shape
-        packed = weights[f"{name}.weight_packed"].reshape(rows, -1)
+        stored = layer.tied_to or name  # the output projection reads the embedding's tensor
+        packed = weights[f"{stored}.weight_packed"].reshape(rows, -1)
         per_byte = 8 // bits
         unpacked = np.stack([(packed >> (bits * i)) & ((1 << bits) - 1) for i in range(per_byte)], axis=-1)
         codes = unpacked.reshape(rows, -1, 32).astype(np.float32) - 2 ** (bits - 1)
-        scales = weights[f"{name}.weight_scales"].reshape(rows, -1, 1)
+        scales = weights[f"{stored}.weight_scales"].reshape(rows, -1, 1)
         expected = fake_quantize_weight(tiny_en.model.get_submodule(name).weight, layer.format, layer.clip)
         np.testing.assert_array_equal((codes * scales).reshape(rows, cols), expected.numpy())
+
+
+@pytest.mark.slow
+def test_tied_output_projection_is_stored_once(lowered, mixed_plan):
+    assert mixed_plan.layer("proj_out").tied_to == "model.decoder.embed_tokens"
+    assert mixed_plan.layer("proj_out").bytes == 0
+    proto = onnx.load(str(lowered.decoder))
+    names = {init.name for init in proto.graph.initializer}
+    assert "model.decoder.embed_tokens.weight_packed" in names
+    assert not [n for n in names if n.startswith("proj_out.weight")]
+    matmul = next(n for n in proto.graph.node if n.name == "proj_out/MatMulNBits")
+    producers = {out: n for n in proto.graph.node for out in n.output}
+    assert [producers[i].input[0] for i in matmul.input[1:3]] == [
+        "model.decoder.embed_tokens.weight_packed", "model.decoder.embed_tokens.weight_scales"]
 
 
 @pytest.mark.slow

@@ -350,6 +350,36 @@ def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tup
                  numpy_helper.from_array(scales, names[1])]
 
 
+def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[onnx.NodeProto], list]:
+    """MatMulNBits reading the leader embedding's packed codes and scales through two Reshapes.
+
+    GatherBlockQuantized stores the table as [rows, cols * bits / 8] and its scales as [rows, blocks];
+    MatMulNBits wants [rows, blocks, blob] and [rows * blocks]: the same bytes in another shape, so the
+    matrix is stored once. ORT folds the Reshapes of constants when the session is created.
+    """
+    fmt, lead = layer.format, leader.format
+    if (fmt.bits, fmt.group_size, layer.clip) != (lead.bits, lead.group_size, leader.clip):
+        raise EdgeAsrError(f"{layer.name} is tied to {leader.name} but the plan gives them different formats "
+                           f"or clips ({fmt.name} x{layer.clip} vs {lead.name} x{leader.clip}); re-make the plan")
+    if fmt.bits not in _LINEAR_BITS:
+        raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
+    n, k = layer.shape
+    blocks = k // fmt.group_size
+    shapes = {f"{layer.name}.tied_b_shape": [n, blocks, fmt.group_size * fmt.bits // 8],
+              f"{layer.name}.tied_scales_shape": [-1]}
+    b_name, s_name = f"{layer.name}.tied_b", f"{layer.name}.tied_scales"
+    nodes = [
+        helper.make_node("Reshape", [f"{leader.name}.weight_packed", f"{layer.name}.tied_b_shape"], [b_name],
+                         name=f"{layer.name}/tied_b"),
+        helper.make_node("Reshape", [f"{leader.name}.weight_scales", f"{layer.name}.tied_scales_shape"], [s_name],
+                         name=f"{layer.name}/tied_scales"),
+        helper.make_node("MatMulNBits", [node.input[0], b_name, s_name], list(node.output),
+                         name=f"{layer.name}/MatMulNBits", domain=MS_DOMAIN, K=k, N=n, bits=fmt.bits,
+                         block_size=fmt.group_size, doc_string=_doc(layer)),
+    ]
+    return nodes, [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in shapes.items()]
+
+
 _REWRITES = {"QuantLinear": _matmul_nbits, "QuantEmbedding": _gather_block_quantized}
 
 
@@ -363,8 +393,12 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
             continue
         name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
         layer = plan.layer(name)
-        new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
-        nodes.append(new)
+        if layer.tied_to is not None:
+            new_nodes, initializers = _tied_matmul_nbits(node, layer, plan.layer(layer.tied_to))
+            nodes.extend(new_nodes)
+        else:
+            new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
+            nodes.append(new)
         graph.initializer.extend(initializers)
     del graph.node[:]
     graph.node.extend(nodes)

@@ -13,6 +13,10 @@ Orders (all deterministic):
   shuffled  a seeded random order (the paper's ablation);
   uniform   every layer on the same rung: the highest rung whose size fits.
 Ties in sensitivity keep the model's module order.
+
+On a target that stores a tied pair once (`Target.shares_tied_weights`), the output projection is not a
+unit of its own: it moves with the token embedding (one visit moves both), the pair's bottom is the
+shorter ladder's, its sensitivity is the larger of the two, and once quantised the follower costs 0 bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 
 from exporter.errors import EdgeAsrError
 from exporter.quant.budget import format_bytes
-from exporter.quant.layers import QuantLayer
+from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.targets import Target
 
 ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
@@ -35,18 +39,44 @@ class Allocation:
     moves: int  # single-layer steps taken
 
 
-def _layer_bytes(layer: QuantLayer, target: Target, rung: int) -> int:
+def followers(layers: list[QuantLayer], target: Target) -> dict[str, str]:
+    """follower -> leader for the pairs this target stores once; empty where it stores both."""
+    return tied_followers(layers) if target.shares_tied_weights else {}
+
+
+def layer_bytes(layer: QuantLayer, target: Target, rung: int, tied: bool = False) -> int:
+    """Stored bytes of `layer` on `rung`; a tied follower shares its leader's quantised tensor."""
+    if tied and rung > 0:
+        return 0
     return target.ladder(layer.kind)[rung].weight_bytes(layer.shape)
 
 
 def plan_bytes(layers: list[QuantLayer], rungs: dict[str, int], target: Target, fixed_bytes: int) -> int:
-    return fixed_bytes + sum(_layer_bytes(layer, target, rungs[layer.name]) for layer in layers)
+    tied = followers(layers, target)
+    return fixed_bytes + sum(layer_bytes(layer, target, rungs[layer.name], layer.name in tied)
+                             for layer in layers)
+
+
+def _units(layers: list[QuantLayer], target: Target) -> dict[str, list[QuantLayer]]:
+    """leader name -> the layers that move with it (itself first), in module order."""
+    tied = followers(layers, target)
+    units = {layer.name: [layer] for layer in layers if layer.name not in tied}
+    for layer in layers:
+        if layer.name in tied:
+            units[tied[layer.name]].append(layer)
+    return units
+
+
+def _bottom(unit: list[QuantLayer], target: Target) -> int:
+    return min(len(target.ladder(layer.kind)) for layer in unit) - 1
 
 
 def reachable_range(layers: list[QuantLayer], target: Target, fixed_bytes: int) -> tuple[int, int]:
     """(smallest size: every layer on its bottom rung, full-precision size)."""
-    bottom = {layer.name: len(target.ladder(layer.kind)) - 1 for layer in layers}
-    top = {layer.name: 0 for layer in layers}
+    bottom, top = {}, {}
+    for unit in _units(layers, target).values():
+        for layer in unit:
+            bottom[layer.name], top[layer.name] = _bottom(unit, target), 0
     return plan_bytes(layers, bottom, target, fixed_bytes), plan_bytes(layers, top, target, fixed_bytes)
 
 
@@ -75,9 +105,10 @@ def check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
 
 
 def _uniform(layers, target, budget, fixed_bytes) -> Allocation:
-    depth = max(len(target.ladder(layer.kind)) for layer in layers)
+    units = _units(layers, target)
+    depth = max(_bottom(unit, target) for unit in units.values()) + 1
     for rung in range(depth):
-        rungs = {layer.name: min(rung, len(target.ladder(layer.kind)) - 1) for layer in layers}
+        rungs = {layer.name: min(rung, _bottom(unit, target)) for unit in units.values() for layer in unit}
         size = plan_bytes(layers, rungs, target, fixed_bytes)
         if size <= budget:
             return Allocation(rungs, size, moves=0)
@@ -91,19 +122,24 @@ def allocate(layers: list[QuantLayer], sensitivity: dict[str, float], target: Ta
     check_budget(budget, lo, hi, target)
     if order == "uniform":
         return _uniform(layers, target, budget, fixed_bytes)
-    by_name = {layer.name: layer for layer in layers}
-    sequence = visit_order(layers, sensitivity, order, seed)
-    rungs = {name: 0 for name in by_name}
+    units = _units(layers, target)
+    tied = followers(layers, target)
+    leaders = [unit[0] for unit in units.values()]
+    unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
+    sequence = visit_order(leaders, unit_sensitivity, order, seed)
+    rungs = {layer.name: 0 for layer in layers}
     size = hi
     moves = 0
     while True:
         moved = False
         for name in sequence:
-            layer = by_name[name]
-            if rungs[name] == len(target.ladder(layer.kind)) - 1:
+            unit, rung = units[name], rungs[name]
+            if rung == _bottom(unit, target):
                 continue
-            size -= _layer_bytes(layer, target, rungs[name]) - _layer_bytes(layer, target, rungs[name] + 1)
-            rungs[name] += 1
+            for layer in unit:
+                is_tied = layer.name in tied
+                size -= layer_bytes(layer, target, rung, is_tied) - layer_bytes(layer, target, rung + 1, is_tied)
+                rungs[layer.name] = rung + 1
             moves += 1
             moved = True
             if size <= budget:

@@ -9,6 +9,8 @@ inputs, as in myQASR.
   hessian  c maximising -mean((g * (y_fp - y_q))^2), where g = dL/dy is the gradient of the layer output
            under L = KL(quantised model || FP model) on the clip's pseudo-label tokens: PTQ4ViT's
            Hessian-guided metric, label-free. g comes from the plan quantised with minmax scales.
+A tied pair stored once (the output projection reading the embedding's tensor) must share one clip: it is
+calibrated on the output projection, whose outputs are the logits, and the embedding takes the same clip.
 """
 
 from __future__ import annotations
@@ -165,4 +167,15 @@ def calibrate(bundle: WhisperBundle, plan: QuantPlan, observations: Observations
         calibrated = _with_clip(layer, clip)
         calibrated.calibration_score = value
         layers.append(calibrated)
-    return QuantPlan(**{**plan.__dict__, "layers": layers})
+    return QuantPlan(**{**plan.__dict__, "layers": _share_tied_clips(layers)})
+
+
+def _share_tied_clips(layers: list[LayerPlan]) -> list[LayerPlan]:
+    clips = {layer.tied_to: (layer.clip, layer.calibration_score) for layer in layers if layer.tied_to}
+    shared = []
+    for layer in layers:
+        if layer.name in clips and not layer.format.is_float:
+            layer = _with_clip(layer, clips[layer.name][0])
+            layer.calibration_score = clips[layer.name][1]
+        shared.append(layer)
+    return shared

@@ -1,11 +1,13 @@
 """Which parts of Whisper are quantisable, and how everything else is counted.
 
 Quantisable: every Linear and Conv1d of encoder and decoder, the token embedding, and the output projection.
-Whisper ties the output projection to the token embedding. edgeasr unties them for quantisation: they are
-two layers with their own formats, and their bytes are counted twice, because every runtime we target
-stores them as two tensors anyway (ExecuTorch keeps an embedding table plus an XNNPACK-packed linear, ONNX a
-Gather plus a MatMul). The float32 size of the model is therefore counted untied too, so that "fp32" means
-what an unquantised artifact really holds. Norms, biases and positional embeddings stay float32.
+Whisper ties the output projection to the token embedding. They stay two layers in a plan, each with its
+format, because ExecuTorch stores them as two tensors (an embedding table plus an XNNPACK-packed linear) and
+their bytes are counted twice there. A target that can share one quantised tensor between the two ops
+(`Target.shares_tied_weights`: ONNX) ties them instead: the output projection follows the embedding's rung
+and clip, and once quantised it costs no bytes of its own. The float32 size is counted untied, so that
+"fp32" means what an unquantised artifact really holds. Norms, biases and positional embeddings stay
+float32.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+# (follower, leader): the output projection is the transposed use of the token embedding's matrix.
+TIED_PAIRS = (("proj_out", "model.decoder.embed_tokens"),)
 
 CATEGORIES = ("conv", "encoder_linear", "decoder_linear", "embedding", "output_projection", "unquantised")
 
@@ -54,6 +59,12 @@ def quantisable_layers(model: nn.Module) -> list[QuantLayer]:
             kind, category = found
             layers.append(QuantLayer(name, kind, category, tuple(module.weight.shape)))
     return layers
+
+
+def tied_followers(layers: list[QuantLayer]) -> dict[str, str]:
+    """follower name -> leader name, for the tied pairs both present among `layers`."""
+    names = {layer.name for layer in layers}
+    return {f: lead for f, lead in TIED_PAIRS if f in names and lead in names}
 
 
 def unquantised_bytes(model: nn.Module, layers: list[QuantLayer]) -> int:

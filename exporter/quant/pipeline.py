@@ -15,7 +15,7 @@ from exporter.audio import load_audio
 from exporter.data import Dataset
 from exporter.errors import EdgeAsrError
 from exporter.models import WhisperBundle
-from exporter.quant.allocate import ORDERS, allocate
+from exporter.quant.allocate import ORDERS, allocate, followers, layer_bytes
 from exporter.quant.budget import parse_budget
 from exporter.quant.calibrate import CALIBRATIONS, calibrate
 from exporter.quant.layers import quantisable_layers, unquantised_bytes
@@ -96,12 +96,15 @@ def make_plan(bundle: WhisperBundle, user: UserObservations | None, options: Pla
     else:
         sens = {layer.name: 0.0 for layer in layers}
     allocation = allocate(layers, sens, target, budget, options.order, options.seed, fixed)
+    tied = followers(layers, target)
     layer_plans = []
     for layer in layers:
-        fmt = target.ladder(layer.kind)[allocation.rungs[layer.name]]
+        rung = allocation.rungs[layer.name]
+        fmt = target.ladder(layer.kind)[rung]
         layer_plans.append(LayerPlan(
             name=layer.name, kind=layer.kind, category=layer.category, shape=list(layer.shape), format=fmt,
-            sensitivity=sens[layer.name] if user is not None else None, bytes=fmt.weight_bytes(layer.shape),
+            sensitivity=sens[layer.name] if user is not None else None,
+            bytes=layer_bytes(layer, target, rung, layer.name in tied), tied_to=tied.get(layer.name),
             input_absmax=_input_absmax(user.observations, layer.name) if user and options.activation_bits
             else None,
         ))

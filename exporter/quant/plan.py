@@ -31,6 +31,7 @@ class LayerPlan:
     bytes: int = 0
     calibration_score: float | None = None  # objective reached (cosine similarity, -hessian loss), if searched
     input_absmax: float | None = None  # calibrated input range, for static activation quantisation
+    tied_to: str | None = None  # leader whose quantised tensor this layer reads (0 bytes of its own)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -127,7 +128,9 @@ def format_plan_table(plan: QuantPlan, max_rows: int | None = None) -> str:
     rows = plan.layers if max_rows is None else plan.layers[:max_rows]
     for layer in rows:
         sens = "-" if layer.sensitivity is None else f"{layer.sensitivity:.4g}"
-        lines.append(f"{layer.name:<52} {layer.format.name:<12} {layer.clip:>5.2f} {sens:>11} {layer.bytes:>12,}")
+        tied = f"  (shares {layer.tied_to})" if layer.tied_to and not layer.format.is_float else ""
+        lines.append(f"{layer.name:<52} {layer.format.name:<12} {layer.clip:>5.2f} {sens:>11} {layer.bytes:>12,}"
+                     f"{tied}")
     if max_rows is not None and len(plan.layers) > max_rows:
         lines.append(f"... {len(plan.layers) - max_rows} more layers")
     lines.append("")

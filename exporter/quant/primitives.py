@@ -5,6 +5,11 @@ scale = clip * absmax / (2^(b-1) - 0.5), per tensor, per output channel, or per 
 consecutive input weights in a row. The denominator is half the code range, as torchao's symmetric mapping
 computes it, so the codes and scales simulated here are the ones the ExecuTorch export stores. The clip ratio
 (<= 1) is what calibration searches: clipping the range trades outlier error for resolution.
+
+Codes are always computed against the float32 scale; a format whose `scale_dtype` is narrower then stores
+the scale rounded to that dtype (round to nearest even). That is the order of the real pipeline: torchao
+quantises with float32 scales and ExecuTorch's XNNPACK serialiser casts int4 group scales to bfloat16
+afterwards. Simulating it this way matches the .pte's output of a single Linear to float32 round-off.
 """
 
 from __future__ import annotations
@@ -39,14 +44,13 @@ def quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -
     qmax = 2 ** (fmt.bits - 1) - 1
     absmax = groups.abs().amax(dim=1, keepdim=True)
     scale = (clip * absmax / (qmax + 0.5)).clamp_min(_TINY)
-    scale = _round_scale(scale, fmt.scale_dtype)
     # x * (1 / scale), not x / scale: the same float rounding as torchao, so ties land on the same code
     codes = torch.clamp(torch.round(groups * (1.0 / scale)), -qmax - 1, qmax)
-    return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), scale
+    return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), _round_scale(scale, fmt.scale_dtype)
 
 
 def _round_scale(scale: torch.Tensor, dtype: str) -> torch.Tensor:
-    # The runtime stores scales in this dtype; simulate the same rounding.
+    # The runtime stores scales in this dtype (after the codes were fixed); simulate the same rounding.
     if dtype == "bfloat16":
         return scale.to(torch.bfloat16).float()
     if dtype == "float16":

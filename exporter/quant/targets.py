@@ -7,11 +7,16 @@ layer kind has its own ladder because runtimes support different formats per op:
   dynamically quantised int8 activations (8da8w / 8da4w; weight-only int-N on Linear is delegated but
   silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp32 -> int8 -> int4 -> int2
   (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay fp32: XNNPACK's
-  quantised convolution needs a separate static-quantisation flow. Scales are float32: simulating bf16
-  int4-group scales moved the simulated encoder output 15x further from the .pte's than float32 scales did
-  (measured on tiny.en), so the runtime computes with float32 scales.
+  quantised convolution needs a separate static-quantisation flow. Int8 per-channel scales stay float32;
+  int4 group scales are stored as bfloat16 (the XNNPACK serialiser casts them after torchao computed the
+  codes with float32 scales), which both the byte cost and the simulation account for: the simulated
+  output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
+  scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp32 -> 8 -> 4 -> 2 bits in blocks of 32, fp32 scales,
   float activations. Embedding = fp32 -> 8 -> 4 bits blocks of 32 (GatherBlockQuantized). Convs fp32.
+  The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
+  MatMulNBits read the same bytes; verified on ORT 1.31.1), so on this target the pair moves down the
+  ladder together and is stored once: the embedding's ladder, which is the shorter one, bounds both.
 * `sim`: the paper's integer ladder for research, fp32 -> 16 -> 15 -> ... -> 2 bits, per output channel,
   for every kind including the convolutions; simulated only (no runtime executes 11-bit weights).
 """
@@ -31,6 +36,9 @@ class Target:
     name: str
     ladders: dict[str, tuple[QuantFormat, ...]]  # layer kind -> formats, top (float) first
     runtime: str  # what executes the artifact, for messages and reports
+    # Whether a quantised tied pair (output projection = token embedding) is stored once, both ops reading
+    # the same packed tensor. XNNPACK cannot: its linear repacks weights, the embedding kernel does not.
+    shares_tied_weights: bool = False
 
     def ladder(self, kind: str) -> tuple[QuantFormat, ...]:
         return self.ladders[kind]
@@ -47,7 +55,7 @@ def _executorch() -> Target:
     linear = (
         FP32,
         int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da"),
-        int_format(4, "group", 32, activation="dynamic_int8_per_token", prefix="8da"),
+        int_format(4, "group", 32, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da"),
     )
     embedding = (FP32, int_format(8, "group", 32), int_format(4, "group", 32), int_format(2, "group", 32))
     return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding},
@@ -58,7 +66,7 @@ def _onnx() -> Target:
     linear = (FP32,) + tuple(int_format(b, "group", 32, prefix="mnb") for b in (8, 4, 2))
     embedding = (FP32,) + tuple(int_format(b, "group", 32, prefix="gbq") for b in (8, 4))
     return Target("onnx", {"linear": linear, "conv": (FP32,), "embedding": embedding},
-                  "ONNX Runtime MatMulNBits")
+                  "ONNX Runtime MatMulNBits", shares_tied_weights=True)
 
 
 def _sim() -> Target:
