@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from exporter.errors import EdgeAsrError
@@ -30,7 +32,7 @@ def test_export_writes_both_artifacts_within_budget(exported):
     assert not summary["personalised"]
     assert "Not personalised" in (out / "report.md").read_text()
     for artifact in summary["artifacts"]:
-        assert artifact["parity"]["transcript_wer_vs_simulated"] <= 0.35
+        assert artifact["parity"]["transcript_disagreement"] <= 0.35
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
 
 
@@ -103,3 +105,49 @@ def test_static_cache_decoder_matches_hugging_face(tiny_en, shared_data):
         for position, token in enumerate(tiny_en.special.prompt() + [679, 714, 4043]):
             ours = decoder(torch.tensor([[token]]), states, torch.tensor([position]))[0, -1].numpy()
             np.testing.assert_allclose(ours, session.step([token]), atol=1e-3)
+
+
+class _ScriptedRunner:
+    """Stands in for a runner in the parity check: fixed logits and one transcript per clip."""
+
+    n_mels = 80
+
+    def __init__(self, texts, logits_scale=1.0):
+        self.texts = iter(texts)
+        self.logits = np.linspace(-1, 1, 16) * logits_scale
+        self.special = type("Special", (), {"is_multilingual": False, "prompt": staticmethod(lambda lang: [1])})()
+
+    def encode(self, features):
+        return None
+
+    def start_decoder(self, encoded):
+        logits = self.logits
+        return type("Session", (), {"step": staticmethod(lambda tokens: logits)})()
+
+    def transcribe(self, samples):
+        return type("T", (), {"text": next(self.texts)})()
+
+
+def test_parity_check_tells_runtime_bugs_from_unusable_budgets():
+    from exporter.export import check_parity
+
+    clips = [np.zeros(16000, dtype=np.float32)] * 3
+    good = ["turn left now", "call home", "seven eight nine"]
+    options = ExportOptions()
+    result = check_parity(_ScriptedRunner(good), _ScriptedRunner(good), clips, options)
+    assert result["matching"] == 3 and result["transcript_disagreement"] == 0
+    # one looping transcript counts as one wrong clip, not as a WER of thousands of percent
+    looping = ["turn left now", "call home", "nine " * 200]
+    result = check_parity(_ScriptedRunner(looping), _ScriptedRunner(good), clips, options)
+    assert result["transcript_disagreement"] == pytest.approx(1 / 3, abs=1e-3)
+    # the artifact computes something else while the plan still transcribes: a runtime problem
+    garbage = ["zebra", "quantum", "lorem ipsum"]
+    with pytest.raises(EdgeAsrError, match="parity check failed"):
+        check_parity(_ScriptedRunner(garbage), _ScriptedRunner(good), clips, options, _ScriptedRunner(good))
+    # the plan itself has lost the full-precision transcripts: the budget is the problem
+    with pytest.raises(EdgeAsrError, match="raise the budget|Raise the budget"):
+        check_parity(_ScriptedRunner(garbage), _ScriptedRunner(looping[:2] + ["x"]), clips, options,
+                     _ScriptedRunner(["a b c d", "e f g", "h i j"]))
+    # scales dropped: logits off by orders of magnitude fail even when the words happen to agree
+    with pytest.raises(EdgeAsrError, match="parity check failed"):
+        check_parity(_ScriptedRunner(good, logits_scale=1e3), _ScriptedRunner(good), clips, options)
