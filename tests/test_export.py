@@ -58,6 +58,17 @@ def test_transcribe_through_each_artifact(exported, run_cli, shared_data):
         assert "no longer" in text.lower()
 
 
+@pytest.mark.slow
+def test_pte_lowering_is_byte_identical(exported, tiny_en, tmp_path):
+    """Lowering the exported plan again gives the same .pte, byte for byte (no timestamps, stable order)."""
+    from exporter.lower.executorch import lower_executorch
+    from exporter.quant.plan import QuantPlan
+
+    out, _ = exported
+    again = lower_executorch(tiny_en, QuantPlan.load(out / "plan.json"), tmp_path / "again.pte")
+    assert again.read_bytes() == (out / "model.pte").read_bytes()
+
+
 def test_impossible_budget_fails_before_any_work(tmp_path, run_cli):
     status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "10MB", "--out", tmp_path / "x",
                              "--calibration", "minmax", "--no-progress")
