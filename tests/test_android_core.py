@@ -1,0 +1,84 @@
+"""The Android app's plain-Kotlin core (android_demo/core), checked against the Python side.
+
+The core is compiled with Debian's `kotlinc` and its JVM tests run with `java`, fed by vectors the Python code
+makes here (WAV samples, log-mel features, mel filters, tokenizer cases, numpy percentiles) and by the
+committed decoder replay recorded from a tiny.en `.pte` (android_demo/tools/make_test_vectors.py). Without
+kotlinc the Kotlin test skips on a developer machine and fails under CI (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "android_demo" / "core"
+
+
+def _vectors_module():
+    spec = importlib.util.spec_from_file_location("make_test_vectors",
+                                                  ROOT / "android_demo" / "tools" / "make_test_vectors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kotlin_stdlib(kotlinc: str) -> Path:
+    """The stdlib jar beside the compiler (a kotlinc distribution) or Debian's."""
+    candidates = [Path(kotlinc).resolve().parent.parent / "lib" / "kotlin-stdlib.jar",
+                  Path("/usr/share/java/kotlin-stdlib.jar")]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        pytest.fail(f"kotlinc is installed but no kotlin-stdlib.jar was found in {candidates}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def kotlin_tools():
+    kotlinc, java = shutil.which("kotlinc"), shutil.which("java")
+    if not (kotlinc and java):
+        what = "kotlinc and java (apt-get install kotlin)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} are required in CI; .ci/run installs them")
+        pytest.skip(f"{what} not available")
+    return kotlinc, java
+
+
+@pytest.fixture(scope="module")
+def replay():
+    return json.loads(_vectors_module().REPLAY_PATH.read_text())
+
+
+def test_replay_expectations_are_what_python_decodes_today(replay, tiny_en):
+    """The committed vectors still hold: same special tokens as tiny.en, and greedy_decode gives their tokens."""
+    assert replay["special_tokens"] == tiny_en.special.to_dict()
+    _vectors_module().check_replay(replay)
+    variants = {case["variant"] for clip in replay["clips"] for case in clip["cases"]}
+    assert variants == {"recorded", "adversarial", "early_stop", "max_new_tokens"}
+
+
+def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path):
+    kotlinc, java = kotlin_tools
+    vectors = tmp_path / "vectors"
+    _vectors_module().make_runtime_vectors(vectors, tiny_en.folder / "tokenizer.json", shared_data / "english_misc")
+    classes = tmp_path / "classes"
+    # A short compiler run is mostly JIT warm-up: the client compiler alone makes kotlinc 2-3x faster.
+    env = {**os.environ, "JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+    compiled = subprocess.run([kotlinc, str(CORE / "src" / "main" / "kotlin"), str(CORE / "src" / "test" / "kotlin"),
+                               "-d", str(classes)], capture_output=True, text=True, timeout=600, env=env)
+    assert compiled.returncode == 0, compiled.stderr[-4000:]
+    run = subprocess.run([java, "-cp", f"{classes}{os.pathsep}{_kotlin_stdlib(kotlinc)}",
+                          "org.edgeasr.core.CoreTestsKt", str(vectors / "vectors.json")],
+                         capture_output=True, text=True, timeout=300)
+    report = run.stdout + run.stderr
+    print(report)  # shown by pytest -s or on failure: every check and the log-mel differences
+    assert run.returncode == 0, report[-4000:]
+    summary = report.strip().splitlines()[-1]
+    passed, failed = (int(part.split()[0]) for part in summary.split(", "))
+    assert failed == 0 and passed >= 45, summary
