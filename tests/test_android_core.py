@@ -21,12 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
 
 
-def _vectors_module():
-    spec = importlib.util.spec_from_file_location("make_test_vectors",
-                                                  ROOT / "android_demo" / "tools" / "make_test_vectors.py")
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "android_demo" / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _vectors_module():
+    return _tool("make_test_vectors")
 
 
 def _kotlin_stdlib(kotlinc: str) -> Path:
@@ -82,3 +85,13 @@ def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path
     summary = report.strip().splitlines()[-1]
     passed, failed = (int(part.split()[0]) for part in summary.split(", "))
     assert failed == 0 and passed >= 45, summary
+
+    # The records the Kotlin benchmark wrote pass the Python schema check, and WER is added per group.
+    collect = _tool("collect_results")
+    records = collect.load_records(vectors / "kotlin_records.json")
+    clips = tmp_path / "clips.jsonl"
+    clips.write_text('{"id": "a", "text": "hello"}\n{"id": "b", "text": "hello world"}\n{"id": "c"}\n')
+    wer = {r["group"]: r for r in collect.wer_records(records, collect.load_references(clips))}
+    assert {g: (round(r["value"], 4), r["n"]) for g, r in wer.items()} == {
+        "all": (0.3333, 2), "male": (0.0, 1), "female": (0.5, 1)}
+    assert all(r["runtime"] == "executorch-android" and r["unit"] == "ratio" for r in wer.values())

@@ -23,7 +23,7 @@ fun main(args: Array<String>) {
     greedyTests(checks, replay)
     configTests(checks, replay)
     transcriberTests(checks, vectors, dir, replay)
-    benchTests(checks, vectors)
+    benchTests(checks, vectors, dir)
     System.exit(checks.finish())
 }
 
@@ -288,7 +288,7 @@ private fun transcriberTests(checks: Checks, vectors: Map<String, Any?>, dir: Fi
     }
 }
 
-private fun benchTests(checks: Checks, vectors: Map<String, Any?>) {
+private fun benchTests(checks: Checks, vectors: Map<String, Any?>, dir: File) {
     checks.test("stats: percentiles match numpy.percentile") {
         for (caseValue in vectors.list("stats_cases", "vectors")) {
             val case = asObject(caseValue, "stats case")
@@ -323,6 +323,8 @@ private fun benchTests(checks: Checks, vectors: Map<String, Any?>) {
         verify(Math.abs(value("rtf", "all") - 0.1) < 1e-12) { "real-time factor ${value("rtf", "all")}" }
         checkEqual(2, records.count { it.metric == "latency_ms" && it.group == "male" }, "per-clip records")
         verify(records.any { it.metric == "peak_rss_mb" && it.value > 1.0 }) { "no peak RSS record" }
+        // the Python side validates these with tools/collect_results.py (tests/test_android_core.py)
+        File(dir, "kotlin_records.json").writeText(BenchRecord.toJson(records))
     }
     checks.test("bench: clip manifests are validated") {
         checkEqual(2, BenchClip.parseManifest("""{"id": "a", "file": "a.wav", "group": "f", "text": "x"}
