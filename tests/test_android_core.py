@@ -2,8 +2,11 @@
 
 The core is compiled with Debian's `kotlinc` and its JVM tests run with `java`, fed by vectors the Python code
 makes here (WAV samples, log-mel features, mel filters, tokenizer cases, numpy percentiles) and by the
-committed decoder replay recorded from a tiny.en `.pte` (android_demo/tools/make_test_vectors.py). Without
-kotlinc the Kotlin test skips on a developer machine and fails under CI (.ci/run installs it).
+committed decoder replay recorded from a tiny.en `.pte` (android_demo/tools/make_test_vectors.py). The app's
+Android sources are compiled in the same run against signature stubs of the Android and ExecuTorch classes
+they use (android_demo/tools/api_stubs): a type check of the app against the core's API and the stubs'
+signatures, not a build (no Android SDK here). Without kotlinc/javac the test skips on a developer machine
+and fails under CI (.ci/run installs them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
+APP_SOURCES = ROOT / "android_demo" / "app" / "src" / "main" / "kotlin"
+STUBS = ROOT / "android_demo" / "tools" / "api_stubs"
 
 
 def _tool(name: str):
@@ -44,13 +49,13 @@ def _kotlin_stdlib(kotlinc: str) -> Path:
 
 @pytest.fixture(scope="module")
 def kotlin_tools():
-    kotlinc, java = shutil.which("kotlinc"), shutil.which("java")
-    if not (kotlinc and java):
-        what = "kotlinc and java (apt-get install kotlin)"
+    kotlinc, java, javac = shutil.which("kotlinc"), shutil.which("java"), shutil.which("javac")
+    if not (kotlinc and java and javac):
+        what = "kotlinc, java and javac (apt-get install kotlin default-jdk-headless)"
         if os.environ.get("CI"):
             pytest.fail(f"{what} are required in CI; .ci/run installs them")
         pytest.skip(f"{what} not available")
-    return kotlinc, java
+    return kotlinc, java, javac
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +72,20 @@ def test_replay_expectations_are_what_python_decodes_today(replay, tiny_en):
 
 
 def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path):
-    kotlinc, java = kotlin_tools
+    kotlinc, java, javac = kotlin_tools
     vectors = tmp_path / "vectors"
     _vectors_module().make_runtime_vectors(vectors, tiny_en.folder / "tokenizer.json", shared_data / "english_misc")
-    classes = tmp_path / "classes"
+    stubs, classes = tmp_path / "stubs", tmp_path / "classes"
+    stub_sources = sorted(str(p) for p in STUBS.rglob("*.java"))
+    built = subprocess.run([javac, "-d", str(stubs), *stub_sources], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-4000:]
     # A short compiler run is mostly JIT warm-up: the client compiler alone makes kotlinc 2-3x faster.
     env = {**os.environ, "JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-    compiled = subprocess.run([kotlinc, str(CORE / "src" / "main" / "kotlin"), str(CORE / "src" / "test" / "kotlin"),
-                               "-d", str(classes)], capture_output=True, text=True, timeout=600, env=env)
+    compiled = subprocess.run([kotlinc, "-cp", str(stubs), str(CORE / "src" / "main" / "kotlin"),
+                               str(CORE / "src" / "test" / "kotlin"), str(APP_SOURCES), "-d", str(classes)],
+                              capture_output=True, text=True, timeout=600, env=env)
     assert compiled.returncode == 0, compiled.stderr[-4000:]
+    assert (classes / "org" / "edgeasr" / "demo" / "ExecutorchWhisper.class").is_file()
     run = subprocess.run([java, "-cp", f"{classes}{os.pathsep}{_kotlin_stdlib(kotlinc)}",
                           "org.edgeasr.core.CoreTestsKt", str(vectors / "vectors.json")],
                          capture_output=True, text=True, timeout=300)

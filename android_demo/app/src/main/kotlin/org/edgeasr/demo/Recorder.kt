@@ -49,7 +49,8 @@ class Recorder {
         record?.release()
         record = null
         synchronized(chunks) {
-            val total = chunks.sumOf { it.size }
+            var total = 0
+            for (chunk in chunks) total += chunk.size
             val samples = FloatArray(total)
             var offset = 0
             for (chunk in chunks) {
