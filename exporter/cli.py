@@ -155,7 +155,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
                             calib=args.calib, n_calib=args.n_calib, order=args.order,
                             calibration=args.calibration, seed=args.seed)
-    summary = export(options, args.out, progress=not args.no_progress)
+    summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
         print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
               f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
@@ -163,6 +163,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not summary["personalised"]:
         print("note: no --calib given: calibrated on generic synthetic clips, so this export is not personalised")
     print(f"report: {args.out / 'report.md'}")
+    if args.bundle:
+        print(f"bundled for the Android app: {', '.join(Path(p).name for p in summary['bundled'])} in {args.bundle}")
     return 0
 
 
@@ -229,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "a generic synthetic set is used and the result is not personalised")
     p.add_argument("--formats", help="comma list of pte,onnx (default: pte for android, onnx for onnx)")
     p.add_argument("--out", type=Path, required=True, help="new output folder")
+    p.add_argument("--bundle", type=Path, metavar="ASSETS_DIR",
+                   help="after a successful export, also copy model.pte, tokenizer.json and plan.json here "
+                        "(e.g. android_demo/app/src/main/assets/) for the Android app")
     p.add_argument("--n-calib", type=int, default=32)
     p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
     p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -39,6 +40,9 @@ from exporter.scoring import utterance_counts
 from runtimes.torch_runner import TorchRunner
 
 FORMATS = {"pte": "android", "onnx": "onnx"}  # artifact format -> planning target (its ladder)
+# What the Android app loads from its assets folder (android_demo/): the program, the tokenizer it decodes
+# with, and the plan for display (the app reads the plan it runs from the .pte itself).
+BUNDLE_FILES = ("model.pte", "tokenizer.json", "plan.json")
 DEFAULT_FORMATS = {"android": ("pte",), "executorch": ("pte",), "onnx": ("onnx",)}
 # First guess at what an artifact holds beyond the plan's weight bytes (graph, plan JSON, alignment).
 OVERHEAD_ALLOWANCE = 400_000
@@ -272,9 +276,18 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
     return "\n".join(lines) + "\n"
 
 
-def export(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict:
-    """Run every stage; the finished folder appears at `out_dir` only if all of them succeed."""
+def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_dir: Path | None = None) -> dict:
+    """Run every stage; the finished folder appears at `out_dir` only if all of them succeed.
+
+    With `bundle_dir`, the .pte artifact's files are then copied there too (see `bundle_artifacts`); that
+    folder is checked for writability before anything expensive runs.
+    """
     formats = options.resolved_formats()
+    if bundle_dir is not None:
+        if "pte" not in formats:
+            raise EdgeAsrError("--bundle copies the ExecuTorch (.pte) artifact into the Android app, but this "
+                               f"export makes only {', '.join(formats)}; add --formats pte")
+        check_bundle_folder(bundle_dir)
     budget = parse_budget(options.budget)
     calib = load_dataset(options.calib) if options.calib else None
     started = time.perf_counter()
@@ -321,7 +334,66 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     _say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
+    if bundle_dir is not None:
+        copied = bundle_artifacts(out_dir, bundle_dir)
+        summary["bundled"] = [str(p) for p in copied]
+        _say(f"bundled {', '.join(p.name for p in copied)} into {bundle_dir}")
     return summary
+
+
+def check_bundle_folder(bundle_dir: Path) -> Path:
+    """Create `bundle_dir` if needed and prove it is writable, before any expensive stage runs."""
+    bundle_dir = Path(bundle_dir)
+    try:
+        bundle_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgeasr-bundle-probe.", dir=bundle_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EdgeAsrError(f"cannot write the Android bundle to {bundle_dir}: {exc.strerror or exc}; pass a "
+                           "writable folder to --bundle (e.g. android_demo/app/src/main/assets/)") from exc
+    return bundle_dir
+
+
+def _pte_folder(export_dir: Path) -> Path:
+    summary_path = export_dir / "export.json"
+    if not summary_path.is_file():
+        raise EdgeAsrError(f"{export_dir} is not an edgeasr export folder (no export.json)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    folders = [a["folder"] for a in summary.get("artifacts", []) if a.get("format") == "pte"]
+    if not folders:
+        raise EdgeAsrError(f"{export_dir} holds no ExecuTorch (.pte) artifact to bundle; export with --formats pte")
+    return export_dir / folders[0]
+
+
+def bundle_artifacts(export_dir: Path, bundle_dir: Path) -> list[Path]:
+    """Copy the .pte artifact's files into an app's assets folder (e.g. android_demo/app/src/main/assets/).
+
+    Every file is first copied beside its destination under a temporary name; only when all copies
+    succeeded are they renamed into place, so the app never sees a new model.pte with an old tokenizer.
+    Returns the destination paths.
+    """
+    source = _pte_folder(Path(export_dir))
+    missing = [name for name in BUNDLE_FILES if not (source / name).is_file()]
+    if missing:
+        raise EdgeAsrError(f"{source} lacks {', '.join(missing)}; re-run the export")
+    bundle_dir = check_bundle_folder(bundle_dir)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name in BUNDLE_FILES:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=bundle_dir)
+            os.close(fd)
+            staged.append((Path(tmp), bundle_dir / name))
+            shutil.copyfile(source / name, tmp)
+            Path(tmp).chmod(0o666 & ~_umask())
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except OSError as exc:
+        raise EdgeAsrError(f"cannot write the Android bundle to {bundle_dir}: {exc.strerror or exc}") from exc
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [final for _, final in staged]
 
 
 def describe_artifact(path: Path) -> tuple[dict, list[str]]:
@@ -346,4 +418,4 @@ def describe_artifact(path: Path) -> tuple[dict, list[str]]:
     return plan, lines
 
 
-__all__ = ["ExportOptions", "export", "artifact_runner", "describe_artifact"]
+__all__ = ["ExportOptions", "export", "artifact_runner", "describe_artifact", "bundle_artifacts"]

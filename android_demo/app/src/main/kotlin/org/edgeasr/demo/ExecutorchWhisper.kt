@@ -1,0 +1,85 @@
+package org.edgeasr.demo
+
+import java.io.Closeable
+import org.edgeasr.core.EdgeAsrException
+import org.edgeasr.core.LogMel
+import org.edgeasr.core.ModelConfig
+import org.edgeasr.core.SpeechModel
+import org.edgeasr.core.TextDecoderMethod
+import org.pytorch.executorch.EValue
+import org.pytorch.executorch.Module
+import org.pytorch.executorch.Tensor
+
+/**
+ * The `.pte` exported by `edgeasr export --target android`, run through ExecuTorch's Module API. Only the
+ * calls into the program live here; everything else (features, greedy loop, token decoding) is the plain
+ * Kotlin core, tested on the JVM against the Python runner.
+ *
+ * Method contract (exporter/lower/whisper_modules.py, runtimes/executorch_runner.py):
+ *   encoder(features float32 [1, n_mels, 3000]) -> encoder states float32 [1, 1500, d_model]
+ *   text_decoder(token int64 [1, 1], encoder states, cache position int64 [1]) -> logits float32 [1, 1, vocab]
+ * The decoder's KV cache lives inside the program; a new sequence simply starts again at position 0.
+ */
+class ExecutorchWhisper private constructor(
+    private val module: Module,
+    override val config: ModelConfig
+) : SpeechModel<Tensor>, Closeable {
+
+    override fun encode(features: FloatArray): Tensor {
+        val input = Tensor.fromBlob(features, longArrayOf(1, config.nMels.toLong(), LogMel.FRAMES.toLong()))
+        val output = module.execute("encoder", EValue.from(input))[0].toTensor()
+        // The returned tensor views the encoder's planned memory; copy it so it stays valid however the
+        // program's methods are scheduled while the decoder reads it.
+        return Tensor.fromBlob(output.dataAsFloatArray, output.shape())
+    }
+
+    override fun decoderMethod(encoded: Tensor): TextDecoderMethod {
+        val states = EValue.from(encoded)
+        return object : TextDecoderMethod {
+            override fun run(token: Int, position: Int): FloatArray {
+                val tokenTensor = Tensor.fromBlob(longArrayOf(token.toLong()), longArrayOf(1, 1))
+                val positionTensor = Tensor.fromBlob(longArrayOf(position.toLong()), longArrayOf(1))
+                val outputs = module.execute("text_decoder", EValue.from(tokenTensor), states,
+                    EValue.from(positionTensor))
+                val logits = outputs[0].toTensor().dataAsFloatArray
+                if (logits.size != config.vocabSize) {
+                    throw EdgeAsrException("text_decoder returned ${logits.size} logits, expected ${config.vocabSize}")
+                }
+                return logits
+            }
+        }
+    }
+
+    override fun close() = module.destroy()
+
+    companion object {
+        /**
+         * Loads the program, reads its configuration from its constant methods (not from the file name) and
+         * loads both methods, so the first transcription does not pay for XNNPACK's weight packing.
+         */
+        fun load(path: String, threads: Int = 0): ExecutorchWhisper {
+            val module = Module.load(path, Module.LOAD_MODE_MMAP, threads)
+            try {
+                val methods = module.getMethods().toSet()
+                val config = ModelConfig.fromProgram(methods) { name -> constant(module, name) }
+                module.loadMethod("encoder")
+                module.loadMethod("text_decoder")
+                return ExecutorchWhisper(module, config)
+            } catch (e: Exception) {
+                module.destroy()
+                throw e
+            }
+        }
+
+        /** A constant method's single value as String, Long or Boolean (what ModelConfig expects). */
+        private fun constant(module: Module, name: String): Any? {
+            val value = module.execute(name)[0]
+            return when {
+                value.isString() -> value.toStr()
+                value.isInt() -> value.toInt()
+                value.isBool() -> value.toBool()
+                else -> null
+            }
+        }
+    }
+}
