@@ -19,6 +19,8 @@ SAMPLE_RATE = 16_000
 # Whisper's window: 30 s of audio -> 3000 log-mel frames -> 1500 encoder positions.
 CHUNK_SECONDS = 30
 CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+FRAMES_PER_SECOND = 100  # log-mel hop of 10 ms
+FULL_FRAMES = CHUNK_SECONDS * FRAMES_PER_SECOND  # the encoder input of a full window
 # Below this peak amplitude (about -80 dBFS) a clip holds no speech a model could hear.
 SILENCE_PEAK = 1e-4
 MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms
@@ -60,9 +62,9 @@ def duration_seconds(samples: np.ndarray) -> float:
     return samples.size / SAMPLE_RATE
 
 
-def chunks(samples: np.ndarray) -> list[np.ndarray]:
-    """Consecutive 30 s windows (Whisper's context); the last one may be shorter."""
-    return [samples[i : i + CHUNK_SAMPLES] for i in range(0, samples.size, CHUNK_SAMPLES)]
+def chunks(samples: np.ndarray, size: int = CHUNK_SAMPLES) -> list[np.ndarray]:
+    """Consecutive windows of `size` samples (default 30 s, Whisper's context); the last may be shorter."""
+    return [samples[i : i + size] for i in range(0, samples.size, size)]
 
 
 @functools.cache
