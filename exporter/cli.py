@@ -154,12 +154,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
     options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
                             calib=args.calib, n_calib=args.n_calib, order=args.order,
-                            calibration=args.calibration, seed=args.seed)
+                            calibration=args.calibration, seed=args.seed, memory_budget=args.memory_budget,
+                            max_audio_seconds=args.max_audio_seconds, attention=args.attention)
     summary = export(options, args.out, progress=not args.no_progress)
     for artifact in summary["artifacts"]:
         print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
               f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
               f"{artifact['parity']['clips']} clips")
+        memory = artifact.get("memory")
+        if memory:
+            settings = memory["settings"]
+            peaks = ", ".join(f"{host} {e['peak_bytes'] / 1e6:.0f} MB" for host, e in memory["estimates"].items())
+            print(f"  predicted peak memory: {peaks}; audio context {settings['audio_seconds']:g} s, "
+                  f"{settings['attention']} attention ({settings['chosen_by']})")
     if not summary["personalised"]:
         print("note: no --calib given: calibrated on generic synthetic clips, so this export is not personalised")
     print(f"report: {args.out / 'report.md'}")
@@ -274,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
     p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-budget", help="runtime RAM budget for the predicted peak (weights + activations + "
+                                           "KV cache + load peak), e.g. 250MB; shrinks activations (eager "
+                                           "attention, shorter audio context) until it fits, else fails")
+    p.add_argument("--max-audio-seconds", type=float,
+                   help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
+                        "longer clips are transcribed in windows of this length")
+    p.add_argument("--attention", choices=["sdpa", "eager"], help="ExecuTorch encoder attention (default sdpa; "
+                                                                  "eager plans less activation memory)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
 
