@@ -86,3 +86,11 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
         samples, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="max_length"
     ).input_features
     return features[0].astype(np.float32)
+
+
+def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:
+    """The first `n_frames` of `log_mel` (a shorter audio context), contiguous: (n_mels, n_frames).
+
+    Computed on the 30 s padded window and then cut, so the values equal the full window's first frames.
+    """
+    return np.ascontiguousarray(log_mel(samples, n_mels)[:, :n_frames])

@@ -390,14 +390,16 @@ def _dataset(options: BenchOptions) -> Dataset:
     dataset = load_dataset(options.data)
     if options.split:
         dataset = dataset.filter(split=options.split)
-    dataset = dataset.head(options.limit)
-    if options.group_by:
+    return dataset.head(options.limit)
+
+
+def _check_dataset(dataset: Dataset, group_by: str | None) -> None:
+    if group_by:
         for utt in dataset:
-            utt.group(options.group_by)  # every clip needs the group value; fail before measuring
+            utt.group(group_by)  # every clip needs the group value; fail before measuring
     ids = [u.utt_id for u in dataset]
     if len(set(ids)) != len(ids):
-        raise EdgeAsrError(f"{options.data}: utterance ids are not unique; give each clip its own utt_id")
-    return dataset
+        raise EdgeAsrError(f"{dataset.source}: utterance ids are not unique; give each clip its own utt_id")
 
 
 def _data_notes(dataset: Dataset) -> list[str]:
@@ -410,12 +412,14 @@ def _data_notes(dataset: Dataset) -> list[str]:
     return []
 
 
-def bench(options: BenchOptions) -> BenchResult:
-    """Measure every runtime on the same clips; see the module doc."""
+def bench(options: BenchOptions, dataset: Dataset | None = None) -> BenchResult:
+    """Measure every runtime on the same clips; see the module doc. `dataset` (e.g. a balanced sample made
+    by a benchmark script) replaces loading `options.data`."""
     options.check()
     root = Path(options.artifact)
     runtimes = options.runtimes or default_runtimes(root)
-    dataset = _dataset(options)
+    dataset = _dataset(options) if dataset is None else dataset
+    _check_dataset(dataset, options.group_by)
     for runtime in runtimes:
         check_runtime_available(runtime)
     targets = resolve_targets(root, tuple(dict.fromkeys(runtimes)))

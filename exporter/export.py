@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.audio import load_audio, log_mel
+from exporter.audio import load_audio, log_mel_frames
 from exporter.data import Dataset, load_dataset
 from exporter.errors import EdgeAsrError
 from exporter.io import _umask, write_json, write_text
@@ -177,7 +177,7 @@ def check_parity(artifact, simulated: TorchRunner, clips: list[np.ndarray], opti
     all-int4 tiny.en on XNNPACK; a runtime that drops the scales is off by 1e3 and more), and the WER of the
     artifact's transcripts against the simulated plan's (the exact-match share is reported too).
     """
-    features = log_mel(clips[0][: simulated.window_samples], simulated.n_mels)[:, : simulated.n_frames]
+    features = log_mel_frames(clips[0][: simulated.window_samples], simulated.n_mels, simulated.n_frames)
     reference = _first_logits(simulated, features)
     logits_error = float(np.abs(_first_logits(artifact, features) - reference).max() / np.abs(reference).max())
     rows = []
@@ -289,7 +289,7 @@ def _memory_report(memory: dict) -> list[str]:
         return []
     settings = MemorySettings(**{k: memory["settings"][k] for k in ("n_frames", "attention", "chosen_by")})
     budget = memory["memory_budget_bytes"]
-    lines = [f"Runtime memory (`memory.json`): {settings.describe()} ({settings.chosen_by})"
+    lines = [f"Runtime memory (`memory.json`): {settings.describe()} (chosen by: {settings.chosen_by})"
              + (f"; memory budget {format_bytes(budget)}" if budget else "") + ".", ""]
     for host, data in memory["estimates"].items():
         where = "ExecuTorch C++ Module / ONNX Runtime on the phone" if host == "android" else "Python runtime"

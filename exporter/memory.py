@@ -7,9 +7,10 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
                before lowering);
   activations  activation memory the runtime plans:
                ExecuTorch: the lowered program's memory plan (`non_const_buffer_sizes`, read from the .pte).
-                 The Python runtime gives all host methods ONE shared arena sized to the largest method and
-                 allocates it when the program loads; ExecuTorch's C++ Module (what the Android app uses)
-                 gives every method its own arena, so there it is the sum. The plan holds the decoder's
+                 The Python runtime gives all host methods ONE shared arena sized to the largest method;
+                 ExecuTorch's C++ Module (what the Android app uses) gives every method its own arena
+                 (a zero-filled std::vector per planned buffer in `Module::load_method`), so there it is the
+                 sum. Both allocate and zero the arenas while loading. The plan holds the decoder's
                  self-attention KV cache (a mutable buffer) and the functional copies torch.export makes of
                  a cache updated in place.
                ONNX Runtime: a liveness pass over each graph with inferred shapes (tensors allocated when
@@ -26,7 +27,7 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
   load transient  held only while loading: XNNPACK packs each delegate's weights while the serialised copy
                still exists, so the load peak exceeds the steady state by about the largest layer.
 
-  load peak = weights + load transient (+ the arena, which the Python ExecuTorch runtime allocates at load)
+  load peak = weights + load transient (+ the arenas, which ExecuTorch allocates and zeroes while loading)
   run peak  = weights + activations + workspace + features (+ kv_cache for ONNX Runtime)
 
 The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 3.2x
@@ -185,7 +186,7 @@ def _executorch_estimate(shape: WhisperShape, weights: int, largest_layer: int, 
         runtime="executorch", host=host, n_frames=n_frames, attention=attention, weights_bytes=weights,
         activation_bytes=_arena(per_method, host), workspace_bytes=workspace,
         kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations=True, features_bytes=FEATURES_BYTES,
-        load_transient_bytes=largest_layer, arena_at_load=host == "python", source=source,
+        load_transient_bytes=largest_layer, arena_at_load=True, source=source,
         detail={"planned_arena_per_method": per_method},
     )
 

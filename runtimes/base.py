@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from exporter.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, chunks, duration_seconds, log_mel
+from exporter.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, chunks, duration_seconds, log_mel_frames
 from exporter.tokenizer import SpecialTokens, decode_text
 from runtimes.decoding import DecoderSession, DecodingOptions, detect_language, greedy_decode
 
@@ -65,7 +65,7 @@ class Runner(ABC):
         texts, tokens, language = [], [], options.language
         for window in chunks(samples, self.window_samples):
             t0 = time.perf_counter()
-            features = log_mel(window, self.n_mels)[:, : self.n_frames]
+            features = log_mel_frames(window, self.n_mels, self.n_frames)
             t1 = time.perf_counter()
             encoded = self.encode(features)
             t2 = time.perf_counter()

@@ -44,7 +44,7 @@ def test_prediction_follows_the_activation_controls(tiny_en):
     assert android.activation_bytes == sum(full.detail["planned_arena_per_method"].values())
     assert full.activation_bytes == max(full.detail["planned_arena_per_method"].values())
     assert full.load_peak_bytes == 40_000_000 + 12_000_000 + full.activation_bytes  # arena allocated at load
-    assert android.load_peak_bytes == 40_000_000 + 12_000_000
+    assert android.load_peak_bytes == 40_000_000 + 12_000_000 + android.activation_bytes
 
 
 def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
@@ -140,3 +140,25 @@ def test_short_audio_context_encoder(tiny_en, shared_data, monkeypatch):
     assert runner.window_samples == 160_000
     assert "no longer" in runner.transcribe(clip).text.lower()
     assert np.isclose(runner.transcribe(clip).audio_seconds, clip.size / 16000)
+
+
+def test_runner_feeds_contiguous_features_of_the_artifact_context(tiny_en):
+    """ExecuTorch refuses non-contiguous inputs, so a shorter context must not hand it a strided view."""
+    import numpy as np
+
+    from runtimes.base import Runner
+
+    seen = []
+
+    class Recorder(Runner):
+        def encode(self, features):
+            seen.append((features.shape, features.flags.c_contiguous))
+            raise StopIteration  # nothing to decode
+
+        def start_decoder(self, encoded):
+            raise AssertionError("not reached")
+
+    runner = Recorder(tiny_en.tokenizer, tiny_en.special, 80, n_frames=1000)
+    with pytest.raises(StopIteration):
+        runner.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32))
+    assert seen == [((80, 1000), True)]
