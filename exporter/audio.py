@@ -19,6 +19,8 @@ SAMPLE_RATE = 16_000
 # Whisper's window: 30 s of audio -> 3000 log-mel frames -> 1500 encoder positions.
 CHUNK_SECONDS = 30
 CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+FRAMES_PER_SECOND = 100  # log-mel hop of 10 ms
+FULL_FRAMES = CHUNK_SECONDS * FRAMES_PER_SECOND  # the encoder input of a full window
 # Below this peak amplitude (about -80 dBFS) a clip holds no speech a model could hear.
 SILENCE_PEAK = 1e-4
 MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms
@@ -60,9 +62,9 @@ def duration_seconds(samples: np.ndarray) -> float:
     return samples.size / SAMPLE_RATE
 
 
-def chunks(samples: np.ndarray) -> list[np.ndarray]:
-    """Consecutive 30 s windows (Whisper's context); the last one may be shorter."""
-    return [samples[i : i + CHUNK_SAMPLES] for i in range(0, samples.size, CHUNK_SAMPLES)]
+def chunks(samples: np.ndarray, size: int = CHUNK_SAMPLES) -> list[np.ndarray]:
+    """Consecutive windows of `size` samples (default 30 s, Whisper's context); the last may be shorter."""
+    return [samples[i : i + size] for i in range(0, samples.size, size)]
 
 
 @functools.cache
@@ -84,3 +86,11 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
         samples, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="max_length"
     ).input_features
     return features[0].astype(np.float32)
+
+
+def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:
+    """The first `n_frames` of `log_mel` (a shorter audio context), contiguous: (n_mels, n_frames).
+
+    Computed on the 30 s padded window and then cut, so the values equal the full window's first frames.
+    """
+    return np.ascontiguousarray(log_mel(samples, n_mels)[:, :n_frames])

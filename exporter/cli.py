@@ -154,17 +154,65 @@ def _cmd_export(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
     options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
                             calib=args.calib, n_calib=args.n_calib, order=args.order,
-                            calibration=args.calibration, seed=args.seed)
+                            calibration=args.calibration, seed=args.seed, memory_budget=args.memory_budget,
+                            max_audio_seconds=args.max_audio_seconds, attention=args.attention)
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
         print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
               f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
               f"{artifact['parity']['clips']} clips")
+        memory = artifact.get("memory")
+        if memory:
+            settings = memory["settings"]
+            peaks = ", ".join(f"{host} {e['peak_bytes'] / 1e6:.0f} MB" for host, e in memory["estimates"].items())
+            print(f"  predicted peak memory: {peaks}; audio context {settings['audio_seconds']:g} s, "
+                  f"{settings['attention']} attention ({settings['chosen_by']})")
     if not summary["personalised"]:
         print("note: no --calib given: calibrated on generic synthetic clips, so this export is not personalised")
     print(f"report: {args.out / 'report.md'}")
     if args.bundle:
         print(f"bundled for the Android app: {', '.join(Path(p).name for p in summary['bundled'])} in {args.bundle}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from exporter.bench import BenchOptions, bench
+    from exporter.bench_report import format_markdown, memory_comparison, plot, systems
+    from exporter.bench_schema import load_results, validate_results
+    from exporter.io import write_json, write_text
+
+    options = BenchOptions(artifact=args.artifact, data=args.data, runtimes=tuple(args.runtime or ()),
+                           group_by=args.group_by, split=args.split, limit=args.limit, warmup=args.warmup,
+                           threads=args.threads)
+    previous = load_results(args.json) if args.append and args.json.exists() else None
+    result = bench(options)
+    data = result.to_dict()
+    if previous is not None:
+        data["records"] = previous["records"] + data["records"]
+        data["notes"] = previous.get("notes", []) + data["notes"]
+    validate_results(data, "the results edgeasr bench produced")  # a bug here must not write a bad table
+    write_json(args.json, data)
+    for note in result.notes:
+        print(f"note: {note}")
+    for entry in systems(result.records).values():
+        def value(metric, group="all"):
+            record = entry["metrics"].get((metric, group))
+            return None if record is None else record["metric"]["value"]
+
+        wer = value("wer")
+        memory = ", ".join(f"{phase} peak {m / 1e6:.0f} MB (predicted {p / 1e6:.0f}, {100 * e:+.0f} %)"
+                           for phase, m, p, e in memory_comparison(entry)) or \
+            f"load peak {value('memory_load_peak') / 1e6:.0f} MB, run peak {value('memory_run_peak') / 1e6:.0f} MB"
+        print(f"{entry['label']}: median {value('latency_median')} ms, p90 {value('latency_p90')} ms, "
+              f"RTF {value('real_time_factor')}, {memory}"
+              + ("" if wer is None else f", WER {100 * wer:.1f} %"))
+    print(f"wrote {args.json}")
+    if args.md:
+        write_text(args.md, format_markdown(data))
+        print(f"wrote {args.md}")
+    if args.plot:
+        plot(data, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -238,8 +286,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
     p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-budget", help="runtime RAM budget for the predicted peak (weights + activations + "
+                                           "KV cache + load peak), e.g. 250MB; shrinks activations (eager "
+                                           "attention, shorter audio context) until it fits, else fails")
+    p.add_argument("--max-audio-seconds", type=float,
+                   help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
+                        "longer clips are transcribed in windows of this length")
+    p.add_argument("--attention", choices=["sdpa", "eager"], help="ExecuTorch encoder attention (default sdpa; "
+                                                                  "eager plans less activation memory)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("bench", help="latency, memory, size and WER per group of an exported artifact, per runtime")
+    p.add_argument("--artifact", type=Path, required=True, help="a folder written by `edgeasr export`")
+    p.add_argument("--runtime", nargs="+", choices=["torch-fp", "torch", "onnx", "executorch"],
+                   help="runtimes to measure, each in its own process (default: the artifact's own: executorch "
+                        "for model.pte, onnx for encoder.onnx); torch simulates the artifact's plan, torch-fp "
+                        "is the full-precision model")
+    p.add_argument("--data", type=Path, required=True, help="folder of audio, or .jsonl/.csv manifest")
+    p.add_argument("--group-by", choices=["gender", "speaker", "language", "split"])
+    p.add_argument("--split", help="only utterances of this split (e.g. test)")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of the first clip before timing (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="compute threads per runtime (default 1)")
+    p.add_argument("--json", type=Path, required=True, help="results file (schema: exporter/schemas/"
+                                                            "bench_result.schema.json)")
+    p.add_argument("--append", action="store_true", help="add the records to an existing --json file")
+    p.add_argument("--md", type=Path, help="also write a Markdown report here")
+    p.add_argument("--plot", type=Path, help="also write a PNG plot here")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
     p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")

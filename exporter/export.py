@@ -8,6 +8,9 @@
   4. lower     to ExecuTorch (.pte) and/or ONNX;
   5. verify    parity: calibration clips through the artifact and through the simulated plan in PyTorch must
                give the same transcripts (and close encoder outputs), else the export fails;
+  5b. memory  with --memory-budget, the audio context / attention that fit are chosen before lowering
+               (exporter.memory_budget) and the lowered artifact's own memory estimate is checked again;
+               every artifact gets memory.json (exporter.memory) beside plan.json;
   6. write     everything is staged in a temporary folder beside the output and renamed into place at the
                end, so an interrupted or failed export leaves nothing half-written.
 """
@@ -26,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.audio import load_audio, log_mel
+from exporter.audio import load_audio, log_mel_frames
 from exporter.data import Dataset, load_dataset
 from exporter.errors import EdgeAsrError
 from exporter.io import _umask, write_json, write_text
+from exporter.memory import MemoryEstimate, format_estimate
+from exporter.memory_budget import MemorySettings, check_artifact, choose_settings, fixed_settings
 from exporter.models import WhisperBundle, load_whisper
 from exporter.normalize import normalize
 from exporter.quant.budget import format_bytes, parse_budget
@@ -68,6 +73,9 @@ class ExportOptions:
     max_transcript_wer: float = 0.35  # artifact vs simulated transcripts: per-clip error rate (capped), mean
     max_logits_error: float = 0.5  # max |logits_artifact - logits_sim| / max |logits_sim|, first step
     max_plan_disagreement: float = 0.5  # beyond this the simulated plan itself has lost the FP transcripts
+    memory_budget: str | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
+    max_audio_seconds: float | None = None  # audio context of the encoder (None: 30 s, or the budget's choice)
+    attention: str | None = None  # ExecuTorch encoder attention, sdpa or eager (None: sdpa, or the budget's)
 
     def resolved_formats(self) -> tuple[str, ...]:
         if self.target not in DEFAULT_FORMATS:
@@ -93,6 +101,7 @@ class ArtifactResult:
     attempts: int
     parity: dict = field(default_factory=dict)
     seconds: float = 0.0
+    memory: dict = field(default_factory=dict)  # settings and estimates (exporter.memory), as in memory.json
 
     @property
     def artifact_bytes(self) -> int:
@@ -119,17 +128,18 @@ def generic_calibration_set() -> Dataset:
     return load_dataset(folder)
 
 
-def _lower(fmt: str, bundle: WhisperBundle, plan: QuantPlan, folder: Path) -> dict[str, int]:
+def _lower(fmt: str, bundle: WhisperBundle, plan: QuantPlan, folder: Path,
+           settings: MemorySettings = MemorySettings()) -> dict[str, int]:
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "pte":
         from exporter.lower.executorch import lower_executorch
 
-        lower_executorch(bundle, plan, folder / "model.pte")
+        lower_executorch(bundle, plan, folder / "model.pte", settings.n_frames, settings.attention)
         shutil.copyfile(bundle_tokenizer(bundle), folder / "tokenizer.json")
     else:
         from exporter.lower.onnx import lower_onnx
 
-        lower_onnx(bundle, plan, folder)
+        lower_onnx(bundle, plan, folder, settings.n_frames)
     plan.save(folder / "plan.json")
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != "plan.json"}
 
@@ -187,7 +197,7 @@ def check_parity(artifact, simulated: TorchRunner, clips: list[np.ndarray], opti
     diverge and `full_precision` is given, the simulated plan is compared with it too: if the plan itself
     no longer transcribes like the full-precision model, the budget is the problem, not the runtime.
     """
-    features = log_mel(clips[0][: 30 * 16000], simulated.n_mels)
+    features = log_mel_frames(clips[0][: simulated.window_samples], simulated.n_mels, simulated.n_frames)
     reference = _first_logits(simulated, features)
     logits_error = float(np.abs(_first_logits(artifact, features) - reference).max() / np.abs(reference).max())
     rows = []
@@ -229,10 +239,11 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
         _say(f"{fmt}: planning for {format_bytes(plan_budget)} of weights (attempt {attempt})")
         plan = make_plan(bundle, user, plan_options, progress)
         plan.budget_bytes = budget
-        _say(f"{fmt}: lowering {plan.format_counts()}")
+        settings = _memory_settings(fmt, bundle, plan, options)
+        _say(f"{fmt}: lowering {plan.format_counts()}, {settings.describe()}")
         for stale in (p for p in folder.glob("*") if p.is_file()):  # an earlier, over-budget attempt
             stale.unlink()
-        files = _lower(fmt, bundle, plan, folder)
+        files = _lower(fmt, bundle, plan, folder, settings)
         size = artifact_bytes(files)
         if size <= budget:
             break
@@ -241,12 +252,40 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
     else:
         raise EdgeAsrError(f"could not fit the {fmt} artifact into {format_bytes(budget)} after {MAX_ATTEMPTS} "
                            "attempts; raise the budget")
+    memory = _check_memory(fmt, bundle, folder, settings, options)
     _say(f"{fmt}: parity check on {len(parity_clips)} clips")
-    parity = check_parity(artifact_runner(folder), TorchRunner(simulate(bundle, plan)), parity_clips, options,
-                          TorchRunner(bundle))
+    simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames)
+    parity = check_parity(artifact_runner(folder), simulated, parity_clips, options,
+                          TorchRunner(bundle, n_frames=settings.n_frames))
     result = ArtifactResult(fmt, folder.name, files, plan.total_bytes, attempt, parity,
-                            round(time.perf_counter() - started, 1))
+                            round(time.perf_counter() - started, 1), memory)
     return result, plan
+
+
+def _memory_budget(options: ExportOptions) -> int | None:
+    return None if options.memory_budget is None else parse_budget(options.memory_budget)
+
+
+def _memory_settings(fmt: str, bundle: WhisperBundle, plan: QuantPlan, options: ExportOptions) -> MemorySettings:
+    memory_budget = _memory_budget(options)
+    if memory_budget is None:
+        return fixed_settings(fmt, options.max_audio_seconds, options.attention)
+    largest = max((layer.bytes for layer in plan.layers), default=0)
+    settings, estimate = choose_settings(bundle.model.config, fmt, plan.total_bytes, largest, memory_budget,
+                                         options.max_audio_seconds, options.attention)
+    _say(f"{fmt}: predicted peak {format_bytes(estimate.peak_bytes)} with {settings.describe()} "
+         f"(memory budget {format_bytes(memory_budget)})")
+    return settings
+
+
+def _check_memory(fmt: str, bundle: WhisperBundle, folder: Path, settings: MemorySettings,
+                  options: ExportOptions) -> dict:
+    """The lowered artifact's own memory estimate, checked against the budget; written as memory.json."""
+    estimates = check_artifact(folder, fmt, bundle.model.config, _memory_budget(options))
+    memory = {"schema_version": 1, "settings": settings.to_dict(), "memory_budget_bytes": _memory_budget(options),
+              "estimates": {host: e.to_dict() for host, e in estimates.items()}}
+    write_json(folder / "memory.json", memory)
+    return memory
 
 
 def _report(options: ExportOptions, budget: int, personalised: bool, calib_source: str,
@@ -273,7 +312,21 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
         lines += ["", "| category | bytes |", "|---|---:|"]
         lines += [f"| {k} | {v:,} |" for k, v in plan.totals().items()]
         lines += ["", "Formats: " + ", ".join(f"{k} x{v}" for k, v in sorted(plan.format_counts().items())), ""]
+        lines += _memory_report(result.memory)
     return "\n".join(lines) + "\n"
+
+
+def _memory_report(memory: dict) -> list[str]:
+    if not memory:
+        return []
+    settings = MemorySettings(**{k: memory["settings"][k] for k in ("n_frames", "attention", "chosen_by")})
+    budget = memory["memory_budget_bytes"]
+    lines = [f"Runtime memory (`memory.json`): {settings.describe()} (chosen by: {settings.chosen_by})"
+             + (f"; memory budget {format_bytes(budget)}" if budget else "") + ".", ""]
+    for host, data in memory["estimates"].items():
+        where = "ExecuTorch C++ Module / ONNX Runtime on the phone" if host == "android" else "Python runtime"
+        lines += [f"Predicted for {host} ({where}):", ""] + format_estimate(MemoryEstimate.from_dict(data)) + [""]
+    return lines
 
 
 def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_dir: Path | None = None) -> dict:
@@ -298,6 +351,9 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     bundle = load_whisper(options.model)
     for fmt in formats:  # an impossible budget is reported before any expensive stage
         check_reachable(bundle, FORMATS[fmt], budget - OVERHEAD_ALLOWANCE)
+        if options.memory_budget is not None:  # weights fill the size budget, so this is the most they can be
+            choose_settings(bundle.model.config, fmt, budget, 0, _memory_budget(options),
+                            options.max_audio_seconds, options.attention)
     personalised = calib is not None
     clips_set = calib if calib is not None else generic_calibration_set()
     _say(f"observing {min(options.n_calib, len(clips_set))} calibration clips "

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from exporter.audio import chunks, duration_seconds, log_mel
+from exporter.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, chunks, duration_seconds, log_mel_frames
 from exporter.tokenizer import SpecialTokens, decode_text
 from runtimes.decoding import DecoderSession, DecodingOptions, detect_language, greedy_decode
 
@@ -37,27 +37,35 @@ class Runner(ABC):
 
     name: str = "runner"
 
-    def __init__(self, tokenizer, special: SpecialTokens, n_mels: int):
+    def __init__(self, tokenizer, special: SpecialTokens, n_mels: int, n_frames: int = FULL_FRAMES):
         self.tokenizer = tokenizer
         self.special = special
         self.n_mels = n_mels
+        # The encoder's input length. Below 3000 (an export with a shorter audio context) audio is cut into
+        # windows of n_frames / 100 s, and each window's 30 s features are cut to n_frames.
+        self.n_frames = n_frames
+
+    @property
+    def window_samples(self) -> int:
+        return self.n_frames * SAMPLE_RATE // FRAMES_PER_SECOND
 
     @abstractmethod
     def encode(self, features: np.ndarray) -> Any:
-        """Run the encoder on (n_mels, 3000) features; return whatever `start_decoder` needs."""
+        """Run the encoder on (n_mels, n_frames) features; return whatever `start_decoder` needs."""
 
     @abstractmethod
     def start_decoder(self, encoded: Any) -> DecoderSession:
         """A fresh decoder session (empty KV cache) attending to `encoded`."""
 
     def transcribe(self, samples: np.ndarray, options: DecodingOptions = DecodingOptions()) -> Transcription:
-        """Text of 16 kHz mono `samples`; audio longer than 30 s is decoded window by window."""
+        """Text of 16 kHz mono `samples`; audio longer than the window (30 s unless the encoder takes fewer
+        frames) is decoded window by window."""
         start = time.perf_counter()
         timings = {"features": 0.0, "encode": 0.0, "decode": 0.0}
         texts, tokens, language = [], [], options.language
-        for window in chunks(samples):
+        for window in chunks(samples, self.window_samples):
             t0 = time.perf_counter()
-            features = log_mel(window, self.n_mels)
+            features = log_mel_frames(window, self.n_mels, self.n_frames)
             t1 = time.perf_counter()
             encoded = self.encode(features)
             t2 = time.perf_counter()

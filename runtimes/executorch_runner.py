@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from exporter.audio import FULL_FRAMES
 from exporter.errors import EdgeAsrError
 from exporter.tokenizer import SpecialTokens
 from runtimes.base import Runner
@@ -69,7 +70,10 @@ class ExecutorchRunner(Runner):
     def __init__(self, pte_path: Path, tokenizer):
         self.program = load_program(Path(pte_path))
         special = SpecialTokens.from_dict(json.loads(constant(self.program, "edgeasr_special_tokens")))
-        super().__init__(tokenizer, special, int(constant(self.program, "get_n_mels")))
+        # Programs exported before the audio context became an option take the full 30 s window.
+        n_frames = int(constant(self.program, "get_n_frames")) if "get_n_frames" in self.program.method_names \
+            else FULL_FRAMES
+        super().__init__(tokenizer, special, int(constant(self.program, "get_n_mels")), n_frames)
         self.encoder = self.program.load_method("encoder")
         self.decoder = self.program.load_method("text_decoder")
         self.max_seq_len = int(constant(self.program, "get_max_seq_len"))

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.audio import FULL_FRAMES
 from exporter.errors import EdgeAsrError
-from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_MELS, META_SPECIAL, TOKENIZER_FILE
+from exporter.lower.onnx import (DECODER_FILE, ENCODER_FILE, META_N_FRAMES, META_N_MELS, META_SPECIAL,
+                                  TOKENIZER_FILE)
 from exporter.tokenizer import SpecialTokens
 from runtimes.base import Runner
 
@@ -89,9 +91,11 @@ class OnnxRunner(Runner):
         try:
             special = SpecialTokens.from_dict(json.loads(_metadata(self.encoder, folder, META_SPECIAL)))
             n_mels = int(_metadata(self.encoder, folder, META_N_MELS))
+            # Graphs lowered before the audio context became an option take the full 30 s window.
+            n_frames = int(self.encoder.get_modelmeta().custom_metadata_map.get(META_N_FRAMES, FULL_FRAMES))
         except (ValueError, TypeError, KeyError) as exc:
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
-        super().__init__(_load_tokenizer(folder / TOKENIZER_FILE), special, n_mels)
+        super().__init__(_load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from exporter.audio import FULL_FRAMES
+from exporter.lower.whisper_modules import encode_frames
 from exporter.models import WhisperBundle
 from runtimes.base import Runner
 
@@ -36,14 +38,14 @@ class _TorchDecoderSession:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, bundle: WhisperBundle):
-        super().__init__(bundle.tokenizer, bundle.special, bundle.n_mels)
+    def __init__(self, bundle: WhisperBundle, n_frames: int = FULL_FRAMES):
+        super().__init__(bundle.tokenizer, bundle.special, bundle.n_mels, n_frames)
         self.bundle = bundle
         self.model = bundle.model
 
     @torch.inference_mode()
     def encode(self, features: np.ndarray) -> torch.Tensor:
-        return self.model.model.encoder(torch.from_numpy(features)[None]).last_hidden_state
+        return encode_frames(self.model.model.encoder, torch.from_numpy(features)[None])
 
     def start_decoder(self, encoded: torch.Tensor) -> _TorchDecoderSession:
         return _TorchDecoderSession(self.model, encoded)

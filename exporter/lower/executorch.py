@@ -24,7 +24,7 @@ from torch import nn
 
 from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
-from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
+from exporter.lower.whisper_modules import FULL_FRAMES, WhisperEncoderModule, WhisperTextDecoderModule
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import QuantPlan
@@ -32,6 +32,7 @@ from exporter.quant.primitives import _as_groups
 
 MAX_SEQ_LEN = 448
 EXECUTORCH_TARGETS = ("android", "executorch")
+ATTENTIONS = ("sdpa", "eager")  # HF attention implementations the encoder can be captured with
 
 
 def _check_target(plan: QuantPlan) -> None:
@@ -55,9 +56,16 @@ def _clip_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float) -> torch.T
     return flat.reshape(weight.shape).to(weight.dtype)
 
 
-def prepare_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
-    """A float copy, untied, with the plan's clipping applied; the original bundle is not touched."""
+def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = "sdpa") -> nn.Module:
+    """A float copy, untied, with the plan's clipping applied; the original bundle is not touched.
+
+    `attention` picks HF's attention implementation for the capture: the same arithmetic either way, but
+    XNNPACK lowers them differently; eager plans one attention map less per layer in the memory plan.
+    """
+    if attention not in ATTENTIONS:
+        raise EdgeAsrError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
     model = copy.deepcopy(bundle.model).eval()
+    model.config._attn_implementation = attention  # the deep copy has its own config
     model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
     model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion
     for layer in plan.layers:
@@ -90,9 +98,12 @@ def quantise_model(model: nn.Module, plan: QuantPlan) -> None:
     quantize_(model, FqnToConfig(mapping), filter_fn=None)
 
 
-def constant_methods(bundle: WhisperBundle, plan: QuantPlan) -> dict:
+def constant_methods(bundle: WhisperBundle, plan: QuantPlan, n_frames: int = FULL_FRAMES,
+                     attention: str = "sdpa") -> dict:
     config = bundle.model.config
     return {
+        "get_n_frames": n_frames,  # the encoder's input length: the runner windows audio to n_frames / 100 s
+        "edgeasr_attention": attention,  # how the encoder was captured (for the memory model and reports)
         "edgeasr_plan": plan.to_json(),
         "edgeasr_special_tokens": json.dumps(bundle.special.to_dict(), sort_keys=True),
         "get_max_seq_len": MAX_SEQ_LEN,
@@ -104,10 +115,10 @@ def constant_methods(bundle: WhisperBundle, plan: QuantPlan) -> dict:
     }
 
 
-def capture(model: nn.Module, n_mels: int) -> dict:
+def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES) -> dict:
     encoder = WhisperEncoderModule(model).eval()
     decoder = WhisperTextDecoderModule(model, MAX_SEQ_LEN).eval()
-    features = torch.zeros(1, n_mels, 3000)
+    features = torch.zeros(1, n_mels, n_frames)
     with torch.no_grad():
         encoder_states = encoder(features)
         programs = {
@@ -138,13 +149,18 @@ def lower(programs: dict, constants: dict) -> bytes:
     return program.buffer
 
 
-def lower_executorch(bundle: WhisperBundle, plan: QuantPlan, out_path: Path) -> Path:
-    """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails."""
+def lower_executorch(bundle: WhisperBundle, plan: QuantPlan, out_path: Path, n_frames: int = FULL_FRAMES,
+                     attention: str = "sdpa") -> Path:
+    """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails.
+
+    `n_frames` < 3000 exports a shorter audio context (encoder input frames, see whisper_modules);
+    `attention` the encoder's attention implementation. Both only change activation memory, not weights.
+    """
     _check_target(plan)
-    model = prepare_model(bundle, plan)
+    model = prepare_model(bundle, plan, attention)
     quantise_model(model, plan)
-    programs = capture(model, bundle.n_mels)
-    data = lower(programs, constant_methods(bundle, plan))
+    programs = capture(model, bundle.n_mels, n_frames)
+    data = lower(programs, constant_methods(bundle, plan, n_frames, attention))
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
     return out_path

@@ -2,7 +2,8 @@
 
 `lower_onnx(bundle, plan, out_dir)` writes
 
-* `encoder.onnx`: input_features[1, n_mels, 3000] -> cross_k, cross_v [L, 1, H, 1500, D]. The encoder also
+* `encoder.onnx`: input_features[1, n_mels, 3000] -> cross_k, cross_v [L, 1, H, 1500, D] (F frames and
+  F / 2 positions for an export with a shorter audio context). The encoder also
   projects its output through every decoder layer's cross-attention k/v, because those keys and values are
   the same for every decoding step: computing them once here keeps them out of the per-token decoder.
 * `decoder.onnx` (decoder with past): tokens[1, T] int64, self_k, self_v [L, 1, H, P, D], cross_k, cross_v
@@ -42,7 +43,8 @@ from torch import nn
 
 from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
-from exporter.lower.whisper_modules import split_heads
+from exporter.audio import FULL_FRAMES
+from exporter.lower.whisper_modules import encode_frames, split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
@@ -56,13 +58,13 @@ META_SPECIAL = "edgeasr.special_tokens"
 META_N_MELS = "edgeasr.n_mels"
 META_MODEL_ID = "edgeasr.model_id"
 META_GRAPH = "edgeasr.graph"
+META_N_FRAMES = "edgeasr.n_frames"  # the encoder's input frames (3000 unless a shorter audio context)
 
 OPSET = 17
 IR_VERSION = 8  # what the exporter writes; ORT 1.31.1 loads IR <= 13
 MS_DOMAIN = "com.microsoft"
 _MARKER_DOMAIN = "edgeasr"
 _PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file cannot exceed 2 GB
-_N_FRAMES = 3000  # 30 s of log-mel frames: the encoder's fixed input length
 _EMBEDDING_BITS = (4, 8)  # GatherBlockQuantized on the CPU EP (verified on ORT 1.31.1)
 _LINEAR_BITS = (2, 4, 8)  # MatMulNBits
 
@@ -186,7 +188,7 @@ class _EncoderGraph(nn.Module):
         self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, input_features):
-        states = self.encoder(input_features).last_hidden_state
+        states = encode_frames(self.encoder, input_features)
         keys = [split_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in self.layers]
         values = [split_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in self.layers]
         return torch.stack(keys), torch.stack(values)
@@ -259,8 +261,8 @@ def _cache_shape(model, length: int) -> tuple[int, ...]:
     return (config.decoder_layers, 1, heads, length, config.d_model // heads)
 
 
-def _export_encoder(model, n_mels: int) -> onnx.ModelProto:
-    features = torch.zeros(1, n_mels, _N_FRAMES)
+def _export_encoder(model, n_mels: int, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
+    features = torch.zeros(1, n_mels, n_frames)
     return _export(_EncoderGraph(model), (features,), ["input_features"], ["cross_k", "cross_v"], {})
 
 
@@ -273,11 +275,11 @@ def _fix_logits_shape(proto: onnx.ModelProto, vocab: int) -> None:
         dims.add().dim_value = size
 
 
-def _export_decoder(model) -> onnx.ModelProto:
+def _export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
     # Trace with a non-empty cache and several tokens so neither length is specialised to a constant.
     tokens = torch.zeros(1, 3, dtype=torch.long)
     past = torch.zeros(_cache_shape(model, 2))
-    cross = torch.zeros(_cache_shape(model, 1500))
+    cross = torch.zeros(_cache_shape(model, n_frames // 2))  # one encoder position per two frames
     dynamic = {"tokens": {1: "tokens"}, "self_k": {3: "past"}, "self_v": {3: "past"},
                "new_self_k": {3: "total"}, "new_self_v": {3: "total"}}
     proto = _export(_DecoderGraph(model), (tokens, past, past, cross, cross),
@@ -411,8 +413,9 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
 # Metadata, writing, reading back.
 
 
-def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str) -> dict[str, str]:
+def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int) -> dict[str, str]:
     return {
+        META_N_FRAMES: str(n_frames),
         META_PLAN: plan.to_json(),
         META_SPECIAL: json.dumps(bundle.special.to_dict(), sort_keys=True),
         META_N_MELS: str(bundle.n_mels),
@@ -461,16 +464,22 @@ def _check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
                            f"was it made for {plan.model_id}?")
 
 
-def lower_onnx(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path) -> OnnxArtifacts:
-    """Write encoder.onnx, decoder.onnx and tokenizer.json for `plan` into `out_dir`."""
+def lower_onnx(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
+               n_frames: int = FULL_FRAMES) -> OnnxArtifacts:
+    """Write encoder.onnx, decoder.onnx and tokenizer.json for `plan` into `out_dir`.
+
+    `n_frames` < 3000 exports a shorter audio context: the encoder takes that many frames and the decoder
+    attends over n_frames / 2 positions.
+    """
     _check_plan(bundle, plan)
     out_dir = Path(out_dir)
     model = _marked_model(bundle, plan)
-    graphs = {"encoder": _export_encoder(model, bundle.n_mels), "decoder": _export_decoder(model)}
+    graphs = {"encoder": _export_encoder(model, bundle.n_mels, n_frames),
+              "decoder": _export_decoder(model, n_frames)}
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
     for graph, proto in graphs.items():
         _replace_markers(proto, plan, model)
-        _write_bytes(files[graph], _finish(proto, _metadata(bundle, plan, graph)))
+        _write_bytes(files[graph], _finish(proto, _metadata(bundle, plan, graph, n_frames)))
     _write_bytes(out_dir / TOKENIZER_FILE, _tokenizer_json(bundle))
     return OnnxArtifacts(out_dir, files["encoder"], files["decoder"], out_dir / TOKENIZER_FILE)
 

@@ -10,6 +10,7 @@ reset: it overwrites positions 0, 1, ... before attending to them.
 Signature (the layout ExecuTorch's ASR runner and optimum-executorch use):
     encoder(input_features[1, n_mels, 3000]) -> encoder_hidden_states[1, 1500, d]
     text_decoder(decoder_input_ids[1, 1], encoder_hidden_states[1, 1500, d], cache_position[1]) -> logits[1, 1, V]
+An export with a shorter audio context takes F < 3000 frames and attends over F / 2 positions instead.
 Cross-attention keys and values are recomputed from encoder_hidden_states on every step, as in that layout.
 """
 
@@ -19,6 +20,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporter.audio import FULL_FRAMES
+
+
+
+def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
+    """HF's Whisper encoder on any even number of frames up to 3000 (a shorter audio context).
+
+    transformers rejects inputs other than 3000 frames; this is the same computation (convolutions, the
+    first frames/2 positional embeddings, the layers, the final norm) without that check, so an encoder
+    over 10 s of frames attends over 500 positions instead of 1500: attention maps 9x smaller.
+    """
+    frames = input_features.shape[-1]
+    if frames == FULL_FRAMES:
+        return encoder(input_features).last_hidden_state
+    if frames % 2 or not 0 < frames < FULL_FRAMES:
+        raise ValueError(f"the encoder takes an even number of frames up to {FULL_FRAMES}, not {frames}")
+    x = F.gelu(encoder.conv1(input_features))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
+
 
 class WhisperEncoderModule(nn.Module):
     def __init__(self, hf_model):
@@ -26,7 +50,7 @@ class WhisperEncoderModule(nn.Module):
         self.encoder = hf_model.model.encoder
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_features).last_hidden_state
+        return encode_frames(self.encoder, input_features)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

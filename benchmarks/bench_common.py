@@ -1,0 +1,93 @@
+"""Shared pieces of the `edgeasr bench` benchmark suites: the clip selection, the calibration folder, the
+observed calibration clips, artifacts lowered from a plan, and writing a results table.
+
+Artifacts live outside the repository (EDGEASR_BENCH_WORK, default /tmp/edgeasr-bench-work), keyed by what
+made them, so a rerun reuses them; only result files are committed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from exporter.cli import _quiet_libraries  # noqa: E402
+
+_quiet_libraries()
+
+from exporter.bench_schema import validate_results  # noqa: E402
+from exporter.data import Dataset, load_dataset  # noqa: E402
+from exporter.io import write_json  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+AN4 = DATA / "an4" / "manifest.jsonl"
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = Path(os.environ.get("EDGEASR_BENCH_WORK", "/tmp/edgeasr-bench-work"))
+GENDERS = ("female", "male")
+OVERHEAD_ALLOWANCE = 400_000  # what edgeasr export keeps free for the graph beyond the plan's weights
+
+
+def say(message: str) -> None:
+    print(f"[suite] {message}", file=sys.stderr, flush=True)
+
+
+def an4_test_clips(per_gender: int, seed: int = 0) -> Dataset:
+    """`per_gender` AN4 test clips of each gender (a seeded sample), sorted by path."""
+    an4 = load_dataset(AN4)
+    chosen = []
+    for gender in GENDERS:
+        pool = [u for u in an4 if u.split == "test" and u.gender == gender]
+        chosen += random.Random(seed).sample(pool, min(per_gender, len(pool)))
+    return Dataset(an4.source, sorted(chosen, key=lambda u: str(u.audio_path)))
+
+
+def calibration_folder() -> Path:
+    """A folder of links to every AN4 train clip (both genders): the user's unlabelled clips."""
+    folder = WORK / "calib-an4-train"
+    if not folder.is_dir():
+        staging = WORK / "calib-an4-train.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for u in load_dataset(AN4):
+            if u.split == "train":
+                (staging / u.audio_path.name).symlink_to(u.audio_path)
+        staging.rename(folder)
+    return folder
+
+
+def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "sdpa") -> Path:
+    """`folder` with the plan lowered as `edgeasr export` lays it out (model.pte or the .onnx pair, plan.json,
+    tokenizer.json); reused when it is already complete."""
+    done = folder / ("model.pte" if fmt == "pte" else "decoder.onnx")
+    if done.is_file() and (folder / "plan.json").is_file():
+        return folder
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    if fmt == "pte":
+        from exporter.lower.executorch import lower_executorch
+
+        lower_executorch(bundle, plan, staging / "model.pte", n_frames, attention)
+        shutil.copyfile(bundle.folder / "tokenizer.json", staging / "tokenizer.json")
+    else:
+        from exporter.lower.onnx import lower_onnx
+
+        lower_onnx(bundle, plan, staging, n_frames)
+    plan.save(staging / "plan.json")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
+def write_results(path: Path, data: dict) -> None:
+    validate_results(data, str(path))
+    write_json(path, data)
+
+
+__all__ = ["AN4", "DATA", "GENDERS", "OVERHEAD_ALLOWANCE", "RESULTS", "ROOT", "WORK", "an4_test_clips",
+           "calibration_folder", "lower_artifact", "say", "write_results"]

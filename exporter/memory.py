@@ -1,0 +1,303 @@
+"""Runtime memory model: how much RAM an exported Whisper needs while loading and while running.
+
+Weights are not the whole story: on a 30 s window the encoder's attention maps (heads x 1500^2 x 4 bytes per
+map) dwarf a quantised tiny model's weights. An estimate has these terms, in bytes:
+
+  weights      the packed weights the runtime keeps resident: the artifact's bytes (the plan's weight bytes
+               before lowering);
+  activations  activation memory the runtime plans:
+               ExecuTorch: the lowered program's memory plan (`non_const_buffer_sizes`, read from the .pte).
+                 The Python runtime gives all host methods ONE shared arena sized to the largest method;
+                 ExecuTorch's C++ Module (what the Android app uses) gives every method its own arena
+                 (a zero-filled std::vector per planned buffer in `Module::load_method`), so there it is the
+                 sum. Both allocate and zero the arenas while loading. The plan holds the decoder's
+                 self-attention KV cache (a mutable buffer) and the functional copies torch.export makes of
+                 a cache updated in place.
+               ONNX Runtime: a liveness pass over each graph with inferred shapes (tensors allocated when
+                 produced, freed after their last use, reshapes aliasing their input): the encoder's peak
+                 plus the decoder's at the last position. The encoder's outputs are the cross-attention
+                 keys and values, held while decoding, so they are counted as KV cache instead;
+  workspace    memory outside the plan that the first run allocates. ExecuTorch: XNNPACK's workspace for
+               tensors inside delegated subgraphs (one attention map and ~6 hidden-state tensors) plus a
+               constant the runtime allocates on the first run. ONNX Runtime: none modelled;
+  kv_cache     self-attention cache at the longest sequence (2 x layers x 448 x d_model x 4) and the cross-
+               attention keys/values (2 x layers x positions x d_model x 4); inside `activations` for
+               ExecuTorch (reported, not added twice), added for ONNX Runtime;
+  features     the log-mel computation of one window (numpy, float64 STFT of 30 s of audio);
+  load transient  held only while loading: XNNPACK packs each delegate's weights while the serialised copy
+               still exists, so the load peak exceeds the steady state by about the largest layer.
+
+  load peak = weights + load transient (+ the arenas, which ExecuTorch allocates and zeroes while loading)
+  run peak  = weights + activations + workspace + features (+ kv_cache for ONNX Runtime)
+
+The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 3.2x
+the self-attention cache; ExecuTorch's first-run constant of 42 MB; ONNX Runtime keeping about twice the file
+bytes after loading) were read off memory plans and /proc measurements of tiny.en and base exports on x86-64
+Linux (ExecuTorch 1.5.1, ONNX Runtime 1.31.1; benchmarks/results/memory_*.json compares prediction and
+measurement). `predict_before_lowering` uses them to choose controls before the expensive lowering;
+`estimate_artifact` replaces the planned terms by what the artifact really holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from exporter.audio import FULL_FRAMES
+from exporter.errors import EdgeAsrError
+
+MAX_POSITIONS = 448  # Whisper's text context: the self-attention cache length of every lowering
+FLOAT_BYTES = 4
+MB = 10**6
+
+# Read off the ExecuTorch memory plans of tiny.en and base (sdpa 171.2 / 228.3 MB = 3 maps + 4 hidden
+# states; eager 117.2 MB = 2 maps + 4 hidden states; decoder 17.9 / 34.9 MB = 3.26 / 3.17 x self cache).
+ET_PLANNED_MAPS = {"sdpa": 3, "eager": 2}
+ET_PLANNED_HIDDEN = 4
+ET_DECODER_PLAN_PER_SELF_CACHE = 3.2
+# XNNPACK workspace and first-run allocations, fitted to the run-peak increase of tiny.en (1000 and 3000
+# frames) and base (3000 frames): 1 attention map + 6 hidden states + 42 MB, each within 1 MB.
+ET_WORKSPACE_MAPS = 1
+ET_WORKSPACE_HIDDEN = 6
+ET_FIRST_RUN_BYTES = 42 * MB
+# ONNX Runtime keeps the model's tensors after building a session and reads the file besides: about 2x.
+ORT_LOAD_FACTOR = 2.0
+# Encoder liveness peak: attention scores and softmax output of one layer plus two hidden states.
+ORT_ENCODER_MAPS = 2
+ORT_ENCODER_HIDDEN = 2
+FEATURES_BYTES = 10 * MB  # log-mel of one 30 s window (measured peak of exporter.audio.log_mel)
+
+RUNTIMES = ("executorch", "onnx")
+HOSTS = ("python", "android")
+
+
+@dataclass(frozen=True)
+class WhisperShape:
+    """What the memory model needs from a Whisper config."""
+
+    d_model: int
+    encoder_heads: int
+    encoder_layers: int
+    decoder_layers: int
+
+    @classmethod
+    def from_config(cls, config) -> "WhisperShape":
+        return cls(config.d_model, config.encoder_attention_heads, config.encoder_layers, config.decoder_layers)
+
+    def positions(self, n_frames: int) -> int:
+        return n_frames // 2  # the encoder's second convolution has stride 2
+
+    def attention_map_bytes(self, n_frames: int) -> int:
+        p = self.positions(n_frames)
+        return self.encoder_heads * p * p * FLOAT_BYTES
+
+    def hidden_bytes(self, n_frames: int) -> int:
+        return self.positions(n_frames) * self.d_model * FLOAT_BYTES
+
+
+def self_cache_bytes(shape: WhisperShape, max_positions: int = MAX_POSITIONS) -> int:
+    """Keys and values of every decoder layer's self-attention at `max_positions` tokens."""
+    return 2 * shape.decoder_layers * max_positions * shape.d_model * FLOAT_BYTES
+
+
+def cross_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES) -> int:
+    """Keys and values of every decoder layer's cross-attention over the encoder positions."""
+    return 2 * shape.decoder_layers * shape.positions(n_frames) * shape.d_model * FLOAT_BYTES
+
+
+def kv_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES, max_positions: int = MAX_POSITIONS) -> int:
+    return self_cache_bytes(shape, max_positions) + cross_cache_bytes(shape, n_frames)
+
+
+@dataclass
+class MemoryEstimate:
+    runtime: str  # executorch | onnx
+    host: str  # python (ExecuTorch's Python runtime / ORT on the host) | android (ExecuTorch C++ Module)
+    n_frames: int
+    attention: str
+    weights_bytes: int
+    activation_bytes: int
+    workspace_bytes: int
+    kv_cache_bytes: int
+    kv_in_activations: bool
+    features_bytes: int
+    load_transient_bytes: int
+    arena_at_load: bool  # the runtime allocates (and touches) the planned arena while loading
+    source: str  # where `activation_bytes` comes from
+    detail: dict = field(default_factory=dict)  # per-method / per-graph numbers behind the terms
+
+    @property
+    def load_peak_bytes(self) -> int:
+        arena = self.activation_bytes if self.arena_at_load else 0
+        return self.weights_bytes + self.load_transient_bytes + arena
+
+    @property
+    def run_peak_bytes(self) -> int:
+        kv = 0 if self.kv_in_activations else self.kv_cache_bytes
+        return self.weights_bytes + self.activation_bytes + self.workspace_bytes + self.features_bytes + kv
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.load_peak_bytes, self.run_peak_bytes)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(load_peak_bytes=self.load_peak_bytes, run_peak_bytes=self.run_peak_bytes,
+                    peak_bytes=self.peak_bytes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MemoryEstimate":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def model_config(model_id: str):
+    """The Whisper config of a bundled name, local folder or hub id, without loading the weights."""
+    from transformers import WhisperConfig
+
+    from exporter.models import resolve_model_folder
+
+    try:
+        return WhisperConfig.from_pretrained(resolve_model_folder(model_id))
+    except OSError as exc:
+        raise EdgeAsrError(f"cannot read the config of model {model_id!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check(runtime: str, host: str, attention: str) -> None:
+    if runtime not in RUNTIMES:
+        raise EdgeAsrError(f"no memory model for runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if host not in HOSTS:
+        raise EdgeAsrError(f"unknown host {host!r}; choose one of {', '.join(HOSTS)}")
+    if runtime == "executorch" and attention not in ET_PLANNED_MAPS:
+        raise EdgeAsrError(f"unknown attention {attention!r}; choose one of {', '.join(ET_PLANNED_MAPS)}")
+
+
+def _arena(per_method: dict[str, int], host: str) -> int:
+    return max(per_method.values()) if host == "python" else sum(per_method.values())
+
+
+def _executorch_estimate(shape: WhisperShape, weights: int, largest_layer: int, n_frames: int, attention: str,
+                         host: str, per_method: dict[str, int], source: str) -> MemoryEstimate:
+    workspace = (ET_WORKSPACE_MAPS * shape.attention_map_bytes(n_frames)
+                 + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames) + ET_FIRST_RUN_BYTES)
+    return MemoryEstimate(
+        runtime="executorch", host=host, n_frames=n_frames, attention=attention, weights_bytes=weights,
+        activation_bytes=_arena(per_method, host), workspace_bytes=workspace,
+        kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations=True, features_bytes=FEATURES_BYTES,
+        load_transient_bytes=largest_layer, arena_at_load=True, source=source,
+        detail={"planned_arena_per_method": per_method},
+    )
+
+
+def _onnx_estimate(shape: WhisperShape, file_bytes: int, n_frames: int, host: str, encoder_peak: int,
+                   decoder_peak: int, source: str) -> MemoryEstimate:
+    resident = int(ORT_LOAD_FACTOR * file_bytes)
+    return MemoryEstimate(
+        runtime="onnx", host=host, n_frames=n_frames, attention="explicit", weights_bytes=resident,
+        activation_bytes=encoder_peak + decoder_peak, workspace_bytes=0,
+        kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations=False, features_bytes=FEATURES_BYTES,
+        load_transient_bytes=0, arena_at_load=False, source=source,
+        detail={"file_bytes": file_bytes, "encoder_live_peak": encoder_peak, "decoder_live_peak": decoder_peak},
+    )
+
+
+def predict_before_lowering(config, weight_bytes: int, largest_layer_bytes: int, runtime: str,
+                            n_frames: int = FULL_FRAMES, attention: str = "sdpa",
+                            host: str = "python") -> MemoryEstimate:
+    """The estimate from the model config and the plan alone (structural counts, see the module doc)."""
+    _check(runtime, host, attention)
+    shape = WhisperShape.from_config(config)
+    if runtime == "executorch":
+        per_method = {
+            "encoder": ET_PLANNED_MAPS[attention] * shape.attention_map_bytes(n_frames)
+            + ET_PLANNED_HIDDEN * shape.hidden_bytes(n_frames),
+            "text_decoder": int(ET_DECODER_PLAN_PER_SELF_CACHE * self_cache_bytes(shape)),
+        }
+        return _executorch_estimate(shape, weight_bytes, largest_layer_bytes, n_frames, attention, host,
+                                    per_method, "structural estimate before lowering")
+    encoder_peak = (ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames)
+                    + ORT_ENCODER_HIDDEN * shape.hidden_bytes(n_frames))
+    return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0,
+                          "structural estimate before lowering")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# From a lowered artifact
+
+
+def executorch_memory_plan(pte_path: Path) -> dict[str, int]:
+    """Planned (non-constant) buffer bytes per method with any, read from the .pte's execution plans."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    try:
+        program = deserialize_pte_binary(Path(pte_path).read_bytes()).program
+    except Exception as exc:  # flatbuffer errors of every kind: the file is not a readable program
+        raise EdgeAsrError(f"cannot read the memory plan of {pte_path}: {type(exc).__name__} "
+                           "(corrupt or not an ExecuTorch program?)") from exc
+    # Buffer 0 is reserved (constants); the rest are the planned arenas of that method.
+    sizes = {plan.name: sum(plan.non_const_buffer_sizes[1:]) for plan in program.execution_plan}
+    return {name: size for name, size in sizes.items() if size}
+
+
+def _largest_layer(plan: dict) -> int:
+    return max((layer["bytes"] for layer in plan["layers"]), default=0)
+
+
+def estimate_executorch(folder: Path, config, host: str = "python") -> MemoryEstimate:
+    """The estimate for `folder/model.pte`, with the program's own memory plan."""
+    from runtimes.executorch_runner import constant, load_program
+
+    pte = Path(folder) / "model.pte"
+    program = load_program(pte)
+    plan = json.loads(constant(program, "edgeasr_plan"))
+    n_frames = int(constant(program, "get_n_frames")) if "get_n_frames" in program.method_names else FULL_FRAMES
+    attention = str(constant(program, "edgeasr_attention")) if "edgeasr_attention" in program.method_names \
+        else "sdpa"
+    per_method = executorch_memory_plan(pte)
+    return _executorch_estimate(WhisperShape.from_config(config), pte.stat().st_size, _largest_layer(plan),
+                                n_frames, attention, host, per_method, "ExecuTorch memory plan in the .pte")
+
+
+def estimate_onnx(folder: Path, config, host: str = "python") -> MemoryEstimate:
+    """The estimate for `folder/encoder.onnx` + `decoder.onnx`, with liveness over the graphs' shapes."""
+    from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, read_metadata
+    from exporter.onnx_liveness import live_peak_bytes
+
+    folder = Path(folder)
+    encoder, decoder = folder / ENCODER_FILE, folder / DECODER_FILE
+    n_frames = int(read_metadata(encoder).get(META_N_FRAMES, FULL_FRAMES))
+    encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
+    decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
+    file_bytes = encoder.stat().st_size + decoder.stat().st_size
+    return _onnx_estimate(WhisperShape.from_config(config), file_bytes, n_frames, host, encoder_peak,
+                          decoder_peak, "liveness over the ONNX graphs' inferred shapes")
+
+
+def estimate_artifact(folder: Path, runtime: str, config, host: str = "python") -> MemoryEstimate:
+    _check(runtime, host, "sdpa")
+    return (estimate_executorch if runtime == "executorch" else estimate_onnx)(folder, config, host)
+
+
+def format_estimate(estimate: MemoryEstimate) -> list[str]:
+    """Markdown table rows (bytes and MB) of one estimate."""
+    def row(name: str, value: int, note: str = "") -> str:
+        return f"| {name} | {value:,} | {value / MB:.1f} | {note} |"
+
+    kv_note = "inside activations" if estimate.kv_in_activations else "added"
+    return [
+        "| term | bytes | MB | |", "|---|---:|---:|---|",
+        row("weights", estimate.weights_bytes),
+        row("activations", estimate.activation_bytes, estimate.source),
+        row("workspace", estimate.workspace_bytes),
+        row("KV cache (self + cross)", estimate.kv_cache_bytes, kv_note),
+        row("features", estimate.features_bytes),
+        row("load transient", estimate.load_transient_bytes),
+        row("**load peak**", estimate.load_peak_bytes),
+        row("**run peak**", estimate.run_peak_bytes),
+    ]
+
+
+__all__ = ["MemoryEstimate", "WhisperShape", "cross_cache_bytes", "estimate_artifact", "executorch_memory_plan",
+           "format_estimate", "kv_cache_bytes", "predict_before_lowering", "self_cache_bytes"]
