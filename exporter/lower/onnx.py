@@ -350,7 +350,15 @@ def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tup
                  numpy_helper.from_array(scales, names[1])]
 
 
-_REWRITES = {"QuantLinear": _matmul_nbits, "QuantEmbedding": _gather_block_quantized}
+def _quant_linear(node, layer: LayerPlan, weight: torch.Tensor):
+    if layer.format.kind == "nf4":  # the nf4 target: MatMulBnb4 (exporter/lower/onnx_nf4.py)
+        from exporter.lower.onnx_nf4 import matmul_bnb4
+
+        return matmul_bnb4(node, layer, weight)
+    return _matmul_nbits(node, layer, weight)
+
+
+_REWRITES = {"QuantLinear": _quant_linear, "QuantEmbedding": _gather_block_quantized}
 
 
 def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
@@ -364,7 +372,7 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
         name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
         layer = plan.layer(name)
         new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
-        nodes.append(new)
+        nodes.extend(new if isinstance(new, list) else [new])  # a rewrite may need helper nodes
         graph.initializer.extend(initializers)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -414,9 +422,9 @@ def _tokenizer_json(bundle: WhisperBundle) -> bytes:
 
 
 def _check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
-    if plan.target != "onnx":
+    if plan.target not in ("onnx", "nf4"):
         raise EdgeAsrError(f"this plan was made for target {plan.target!r}; lowering to ONNX needs a plan "
-                           "made with --target onnx")
+                           "made with --target onnx (or nf4)")
     if plan.activation_bits is not None:
         raise EdgeAsrError("ONNX lowering runs float activations; the plan asks for simulated "
                            f"{plan.activation_bits}-bit activations")
@@ -466,7 +474,7 @@ def quantised_nodes(path: str | Path) -> list[dict]:
     proto = onnx.load(str(path))
     found = []
     for node in proto.graph.node:
-        if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "GatherBlockQuantized"):
+        if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "MatMulBnb4", "GatherBlockQuantized"):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             found.append({"op": node.op_type, "bits": attrs.get("bits"), **json.loads(node.doc_string)})
     return found
