@@ -154,7 +154,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
     options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
                             calib=args.calib, n_calib=args.n_calib, order=args.order,
-                            calibration=args.calibration, seed=args.seed)
+                            calibration=args.calibration, seed=args.seed, lora=args.lora,
+                            lora_pte_mode=args.lora_pte_mode)
     summary = export(options, args.out, progress=not args.no_progress)
     for artifact in summary["artifacts"]:
         print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
@@ -263,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
     p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lora", type=Path, help="adapter folder from `edgeasr personalize`: export its NF4 base "
+                                             "plus the adapters (no budget search; --calib clips check parity)")
+    p.add_argument("--lora-pte-mode", default="branch-int8",
+                   choices=["branch-int8", "branch-int4", "merged-int8", "merged-int4"],
+                   help="how the .pte carries NF4 + LoRA (XNNPACK has no NF4; default branch-int8)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
 

@@ -62,6 +62,10 @@ class ExportOptions:
     # by orders of magnitude and produces unrelated text.
     max_transcript_wer: float = 0.35  # WER of the artifact's transcripts against the simulated ones
     max_logits_error: float = 0.5  # max |logits_artifact - logits_sim| / max |logits_sim|, first step
+    # NF4 + LoRA (exporter/personalize/export.py): an adapter folder from `edgeasr personalize`, and how the
+    # .pte carries it (XNNPACK has no NF4; see exporter/lower/executorch_lora.py)
+    lora: Path | None = None
+    lora_pte_mode: str = "branch-int8"
 
     def resolved_formats(self) -> tuple[str, ...]:
         if self.target not in DEFAULT_FORMATS:
@@ -246,6 +250,10 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
 
 def export(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict:
     """Run every stage; the finished folder appears at `out_dir` only if all of them succeed."""
+    if options.lora is not None:  # NF4 base + adapters: the base is fixed by the adapter, no budget search
+        from exporter.personalize.export import export_lora
+
+        return export_lora(options, out_dir, progress)
     formats = options.resolved_formats()
     budget = parse_budget(options.budget)
     calib = load_dataset(options.calib) if options.calib else None

@@ -9,7 +9,8 @@ Biases are not part of it; they stay float32 and are counted as unquantised byte
 NF4 (`kind="nf4"`, see exporter/quant/nf4.py) is block-wise like bitsandbytes and ONNX Runtime's MatMulBnb4:
 blocks of `group_size` run over the whole row-major (out, in) matrix, not per row, so the codes take
 ceil(numel / 2) bytes and there is one float32 absmax per block, or with double quantisation
-(`double_quant_block`) one uint8 per block plus a float32 (offset, step) pair per chunk of that many blocks.
+(`double_quant_block`) one uint8 per block (padded to whole chunks) plus a float32 (offset, step) pair per
+chunk of that many blocks.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class QuantFormat:
         if self.double_quant_block is None:
             scales = blocks * _DTYPE_BYTES[self.scale_dtype]
         else:
-            scales = blocks + math.ceil(blocks / self.double_quant_block) * 2 * _DTYPE_BYTES["float32"]
+            chunks = math.ceil(blocks / self.double_quant_block)  # uint8 codes stored padded to whole chunks
+            scales = chunks * self.double_quant_block + chunks * 2 * _DTYPE_BYTES["float32"]
         return math.ceil(numel / 2) + scales
 
     def to_dict(self) -> dict:
