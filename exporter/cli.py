@@ -192,7 +192,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     info = personalize(options, args.out, progress=not args.no_progress)
     curve = info["training"]["curve"]
     print(f"adapters: {args.out} ({info['training']['adapter_parameters']:,} parameters, "
-          f"{info['lora']['targets']} in {info['lora']['scope']}); loss {curve[0]['loss']:.4f} -> "
+          f"{','.join(info['lora']['targets'])} in {','.join(info['lora']['scope'])}); loss {curve[0]['loss']:.4f} -> "
           f"{curve[-1]['loss']:.4f} over {len(curve)} steps, {info['training']['seconds']:.0f} s")
     return 0
 

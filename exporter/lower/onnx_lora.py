@@ -74,10 +74,10 @@ class _MarkedLoraLinear(nn.Module):
         return y + _LoraBranchFn.apply(x, self.lora_A, self.lora_B, self.scaling, self.layer_name)
 
 
-def adapter_arrays(module: LoRALinear) -> tuple[np.ndarray, np.ndarray]:
-    """(lora_a = A^T, lora_b = s B^T) as float32 arrays: the graph's parameter layout."""
-    a = module.lora_A.detach().float().T.contiguous().numpy()
-    b = (module.lora_B.detach().float() * module.scaling).T.contiguous().numpy()
+def adapter_arrays(lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A^T, s B^T) as float32 arrays: the graph's parameter layout."""
+    a = lora_a.detach().float().T.contiguous().numpy()
+    b = (lora_b.detach().float() * scaling).T.contiguous().numpy()
     return a, b
 
 
@@ -108,7 +108,7 @@ def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.
             continue
         layer = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
         marked = model.get_submodule(layer)
-        a, b = adapter_arrays(marked)
+        a, b = adapter_arrays(marked.lora_A, marked.lora_B, marked.scaling)
         name_a, name_b = parameter_names(layer)
         hidden = f"{layer}/lora_hidden"
         nodes.append(helper.make_node("MatMul", [node.input[0], name_a], [hidden], name=f"{layer}/LoraA"))
@@ -123,7 +123,7 @@ def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.
     return params
 
 
-def write_onnx_adapter(path: Path, params: dict[str, np.ndarray], lora_info: dict) -> None:
+def write_onnx_adapter(path: Path, params: dict[str, np.ndarray]) -> None:
     """One `.onnx_adapter` file (ONNX Runtime's format) holding `params`, written atomically."""
     import onnxruntime as ort
 
@@ -157,7 +157,7 @@ def lower_onnx_lora(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
         metadata = base_onnx._metadata(bundle, plan, graph)
         metadata[META_LORA] = _lora_metadata(lora_info, params)
         base_onnx._write_bytes(files[graph], base_onnx._finish(proto, metadata))
-        write_onnx_adapter(adapters[graph], params, lora_info)
+        write_onnx_adapter(adapters[graph], params)
         written[graph] = params
     base_onnx._write_bytes(out_dir / base_onnx.TOKENIZER_FILE, base_onnx._tokenizer_json(bundle))
     return written
@@ -173,19 +173,44 @@ def graph_adapter_names(path: str | Path) -> dict[str, list]:
     return found
 
 
-def adapter_params_for(model: nn.Module, names: dict[str, list]) -> dict[str, np.ndarray]:
-    """Another user's adapter (a LoRA model) in the parameter layout a base artifact expects."""
-    loras = lora_modules(model)
-    params = {}
-    for name, shape in names.items():
-        layer = name.rsplit(".", 1)[0]
-        if layer not in loras:
-            raise EdgeAsrError(f"the artifact expects LoRA parameters for {layer}, which this adapter lacks "
-                               "(trained with other --targets?)")
-        a, b = adapter_arrays(loras[layer])
-        value = a if name.endswith(".lora_a") else b
-        fixed = [d for d in shape if isinstance(d, int)]
-        if fixed and fixed[0] not in value.shape:
-            raise EdgeAsrError(f"{name}: adapter shape {value.shape} does not fit the artifact's {shape}")
-        params[name] = value
-    return params
+def write_adapters_for_artifact(artifact_dir: str | Path, state: dict[str, torch.Tensor], lora_info: dict,
+                                out_dir: str | Path) -> list[Path]:
+    """Another user's adapter (trained for the same model and NF4 base, any rank) as .onnx_adapter files for an
+    existing NF4 + LoRA artifact; run them with OnnxRunner(artifact, adapters=out_dir)."""
+    from exporter.lower.onnx import read_metadata
+
+    artifact_dir, out_dir = Path(artifact_dir), Path(out_dir)
+    per_graph, covered = {}, set()
+    for graph, adapter_file in (("encoder", ENCODER_ADAPTER), ("decoder", DECODER_ADAPTER)):
+        path = artifact_dir / f"{graph}.onnx"
+        metadata = read_metadata(path)
+        if META_LORA not in metadata:
+            raise EdgeAsrError(f"{path} has no LoRA inputs; export it with `edgeasr export --lora`")
+        artifact = json.loads(metadata[META_LORA])
+        for key in ("model_id", "base"):
+            if artifact[key] != lora_info[key]:
+                raise EdgeAsrError(f"the adapter was trained for {key} {lora_info[key]!r}, the artifact is "
+                                   f"{artifact[key]!r}")
+        scaling = lora_info["lora"]["alpha"] / lora_info["lora"]["rank"]
+        params = {}
+        for name, shape in graph_adapter_names(path).items():
+            layer, part = name.rsplit(".", 1)
+            key = f"{layer}.lora_{'A' if part == 'lora_a' else 'B'}"
+            if f"{layer}.lora_A" not in state or f"{layer}.lora_B" not in state:
+                raise EdgeAsrError(f"the artifact has LoRA inputs for {layer}, which this adapter lacks (trained "
+                                   "with other --targets / --scope?)")
+            a, b = adapter_arrays(state[f"{layer}.lora_A"], state[f"{layer}.lora_B"], scaling)
+            value = a if part == "lora_a" else b
+            fixed = shape[0] if part == "lora_a" else shape[1]
+            if value.shape[0 if part == "lora_a" else 1] != fixed:
+                raise EdgeAsrError(f"{key}: adapter shape {tuple(value.shape)} does not fit the artifact ({shape})")
+            params[name] = value
+        covered.update(name.rsplit(".", 1)[0] for name in params)
+        per_graph[out_dir / adapter_file] = params
+    unused = sorted({key.rsplit(".", 1)[0] for key in state} - covered)
+    if unused:
+        raise EdgeAsrError(f"the adapter adapts layers the artifact has no LoRA inputs for ({unused[0]}, ...): "
+                           "it was trained with other --targets / --scope")
+    for path, params in per_graph.items():  # written only once both graphs are known to fit
+        write_onnx_adapter(path, params)
+    return list(per_graph)

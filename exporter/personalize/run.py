@@ -143,11 +143,15 @@ def peak_rss_bytes() -> int:
 
 def adapted_model(base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None,
                   source: str = "adapter") -> WhisperBundle:
-    """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected."""
+    """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected. Without encoder
+    adapters the (frozen, unmodified) encoder is shared with `base` instead of copied: less memory, and
+    training reuses encoder outputs cached for the base (train.cache_frozen_encoder)."""
     import copy
 
     bundle = copy.copy(base)
-    bundle.model = copy.deepcopy(base.model)
+    encoder = base.model.model.encoder
+    memo = {} if "encoder" in lora.scope else {id(encoder): encoder}
+    bundle.model = copy.deepcopy(base.model, memo)
     inject_lora(bundle.model, lora, seed)
     if start is not None:
         load_lora_state(bundle.model, start, source)

@@ -63,7 +63,10 @@ class Example:
     prompt_length: int
     text: str
     encoder_prefix: torch.Tensor | None = None  # (1500, d) output of the frozen encoder layers, once cached
-    prefix_key: tuple | None = None  # (encoder identity, layers cached): a cache for another model is redone
+    # the encoder module and layer count the prefix was computed with (a strong reference, so an identity
+    # check cannot be fooled by a new module reusing a freed one's id); another encoder recomputes it
+    prefix_owner: object = field(default=None, repr=False, compare=False)
+    prefix_start: int | None = None
 
 
 @dataclass
@@ -137,15 +140,15 @@ def encoder_suffix(model, h: torch.Tensor, start: int) -> torch.Tensor:
 def cache_frozen_encoder(model, examples: list[Example], batch_size: int = 4) -> int:
     """Store each example's frozen-encoder output; returns the first encoder layer that still trains."""
     start = first_adapted_encoder_layer(model)
-    key = (id(model.model.encoder), start)
+    encoder = model.model.encoder
     was_training = model.training
     model.eval()
     for i in range(0, len(examples), batch_size):
-        chunk = [e for e in examples[i : i + batch_size] if e.prefix_key != key]
+        chunk = [e for e in examples[i : i + batch_size] if e.prefix_owner is not encoder or e.prefix_start != start]
         if chunk:
             states = encoder_prefix(model, torch.stack([e.features for e in chunk]), start)
             for e, h in zip(chunk, states):
-                e.encoder_prefix, e.prefix_key = h.clone(), key
+                e.encoder_prefix, e.prefix_owner, e.prefix_start = h.clone(), encoder, start
     model.train(was_training)
     return start
 
