@@ -82,13 +82,19 @@ def write_report(path_json: Path, data: dict) -> None:
              "Produced by `python benchmarks/pqm_pilot.py`. Per speaker: adapt on the first 8 clips, test on "
              "the other 5 (collapsed-token WER, pooled over speakers). These speakers are not used by "
              "`pqm_speakers.py`.", "",
-             "| system | speakers | test clips | WER % | mean train s | settings |", "|---|---:|---:|---:|---:|---|"]
+             "| system | speakers | test clips | WER % | FP WER % (same clips) | NF4 WER % (same clips) | "
+             "mean train s | settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}"
     for system in systems:
         chosen = [r for r in rows if r["system"] == system]
-        wer = wer_of(chosen)
+        speakers = {r["speaker"] for r in chosen}
+        fp = wer_of([r for r in rows if r["system"] == "fp" and r["speaker"] in speakers])
+        nf4 = wer_of([r for r in rows if r["system"] == "nf4" and r["speaker"] in speakers])
         secs = [r["train_seconds"] for r in chosen if r.get("train_seconds") is not None]
         lines.append(f"| {system} | {len(chosen)} | {sum(len(r['counts']) for r in chosen)} | "
-                     f"{'-' if wer is None else f'{100 * wer:.1f}'} | "
+                     f"{pct(wer_of(chosen))} | {pct(fp)} | {pct(nf4)} | "
                      f"{'-' if not secs else f'{sum(secs) / len(secs):.0f}'} | {chosen[0].get('settings', '')} |")
     lines += ["", f"Machine: {data['machine']}"]
     write_text(path_json.with_suffix(".md"), "\n".join(lines) + "\n")

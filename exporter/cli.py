@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
     p.add_argument("--dropout", type=float, help="LoRA dropout (default 0.05)")
     p.add_argument("--targets", help="comma list of q,k,v,out,fc1,fc2 (default q,v)")
-    p.add_argument("--scope", help="comma list of encoder,decoder (default both)")
+    p.add_argument("--scope", help="comma list of encoder,decoder (default decoder: self- and cross-attention)")
     p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)

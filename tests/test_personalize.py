@@ -66,7 +66,7 @@ def test_targets_select_projections():
     assert names == ["model.decoder.layers.0.self_attn.v_proj", "model.decoder.layers.0.encoder_attn.v_proj",
                      "model.decoder.layers.0.fc2", "model.decoder.layers.1.self_attn.v_proj",
                      "model.decoder.layers.1.encoder_attn.v_proj", "model.decoder.layers.1.fc2"]
-    assert len(target_layers(model, LoraConfig(targets=("q",)))) == 2 + 4  # encoder self + decoder self/cross
+    assert len(target_layers(model, LoraConfig(targets=("q",), scope=("encoder", "decoder")))) == 2 + 4
     with pytest.raises(EdgeAsrError, match="unknown LoRA target"):
         inject_lora(model, LoraConfig(targets=("query",)))
 
