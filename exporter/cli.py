@@ -186,7 +186,8 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     options = PersonalizeOptions(
         model=args.model, clips=args.clips, labels="transcripts" if args.transcripts else "pseudo",
         speaker=args.speaker, split=args.split, n_clips=args.n_clips, pretrained=args.pretrained_lora, lora=lora,
-        train=TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        train=TrainOptions(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                           lr=args.lr if args.lr is not None else (3e-4 if args.pretrained_lora else 1e-3)),
         base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
     )
     info = personalize(options, args.out, progress=not args.no_progress)
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", help="comma list of encoder,decoder (default decoder: self- and cross-attention)")
     p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--block-size", type=int, default=64, help="NF4 block size (default 64)")
     p.add_argument("--double-quant", type=int, metavar="BLOCKS",
