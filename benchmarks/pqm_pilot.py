@@ -45,14 +45,16 @@ ALL = ("q", "k", "v", "out", "fc1", "fc2")
 
 
 def _config(targets=("q", "v"), scope=("decoder",), rank=8, steps=30, lr=1e-3, labels="transcripts",
-            keep_case=False) -> dict:
+            style="lower") -> dict:
     return {"lora": LoraConfig(rank=rank, alpha=2.0 * rank, targets=targets, scope=scope),
-            "train": TrainOptions(steps=steps, lr=lr), "labels": labels, "keep_case": keep_case}
+            "train": TrainOptions(steps=steps, lr=lr), "labels": labels, "style": style}
 
 
 CONFIGS = {
     "dec_qv": _config(),
-    "dec_qv_keepcase": _config(keep_case=True),
+    "dec_qv_keepcase": _config(style="keep"),
+    "dec_qv_norm": _config(style="normalized"),
+    "dec_all_norm": _config(targets=ALL, style="normalized"),
     "dec_qv_s15": _config(steps=15),
     "dec_qv_lr3e-4": _config(lr=3e-4),
     "dec_qkvo": _config(targets=("q", "k", "v", "out")),
@@ -131,9 +133,9 @@ def main() -> None:
                 continue
             config = CONFIGS[name]
             lora, train, labels = config["lora"], config["train"], config["labels"]
-            key = (labels, config["keep_case"])
+            key = (labels, config["style"])
             if key not in examples:
-                examples[key] = (labelled_examples(fp, adapt, config["keep_case"]) if labels == "transcripts"
+                examples[key] = (labelled_examples(fp, adapt, config["style"]) if labels == "transcripts"
                                  else pseudo_labelled_examples(fp, adapt))
             bundle = adapted_model(nf4, lora, train.seed)
             started = time.perf_counter()
@@ -144,7 +146,7 @@ def main() -> None:
                    "loss_first": curve[0]["loss"], "loss_last": curve[-1]["loss"],
                    "settings": f"rank {lora.rank} alpha {lora.alpha} {','.join(lora.targets)} in "
                                f"{','.join(lora.scope)}; {train.steps} steps lr {train.lr}; labels {labels}"
-                               + (" (case kept)" if config["keep_case"] else ""),
+                               + ("" if config["style"] == "lower" else f" ({config['style']} text)"),
                    "hypotheses": result.hypotheses()}
             data["rows"].append(row)
             write_report(out, data)

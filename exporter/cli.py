@@ -189,6 +189,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
         train=TrainOptions(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                            lr=args.lr if args.lr is not None else (3e-4 if args.pretrained_lora else 1e-3)),
         base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
+        label_style=args.label_style,
     )
     info = personalize(options, args.out, progress=not args.no_progress)
     curve = info["training"]["curve"]
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on the manifest's transcripts (every clip needs one)")
     labels.add_argument("--pseudo-labels", action="store_true",
                         help="train on the full-precision model's own transcripts (label-free; the default)")
+    p.add_argument("--label-style", default="lower", choices=["lower", "keep", "normalized"],
+                   help="transcripts as training text: lower-case all-caps ones (default), keep, or the scoring "
+                        "normaliser's form")
     p.add_argument("--speaker", help="only clips of this speaker (manifest column)")
     p.add_argument("--split", help="only clips of this split (manifest column)")
     p.add_argument("--n-clips", type=int, help="use the first N clips (default: all)")

@@ -40,6 +40,7 @@ from exporter.personalize.train import Example, TrainOptions, make_example, text
 from runtimes.torch_runner import TorchRunner
 
 LABEL_MODES = ("transcripts", "pseudo")
+LABEL_STYLES = ("lower", "keep", "normalized")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,11 @@ class PersonalizeOptions:
     lora: LoraConfig | None = None  # None: the defaults, or the pre-trained adapter's settings
     train: TrainOptions = TrainOptions()
     base: Nf4Options = Nf4Options()
-    keep_case: bool = False  # train on all-caps transcripts as they are (default: lower-cased)
+    label_style: str = "lower"  # how transcripts become training text, see label_text
 
     def validate(self) -> None:
+        if self.label_style not in LABEL_STYLES:
+            raise EdgeAsrError(f"unknown label style {self.label_style!r}; choose {', '.join(LABEL_STYLES)}")
         if self.labels not in LABEL_MODES:
             raise EdgeAsrError(f"unknown label mode {self.labels!r}; use --transcripts or --pseudo-labels")
         if self.n_clips is not None and self.n_clips < 1:
@@ -88,20 +91,33 @@ def choose_clips(options: PersonalizeOptions) -> Dataset:
     return Dataset(dataset.source, utterances)
 
 
-def label_text(transcript: str, keep_case: bool = False) -> str:
-    """All-caps transcripts (AN4 style) are lower-cased: Whisper's tokenizer cuts upper-case words into rare
-    pieces, and training on them taught the model to spell words it knew (measured in pqm_pilot.py)."""
+def label_text(transcript: str, style: str = "lower", language: str | None = "en") -> str:
+    """The training text for a transcript.
+
+    keep        as written;
+    lower       all-caps transcripts (AN4 style) lower-cased, others kept: Whisper's tokenizer cuts upper-case
+                words into rare pieces, and training on them taught the model to spell words it knew;
+    normalized  the scoring tokens (exporter/scoring.py `scoring_tokens`: Whisper's normaliser, numbers as
+                digits, spelled letters and digit runs joined): spoken-form references such as
+                "M I D W O O D" / "ZERO SIX SEVEN" become "midwood" / "067", the written form Whisper
+                produces; the text carries nothing the transcript does not, only its form changes.
+    (benchmarks/pqm_pilot.py measures the three.)
+    """
     text = transcript.strip()
-    if not keep_case and text.upper() == text and text.lower() != text:
+    if style == "normalized":
+        from exporter.scoring import scoring_tokens
+
+        return " ".join(scoring_tokens(text, language))
+    if style == "lower" and text.upper() == text and text.lower() != text:
         return text.lower()
     return text
 
 
-def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], keep_case: bool = False) -> list[Example]:
+def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], style: str = "lower") -> list[Example]:
     examples = []
     for u in utterances:
         samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
-        text = label_text(u.transcript, keep_case)
+        text = label_text(u.transcript, style, u.language or "en")
         examples.append(make_example(bundle, u.utt_id, samples, text_tokens(bundle, text), text, u.language))
     return examples
 
@@ -182,7 +198,7 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     say(f"{len(clips)} clips from {clips.source}; labels: "
         f"{'manifest transcripts' if options.labels == 'transcripts' else 'pseudo-labels from the FP model'}")
     fp = load_whisper(options.model)
-    examples = (labelled_examples(fp, list(clips), options.keep_case) if options.labels == "transcripts"
+    examples = (labelled_examples(fp, list(clips), options.label_style) if options.labels == "transcripts"
                 else pseudo_labelled_examples(fp, list(clips), progress))
     say(f"building the NF4 base ({options.base.linear_format.name}, embedding {options.base.embedding})")
     base, plan = nf4_bundle(fp, options.base)
@@ -200,7 +216,7 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     result = train_lora(bundle.model, examples, bundle.special.eot, options.train, show)
     state = lora_state(bundle.model)
     training = {
-        "labels": options.labels, "clips": [e.utt_id for e in examples], "texts": [e.text for e in examples],
+        "labels": options.labels, "label_style": options.label_style, "clips": [e.utt_id for e in examples], "texts": [e.text for e in examples],
         "source": str(clips.source), "speaker": options.speaker, "options": options.train.to_dict(),
         "pretrained_from": str(options.pretrained) if options.pretrained else None,
         "pretrained_training": start_info.training if start_info else None,
