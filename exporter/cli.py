@@ -155,7 +155,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
                             calib=args.calib, n_calib=args.n_calib, order=args.order,
                             calibration=args.calibration, seed=args.seed, memory_budget=args.memory_budget,
-                            max_audio_seconds=args.max_audio_seconds, attention=args.attention)
+                            max_audio_seconds=args.max_audio_seconds, attention=args.attention, lora=args.lora,
+                            lora_pte_mode=args.lora_pte_mode)
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
         print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
@@ -216,6 +217,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_personalize(args: argparse.Namespace) -> int:
+    from exporter.personalize.base import Nf4Options
+    from exporter.personalize.lora import LoraConfig, parse_targets
+    from exporter.personalize.run import PersonalizeOptions, personalize
+    from exporter.personalize.train import TrainOptions
+
+    lora = None
+    if any(v is not None for v in (args.rank, args.alpha, args.dropout, args.targets, args.scope)):
+        defaults = LoraConfig()
+        lora = LoraConfig(
+            rank=args.rank if args.rank is not None else defaults.rank,
+            alpha=args.alpha if args.alpha is not None else 2.0 * (args.rank or defaults.rank),
+            dropout=args.dropout if args.dropout is not None else defaults.dropout,
+            targets=parse_targets(args.targets) if args.targets else defaults.targets,
+            scope=parse_targets(args.scope) if args.scope else defaults.scope,
+        )
+    options = PersonalizeOptions(
+        model=args.model, clips=args.clips, labels="transcripts" if args.transcripts else "pseudo",
+        speaker=args.speaker, split=args.split, n_clips=args.n_clips, pretrained=args.pretrained_lora, lora=lora,
+        train=TrainOptions(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                           lr=args.lr if args.lr is not None else (3e-4 if args.pretrained_lora else 1e-3)),
+        base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
+        label_style=args.label_style,
+    )
+    info = personalize(options, args.out, progress=not args.no_progress)
+    curve = info["training"]["curve"]
+    print(f"adapters: {args.out} ({info['training']['adapter_parameters']:,} parameters, "
+          f"{','.join(info['lora']['targets'])} in {','.join(info['lora']['scope'])}); loss {curve[0]['loss']:.4f} -> "
+          f"{curve[-1]['loss']:.4f} over {len(curve)} steps, {info['training']['seconds']:.0f} s")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from exporter.export import describe_artifact
 
@@ -257,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="personalised mixed-precision plan (myQASR) under a byte budget")
     _add_model(p)
-    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx", "sim"])
+    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx", "sim", "nf4"])
     p.add_argument("--budget", required=True, help="size budget: 80MB (10^6 bytes), 76MiB (2^20), or bytes")
     p.add_argument("--calib", type=Path, help="the user's unlabelled clips: folder or manifest")
     p.add_argument("--n-calib", type=int, default=32, help="calibration clips to use (default 32)")
@@ -294,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "longer clips are transcribed in windows of this length")
     p.add_argument("--attention", choices=["sdpa", "eager"], help="ExecuTorch encoder attention (default sdpa; "
                                                                   "eager plans less activation memory)")
+    p.add_argument("--lora", type=Path, help="adapter folder from `edgeasr personalize`: export its NF4 base "
+                                             "plus the adapters (no budget search; --calib clips check parity)")
+    p.add_argument("--lora-pte-mode", default="branch-int8",
+                   choices=["branch-int8", "branch-int4", "merged-int8", "merged-int4"],
+                   help="how the .pte carries NF4 + LoRA (XNNPACK has no NF4; default branch-int8)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
 
@@ -315,6 +353,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", type=Path, help="also write a Markdown report here")
     p.add_argument("--plot", type=Path, help="also write a PNG plot here")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("personalize", help="train LoRA adapters on an NF4 base from one speaker's clips (PQM)")
+    _add_model(p)
+    p.add_argument("--clips", type=Path, required=True, help="the speaker's clips: folder of audio or manifest")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--transcripts", action="store_true",
+                        help="train on the manifest's transcripts (every clip needs one)")
+    labels.add_argument("--pseudo-labels", action="store_true",
+                        help="train on the full-precision model's own transcripts (label-free; the default)")
+    p.add_argument("--label-style", default="lower", choices=["lower", "keep", "normalized"],
+                   help="transcripts as training text: lower-case all-caps ones (default), keep, or the scoring "
+                        "normaliser's form")
+    p.add_argument("--speaker", help="only clips of this speaker (manifest column)")
+    p.add_argument("--split", help="only clips of this split (manifest column)")
+    p.add_argument("--n-clips", type=int, help="use the first N clips (default: all)")
+    p.add_argument("--pretrained-lora", type=Path, help="start from this adapter folder (e.g. multi-speaker "
+                                                         "pre-training); its LoRA settings are used")
+    p.add_argument("--rank", type=int, help="LoRA rank (default 8)")
+    p.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--dropout", type=float, help="LoRA dropout (default 0.05)")
+    p.add_argument("--targets", help="comma list of q,k,v,out,fc1,fc2 (default q,v)")
+    p.add_argument("--scope", help="comma list of encoder,decoder (default decoder: self- and cross-attention)")
+    p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block-size", type=int, default=64, help="NF4 block size (default 64)")
+    p.add_argument("--double-quant", type=int, metavar="BLOCKS",
+                   help="store NF4 block scales as uint8 in chunks of BLOCKS blocks (e.g. 256)")
+    p.add_argument("--embedding", default="int4", choices=["int4", "int8", "fp32"],
+                   help="token embedding format of the NF4 base (default int4)")
+    p.add_argument("--out", type=Path, required=True, help="new adapter folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_personalize)
 
     p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
     p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")

@@ -76,6 +76,10 @@ class ExportOptions:
     memory_budget: str | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
     max_audio_seconds: float | None = None  # audio context of the encoder (None: 30 s, or the budget's choice)
     attention: str | None = None  # ExecuTorch encoder attention, sdpa or eager (None: sdpa, or the budget's)
+    # NF4 + LoRA (exporter/personalize/export.py): an adapter folder from `edgeasr personalize`, and how the
+    # .pte carries it (XNNPACK has no NF4; see exporter/lower/executorch_lora.py)
+    lora: Path | None = None
+    lora_pte_mode: str = "branch-int8"
 
     def resolved_formats(self) -> tuple[str, ...]:
         if self.target not in DEFAULT_FORMATS:
@@ -335,6 +339,10 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     With `bundle_dir`, the .pte artifact's files are then copied there too (see `bundle_artifacts`); that
     folder is checked for writability before anything expensive runs.
     """
+    if options.lora is not None:  # NF4 base + adapters: the base is fixed by the adapter, no budget search
+        from exporter.personalize.export import export_lora
+
+        return export_lora(options, out_dir, progress)
     formats = options.resolved_formats()
     if bundle_dir is not None:
         if "pte" not in formats:

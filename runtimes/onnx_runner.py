@@ -32,6 +32,7 @@ def _session(path: Path, threads: int | None):
     if not path.is_file():
         raise EdgeAsrError(f"ONNX model not found: {path} (lower a plan with the onnx target first)")
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: NF4 + LoRA graphs would print a warning per adapter input
     if threads:
         options.intra_op_num_threads = threads
     try:
@@ -59,9 +60,23 @@ def _load_tokenizer(path: Path):
         raise EdgeAsrError(f"{path} is not a readable tokenizer.json ({exc})") from exc
 
 
+def _adapter_run_options(path: Path):
+    """(RunOptions activating one `.onnx_adapter` file, the adapter). RunOptions does not own the adapter:
+    the caller must keep the adapter object alive as long as the options are used."""
+    ort = _import_onnxruntime()
+    if not path.is_file():
+        raise EdgeAsrError(f"LoRA adapter file not found: {path} (written by `edgeasr export --lora`)")
+    adapter = ort.LoraAdapter()
+    adapter.Load(str(path))
+    options = ort.RunOptions()
+    options.add_active_adapter(adapter)
+    return options, adapter
+
+
 class _OnnxDecoderSession:
-    def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray):
+    def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray, run_options=None):
         self.session = session
+        self.run_options = run_options
         self.cross_k = cross_k
         self.cross_v = cross_v
         empty = cross_k.shape[:3] + (0,) + cross_k.shape[4:]  # same layers, heads, head size; no positions
@@ -75,14 +90,16 @@ class _OnnxDecoderSession:
             "self_v": self.self_v,
             "cross_k": self.cross_k,
             "cross_v": self.cross_v,
-        })
+        }, self.run_options)
         return logits[0]
 
 
 class OnnxRunner(Runner):
     name = "onnx"
 
-    def __init__(self, artifact_dir: str | Path, threads: int | None = None):
+    def __init__(self, artifact_dir: str | Path, threads: int | None = None, adapters: str | Path | None = None):
+        """`adapters`: a folder with encoder.onnx_adapter / decoder.onnx_adapter for an NF4 + LoRA artifact:
+        that user's LoRA parameters replace the ones the graphs carry (one base, many users)."""
         folder = Path(artifact_dir)
         if not folder.is_dir():
             raise EdgeAsrError(f"ONNX artifact folder not found: {folder}")
@@ -97,10 +114,17 @@ class OnnxRunner(Runner):
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
         super().__init__(_load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
+        self.run_options = {"encoder": None, "decoder": None}
+        self._adapters = {}  # keeps the LoraAdapter objects the run options point to alive
+        if adapters is not None:
+            for graph in self.run_options:
+                self.run_options[graph], self._adapters[graph] = _adapter_run_options(
+                    Path(adapters) / f"{graph}.onnx_adapter")
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cross_k, cross_v = self.encoder.run(None, {"input_features": features[None].astype(np.float32)})
+        cross_k, cross_v = self.encoder.run(None, {"input_features": features[None].astype(np.float32)},
+                                            self.run_options["encoder"])
         return cross_k, cross_v
 
     def start_decoder(self, encoded: tuple[np.ndarray, np.ndarray]) -> _OnnxDecoderSession:
-        return _OnnxDecoderSession(self.decoder, *encoded)
+        return _OnnxDecoderSession(self.decoder, *encoded, run_options=self.run_options["decoder"])

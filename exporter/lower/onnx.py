@@ -382,7 +382,15 @@ def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[
     return nodes, [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in shapes.items()]
 
 
-_REWRITES = {"QuantLinear": _matmul_nbits, "QuantEmbedding": _gather_block_quantized}
+def _quant_linear(node, layer: LayerPlan, weight: torch.Tensor):
+    if layer.format.kind == "nf4":  # the nf4 target: MatMulBnb4 (exporter/lower/onnx_nf4.py)
+        from exporter.lower.onnx_nf4 import matmul_bnb4
+
+        return matmul_bnb4(node, layer, weight)
+    return _matmul_nbits(node, layer, weight)
+
+
+_REWRITES = {"QuantLinear": _quant_linear, "QuantEmbedding": _gather_block_quantized}
 
 
 def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
@@ -395,12 +403,11 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
             continue
         name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
         layer = plan.layer(name)
-        if layer.tied_to is not None:
-            new_nodes, initializers = _tied_matmul_nbits(node, layer, plan.layer(layer.tied_to))
-            nodes.extend(new_nodes)
+        if layer.tied_to is not None and not layer.format.is_float and layer.format.kind != "nf4":
+            new, initializers = _tied_matmul_nbits(node, layer, plan.layer(layer.tied_to))
         else:
             new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
-            nodes.append(new)
+        nodes.extend(new if isinstance(new, list) else [new])  # a rewrite may need helper nodes
         graph.initializer.extend(initializers)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -451,9 +458,9 @@ def _tokenizer_json(bundle: WhisperBundle) -> bytes:
 
 
 def _check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
-    if plan.target != "onnx":
+    if plan.target not in ("onnx", "nf4"):
         raise EdgeAsrError(f"this plan was made for target {plan.target!r}; lowering to ONNX needs a plan "
-                           "made with --target onnx")
+                           "made with --target onnx (or nf4)")
     if plan.activation_bits is not None:
         raise EdgeAsrError("ONNX lowering runs float activations; the plan asks for simulated "
                            f"{plan.activation_bits}-bit activations")
@@ -509,7 +516,7 @@ def quantised_nodes(path: str | Path) -> list[dict]:
     proto = onnx.load(str(path))
     found = []
     for node in proto.graph.node:
-        if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "GatherBlockQuantized"):
+        if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "MatMulBnb4", "GatherBlockQuantized"):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             found.append({"op": node.op_type, "bits": attrs.get("bits"), **json.loads(node.doc_string)})
     return found

@@ -5,6 +5,12 @@ output channel, or per group of `group_size` input weights in a row), symmetry, 
 runtime treats activations. `weight_bytes(shape)` is the exact byte count of the stored weight under that
 format: codes packed per row (so rows start on a byte), plus scales (plus zero points when asymmetric).
 Biases are not part of it; they stay float32 and are counted as unquantised bytes.
+
+NF4 (`kind="nf4"`, see exporter/quant/nf4.py) is block-wise like bitsandbytes and ONNX Runtime's MatMulBnb4:
+blocks of `group_size` run over the whole row-major (out, in) matrix, not per row, so the codes take
+ceil(numel / 2) bytes and there is one float32 absmax per block, or with double quantisation
+(`double_quant_block`) one uint8 per block (padded to whole chunks) plus a float32 (offset, step) pair per
+chunk of that many blocks.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class QuantFormat:
     symmetric: bool = True
     scale_dtype: str = "float32"
     activation: str = "float"
+    double_quant_block: int | None = None  # nf4 only: block absmaxes stored as uint8 in chunks of this many
 
     def __post_init__(self):
         if self.kind not in ("float", "int", "nf4"):
@@ -38,6 +45,10 @@ class QuantFormat:
             raise ValueError("group granularity needs a group_size")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation handling {self.activation!r}")
+        if self.kind == "nf4" and (self.bits != 4 or self.granularity != "group"):
+            raise ValueError("nf4 formats are 4-bit with group (block) granularity")
+        if self.double_quant_block is not None and (self.kind != "nf4" or self.double_quant_block < 1):
+            raise ValueError("double_quant_block is a positive block count, for nf4 formats only")
 
     @property
     def is_float(self) -> bool:
@@ -49,19 +60,35 @@ class QuantFormat:
             return 1
         if self.granularity == "per_channel":
             return rows
+        if self.kind == "nf4":  # blocks run over the flattened matrix
+            return math.ceil(rows * cols / self.group_size)
         return rows * math.ceil(cols / self.group_size)
 
     def weight_bytes(self, shape: tuple[int, ...]) -> int:
         rows, cols = matrix_shape(shape)
         if self.is_float:
             return rows * cols * self.bits // 8
+        if self.kind == "nf4":
+            return self._nf4_bytes(rows * cols)
         codes = rows * math.ceil(cols * self.bits / 8)
         scales = self.n_scales(shape) * _DTYPE_BYTES[self.scale_dtype]
         zero_points = 0 if self.symmetric else self.n_scales(shape) * math.ceil(self.bits / 8)
         return codes + scales + zero_points
 
+    def _nf4_bytes(self, numel: int) -> int:
+        blocks = math.ceil(numel / self.group_size)
+        if self.double_quant_block is None:
+            scales = blocks * _DTYPE_BYTES[self.scale_dtype]
+        else:
+            chunks = math.ceil(blocks / self.double_quant_block)  # uint8 codes stored padded to whole chunks
+            scales = chunks * self.double_quant_block + chunks * 2 * _DTYPE_BYTES["float32"]
+        return math.ceil(numel / 2) + scales
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["double_quant_block"] is None:  # plans without NF4 double quantisation keep their old JSON
+            del data["double_quant_block"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "QuantFormat":
@@ -83,3 +110,10 @@ def int_format(bits: int, granularity: str = "per_channel", group_size: int | No
     suffix = {"per_channel": "pc", "per_tensor": "pt"}.get(granularity, f"g{group_size}")
     return QuantFormat(f"{prefix}{bits}_{suffix}", bits, "int", granularity, group_size, True, scale_dtype,
                        activation)
+
+
+def nf4_format(block_size: int = 64, double_quant_block: int | None = None) -> QuantFormat:
+    """Block-wise NormalFloat4 (bitsandbytes / ONNX Runtime MatMulBnb4 layout), float32 block absmax."""
+    suffix = f"_dq{double_quant_block}" if double_quant_block else ""
+    return QuantFormat(f"nf4_b{block_size}{suffix}", 4, "nf4", "group", block_size, True, "float32", "float",
+                       double_quant_block)

@@ -71,6 +71,10 @@ def fake_quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1
     """The float weight the runtime effectively computes with (identity for float formats)."""
     if fmt.is_float:
         return weight.detach().float().clone()
+    if fmt.kind == "nf4":
+        from exporter.quant.nf4 import fake_quantize_nf4
+
+        return fake_quantize_nf4(weight, fmt, clip)
     codes, scale = quantize_weight(weight, fmt, clip)
     return dequantize_weight(codes, scale, fmt, weight.shape).to(weight.dtype)
 

@@ -17,6 +17,9 @@ layer kind has its own ladder because runtimes support different formats per op:
   The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
   MatMulNBits read the same bytes; verified on ORT 1.31.1), so on this target the pair moves down the
   ladder together and is stored once: the embedding's ladder, which is the shorter one, bounds both.
+* `nf4` (ONNX Runtime MatMulBnb4, the PQM base): Linear = fp32 -> NF4 blocks of 64 -> NF4 blocks of 64 with
+  double-quantised block scales (exporter/quant/nf4.py), float activations. Embedding and convs as `onnx`
+  (ORT has no NF4 gather). `exporter.personalize.nf4_plan` builds the uniform all-NF4 plan with any block size.
 * `sim`: the paper's integer ladder for research, fp32 -> 16 -> 15 -> ... -> 2 bits, per output channel,
   for every kind including the convolutions; simulated only (no runtime executes 11-bit weights).
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.errors import EdgeAsrError
-from exporter.quant.formats import FP32, QuantFormat, int_format
+from exporter.quant.formats import FP32, QuantFormat, int_format, nf4_format
 
 KINDS = ("linear", "conv", "embedding")
 
@@ -69,12 +72,19 @@ def _onnx() -> Target:
                   "ONNX Runtime MatMulNBits", shares_tied_weights=True)
 
 
+def _nf4() -> Target:
+    linear = (FP32, nf4_format(64), nf4_format(64, double_quant_block=256))
+    onnx = _onnx()
+    return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": onnx.ladder("embedding")},
+                  "ONNX Runtime MatMulBnb4")
+
+
 def _sim() -> Target:
     ladder = (FP32,) + tuple(int_format(b, "per_channel") for b in range(16, 1, -1))
     return Target("sim", {"linear": ladder, "conv": ladder, "embedding": ladder}, "PyTorch simulation")
 
 
-TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim()}
+TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim(), "nf4": _nf4()}
 TARGETS["android"] = Target("android", TARGETS["executorch"].ladders, TARGETS["executorch"].runtime)
 
 

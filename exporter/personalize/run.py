@@ -1,0 +1,240 @@
+"""`edgeasr personalize`: one speaker's clips -> LoRA adapters on the NF4 base -> an adapter folder.
+
+Stages: load the full-precision model and build the NF4 base; choose the clips; label them (manifest
+transcripts with --transcripts, else the full-precision model's greedy transcripts: label-free); inject LoRA
+(or load a pre-trained adapter as the starting point); train; write adapter.safetensors + adapter.json
+(settings, clips, label mode, loss curve, time and peak memory) into a staging folder renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from exporter.audio import load_audio
+from exporter.data import Dataset, Utterance, load_dataset
+from exporter.errors import EdgeAsrError
+from exporter.io import _umask
+from exporter.models import WhisperBundle, load_whisper
+from exporter.personalize.base import Nf4Options, nf4_bundle
+from exporter.personalize.lora import (
+    AdapterInfo,
+    LoraConfig,
+    adapter_parameters,
+    check_adapter_matches,
+    inject_lora,
+    load_adapter,
+    load_lora_state,
+    lora_state,
+    save_adapter,
+)
+from exporter.personalize.train import Example, TrainOptions, make_example, text_tokens, train_lora
+from runtimes.torch_runner import TorchRunner
+
+LABEL_MODES = ("transcripts", "pseudo")
+LABEL_STYLES = ("lower", "keep", "normalized")
+
+
+@dataclass(frozen=True)
+class PersonalizeOptions:
+    model: str = "tiny.en"
+    clips: Path | None = None
+    labels: str = "pseudo"  # transcripts | pseudo
+    speaker: str | None = None
+    split: str | None = None
+    n_clips: int | None = None
+    pretrained: Path | None = None
+    lora: LoraConfig | None = None  # None: the defaults, or the pre-trained adapter's settings
+    train: TrainOptions = TrainOptions()
+    base: Nf4Options = Nf4Options()
+    label_style: str = "lower"  # how transcripts become training text, see label_text
+
+    def validate(self) -> None:
+        if self.label_style not in LABEL_STYLES:
+            raise EdgeAsrError(f"unknown label style {self.label_style!r}; choose {', '.join(LABEL_STYLES)}")
+        if self.labels not in LABEL_MODES:
+            raise EdgeAsrError(f"unknown label mode {self.labels!r}; use --transcripts or --pseudo-labels")
+        if self.n_clips is not None and self.n_clips < 1:
+            raise EdgeAsrError("--n-clips must be >= 1")
+        if self.lora is not None:
+            self.lora.validate()
+        self.train.validate()
+        self.base.validate()
+
+
+def say(message: str) -> None:
+    print(f"[personalize] {message}", file=sys.stderr, flush=True)
+
+
+def choose_clips(options: PersonalizeOptions) -> Dataset:
+    if options.clips is None:
+        raise EdgeAsrError("personalize needs --clips (a folder of audio or a manifest)")
+    dataset = load_dataset(options.clips)  # an empty folder is an EdgeAsrError naming it
+    dataset = dataset.filter(speaker=options.speaker, split=options.split)
+    utterances = list(dataset)
+    if options.n_clips is not None and len(utterances) > options.n_clips:
+        utterances = utterances[: options.n_clips]  # manifest order: the first N clips of the speaker
+    if options.labels == "transcripts":
+        missing = [u.utt_id for u in utterances if not u.transcript]
+        if missing:
+            raise EdgeAsrError(f"--transcripts was asked but {len(missing)} of {len(utterances)} clips have no "
+                               f"transcript (e.g. {missing[0]}); give a manifest with a 'transcript' column or "
+                               "use --pseudo-labels")
+    return Dataset(dataset.source, utterances)
+
+
+def label_text(transcript: str, style: str = "lower", language: str | None = "en") -> str:
+    """The training text for a transcript.
+
+    keep        as written;
+    lower       all-caps transcripts (AN4 style) lower-cased, others kept: Whisper's tokenizer cuts upper-case
+                words into rare pieces, and training on them taught the model to spell words it knew;
+    normalized  the scoring tokens (exporter/scoring.py `scoring_tokens`: Whisper's normaliser, numbers as
+                digits, spelled letters and digit runs joined): spoken-form references such as
+                "M I D W O O D" / "ZERO SIX SEVEN" become "midwood" / "067", the written form Whisper
+                produces; the text carries nothing the transcript does not, only its form changes.
+    (benchmarks/pqm_pilot.py measures the three.)
+    """
+    text = transcript.strip()
+    if style == "normalized":
+        from exporter.scoring import scoring_tokens
+
+        return " ".join(scoring_tokens(text, language))
+    if style == "lower" and text.upper() == text and text.lower() != text:
+        return text.lower()
+    return text
+
+
+def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], style: str = "lower") -> list[Example]:
+    examples = []
+    for u in utterances:
+        samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
+        text = label_text(u.transcript, style, u.language or "en")
+        examples.append(make_example(bundle, u.utt_id, samples, text_tokens(bundle, text), text, u.language))
+    return examples
+
+
+def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance],
+                             progress: bool = False) -> list[Example]:
+    """Examples whose targets are the full-precision model's own greedy tokens."""
+    runner = TorchRunner(fp)
+    examples = []
+    for index, u in enumerate(utterances):
+        samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
+        result = runner.transcribe(samples)
+        examples.append(make_example(fp, u.utt_id, samples, result.tokens, result.text, result.language))
+        if progress:
+            say(f"pseudo-label {index + 1}/{len(utterances)} {u.utt_id}: {result.text!r}")
+    return examples
+
+
+def peak_rss_reset() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so the next reading covers only what follows (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def adapted_model(base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None,
+                  source: str = "adapter") -> WhisperBundle:
+    """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected. Without encoder
+    adapters the (frozen, unmodified) encoder is shared with `base` instead of copied: less memory, and
+    training reuses encoder outputs cached for the base (train.cache_frozen_encoder)."""
+    import copy
+
+    bundle = copy.copy(base)
+    encoder = base.model.model.encoder
+    memo = {} if "encoder" in lora.scope else {id(encoder): encoder}
+    bundle.model = copy.deepcopy(base.model, memo)
+    inject_lora(bundle.model, lora, seed)
+    if start is not None:
+        load_lora_state(bundle.model, start, source)
+    bundle.model.eval()
+    return bundle
+
+
+def load_start(options: PersonalizeOptions) -> tuple[LoraConfig, dict | None, AdapterInfo | None]:
+    if options.pretrained is None:
+        return options.lora or LoraConfig(), None, None
+    state, info = load_adapter(options.pretrained)
+    check_adapter_matches(info, options.model, options.base.to_dict(), str(options.pretrained))
+    if options.lora is not None and options.lora != info.lora:
+        raise EdgeAsrError(f"--pretrained-lora {options.pretrained} has LoRA settings {info.lora.to_dict()}, "
+                           f"which differ from the ones given ({options.lora.to_dict()}); drop --rank/--alpha/"
+                           "--targets to continue from it")
+    return info.lora, state, info
+
+
+def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = True) -> dict:
+    """Train adapters for one speaker; the finished folder appears at `out_dir` only on success."""
+    options.validate()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise EdgeAsrError(f"output folder {out_dir} exists and is not empty; choose a new one or remove it")
+    clips = choose_clips(options)
+    lora, start, start_info = load_start(options)
+    say(f"{len(clips)} clips from {clips.source}; labels: "
+        f"{'manifest transcripts' if options.labels == 'transcripts' else 'pseudo-labels from the FP model'}")
+    fp = load_whisper(options.model)
+    examples = (labelled_examples(fp, list(clips), options.label_style) if options.labels == "transcripts"
+                else pseudo_labelled_examples(fp, list(clips), progress))
+    say(f"building the NF4 base ({options.base.linear_format.name}, embedding {options.base.embedding})")
+    base, plan = nf4_bundle(fp, options.base)
+    bundle = adapted_model(base, lora, options.train.seed, start, str(options.pretrained))
+    del fp
+    say(f"LoRA rank {lora.rank}, alpha {lora.alpha}, targets {','.join(lora.targets)} in "
+        f"{','.join(lora.scope)}" + (f", starting from {options.pretrained}" if start is not None else ""))
+    peak_rss_reset()
+
+    def show(record: dict) -> None:
+        if progress:
+            say(f"step {record['step']}/{options.train.steps} loss {record['loss']:.4f} "
+                f"({record['seconds']:.0f} s)")
+
+    result = train_lora(bundle.model, examples, bundle.special.eot, options.train, show)
+    state = lora_state(bundle.model)
+    training = {
+        "labels": options.labels, "label_style": options.label_style, "clips": [e.utt_id for e in examples], "texts": [e.text for e in examples],
+        "source": str(clips.source), "speaker": options.speaker, "options": options.train.to_dict(),
+        "pretrained_from": str(options.pretrained) if options.pretrained else None,
+        "pretrained_training": start_info.training if start_info else None,
+        "curve": result.curve, "seconds": result.seconds, "peak_rss_bytes": peak_rss_bytes(),
+        "torch_threads": torch.get_num_threads(), "adapter_parameters": adapter_parameters(state),
+        "base_plan_bytes": plan.total_bytes,
+    }
+    info = AdapterInfo(options.model, lora, options.base.to_dict(), training)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        save_adapter(staging, state, info)
+        staging.chmod(0o777 & ~_umask())
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    say(f"loss {result.first_loss:.4f} -> {result.last_loss:.4f} in {result.seconds:.0f} s; wrote {out_dir}")
+    return info.to_dict()
