@@ -101,6 +101,7 @@ class WorkerSpec:
     n_frames: int = 3000
     warmup: int = 1
     threads: int = 1
+    onnx_memory_arena: bool = True
 
     @classmethod
     def load(cls, path: Path) -> "WorkerSpec":
@@ -165,7 +166,7 @@ def _build_runner(spec: WorkerSpec):
     if spec.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 
-        return OnnxRunner(folder, threads=spec.threads)
+        return OnnxRunner(folder, threads=spec.threads, memory_arena=spec.onnx_memory_arena)
     if spec.runtime == "executorch":
         from tokenizers import Tokenizer
 
