@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import import_module
@@ -252,12 +252,18 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
     with tempfile.TemporaryDirectory(prefix="edgeasr-bench-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail: deque[str] = deque(maxlen=5)
+        for line in proc.stderr:  # the worker's progress lines are shown; runtime chatter only on failure
+            if line.startswith("[bench]"):
+                print(line, end="", file=sys.stderr, flush=True)
+            else:
+                tail.append(line.rstrip())
+        proc.wait()
         if not result_path.is_file():
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-5:])
             raise EdgeAsrError(f"the measured {target.runtime} process died (exit {proc.returncode}) "
-                               f"without a result:\n{tail}")
+                               f"without a result:\n" + "\n".join(tail))
         outcome = json.loads(result_path.read_text())
     if "error" in outcome:
         raise EdgeAsrError(f"{target.runtime}: {outcome['error']}")

@@ -215,8 +215,10 @@ def measure(spec: WorkerSpec) -> WorkerResult:
         tracker.reset()
         for _ in range(spec.warmup):
             _decode(runner, audio[0], spec.clips[0])
-        for clip, samples in zip(spec.clips, audio, strict=True):
+        for index, (clip, samples) in enumerate(zip(spec.clips, audio, strict=True), 1):
             out = _decode(runner, samples, clip)
+            if index % 10 == 0 or index == len(spec.clips):
+                print(f"[bench]   {spec.runtime}: {index}/{len(spec.clips)} clips", file=sys.stderr, flush=True)
             result.clips.append({"utt_id": clip["utt_id"], "text": out.text, "language": out.language,
                                  "audio_seconds": out.audio_seconds, "timings": out.timings})
         result.run_peak_rss = tracker.peak()
