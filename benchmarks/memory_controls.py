@@ -3,12 +3,13 @@ audio context costs in WER.
 
 1. The runtime comparison's artifacts (myQASR plans; benchmarks/runtime_comparison.py) are lowered again with
    every control setting: ExecuTorch 30 s sdpa / 30 s eager / 15 s sdpa / 10 s eager / 5 s eager, ONNX Runtime
-   30 s / 10 s / 5 s (the weights do not change, only the activations). `edgeasr bench` measures each on the
+   30 s / 10 s / 5 s, and 30 s / 10 s with ONNX Runtime's CPU memory arena off (the weights do not change,
+   only the activations). `edgeasr bench` measures each on the
    AN4 test clips in its own process: load and run peaks against `exporter.memory`'s prediction, latency, WER.
 2. PyTorch FP at each audio context on the same AN4 clips (all under 6.2 s) and on english_misc (22 clips up
    to 11.7 s, so 5 s and 10 s contexts cut some into windows): the accuracy effect of the context alone.
 
-    python benchmarks/memory_controls.py --model tiny.en --budget 45MB
+    python benchmarks/memory_controls.py --model tiny.en --budget 55MB
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from exporter.quant.plan import QuantPlan
 
 PTE_SETTINGS = ((3000, "sdpa"), (3000, "eager"), (1500, "sdpa"), (1000, "eager"), (500, "eager"))
 ONNX_SETTINGS = ((3000, "explicit"), (1000, "explicit"), (500, "explicit"))
+ONNX_NO_ARENA = (3000, 1000)  # also measured with ONNX Runtime's CPU memory arena off
 FP_CONTEXTS = (3000, 1500, 1000, 500)
 
 
@@ -59,12 +61,12 @@ class Suite:
             lower_artifact(self._bundle, QuantPlan.load(plan_file), fmt, folder, frames, attention)
         return folder
 
-    def run(self, key: str, folder, runtimes, dataset, data_name: str) -> None:
+    def run(self, key: str, folder, runtimes, dataset, data_name: str, arena: bool = True) -> None:
         if self.done(key):
             return
         say(f"{key}: bench {', '.join(runtimes)} on {len(dataset)} {data_name} clips")
         source = AN4 if data_name == "an4" else DATA / data_name / "manifest.jsonl"
-        result = bench(BenchOptions(artifact=folder, data=source, runtimes=runtimes,
+        result = bench(BenchOptions(artifact=folder, data=source, runtimes=runtimes, onnx_memory_arena=arena,
                                     group_by="gender" if data_name == "an4" else None), dataset=dataset)
         for record in result.records:
             record.setdefault("extra", {})["controls_row"] = key
@@ -77,6 +79,9 @@ class Suite:
             for frames, attention in settings:
                 self.run(f"memory/{runtime}/{frames}/{attention}", self.folder(fmt, frames, attention),
                          (runtime,), self.clips, "an4")
+        for frames in ONNX_NO_ARENA:
+            self.run(f"memory/onnx/{frames}/no-arena", self.folder("onnx", frames, "explicit"), ("onnx",),
+                     self.clips, "an4", arena=False)
         misc = load_dataset(DATA / "english_misc" / "manifest.jsonl")
         for frames in FP_CONTEXTS:
             attention = next(a for f, a in PTE_SETTINGS if f == frames)
@@ -94,7 +99,7 @@ class Suite:
                  "Peak memory = bytes the artifact adds to a fresh process (resident set peak minus the baseline "
                  "with the runtime imported), measured by `edgeasr bench`; predicted = `exporter.memory` from "
                  "the artifact (ExecuTorch: its memory plan; ONNX: graph liveness) for the Python host.", "",
-                 "| runtime | context s | attention | artifact MB | load peak MB (pred.) | run peak MB (pred.) | "
+                 "| runtime | context s | attention or arena | artifact MB | load peak MB (pred.) | run peak MB (pred.) | "
                  "run error | latency median ms | WER % AN4 |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for key, records in self.rows("memory/"):
             _, runtime, frames, attention = key.split("/")
@@ -171,7 +176,7 @@ class Suite:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--budget", default="45MB")
+    parser.add_argument("--budget", default="55MB")
     parser.add_argument("--per-gender", type=int, default=20)
     args = parser.parse_args()
     suite = Suite(args)

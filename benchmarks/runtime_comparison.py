@@ -6,7 +6,7 @@ formats pte and onnx at one size budget) unless --artifact names an existing exp
 have different plans (each runtime's ladder of formats differs), so each artifact is compared with PyTorch
 simulating its own plan; PyTorch FP is the common reference. Clips: AN4 test, balanced by gender.
 
-    python benchmarks/runtime_comparison.py --model tiny.en --budget 45MB
+    python benchmarks/runtime_comparison.py --model tiny.en --budget 55MB
     python benchmarks/runtime_comparison.py --model base --budget 80MB --artifact DIR
 """
 
@@ -20,6 +20,7 @@ from bench_common import AN4, RESULTS, WORK, an4_test_clips, calibration_folder,
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.bench_report import format_markdown, plot, systems
+from exporter.bench_schema import load_results
 from exporter.export import ExportOptions, export
 from exporter.io import write_text
 
@@ -53,16 +54,30 @@ def ratio_table(data: dict) -> list[str]:
     return lines + [""]
 
 
+def write_report(data: dict, stem: Path, title: str) -> None:
+    text = format_markdown(data, title)
+    head, _, rest = text.partition("## Speed and size")
+    write_text(stem.with_suffix(".md"), head + "\n".join(ratio_table(data)) + "\n## Speed and size" + rest)
+    plot(data, stem.with_suffix(".png"), title)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--budget", default="45MB")
+    parser.add_argument("--budget", default="55MB")
     parser.add_argument("--formats", default="pte,onnx")
     parser.add_argument("--artifact", type=Path, help="an existing export folder instead of exporting")
     parser.add_argument("--onnx-artifact", type=Path, help="an existing ONNX export, when --artifact has none")
     parser.add_argument("--per-gender", type=int, default=20, help="AN4 test clips per gender (default 20)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="re-render .md/.png from the results .json")
     args = parser.parse_args()
+    stem = RESULTS / f"runtimes_{args.model.replace('.', '_')}_{args.budget}"
+    title = f"Runtime comparison: {args.model}, {args.budget} budget"
+    if args.report_only:
+        data = load_results(stem.with_suffix(".json"))
+        write_report(data, stem, title)
+        return
 
     formats = tuple(args.formats.split(","))
     root = args.artifact or exported(args.model, args.budget, formats)
@@ -83,17 +98,12 @@ def main() -> None:
                                     threads=args.threads), dataset=clips)
         records += result.records
         notes += result.notes
+    produced_by = (f"Produced by `python benchmarks/runtime_comparison.py --model {args.model} --budget "
+                   f"{args.budget}` from `{root.name}`" + (f" and `{onnx.name}`" if onnx != root else "") + ".")
     data = {"schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/runtime_comparison.py",
-            "notes": notes, "records": records}
-    stem = RESULTS / f"runtimes_{args.model.replace('.', '_')}_{args.budget}"
+            "notes": notes + [produced_by], "records": records}
     write_results(stem.with_suffix(".json"), data)
-    title = f"Runtime comparison: {args.model}, {args.budget} budget"
-    text = format_markdown(data, title)
-    head, _, rest = text.partition("## Speed and size")
-    write_text(stem.with_suffix(".md"), head + "\n".join(ratio_table(data)) + "\n## Speed and size" + rest
-               + f"\nProduced by `python benchmarks/runtime_comparison.py --model {args.model} --budget "
-                 f"{args.budget}` from `{root.name}`" + (f" and `{onnx.name}`" if onnx != root else "") + ".\n")
-    plot(data, stem.with_suffix(".png"), title)
+    write_report(data, stem, title)
     say(f"wrote {stem}.json/.md/.png")
 
 

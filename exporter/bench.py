@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import import_module
@@ -55,6 +55,7 @@ class BenchOptions:
     limit: int | None = None
     warmup: int = 1
     threads: int = 1
+    onnx_memory_arena: bool = True  # ONNX Runtime's CPU memory arena (its default); off: less memory
 
     def check(self) -> None:
         unknown = [r for r in self.runtimes if r not in RUNTIMES]
@@ -244,19 +245,25 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
     """Run one runtime in its own process; returns the worker's result dict."""
     spec = {"runtime": target.runtime, "artifact": str(target.folder), "clips": clips,
             "model_id": target.model_id, "plan": str(target.folder / "plan.json"), "n_frames": target.n_frames,
-            "warmup": options.warmup, "threads": options.threads}
+            "warmup": options.warmup, "threads": options.threads, "onnx_memory_arena": options.onnx_memory_arena}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = str(options.threads)
     with tempfile.TemporaryDirectory(prefix="edgeasr-bench-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail: deque[str] = deque(maxlen=5)
+        for line in proc.stderr:  # the worker's progress lines are shown; runtime chatter only on failure
+            if line.startswith("[bench]"):
+                print(line, end="", file=sys.stderr, flush=True)
+            else:
+                tail.append(line.rstrip())
+        proc.wait()
         if not result_path.is_file():
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-5:])
             raise EdgeAsrError(f"the measured {target.runtime} process died (exit {proc.returncode}) "
-                               f"without a result:\n{tail}")
+                               f"without a result:\n" + "\n".join(tail))
         outcome = json.loads(result_path.read_text())
     if "error" in outcome:
         raise EdgeAsrError(f"{target.runtime}: {outcome['error']}")
@@ -322,13 +329,14 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
     ]
 
 
-def predicted_memory(target: Target):
+def predicted_memory(target: Target, onnx_memory_arena: bool = True):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
     if target.runtime not in ARTIFACT_RUNTIMES:
         return None
     from exporter.memory import estimate_artifact, model_config
 
-    return estimate_artifact(target.folder, target.runtime, model_config(target.model_id))
+    return estimate_artifact(target.folder, target.runtime, model_config(target.model_id),
+                             onnx_memory_arena=onnx_memory_arena)
 
 
 def _scores(dataset: Dataset, texts: dict[str, str], group_by: str | None) -> list[tuple[str, object]]:
@@ -364,14 +372,17 @@ class _RecordMaker:
 
 def _runtime_records(make: _RecordMaker, target: Target, result: dict, dataset: Dataset,
                      options: BenchOptions) -> list[dict]:
-    info = {"name": target.runtime, "version": result["runtime_version"], "backend": BACKENDS[target.runtime],
+    backend = BACKENDS[target.runtime]
+    if target.runtime == "onnx" and not options.onnx_memory_arena:
+        backend += ", no memory arena"
+    info = {"name": target.runtime, "version": result["runtime_version"], "backend": backend,
             "threads": result["threads"]}
     n = len(result["clips"])
     records = [make(target, info, name, value, unit, n=n, extra=extra)
                for name, value, unit, extra in _speed_metrics(result, options.warmup) + _memory_metrics(result)]
     records.append(make(target, info, "artifact_bytes", target.artifact["bytes"], "bytes",
                         extra={"budget_bytes": target.artifact["budget_bytes"]}))
-    estimate = predicted_memory(target)
+    estimate = predicted_memory(target, options.onnx_memory_arena)
     if estimate is not None:
         terms = {k: v for k, v in estimate.to_dict().items() if k.endswith("_bytes") or k in ("source", "detail")}
         records.append(make(target, info, "predicted_memory_load_peak", estimate.load_peak_bytes, "bytes",

@@ -21,8 +21,8 @@ MB = 1e6
 
 
 def _system_key(record: dict) -> tuple:
-    return (record["runtime"]["name"], record["artifact"]["name"], record["device"]["kind"], record["device"]["name"],
-            record["run_id"])
+    return (record["runtime"]["name"], record["runtime"]["backend"], record["artifact"]["name"],
+            record["device"]["name"], record["run_id"])
 
 
 def systems(records: list[dict]) -> "OrderedDict[tuple, dict]":
@@ -33,14 +33,16 @@ def systems(records: list[dict]) -> "OrderedDict[tuple, dict]":
         entry = found.setdefault(key, {"runtime": record["runtime"], "artifact": record["artifact"],
                                        "device": record["device"], "metrics": {}})
         entry["metrics"][(record["metric"]["name"], record["group"])] = record
-    # The shortest label that tells systems apart: runtime, then artifact, device and run as needed.
+    # The shortest label that tells systems apart: runtime, then backend, artifact, device, run as needed.
     for key, entry in found.items():
-        parts = [key[0]]
-        for extra in (1, 3, 4):
-            if sum(1 for other in found if other[:extra] == key[:extra] and other != key) == 0:
+        parts, rivals = [], [other for other in found if other[0] == key[0] and other != key]
+        for index in (1, 2, 3, 4):
+            if not rivals:
                 break
-            parts.append(key[extra])
-        entry["label"] = " | ".join(parts)
+            if any(other[index] != key[index] for other in rivals):
+                parts.append(key[index])
+                rivals = [other for other in rivals if other[index] == key[index]]
+        entry["label"] = key[0] + (f" ({', '.join(parts)})" if parts else "")
     return found
 
 

@@ -101,6 +101,7 @@ class WorkerSpec:
     n_frames: int = 3000
     warmup: int = 1
     threads: int = 1
+    onnx_memory_arena: bool = True
 
     @classmethod
     def load(cls, path: Path) -> "WorkerSpec":
@@ -165,7 +166,7 @@ def _build_runner(spec: WorkerSpec):
     if spec.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 
-        return OnnxRunner(folder, threads=spec.threads)
+        return OnnxRunner(folder, threads=spec.threads, memory_arena=spec.onnx_memory_arena)
     if spec.runtime == "executorch":
         from tokenizers import Tokenizer
 
@@ -214,8 +215,10 @@ def measure(spec: WorkerSpec) -> WorkerResult:
         tracker.reset()
         for _ in range(spec.warmup):
             _decode(runner, audio[0], spec.clips[0])
-        for clip, samples in zip(spec.clips, audio, strict=True):
+        for index, (clip, samples) in enumerate(zip(spec.clips, audio, strict=True), 1):
             out = _decode(runner, samples, clip)
+            if index % 10 == 0 or index == len(spec.clips):
+                print(f"[bench]   {spec.runtime}: {index}/{len(spec.clips)} clips", file=sys.stderr, flush=True)
             result.clips.append({"utt_id": clip["utt_id"], "text": out.text, "language": out.language,
                                  "audio_seconds": out.audio_seconds, "timings": out.timings})
         result.run_peak_rss = tracker.peak()

@@ -63,6 +63,8 @@ ET_WORKSPACE_HIDDEN = 6
 ET_FIRST_RUN_BYTES = 42 * MB
 # ONNX Runtime keeps the model's tensors after building a session and reads the file besides: about 2x.
 ORT_LOAD_FACTOR = 2.0
+# ORT's CPU memory arena holds more than the live tensors (freed blocks kept, growth in large steps).
+ORT_ARENA_FACTOR = 1.0
 # Encoder liveness peak: attention scores and softmax output of one layer plus two hidden states.
 ORT_ENCODER_MAPS = 2
 ORT_ENCODER_HIDDEN = 2
@@ -192,14 +194,16 @@ def _executorch_estimate(shape: WhisperShape, weights: int, largest_layer: int, 
 
 
 def _onnx_estimate(shape: WhisperShape, file_bytes: int, n_frames: int, host: str, encoder_peak: int,
-                   decoder_peak: int, source: str) -> MemoryEstimate:
+                   decoder_peak: int, source: str, memory_arena: bool = True) -> MemoryEstimate:
     resident = int(ORT_LOAD_FACTOR * file_bytes)
+    live = encoder_peak + decoder_peak
     return MemoryEstimate(
         runtime="onnx", host=host, n_frames=n_frames, attention="explicit", weights_bytes=resident,
-        activation_bytes=encoder_peak + decoder_peak, workspace_bytes=0,
+        activation_bytes=int(live * (ORT_ARENA_FACTOR if memory_arena else 1.0)), workspace_bytes=0,
         kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations=False, features_bytes=FEATURES_BYTES,
         load_transient_bytes=0, arena_at_load=False, source=source,
-        detail={"file_bytes": file_bytes, "encoder_live_peak": encoder_peak, "decoder_live_peak": decoder_peak},
+        detail={"file_bytes": file_bytes, "encoder_live_peak": encoder_peak, "decoder_live_peak": decoder_peak,
+                "memory_arena": memory_arena},
     )
 
 
@@ -260,7 +264,7 @@ def estimate_executorch(folder: Path, config, host: str = "python") -> MemoryEst
                                 n_frames, attention, host, per_method, "ExecuTorch memory plan in the .pte")
 
 
-def estimate_onnx(folder: Path, config, host: str = "python") -> MemoryEstimate:
+def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool = True) -> MemoryEstimate:
     """The estimate for `folder/encoder.onnx` + `decoder.onnx`, with liveness over the graphs' shapes."""
     from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, read_metadata
     from exporter.onnx_liveness import live_peak_bytes
@@ -272,12 +276,15 @@ def estimate_onnx(folder: Path, config, host: str = "python") -> MemoryEstimate:
     decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
     return _onnx_estimate(WhisperShape.from_config(config), file_bytes, n_frames, host, encoder_peak,
-                          decoder_peak, "liveness over the ONNX graphs' inferred shapes")
+                          decoder_peak, "liveness over the ONNX graphs' inferred shapes", memory_arena)
 
 
-def estimate_artifact(folder: Path, runtime: str, config, host: str = "python") -> MemoryEstimate:
+def estimate_artifact(folder: Path, runtime: str, config, host: str = "python",
+                      onnx_memory_arena: bool = True) -> MemoryEstimate:
     _check(runtime, host, "sdpa")
-    return (estimate_executorch if runtime == "executorch" else estimate_onnx)(folder, config, host)
+    if runtime == "executorch":
+        return estimate_executorch(folder, config, host)
+    return estimate_onnx(folder, config, host, onnx_memory_arena)
 
 
 def format_estimate(estimate: MemoryEstimate) -> list[str]:

@@ -27,7 +27,7 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def _session(path: Path, threads: int | None):
+def _session(path: Path, threads: int | None, memory_arena: bool = True):
     ort = _import_onnxruntime()
     if not path.is_file():
         raise EdgeAsrError(f"ONNX model not found: {path} (lower a plan with the onnx target first)")
@@ -35,6 +35,9 @@ def _session(path: Path, threads: int | None):
     options.log_severity_level = 3  # errors only: NF4 + LoRA graphs would print a warning per adapter input
     if threads:
         options.intra_op_num_threads = threads
+    # ORT's CPU arena keeps freed activations for reuse and grows in large steps: faster, but it holds
+    # more than the live tensors. Without it, activation memory follows the graph's liveness.
+    options.enable_cpu_mem_arena = memory_arena
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types; all mean an unusable file
@@ -97,14 +100,16 @@ class _OnnxDecoderSession:
 class OnnxRunner(Runner):
     name = "onnx"
 
-    def __init__(self, artifact_dir: str | Path, threads: int | None = None, adapters: str | Path | None = None):
+    def __init__(self, artifact_dir: str | Path, threads: int | None = None, adapters: str | Path | None = None,
+                 memory_arena: bool = True):
         """`adapters`: a folder with encoder.onnx_adapter / decoder.onnx_adapter for an NF4 + LoRA artifact:
         that user's LoRA parameters replace the ones the graphs carry (one base, many users)."""
         folder = Path(artifact_dir)
         if not folder.is_dir():
             raise EdgeAsrError(f"ONNX artifact folder not found: {folder}")
-        self.encoder = _session(folder / ENCODER_FILE, threads)
-        self.decoder = _session(folder / DECODER_FILE, threads)
+        self.encoder = _session(folder / ENCODER_FILE, threads, memory_arena)
+        self.decoder = _session(folder / DECODER_FILE, threads, memory_arena)
+        self.memory_arena = memory_arena
         try:
             special = SpecialTokens.from_dict(json.loads(_metadata(self.encoder, folder, META_SPECIAL)))
             n_mels = int(_metadata(self.encoder, folder, META_N_MELS))
