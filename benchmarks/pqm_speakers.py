@@ -179,9 +179,10 @@ def summarise(data: dict) -> dict:
     return summary
 
 
-def write_report(path: Path, data: dict) -> None:
+def write_report(path: Path, data: dict, write_data: bool = True) -> None:
     data["summary"] = summarise(data)
-    write_json(path, data)
+    if write_data:
+        write_json(path, data)
     summary = data["summary"]
     cfg = data["config"]
     lines = [f"# PQM per-speaker personalisation on AN4 ({data['model']})", "",
@@ -197,8 +198,8 @@ def write_report(path: Path, data: dict) -> None:
              f"out pools. NF4 base: {cfg['base']}.", ""]
     if summary["systems"]:
         lines += ["| system | n clips | n tokens | WER % | rel. vs FP | vs FP (pts, 95% CI) | vs NF4 (pts, 95% CI) | "
-                  "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) |",
-                  "|---|---:|---:|---:|---:|---|---|---|---|---:|"]
+                  "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) | RSS added by training MB (max) |",
+                  "|---|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
         for s in SYSTEMS:
             e = summary["systems"][s]
 
@@ -210,17 +211,32 @@ def write_report(path: Path, data: dict) -> None:
             train = (f"{e['train_seconds_median']:.0f} / {e['train_seconds_max']:.0f}"
                      if "train_seconds_median" in e else "-")
             rss = f"{e['peak_rss_mb_max']:.0f}" if "peak_rss_mb_max" in e else "-"
+            extra = f"{e['train_extra_rss_mb_max']:.0f}" if "train_extra_rss_mb_max" in e else "-"
             lines.append(f"| {s} | {e['n_clips']} | {e['n_tokens']} | {_pct(e['wer'])} | {rel} | {ci('vs_fp')} | "
                          f"{ci('vs_nf4')} | {_pct(e['per_speaker_median'])} [{_pct(e['per_speaker_q1'])}, "
-                         f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} |")
+                         f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} | {extra} |")
+    if summary["speakers"]:
+        by = {(r["speaker"], r["system"]): r for r in data["rows"]}
+        lines += ["", "Per speaker (WER %; train seconds and peak RSS MB of the labelled scratch adaptation):", "",
+                  "| speaker | test clips | " + " | ".join(SYSTEMS) + " | train s | peak RSS MB |",
+                  "|---|---:|" + "---:|" * (len(SYSTEMS) + 2)]
+        for spk in summary["speakers"]:
+            wers = [_pct(aggregate([UtteranceCounts(**c) for c in by[(spk, s_)]["counts"]]).wer) for s_ in SYSTEMS]
+            scratch = by[(spk, "scratch/labels")]
+            lines.append(f"| {spk} | {len(by[(spk, 'fp')]['counts'])} | " + " | ".join(wers) +
+                         f" | {scratch['train_seconds']:.0f} | {scratch['peak_rss_bytes'] / 1e6:.0f} |")
     pre = data.get("pretrain", {})
     if pre:
         lines += ["", "Pool pre-training (per fold and label mode): pool clips, seconds, loss first -> last", ""]
         for key, p in sorted(pre.items()):
             lines.append(f"- {key}: {p['clips']} clips of {len(p['speakers'])} speakers, {p['seconds']:.0f} s, "
                          f"loss {p['loss_first']:.3f} -> {p['loss_last']:.3f}")
-    lines += ["", f"Machine: {data['machine']}. Peak RSS is the whole benchmark process (it also holds the FP and "
-              "NF4 models); the extra RSS of training over the process before it is in the JSON."]
+    lines += ["", f"Machine: {data['machine']}, shared with other jobs (wall times are noisy). Peak RSS is the "
+              "whole benchmark process, which also holds the FP and NF4 models and the cached features and "
+              "encoder outputs of every clip; 'RSS added by training' is the peak during one training minus the "
+              "RSS before it."]
+    for note in data.get("notes", []):
+        lines.append(f"Note: {note}")
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
@@ -240,6 +256,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=150)
     parser.add_argument("--pretrain-batch", type=int, default=8)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/edgeasr-pqm"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the JSON and stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -254,6 +271,9 @@ def main() -> None:
               "n_adapt": N_ADAPT}
     out = RESULTS / f"pqm_{args.model}.json"
     data = json.loads(out.read_text()) if out.exists() else {"model": args.model, "rows": [], "pretrain": {}}
+    if args.report_only:  # the table only: the JSON may belong to a run still going
+        write_report(out, data, write_data=False)
+        return
     if data.get("config") not in (None, config):
         raise SystemExit(f"{out} was made with other settings; move it away to start over\n{data['config']}")
     data["config"] = config
