@@ -67,6 +67,10 @@ def write_report(path: Path, data: dict) -> None:
              f"clips plus the AN4 test split ({data['n_clips']} clips); reference = the PyTorch NF4 + LoRA model "
              "(simulated NF4 base + float LoRA), the model the adapter was trained as.", "",
              f"PyTorch NF4 + LoRA WER on these clips: {_pct(data['reference_wer'])} %.", "",
+             f"`edgeasr personalize` for this adapter: {data['personalize']['adapter_parameters']:,} LoRA parameters, "
+             f"training {data['personalize']['seconds']:.0f} s on {data['personalize']['torch_threads']} thread(s), "
+             f"peak RSS during training {data['personalize']['peak_rss_bytes'] / 1e6:.0f} MB (the whole process: "
+             "FP model released, NF4 base and its LoRA copy loaded).", "",
              "| artifact | bytes (no tokenizer) | identical transcripts | WER vs PyTorch | logits rel. err | "
              "within export tolerances | WER vs refs % | export s |", "|---|---:|---:|---:|---:|---|---:|---:|"]
     for name, _, _ in ARTIFACTS:
@@ -102,6 +106,8 @@ def main() -> None:
                                        n_clips=8), adapter)
     data["adapter"] = str(adapter)
     data["n_clips"] = len(clips)
+    data["personalize"] = {k: load_adapter(adapter)[1].training[k] for k in
+                           ("seconds", "peak_rss_bytes", "torch_threads", "adapter_parameters")}
 
     fp = load_whisper(args.model)
     state, info = load_adapter(adapter)

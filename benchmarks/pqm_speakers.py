@@ -75,6 +75,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 N_ADAPT = 8
 LABELS = ("labels", "pseudo")
 SYSTEMS = ["fp", "nf4"] + [f"{kind}/{labels}" for kind in ("scratch", "pool", "pretrained") for labels in LABELS]
+SCRATCH_ONLY = ["fp", "nf4"] + [f"scratch/{labels}" for labels in LABELS]
 
 
 def say(message: str) -> None:
@@ -143,25 +144,30 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def systems_of(data: dict) -> list[str]:
+    return data.get("config", {}).get("systems", SYSTEMS)
+
+
 def summarise(data: dict) -> dict:
+    systems = systems_of(data)
     rows = data["rows"]
     speakers = sorted({r["speaker"] for r in rows if r["system"] == "fp"})
     # only speakers with every system, so all systems are compared on the same clips
     complete = [s for s in speakers if all(any(r["speaker"] == s and r["system"] == sys_ for r in rows)
-                                           for sys_ in SYSTEMS)]
+                                           for sys_ in systems)]
     by = {(r["speaker"], r["system"]): r for r in rows}
     summary = {"speakers": complete, "systems": {}}
     if not complete:
         return summary
-    counts = {s: [UtteranceCounts(**c) for spk in complete for c in by[(spk, s)]["counts"]] for s in SYSTEMS}
+    counts = {s: [UtteranceCounts(**c) for spk in complete for c in by[(spk, s)]["counts"]] for s in systems}
     clusters = [spk for spk in complete for _ in by[(spk, "fp")]["counts"]]
     fp_wer = aggregate(counts["fp"]).wer
-    for s in SYSTEMS:
+    for s in systems:
         score = aggregate(counts[s])
         per = [aggregate([UtteranceCounts(**c) for c in by[(spk, s)]["counts"]]).wer for spk in complete]
         per = [w for w in per if w is not None]
-        q = statistics.quantiles(per, n=4) if len(per) >= 2 else [per[0]] * 3
-        entry = {"wer": score.wer, "n_clips": score.n_clips, "n_tokens": sum(c.ref_tokens for c in counts[s]),
+        q = statistics.quantiles(per, n=4, method="inclusive") if len(per) >= 2 else [per[0]] * 3
+        entry = {"wer": score.wer, "cer": score.cer, "wer_plain": score.wer_plain, "n_clips": score.n_clips, "n_tokens": sum(c.ref_tokens for c in counts[s]),
                  "relative_vs_fp": None if not fp_wer else (score.wer - fp_wer) / fp_wer,
                  "per_speaker_median": statistics.median(per), "per_speaker_q1": q[0], "per_speaker_q3": q[2],
                  "per_speaker_min": min(per), "per_speaker_max": max(per)}
@@ -179,9 +185,10 @@ def summarise(data: dict) -> dict:
     return summary
 
 
-def write_report(path: Path, data: dict) -> None:
+def write_report(path: Path, data: dict, write_data: bool = True) -> None:
     data["summary"] = summarise(data)
-    write_json(path, data)
+    if write_data:
+        write_json(path, data)
     summary = data["summary"]
     cfg = data["config"]
     lines = [f"# PQM per-speaker personalisation on AN4 ({data['model']})", "",
@@ -196,10 +203,10 @@ def write_report(path: Path, data: dict) -> None:
              f"batch {cfg['pretrain']['batch_size']}, lr {cfg['pretrain']['lr']}, {cfg['folds']}-fold leave-speakers-"
              f"out pools. NF4 base: {cfg['base']}.", ""]
     if summary["systems"]:
-        lines += ["| system | n clips | n tokens | WER % | rel. vs FP | vs FP (pts, 95% CI) | vs NF4 (pts, 95% CI) | "
-                  "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) |",
-                  "|---|---:|---:|---:|---:|---|---|---|---|---:|"]
-        for s in SYSTEMS:
+        lines += ["| system | n clips | n tokens | WER % | CER % | rel. vs FP | vs FP (pts, 95% CI) | vs NF4 (pts, 95% CI) | "
+                  "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) | RSS added by training MB (max) |",
+                  "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
+        for s in systems_of(data):
             e = summary["systems"][s]
 
             def ci(key):
@@ -210,17 +217,33 @@ def write_report(path: Path, data: dict) -> None:
             train = (f"{e['train_seconds_median']:.0f} / {e['train_seconds_max']:.0f}"
                      if "train_seconds_median" in e else "-")
             rss = f"{e['peak_rss_mb_max']:.0f}" if "peak_rss_mb_max" in e else "-"
-            lines.append(f"| {s} | {e['n_clips']} | {e['n_tokens']} | {_pct(e['wer'])} | {rel} | {ci('vs_fp')} | "
+            extra = f"{e['train_extra_rss_mb_max']:.0f}" if "train_extra_rss_mb_max" in e else "-"
+            lines.append(f"| {s} | {e['n_clips']} | {e['n_tokens']} | {_pct(e['wer'])} | {_pct(e['cer'])} | {rel} | {ci('vs_fp')} | "
                          f"{ci('vs_nf4')} | {_pct(e['per_speaker_median'])} [{_pct(e['per_speaker_q1'])}, "
-                         f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} |")
+                         f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} | {extra} |")
+    if summary["speakers"]:
+        by = {(r["speaker"], r["system"]): r for r in data["rows"]}
+        lines += ["", "Per speaker (WER %; train seconds and peak RSS MB of the labelled scratch adaptation):", "",
+                  "| speaker | test clips | " + " | ".join(systems_of(data)) + " | train s | peak RSS MB |",
+                  "|---|---:|" + "---:|" * (len(systems_of(data)) + 2)]
+        for spk in summary["speakers"]:
+            wers = [_pct(aggregate([UtteranceCounts(**c) for c in by[(spk, s_)]["counts"]]).wer)
+                    for s_ in systems_of(data)]
+            scratch = by[(spk, "scratch/labels")]
+            lines.append(f"| {spk} | {len(by[(spk, 'fp')]['counts'])} | " + " | ".join(wers) +
+                         f" | {scratch['train_seconds']:.0f} | {scratch['peak_rss_bytes'] / 1e6:.0f} |")
     pre = data.get("pretrain", {})
     if pre:
         lines += ["", "Pool pre-training (per fold and label mode): pool clips, seconds, loss first -> last", ""]
         for key, p in sorted(pre.items()):
             lines.append(f"- {key}: {p['clips']} clips of {len(p['speakers'])} speakers, {p['seconds']:.0f} s, "
                          f"loss {p['loss_first']:.3f} -> {p['loss_last']:.3f}")
-    lines += ["", f"Machine: {data['machine']}. Peak RSS is the whole benchmark process (it also holds the FP and "
-              "NF4 models); the extra RSS of training over the process before it is in the JSON."]
+    lines += ["", f"Machine: {data['machine']}, shared with other jobs (wall times are noisy). Peak RSS is the "
+              "whole benchmark process, which also holds the FP and NF4 models and the cached features and "
+              "encoder outputs of every clip; 'RSS added by training' is the peak during one training minus the "
+              "RSS before it."]
+    for note in data.get("notes", []):
+        lines.append(f"Note: {note}")
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
@@ -240,6 +263,9 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=150)
     parser.add_argument("--pretrain-batch", type=int, default=8)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/edgeasr-pqm"))
+    parser.add_argument("--scratch-only", action="store_true",
+                        help="only fp, nf4 and scratch adaptation (no pool pre-training): the cheap subset")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the JSON and stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -252,8 +278,13 @@ def main() -> None:
     config = {"lora": lora.to_dict(), "adapt": adapt.to_dict(), "adapt_pretrained": adapt_pre.to_dict(),
               "pretrain": pretrain.to_dict(), "folds": args.folds, "base": base_options.to_dict(),
               "n_adapt": N_ADAPT}
+    if args.scratch_only:
+        config["systems"] = SCRATCH_ONLY
     out = RESULTS / f"pqm_{args.model}.json"
     data = json.loads(out.read_text()) if out.exists() else {"model": args.model, "rows": [], "pretrain": {}}
+    if args.report_only:  # the table only: the JSON may belong to a run still going
+        write_report(out, data, write_data=False)
+        return
     if data.get("config") not in (None, config):
         raise SystemExit(f"{out} was made with other settings; move it away to start over\n{data['config']}")
     data["config"] = config
@@ -326,11 +357,13 @@ def main() -> None:
             if (speaker, system) not in done:
                 add_row(speaker, system, bundle, test)
         for labels in LABELS:
-            if all((speaker, f"{k}/{labels}") in done for k in ("scratch", "pool", "pretrained")):
+            if all((speaker, s_) in done for s_ in systems_of(data) if s_.endswith(f"/{labels}")):
                 continue
             examples = store.get(adapt_utts, labels)
             if (speaker, f"scratch/{labels}") not in done:
                 train_row(speaker, f"scratch/{labels}", None, examples, adapt, test)
+            if args.scratch_only:
+                continue
             start = pool_adapter(fold_of[speaker], labels)
             if (speaker, f"pool/{labels}") not in done:
                 add_row(speaker, f"pool/{labels}", adapted_model(nf4, lora, 0, start), test)
