@@ -342,6 +342,13 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     if options.lora is not None:  # NF4 base + adapters: the base is fixed by the adapter, no budget search
         from exporter.personalize.export import export_lora
 
+        unsupported = [flag for flag, value in (("--bundle", bundle_dir), ("--memory-budget", options.memory_budget),
+                                                ("--max-audio-seconds", options.max_audio_seconds),
+                                                ("--attention", options.attention)) if value is not None]
+        if unsupported:
+            raise EdgeAsrError(f"{', '.join(unsupported)} cannot be combined with --lora yet: NF4 + LoRA exports "
+                               "keep the 30 s audio context; export without them, then copy the .pte by hand")
+
         return export_lora(options, out_dir, progress)
     formats = options.resolved_formats()
     if bundle_dir is not None:

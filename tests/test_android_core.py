@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.errors import EdgeAsrError
+
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
 APP_SOURCES = ROOT / "android_demo" / "app" / "src" / "main" / "kotlin"
@@ -96,12 +98,27 @@ def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path
     passed, failed = (int(part.split()[0]) for part in summary.split(", "))
     assert failed == 0 and passed >= 45, summary
 
-    # The records the Kotlin benchmark wrote pass the Python schema check, and WER is added per group.
+    # The results the Kotlin benchmark wrote follow the harness's schema (the same validator `edgeasr bench`
+    # output passes), use its metric names, and the collector adds WER per group in that schema too.
+    from exporter.bench_schema import load_results
+
+    results = load_results(vectors / "kotlin_records.json")
+    metrics = {r["metric"]["name"] for r in results["records"]}
+    assert {"load_time", "latency_median", "latency_p90", "real_time_factor", "artifact_bytes",
+            "clip_latency"} <= metrics
+    assert {r["runtime"]["name"] for r in results["records"]} == {"executorch-android"}
     collect = _tool("collect_results")
-    records = collect.load_records(vectors / "kotlin_records.json")
     clips = tmp_path / "clips.jsonl"
     clips.write_text('{"id": "a", "text": "hello"}\n{"id": "b", "text": "hello world"}\n{"id": "c"}\n')
-    wer = {r["group"]: r for r in collect.wer_records(records, collect.load_references(clips))}
-    assert {g: (round(r["value"], 4), r["n"]) for g, r in wer.items()} == {
+    collected = collect.collect([vectors / "kotlin_records.json"], clips)
+    wer = {r["group"]: r for r in collected["records"] if r["metric"]["name"] == "wer"}
+    assert {g: (round(r["metric"]["value"], 4), r["n"]) for g, r in wer.items()} == {
         "all": (0.3333, 2), "male": (0.0, 1), "female": (0.5, 1)}
-    assert all(r["runtime"] == "executorch-android" and r["unit"] == "ratio" for r in wer.values())
+    assert all(r["runtime"]["name"] == "executorch-android" and r["metric"]["unit"] == "ratio"
+               for r in wer.values())
+    broken = tmp_path / "broken.json"
+    record = dict(results["records"][0])
+    del record["run_id"]
+    broken.write_text(json.dumps({"schema_version": 1, "records": [record]}))
+    with pytest.raises(EdgeAsrError, match="run_id"):
+        collect.load_records(broken)

@@ -122,6 +122,8 @@ class _ScriptedRunner:
     """Stands in for a runner in the parity check: fixed logits and one transcript per clip."""
 
     n_mels = 80
+    n_frames = 3000
+    window_samples = 480000
 
     def __init__(self, texts, logits_scale=1.0):
         self.texts = iter(texts)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from exporter.audio import FULL_FRAMES
 from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
 from exporter.lower import onnx as base_onnx
@@ -154,7 +155,7 @@ def lower_onnx_lora(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
     for graph, proto in graphs.items():
         params = _rewrite_branches(proto, model)
         base_onnx._replace_markers(proto, plan, model)
-        metadata = base_onnx._metadata(bundle, plan, graph)
+        metadata = base_onnx._metadata(bundle, plan, graph, FULL_FRAMES)  # LoRA exports keep the 30 s context
         metadata[META_LORA] = _lora_metadata(lora_info, params)
         base_onnx._write_bytes(files[graph], base_onnx._finish(proto, metadata))
         write_onnx_adapter(adapters[graph], params)

@@ -9,6 +9,9 @@ import org.edgeasr.core.BenchContext
 import org.edgeasr.core.BenchOptions
 import org.edgeasr.core.BenchRecord
 import org.edgeasr.core.Benchmark
+import org.edgeasr.core.DeviceInfo
+import org.edgeasr.core.MemoryReadings
+import org.edgeasr.core.ProcMemory
 import org.edgeasr.core.Hashing
 import org.edgeasr.core.Transcriber
 
@@ -32,19 +35,22 @@ object BenchmarkMode {
     fun run(context: Context, intent: Intent, progress: (String) -> Unit): List<String> {
         val assets = BundledAssets(context)
         val modelFile = assets.modelFile()
+        val sha256 = Hashing.sha256(modelFile)
+        val baseline = ProcMemory.rssBytes()  // before the program is loaded, as the host harness measures
         val loadStart = System.nanoTime()
         val model = ExecutorchWhisper.load(modelFile.path)
         val loadMs = (System.nanoTime() - loadStart) / 1e6
+        val memory = MemoryReadings(baseline, ProcMemory.peakRssBytes(), ProcMemory.rssBytes())
         model.use {
             val transcriber = Transcriber(model, assets.tokenDecoder())
             val clips = assets.clips().map { Benchmark.Loaded(it, assets.clipSamples(it)) }
             val options = BenchOptions(warmupRuns = intent.getIntExtra("warmup", 1),
                 repeats = intent.getIntExtra("repeats", 3))
-            val context0 = BenchContext(model = model.config.plan.modelId, artifactFile = modelFile.name,
-                artifactSha256 = Hashing.sha256(modelFile), device = deviceName(),
-                timestamp = Hashing.utcTimestamp())
-            progress("benchmarking ${clips.size} clips on ${context0.device}")
-            val records = Benchmark(options).run({ transcriber.transcribe(it) }, clips, loadMs, context0, progress)
+            val run = BenchContext(runId = Hashing.runId(sha256), plan = model.config.plan,
+                artifactFile = modelFile.name, artifactBytes = modelFile.length(), artifactSha256 = sha256,
+                runtimeVersion = RUNTIME_VERSION, device = deviceInfo(), dataName = "bundled clips")
+            progress("benchmarking ${clips.size} clips on ${run.device.name}")
+            val records = Benchmark(options).run({ transcriber.transcribe(it) }, clips, loadMs, memory, run, progress)
             return write(context, intent.data, BenchRecord.toJson(records))
         }
     }
@@ -65,6 +71,12 @@ object BenchmarkMode {
         return written
     }
 
-    fun deviceName(): String =
-        "${Build.MANUFACTURER} ${Build.MODEL} (Android ${Build.VERSION.RELEASE}, ${Build.SUPPORTED_ABIS.firstOrNull()})"
+    /** The ExecuTorch AAR the app is built with (app/build.gradle.kts). */
+    const val RUNTIME_VERSION = "executorch-android 1.5.1"
+
+    fun deviceInfo(): DeviceInfo = DeviceInfo(
+        kind = "phone", name = "${Build.MANUFACTURER} ${Build.MODEL}", os = "Android ${Build.VERSION.RELEASE}",
+        machine = Build.SUPPORTED_ABIS.firstOrNull(), cores = Runtime.getRuntime().availableProcessors(),
+        memoryBytes = ProcMemory.totalMemoryBytes()
+    )
 }

@@ -60,7 +60,10 @@ class PlanSummary(
     val personalised: Boolean,
     val totalBytes: Long,
     val budgetBytes: Long?,
-    val formatCounts: Map<String, Long>
+    val formatCounts: Map<String, Long>,
+    /** allocation order and scale calibration of the plan (myqasr, uniform, ...; minmax, cosine, ...) */
+    val order: String? = null,
+    val calibration: String? = null
 ) {
     fun describe(): String {
         val formats = formatCounts.entries.sortedBy { it.key }.joinToString(", ") { "${it.key} x${it.value}" }
@@ -81,7 +84,8 @@ class PlanSummary(
                 modelId = data.string("model_id", what), target = data.string("target", what),
                 personalised = data.bool("personalised", what),
                 totalBytes = data.obj("totals", what).long("total", "$what.totals"),
-                budgetBytes = data["budget_bytes"] as? Long, formatCounts = counts
+                budgetBytes = data["budget_bytes"] as? Long, formatCounts = counts,
+                order = data["order"] as? String, calibration = data["calibration"] as? String
             )
         }
     }

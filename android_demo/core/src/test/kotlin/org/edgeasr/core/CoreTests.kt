@@ -307,23 +307,33 @@ private fun benchTests(checks: Checks, vectors: Map<String, Any?>, dir: File) {
                 mapOf("total" to 100.0 * samples.size / 16000.0))
         }
         val loaded = clips.mapIndexed { i, c -> Benchmark.Loaded(c, FloatArray(16000 * (i + 1))) }
-        val context = BenchContext("tiny.en", "model.pte", "ab".repeat(32), "test device", Hashing.utcTimestamp())
-        val records = Benchmark(BenchOptions(warmupRuns = 1, repeats = 2)).run(fake, loaded, 12.5, context)
+        val plan = PlanSummary("tiny.en", "android", true, 40_000_000L, 45_000_000L, mapOf("8da4_g32" to 3L),
+            "myqasr", "cosine")
+        val context = BenchContext(Hashing.runId("ab".repeat(32)), plan, "model.pte", 41_000_000L, "ab".repeat(32),
+            "executorch-android 1.5.1", DeviceInfo("host", "JVM test", System.getProperty("os.name"),
+                System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), ProcMemory.totalMemoryBytes()),
+            "test clips")
+        val baseline = ProcMemory.rssBytes()
+        val memory = MemoryReadings(baseline, ProcMemory.peakRssBytes(), baseline)
+        val records = Benchmark(BenchOptions(warmupRuns = 1, repeats = 2)).run(fake, loaded, 12.5, memory, context)
         checkEqual(1 + 2 * 3, calls, "transcriptions (warm-up + repeats)")
-        val parsed = Json.parse(BenchRecord.toJson(records)) as List<*>
-        for (item in parsed) {
+        val parsed = asObject(Json.parse(BenchRecord.toJson(records)), "results")
+        checkEqual(1L, parsed["schema_version"], "results schema_version")
+        for (item in parsed.list("records", "results")) {
             val record = asObject(item, "record")
-            for (key in BenchRecord.REQUIRED_KEYS) verify(record.containsKey(key)) { "record lacks $key" }
-            checkEqual("executorch-android", record["runtime"], "runtime")
+            checkEqual("executorch-android", record.obj("runtime", "record")["name"], "runtime")
+            checkEqual(context.runId, record["run_id"], "run id")
         }
         fun value(metric: String, group: String) =
-            records.first { it.metric == metric && it.group == group }.value
-        checkEqual(200.0, value("latency_ms_median", "all"), "median over clips (100, 200, 300 ms)")
-        checkEqual(200.0, value("latency_ms_median", "male"), "male median (100, 300 ms)")
-        verify(Math.abs(value("rtf", "all") - 0.1) < 1e-12) { "real-time factor ${value("rtf", "all")}" }
-        checkEqual(2, records.count { it.metric == "latency_ms" && it.group == "male" }, "per-clip records")
-        verify(records.any { it.metric == "peak_rss_mb" && it.value > 1.0 }) { "no peak RSS record" }
-        // the Python side validates these with tools/collect_results.py (tests/test_android_core.py)
+            records.first { it.metric == metric && it.group == group }.value!!
+        checkEqual(200.0, value("latency_median", "all"), "median over clips (100, 200, 300 ms)")
+        checkEqual(200.0, value("latency_median", "male"), "male median (100, 300 ms)")
+        verify(Math.abs(value("real_time_factor", "all") - 0.1) < 1e-12) { "real-time factor ${value("real_time_factor", "all")}" }
+        checkEqual(2, records.count { it.metric == "clip_latency" && it.group == "male" }, "per-clip records")
+        checkEqual(41_000_000.0, value("artifact_bytes", "all"), "artifact bytes")
+        verify(records.any { it.metric == "memory_run_peak" && it.value!! >= 0.0 }) { "no run peak record" }
+        checkEqual(1, records.map { it.timestamp }.distinct().size, "one finish timestamp")
+        // the Python side validates these against the schema (tests/test_android_core.py, collect_results.py)
         File(dir, "kotlin_records.json").writeText(BenchRecord.toJson(records))
     }
     checks.test("bench: clip manifests are validated") {
