@@ -285,6 +285,7 @@ def main() -> None:
     if args.report_only:  # the table only: the JSON may belong to a run still going
         write_report(out, data, write_data=False)
         return
+    config = json.loads(json.dumps(config))  # as stored: tuples become lists, so a resume compares equal
     if data.get("config") not in (None, config):
         raise SystemExit(f"{out} was made with other settings; move it away to start over\n{data['config']}")
     data["config"] = config
