@@ -134,9 +134,17 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
                 continue
             vs_uniform = paired_bootstrap(_counts(uniform, gender), _counts(matched, gender))
             vs_mismatch = paired_bootstrap(_counts(mismatched, gender), _counts(matched, gender))
+            same = _hypotheses(matched, gender) == _hypotheses(mismatched, gender)
             lines.append(f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
-                         f"{_ci(vs_uniform)} | {_ci(vs_mismatch)} |")
+                         f"{_ci(vs_uniform)} | {_ci(vs_mismatch)}{' (same transcripts)' if same else ''} |")
+    lines += ["", "\"same transcripts\": the female- and male-calibrated plans gave identical text on every test clip "
+              "of that gender. With min/max scales the calibration clips only change the order in which layers step "
+              "down, so two orders that pick the same layers give the same plan."]
     return "\n".join(lines) + "\n"
+
+
+def _hypotheses(result: dict, gender: str) -> list:
+    return [u["hypothesis"] for u in result["utterances"] if u["group"] == gender]
 
 
 def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path) -> list[Path]:
@@ -188,6 +196,7 @@ def main() -> None:
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true", help="re-render table and plots from the JSON")
     args = parser.parse_args()
 
     stem = RESULTS / f"gender_{args.model.replace('.', '_')}"
@@ -200,6 +209,11 @@ def main() -> None:
             sys.exit(f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
                      "or pass the same settings to resume")
         done = stored["rows"]
+    if args.report_only:
+        rows = row_plan(args.model, args.targets, args.calibrations)
+        write_text(stem.with_suffix(".md"), report(args.model, done, rows, meta))
+        plot(args.model, done, rows, stem)
+        return
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
     rows = row_plan(args.model, args.targets, args.calibrations)
