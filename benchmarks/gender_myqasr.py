@@ -167,9 +167,18 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
                 label = row["system"] if row["calib"] is None else \
                     f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
                 series.setdefault(label, []).append((rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
+            # A collapsed plan loops and scores WER in the hundreds; clip the axis so the others stay readable
+            # and print the clipped values at the top edge.
+            top = 150.0
             for label, points in sorted(series.items()):
                 points.sort()
-                ax.plot(*zip(*points), marker="o", label=label)
+                shown = [(x, min(y, top)) for x, y in points]
+                line, = ax.plot(*zip(*shown), marker="o", label=label)
+                for x, y in points:
+                    if y > top:
+                        ax.annotate(f"{y:.0f}", (x, top), textcoords="offset points", xytext=(0, -10),
+                                    ha="center", fontsize=6, color=line.get_color())
+            ax.set_ylim(0, top * 1.03)
             if fp:
                 ax.axhline(100 * fp["groups"][gender]["wer"], color="black", linestyle="--", label="FP")
             ax.set_title(f"{target}: test {gender}")
