@@ -30,6 +30,7 @@ _quiet_libraries()
 
 import json  # noqa: E402
 
+from exporter.bench_report import save_figure  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.evaluate import evaluate  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
@@ -187,12 +188,8 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=6, loc="upper right")
         fig.suptitle(f"Whisper {model_id} on AN4, {gender} test clips")
-        fig.tight_layout()
         path = out_stem.with_name(f"{out_stem.name}_{gender}.png")
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths
 

@@ -21,9 +21,9 @@ from bench_common import AN4, DATA, RESULTS, WORK, an4_test_clips, lower_artifac
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
-from exporter.bench_report import memory_comparison, systems
+from exporter.bench_report import memory_comparison, save_figure, systems
 from exporter.data import load_dataset
-from exporter.io import atomic_path, write_text
+from exporter.io import write_text
 from exporter.models import load_whisper
 from exporter.quant.plan import QuantPlan
 
@@ -167,10 +167,7 @@ class Suite:
         axes[1].legend(fontsize=7)
         for ax in axes:
             ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(self.stem.with_suffix(".png")) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, self.stem.with_suffix(".png"))
 
 
 def main() -> None:

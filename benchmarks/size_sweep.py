@@ -147,7 +147,7 @@ class Sweep:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from exporter.io import atomic_path
+        from exporter.bench_report import save_figure
 
         targets = [t for t in ("android", "onnx") if any(k.startswith(t) for k, _ in self.rows())]
         if not targets:
@@ -172,10 +172,7 @@ class Sweep:
             ax.set_ylabel("WER %")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        with atomic_path(self.stem.with_suffix(".png")) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, self.stem.with_suffix(".png"))
 
 
 def main() -> None:

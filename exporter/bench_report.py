@@ -174,10 +174,17 @@ def plot(data: dict, path: Path, title: str = "edgeasr bench") -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write `fig` as a PNG atomically (no half-written plot on a crash), and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
-__all__ = ["format_markdown", "memory_comparison", "plot", "systems"]
+__all__ = ["format_markdown", "memory_comparison", "plot", "save_figure", "systems"]
