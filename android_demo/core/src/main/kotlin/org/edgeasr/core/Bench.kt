@@ -198,10 +198,11 @@ class Benchmark(private val options: BenchOptions = BenchOptions()) {
             clock: () -> String = { Hashing.utcTimestamp() }): List<BenchRecord> {
         require(clips.isNotEmpty()) { "no clips to benchmark" }
         for (i in 0 until options.warmupRuns) transcribe(clips[0].samples)
-        val pending = ArrayList<Triple<String, Pair<Double?, String>, Triple<String, Int, Map<String, Any?>?>>>()
+        // Records are stamped once the run has finished (the schema's timestamp), so collect them first.
+        val pending = ArrayList<(String) -> BenchRecord>()
         fun record(metric: String, value: Double?, unit: String, group: String, n: Int, extra: Map<String, Any?>? = null) {
             require(unit in BenchRecord.UNITS) { "unit $unit is not in the schema" }
-            pending.add(Triple(metric, Pair(value, unit), Triple(group, n, extra)))
+            pending.add { finished -> BenchRecord(context, finished, metric, value, unit, group, n, extra) }
         }
         val latency = DoubleArray(clips.size)
         val audio = DoubleArray(clips.size)
@@ -258,10 +259,8 @@ class Benchmark(private val options: BenchOptions = BenchOptions()) {
             linkedMapOf<String, Any?>("budget_bytes" to context.plan.budgetBytes))
         context.nClips = n
         context.audioSeconds = audio.sum()
-        val finished = clock()  // the schema's timestamp is when the measurement finished
-        return pending.map { (metric, valueUnit, rest) ->
-            BenchRecord(context, finished, metric, valueUnit.first, valueUnit.second, rest.first, rest.second, rest.third)
-        }
+        val finished = clock()
+        return pending.map { it(finished) }
     }
 
     companion object {
