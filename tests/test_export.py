@@ -96,6 +96,11 @@ def test_bad_export_options(tmp_path):
         export(ExportOptions(model="tiny.en", budget="45MB"), tmp_path / "full", progress=False)
     with pytest.raises(EdgeAsrError, match="unknown artifact format"):
         export(ExportOptions(model="tiny.en", budget="45MB", formats=("tflite",)), tmp_path / "y", progress=False)
+    # NF4 + LoRA exports keep the 30 s context: the audio-context and bundle flags are refused, not ignored
+    with pytest.raises(EdgeAsrError, match="--max-audio-seconds, --attention cannot be combined with --lora"):
+        export(ExportOptions(model="tiny.en", budget="45MB", lora=tmp_path / "adapter", max_audio_seconds=10,
+                             attention="eager"), tmp_path / "z", progress=False)
+    assert not (tmp_path / "z").exists()
 
 
 def test_static_cache_decoder_matches_hugging_face(tiny_en, shared_data):
