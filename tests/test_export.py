@@ -69,6 +69,27 @@ def test_pte_lowering_is_byte_identical(exported, tiny_en, tmp_path):
     assert again.read_bytes() == (out / "model.pte").read_bytes()
 
 
+def test_lowering_copies_do_not_carry_the_callers_grad_flags(exported, tiny_en):
+    """The .pte records requires_grad per constant: frozen or not, the caller's model must lower the same."""
+    from exporter.lower.executorch import prepare_model
+    from exporter.lower.onnx import _marked_model
+    from exporter.quant.plan import QuantPlan
+
+    out, _ = exported
+    plan = QuantPlan.load(out / "plan.json")
+    encoder = tiny_en.model.model.encoder
+    flags = [p.requires_grad for p in encoder.parameters()]
+    try:
+        for frozen in (False, True):
+            encoder.requires_grad_(not frozen)
+            for model in (prepare_model(tiny_en, plan), _marked_model(tiny_en, plan)):
+                assert not any(p.requires_grad for p in model.parameters())
+            assert all(p.requires_grad != frozen for p in encoder.parameters())  # the caller's model untouched
+    finally:
+        for p, flag in zip(encoder.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 def test_impossible_budget_fails_before_any_work(tmp_path, run_cli):
     status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "10MB", "--out", tmp_path / "x",
                              "--calibration", "minmax", "--no-progress")

@@ -65,6 +65,9 @@ def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = "sdpa
     if attention not in ATTENTIONS:
         raise EdgeAsrError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
     model = copy.deepcopy(bundle.model).eval()
+    # The .pte records each constant's requires_grad flag; an inference artifact must not depend on whether
+    # the caller's parameters were frozen (LoRA training freezes a shared encoder, for one).
+    model.requires_grad_(False)
     model.config._attn_implementation = attention  # the deep copy has its own config
     model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
     model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion

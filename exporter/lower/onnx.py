@@ -146,7 +146,7 @@ class _MarkedEmbedding(nn.Module):
 
 def _marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     """A float copy of the model with every integer-format layer swapped for its marker."""
-    model = copy.deepcopy(bundle.model).eval()
+    model = copy.deepcopy(bundle.model).eval().requires_grad_(False)  # the graph must not depend on the caller's flags
     # Untie the output projection: the plan gives it its own format, and ONNX stores it separately anyway.
     model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
     for layer in plan.layers:
