@@ -60,7 +60,7 @@ def calibration_folder() -> Path:
     return folder
 
 
-def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "sdpa") -> Path:
+def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "eager") -> Path:
     """`folder` with the plan lowered as `edgeasr export` lays it out (model.pte or the .onnx pair, plan.json,
     tokenizer.json); reused when it is already complete."""
     done = folder / ("model.pte" if fmt == "pte" else "decoder.onnx")

@@ -325,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-audio-seconds", type=float,
                    help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
                         "longer clips are transcribed in windows of this length")
-    p.add_argument("--attention", choices=["sdpa", "eager"], help="ExecuTorch encoder attention (default sdpa; "
-                                                                  "eager plans less activation memory)")
+    p.add_argument("--attention", choices=["eager", "sdpa"], help="ExecuTorch encoder attention (default eager: "
+                                                                  "fully delegated to XNNPACK, less memory)")
     p.add_argument("--lora", type=Path, help="adapter folder from `edgeasr personalize`: export its NF4 base "
                                              "plus the adapters (no budget search; --calib clips check parity)")
     p.add_argument("--lora-pte-mode", default="branch-int8",

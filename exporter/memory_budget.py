@@ -3,8 +3,9 @@
 Weight bits cannot shrink activations, and on a 30 s window the encoder's attention maps dominate. The
 controls that do shrink them, cheapest first:
 
-  attention  eager instead of sdpa (ExecuTorch only): the same arithmetic, but XNNPACK's lowering of sdpa
-             plans one more attention map per layer (tiny.en: 171 -> 117 MB of planned activations);
+  attention  ExecuTorch exports use eager attention by default: XNNPACK takes all of it, while its
+             lowering of sdpa plans one more attention map per layer (tiny.en: 117 vs 171 MB of planned
+             activations) and runs slower. sdpa stays available with --attention, never chosen here;
   context    a shorter audio context: the encoder takes F < 3000 frames (F / 100 s of audio) and attends
              over F / 2 positions, so attention maps shrink with (F / 3000)^2. Clips longer than the context
              are transcribed window by window, and Whisper was trained on 30 s windows, so this can cost
@@ -14,7 +15,7 @@ fp16 activations are not offered: the targets run XNNPACK's int8-dynamic-activat
 inputs (ExecuTorch) and ONNX Runtime's float32 MatMulNBits on this CPU; an fp16 path is unverified.
 
 `choose_settings` predicts each candidate before lowering (structural estimate, `exporter.memory`) and keeps
-the longest context that fits, sdpa before eager. After lowering, `check_artifact` re-estimates from the
+the longest context that fits. After lowering, `check_artifact` re-estimates from the
 artifact itself (its memory plan / graph) and fails if that is over the budget.
 """
 
@@ -32,13 +33,13 @@ RUNTIME_OF_FORMAT = {"pte": "executorch", "onnx": "onnx"}
 # The budget is checked for the device the artifact is for: ExecuTorch's C++ Module on Android (an arena per
 # method); ONNX Runtime behaves the same on host and device.
 HOST_OF_FORMAT = {"pte": "android", "onnx": "python"}
-ATTENTIONS_OF_FORMAT = {"pte": ("sdpa", "eager"), "onnx": ("explicit",)}
+ATTENTIONS_OF_FORMAT = {"pte": ("eager", "sdpa"), "onnx": ("explicit",)}  # the default first
 
 
 @dataclass(frozen=True)
 class MemorySettings:
     n_frames: int = FULL_FRAMES
-    attention: str = "sdpa"
+    attention: str = "eager"
     chosen_by: str = "default"  # default | user | memory budget
 
     @property
@@ -65,7 +66,8 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
     allowed = ATTENTIONS_OF_FORMAT[fmt]
     if attention is not None and fmt == "pte" and attention not in allowed:
         raise EdgeAsrError(f"--attention {attention!r}: choose one of {', '.join(allowed)}")
-    attentions = (attention,) if attention is not None and fmt == "pte" else allowed
+    # Left open, the attention is the default: the other one (sdpa) plans more memory, so it never fits first.
+    attentions = (attention,) if attention is not None and fmt == "pte" else allowed[:1]
     if max_audio_seconds is not None:
         frames = (frames_for_seconds(max_audio_seconds),)
         by = "user"
@@ -76,7 +78,7 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
 
 
 def fixed_settings(fmt: str, max_audio_seconds: float | None, attention: str | None) -> MemorySettings:
-    """The settings when no memory budget is given: the user's, else the 30 s window with sdpa."""
+    """The settings when no memory budget is given: the user's, else the 30 s window with eager attention."""
     first = candidates(fmt, max_audio_seconds, attention)[0]
     user = max_audio_seconds is not None or (attention is not None and fmt == "pte")
     return MemorySettings(first.n_frames, first.attention, "user" if user else "default")

@@ -50,15 +50,17 @@ def read_plan_from_pte(path: Path) -> dict:
 
 
 class _ExecutorchDecoderSession:
-    def __init__(self, method, encoder_states: torch.Tensor):
+    def __init__(self, method, encoded: tuple):
         self.method = method
-        self.encoder_states = encoder_states
+        # The encoder's outputs exactly as the decoder takes them, between the token and the position:
+        # each layer's cross-attention keys and values (older programs: the encoder's hidden states).
+        self.encoded = encoded
         self.position = 0
 
     def step(self, tokens: list[int]) -> np.ndarray:
         logits = None
         for token in tokens:  # the exported decoder takes one token per call
-            logits = self.method.execute((torch.tensor([[token]], dtype=torch.long), self.encoder_states,
+            logits = self.method.execute((torch.tensor([[token]], dtype=torch.long), *self.encoded,
                                           torch.tensor([self.position], dtype=torch.long)))[0]
             self.position += 1
         return logits[0, -1].numpy()
@@ -78,8 +80,8 @@ class ExecutorchRunner(Runner):
         self.decoder = self.program.load_method("text_decoder")
         self.max_seq_len = int(constant(self.program, "get_max_seq_len"))
 
-    def encode(self, features: np.ndarray) -> torch.Tensor:
-        return self.encoder.execute((torch.from_numpy(features)[None],))[0]
+    def encode(self, features: np.ndarray) -> tuple:
+        return tuple(self.encoder.execute((torch.from_numpy(features)[None],)))
 
-    def start_decoder(self, encoded: torch.Tensor) -> _ExecutorchDecoderSession:
+    def start_decoder(self, encoded: tuple) -> _ExecutorchDecoderSession:
         return _ExecutorchDecoderSession(self.decoder, encoded)

@@ -140,7 +140,7 @@ def test_static_cache_decoder_matches_hugging_face(tiny_en, shared_data):
         states = encoder(torch.from_numpy(features)[None])
         session = reference.start_decoder(reference.encode(features))
         for position, token in enumerate(tiny_en.special.prompt() + [679, 714, 4043]):
-            ours = decoder(torch.tensor([[token]]), states, torch.tensor([position]))[0, -1].numpy()
+            ours = decoder(torch.tensor([[token]]), *states, torch.tensor([position]))[0, -1].numpy()
             np.testing.assert_allclose(ours, session.step([token]), atol=1e-3)
 
 

@@ -45,6 +45,10 @@ def test_prediction_follows_the_activation_controls(tiny_en):
     assert full.activation_bytes == max(full.detail["planned_arena_per_method"].values())
     assert full.load_peak_bytes == 40_000_000 + 12_000_000 + full.activation_bytes  # arena allocated at load
     assert android.load_peak_bytes == 40_000_000 + 12_000_000 + android.activation_bytes
+    # the self-attention cache is in the plan; the cross keys/values the runner holds are added once
+    shape = WhisperShape.from_config(config)
+    assert full.run_peak_bytes == (40_000_000 + full.activation_bytes + full.workspace_bytes + full.features_bytes
+                                   + cross_cache_bytes(shape))
 
 
 def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
@@ -55,12 +59,13 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
         return predict_before_lowering(config, weights, largest, "executorch", frames, attention,
                                        host="android").peak_bytes
 
-    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "sdpa"))
-    assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "sdpa", "default")
     settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager"))
-    assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "eager", "memory budget")
-    settings, _ = choose_settings(config, "pte", weights, largest, peak(2000, "sdpa") + 1)
-    assert (settings.n_frames, settings.attention) == (2000, "sdpa")
+    assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "eager", "default")
+    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager") - 1)
+    assert (settings.n_frames, settings.attention, settings.chosen_by) == (2000, "eager", "memory budget")
+    # sdpa is only taken when asked for, and then kept while the context shrinks
+    settings, _ = choose_settings(config, "pte", weights, largest, peak(2000, "sdpa") + 1, attention="sdpa")
+    assert (settings.n_frames, settings.attention, settings.chosen_by) == (2000, "sdpa", "memory budget")
     with pytest.raises(EdgeAsrError, match=f"smallest predicted peak is {peak(500, 'eager') / 1e6:.2f} MB"):
         choose_settings(config, "pte", weights, largest, peak(500, "eager") - 1)
 
@@ -68,6 +73,12 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
 def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}
+    assert {c.attention for c in candidates("pte", None, None)} == {"eager"}
+    from exporter.lower.executorch import ATTENTIONS, DEFAULT_ATTENTION
+    from exporter.memory_budget import ATTENTIONS_OF_FORMAT, MemorySettings
+
+    assert MemorySettings().attention == DEFAULT_ATTENTION == ATTENTIONS_OF_FORMAT["pte"][0]
+    assert set(ATTENTIONS) == set(ATTENTIONS_OF_FORMAT["pte"])
     assert frames_for_seconds(7.5) == 750
     with pytest.raises(EdgeAsrError, match="outside"):
         frames_for_seconds(45)

@@ -44,7 +44,7 @@ from torch import nn
 from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
 from exporter.audio import FULL_FRAMES
-from exporter.lower.whisper_modules import encode_frames, split_heads
+from exporter.lower.whisper_modules import attend, cross_keys_values, encode_frames, split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
@@ -172,14 +172,6 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
-def _attend(q, k, v, mask=None):
-    # Same order as HF's eager attention (q pre-scaled, scores + mask, softmax), for close parity.
-    scores = torch.matmul(q, k.transpose(2, 3))
-    if mask is not None:
-        scores = scores + mask
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
-
-
 class _EncoderGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -188,10 +180,7 @@ class _EncoderGraph(nn.Module):
         self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, input_features):
-        states = encode_frames(self.encoder, input_features)
-        keys = [split_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in self.layers]
-        values = [split_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in self.layers]
-        return torch.stack(keys), torch.stack(values)
+        return cross_keys_values(self.layers, encode_frames(self.encoder, input_features), self.n_heads)
 
 
 class _DecoderGraph(nn.Module):
@@ -218,12 +207,12 @@ class _DecoderGraph(nn.Module):
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
         k = torch.cat([past_k, split_heads(attn.k_proj(h), self.n_heads)], dim=2)
         v = torch.cat([past_v, split_heads(attn.v_proj(h), self.n_heads)], dim=2)
-        return attn.out_proj(_merge_heads(_attend(q, k, v, mask))), k, v
+        return attn.out_proj(_merge_heads(attend(q, k, v, mask))), k, v
 
     def _cross_attention(self, layer, h, cross_k, cross_v):
         attn = layer.encoder_attn
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        return attn.out_proj(_merge_heads(_attend(q, cross_k, cross_v)))
+        return attn.out_proj(_merge_heads(attend(q, cross_k, cross_v)))
 
     def forward(self, tokens, self_k, self_v, cross_k, cross_v):
         length, past = tokens.shape[1], self_k.shape[3]

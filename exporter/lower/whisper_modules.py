@@ -7,11 +7,19 @@ classes: their internals change between transformers releases (transformers 5.23
 two plain buffers written at `cache_position`; positions after it are masked, so a new utterance needs no
 reset: it overwrites positions 0, 1, ... before attending to them.
 
-Signature (the layout ExecuTorch's ASR runner and optimum-executorch use):
-    encoder(input_features[1, n_mels, 3000]) -> encoder_hidden_states[1, 1500, d]
-    text_decoder(decoder_input_ids[1, 1], encoder_hidden_states[1, 1500, d], cache_position[1]) -> logits[1, 1, V]
+Signature (method names as in ExecuTorch's ASR runner and optimum-executorch):
+    encoder(input_features[1, n_mels, 3000]) -> k_0, v_0, ..., k_{L-1}, v_{L-1}, each [H, 1500, D]
+    text_decoder(decoder_input_ids[1, 1], k_0, v_0, ..., cache_position[1]) -> logits[1, 1, V]
+i.e. the decoder takes the encoder's outputs, in order, between the token and the position.
 An export with a shorter audio context takes F < 3000 frames and attends over F / 2 positions instead.
-Cross-attention keys and values are recomputed from encoder_hidden_states on every step, as in that layout.
+
+Unlike optimum-executorch, whose decoder takes the encoder's hidden states and recomputes every layer's
+cross-attention keys and values at every step, the encoder here ends with those projections (as the ONNX
+encoder does): they are the same for every token, and recomputing them was most of a decoder step. The
+runner holds L x 2 tensors of 1500 x d while decoding instead of one.
+Attention is written out (matmul, additive mask, softmax, matmul): torch's scaled_dot_product_attention
+decomposes with a "safe softmax" whose eq / any / where ops XNNPACK does not take, so they ran as portable
+kernels between delegates.
 """
 
 from __future__ import annotations
@@ -44,13 +52,52 @@ def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(x)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention written out: q is pre-scaled; `mask` is added to the scores (0 or a large negative)."""
+    # HF's eager attention computes in this order (scores + mask, softmax), which keeps parity close.
+    scores = torch.matmul(q, k.transpose(2, 3))
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`attend` for one query token with batch 1, as 3-D batched matmuls over the heads: 4-D matmul exports
+    as expand + bmm, and the expand copies every key and value at every step. `q` is [1, H, 1, D]; `k`, `v`
+    are [1, H, S, D] or [H, S, D]. Returns [1, H, D], ready to merge the heads."""
+    heads, dim = q.shape[1], q.shape[3]
+    length = k.shape[-2]
+    scores = torch.bmm(q.reshape(heads, 1, dim), k.reshape(heads, length, dim).transpose(1, 2))
+    if mask is not None:
+        scores = scores + mask.reshape(1, 1, length)
+    return torch.bmm(torch.softmax(scores, dim=-1), v.reshape(heads, length, dim)).reshape(1, heads, dim)
+
+
+def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every decoder layer's cross-attention keys and values of the encoder output, each [L, 1, H, T, D]."""
+    keys = [split_heads(layer.encoder_attn.k_proj(states), n_heads) for layer in decoder_layers]
+    values = [split_heads(layer.encoder_attn.v_proj(states), n_heads) for layer in decoder_layers]
+    return torch.stack(keys), torch.stack(values)
+
+
 class WhisperEncoderModule(nn.Module):
+    """input_features -> every decoder layer's cross-attention keys and values, as 2 x L outputs
+    (k_0, v_0, k_1, v_1, ...), each [H, T, D]. Separate tensors, not one stacked one: taking a layer out of a
+    stacked input is a `select_copy` in ExecuTorch, a copy of the keys at every step."""
+
     def __init__(self, hf_model):
         super().__init__()
         self.encoder = hf_model.model.encoder
+        self.decoder_layers = hf_model.model.decoder.layers
+        self.n_heads = hf_model.config.decoder_attention_heads
 
-    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
-        return encode_frames(self.encoder, input_features)
+    def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        states = encode_frames(self.encoder, input_features)
+        outputs = []
+        for layer in self.decoder_layers:
+            for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj):
+                outputs.append(split_heads(projection(states), self.n_heads)[0].contiguous())
+        return tuple(outputs)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -73,39 +120,43 @@ class WhisperTextDecoderModule(nn.Module):
         head_dim = config.d_model // self.n_heads
         self.scaling = head_dim**-0.5
         self.max_seq_len = max_seq_len
-        shape = (len(self.layers), 1, self.n_heads, max_seq_len, head_dim)
-        # Mutable state of the exported program: persistent=False keeps it out of the state dict.
-        self.register_buffer("k_cache", torch.zeros(shape), persistent=False)
-        self.register_buffer("v_cache", torch.zeros(shape), persistent=False)
+        # Mutable state of the exported program, one buffer per layer and kind: a slice of one stacked buffer
+        # written in place exports as select_scatter, a full copy of the whole cache (portable `where`) per
+        # layer and step. persistent=False keeps them out of the state dict.
+        for index in range(len(self.layers)):
+            self.register_buffer(f"k_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim),
+                                 persistent=False)
+            self.register_buffer(f"v_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim),
+                                 persistent=False)
 
     def _self_attention(self, index: int, layer, h: torch.Tensor, cache_position: torch.Tensor,
                         mask: torch.Tensor) -> torch.Tensor:
         attn = layer.self_attn
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        k = split_heads(attn.k_proj(h), self.n_heads)
-        v = split_heads(attn.v_proj(h), self.n_heads)
-        self.k_cache[index].index_copy_(2, cache_position, k)
-        self.v_cache[index].index_copy_(2, cache_position, v)
-        out = F.scaled_dot_product_attention(q, self.k_cache[index], self.v_cache[index], attn_mask=mask,
-                                             scale=1.0)
-        return attn.out_proj(out.transpose(1, 2).reshape(h.shape))
+        k_cache, v_cache = getattr(self, f"k_cache_{index}"), getattr(self, f"v_cache_{index}")
+        # index_put on the [H, S, D] buffer: ExecuTorch's reinplace pass makes it an in-place write of one
+        # position (its in-place kernel wants the indexed dim's values sized like the index: [H, 1, D]).
+        k_cache[:, cache_position] = attn.k_proj(h).reshape(self.n_heads, 1, -1)
+        v_cache[:, cache_position] = attn.v_proj(h).reshape(self.n_heads, 1, -1)
+        return attn.out_proj(attend_one(q, k_cache, v_cache, mask).reshape(h.shape))
 
-    def _cross_attention(self, layer, h: torch.Tensor, encoder_states: torch.Tensor) -> torch.Tensor:
-        attn = layer.encoder_attn
-        q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        k = split_heads(attn.k_proj(encoder_states), self.n_heads)
-        v = split_heads(attn.v_proj(encoder_states), self.n_heads)
-        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
-        return attn.out_proj(out.transpose(1, 2).reshape(h.shape))
+    def _cross_attention(self, layer, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        q = split_heads(layer.encoder_attn.q_proj(h) * self.scaling, self.n_heads)
+        return layer.encoder_attn.out_proj(attend_one(q, keys, values).reshape(h.shape))
 
-    def forward(self, decoder_input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                cache_position: torch.Tensor) -> torch.Tensor:
+    def forward(self, decoder_input_ids: torch.Tensor, *cross_and_position: torch.Tensor) -> torch.Tensor:
+        """decoder_input_ids [1, 1], then the encoder's 2 x L outputs, then cache_position [1]."""
+        *cross, cache_position = cross_and_position
         x = self.embed_tokens(decoder_input_ids) + self.embed_positions.weight[cache_position].unsqueeze(0)
         positions = torch.arange(self.max_seq_len)
-        mask = (positions <= cache_position[0]).view(1, 1, 1, self.max_seq_len)
+        # Cache slots after the current position hold an earlier utterance (or zeros): their scores get the
+        # most negative float, so softmax gives them exactly zero weight.
+        blocked = torch.full((1,), torch.finfo(torch.float32).min)
+        mask = torch.where(positions <= cache_position[0], torch.zeros(1), blocked)
         for index, layer in enumerate(self.layers):
             x = x + self._self_attention(index, layer, layer.self_attn_layer_norm(x), cache_position, mask)
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), encoder_hidden_states)
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross[2 * index],
+                                          cross[2 * index + 1])
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
         return self.proj_out(self.layer_norm(x))

@@ -16,30 +16,34 @@ import org.pytorch.executorch.Tensor
  * Kotlin core, tested on the JVM against the Python runner.
  *
  * Method contract (exporter/lower/whisper_modules.py, runtimes/executorch_runner.py):
- *   encoder(features float32 [1, n_mels, 3000]) -> encoder states float32 [1, 1500, d_model]
- *   text_decoder(token int64 [1, 1], encoder states, cache position int64 [1]) -> logits float32 [1, 1, vocab]
+ *   encoder(features float32 [1, n_mels, 3000]) -> k_0, v_0, ..., k_{L-1}, v_{L-1}, float32 [heads, 1500, head_dim]
+ *     (every decoder layer's cross-attention keys and values, computed once per window)
+ *   text_decoder(token int64 [1, 1], the encoder's outputs in order, cache position int64 [1])
+ *     -> logits float32 [1, 1, vocab]
  * The decoder's KV cache lives inside the program; a new sequence simply starts again at position 0.
  */
 class ExecutorchWhisper private constructor(
     private val module: Module,
     override val config: ModelConfig
-) : SpeechModel<Tensor>, Closeable {
+) : SpeechModel<Array<EValue>>, Closeable {
 
-    override fun encode(features: FloatArray): Tensor {
+    override fun encode(features: FloatArray): Array<EValue> {
         val input = Tensor.fromBlob(features, longArrayOf(1, config.nMels.toLong(), LogMel.FRAMES.toLong()))
-        val output = module.execute("encoder", EValue.from(input))[0].toTensor()
-        // The returned tensor views the encoder's planned memory; copy it so it stays valid however the
-        // program's methods are scheduled while the decoder reads it.
-        return Tensor.fromBlob(output.dataAsFloatArray, output.shape())
+        val outputs = module.execute("encoder", EValue.from(input))
+        // The returned tensors view the encoder's planned memory; copy them so they stay valid however the
+        // program's methods are scheduled while the decoder reads them.
+        return Array(outputs.size) { i ->
+            val output = outputs[i].toTensor()
+            EValue.from(Tensor.fromBlob(output.dataAsFloatArray, output.shape()))
+        }
     }
 
-    override fun decoderMethod(encoded: Tensor): TextDecoderMethod {
-        val states = EValue.from(encoded)
+    override fun decoderMethod(encoded: Array<EValue>): TextDecoderMethod {
         return object : TextDecoderMethod {
             override fun run(token: Int, position: Int): FloatArray {
                 val tokenTensor = Tensor.fromBlob(longArrayOf(token.toLong()), longArrayOf(1, 1))
                 val positionTensor = Tensor.fromBlob(longArrayOf(position.toLong()), longArrayOf(1))
-                val outputs = module.execute("text_decoder", EValue.from(tokenTensor), states,
+                val outputs = module.execute("text_decoder", EValue.from(tokenTensor), *encoded,
                     EValue.from(positionTensor))
                 val logits = outputs[0].toTensor().dataAsFloatArray
                 if (logits.size != config.vocabSize) {
