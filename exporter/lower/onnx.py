@@ -180,7 +180,8 @@ class _EncoderGraph(nn.Module):
         self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, input_features):
-        return cross_keys_values(self.layers, encode_frames(self.encoder, input_features), self.n_heads)
+        pairs = cross_keys_values(self.layers, encode_frames(self.encoder, input_features), self.n_heads)
+        return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
 class _DecoderGraph(nn.Module):

@@ -4,8 +4,8 @@ The decoder is written out explicitly over the Hugging Face submodules (same Lin
 modules, so quantisation applied to the HF model by layer name carries over), instead of wrapping HF's cache
 classes: their internals change between transformers releases (transformers 5.23's StaticCache appends at a
 `cumulative_length` counter and ignores cache_position, which breaks under torch.export). Here the cache is
-two plain buffers written at `cache_position`; positions after it are masked, so a new utterance needs no
-reset: it overwrites positions 0, 1, ... before attending to them.
+a plain key and value buffer per layer written at `cache_position`; positions after it are masked, so a new
+utterance needs no reset: it overwrites positions 0, 1, ... before attending to them.
 
 Signature (method names as in ExecuTorch's ASR runner and optimum-executorch):
     encoder(input_features[1, n_mels, 3000]) -> k_0, v_0, ..., k_{L-1}, v_{L-1}, each [H, 1500, D]
@@ -73,11 +73,10 @@ def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     return torch.bmm(torch.softmax(scores, dim=-1), v.reshape(heads, length, dim)).reshape(1, heads, dim)
 
 
-def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every decoder layer's cross-attention keys and values of the encoder output, each [L, 1, H, T, D]."""
-    keys = [split_heads(layer.encoder_attn.k_proj(states), n_heads) for layer in decoder_layers]
-    values = [split_heads(layer.encoder_attn.v_proj(states), n_heads) for layer in decoder_layers]
-    return torch.stack(keys), torch.stack(values)
+def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each decoder layer's cross-attention (keys, values) of the encoder output, each [1, H, T, D]."""
+    return [(split_heads(layer.encoder_attn.k_proj(states), n_heads),
+             split_heads(layer.encoder_attn.v_proj(states), n_heads)) for layer in decoder_layers]
 
 
 class WhisperEncoderModule(nn.Module):
@@ -92,12 +91,8 @@ class WhisperEncoderModule(nn.Module):
         self.n_heads = hf_model.config.decoder_attention_heads
 
     def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        states = encode_frames(self.encoder, input_features)
-        outputs = []
-        for layer in self.decoder_layers:
-            for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj):
-                outputs.append(split_heads(projection(states), self.n_heads)[0].contiguous())
-        return tuple(outputs)
+        pairs = cross_keys_values(self.decoder_layers, encode_frames(self.encoder, input_features), self.n_heads)
+        return tuple(tensor[0].contiguous() for pair in pairs for tensor in pair)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
