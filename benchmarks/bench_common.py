@@ -2,11 +2,13 @@
 observed calibration clips, artifacts lowered from a plan, and writing a results table.
 
 Artifacts live outside the repository (EDGEASR_BENCH_WORK, default /tmp/edgeasr-bench-work), keyed by what
-made them, so a rerun reuses them; only result files are committed.
+made them, so a rerun reuses them; only result files are committed. Each lowered folder carries a stamp of the
+code that lowered it, so an artifact from an older lowering is made again rather than measured by mistake.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -60,12 +62,31 @@ def calibration_folder() -> Path:
     return folder
 
 
+STAMP_FILE = "lowered_by.txt"
+
+
+def lowering_stamp() -> str:
+    """A digest of the source that decides an artifact's bytes: model loading, planning and lowering."""
+    digest = hashlib.sha256()
+    for folder in ("models", "quant", "lower"):
+        for path in sorted((ROOT / "exporter" / folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def is_current(folder: Path) -> bool:
+    stamp = folder / STAMP_FILE
+    return stamp.is_file() and stamp.read_text().strip() == lowering_stamp()
+
+
 def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "eager") -> Path:
     """`folder` with the plan lowered as `edgeasr export` lays it out (model.pte or the .onnx pair, plan.json,
     tokenizer.json); reused when it is already complete."""
     done = folder / ("model.pte" if fmt == "pte" else "decoder.onnx")
-    if done.is_file() and (folder / "plan.json").is_file():
+    if done.is_file() and (folder / "plan.json").is_file() and is_current(folder):
         return folder
+    if folder.exists():
+        say(f"{folder.name}: lowered by other code than this checkout's; lowering again")
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -79,6 +100,7 @@ def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, a
 
         lower_onnx(bundle, plan, staging, n_frames)
     plan.save(staging / "plan.json")
+    (staging / STAMP_FILE).write_text(lowering_stamp() + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder
@@ -90,4 +112,4 @@ def write_results(path: Path, data: dict) -> None:
 
 
 __all__ = ["AN4", "DATA", "GENDERS", "OVERHEAD_ALLOWANCE", "RESULTS", "ROOT", "WORK", "an4_test_clips",
-           "calibration_folder", "lower_artifact", "say", "write_results"]
+           "STAMP_FILE", "calibration_folder", "is_current", "lower_artifact", "lowering_stamp", "say", "write_results"]

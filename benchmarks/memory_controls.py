@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench_common import AN4, DATA, RESULTS, WORK, an4_test_clips, lower_artifact, say, write_results
+from bench_common import AN4, DATA, RESULTS, WORK, an4_test_clips, is_current, lower_artifact, say, write_results
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
@@ -37,8 +37,8 @@ class Suite:
     def __init__(self, args):
         self.args = args
         self.source = WORK / f"{args.model}-{args.budget}-pte-onnx-myqasr"
-        if not (self.source / "plan.json").is_file():
-            raise SystemExit(f"{self.source} is missing: run benchmarks/runtime_comparison.py --model "
+        if not is_current(self.source):
+            raise SystemExit(f"{self.source} is missing or was lowered by older code: run benchmarks/runtime_comparison.py --model "
                              f"{args.model} --budget {args.budget} first")
         self.stem = RESULTS / f"memory_controls_{args.model.replace('.', '_')}"
         path = self.stem.with_suffix(".json")
@@ -53,7 +53,7 @@ class Suite:
 
     def folder(self, fmt: str, frames: int, attention: str):
         folder = WORK / f"controls-{self.args.model}-{self.args.budget}" / f"{fmt}-{frames}-{attention}"
-        if not (folder / "plan.json").is_file():
+        if not is_current(folder):
             if self._bundle is None:
                 self._bundle = load_whisper(self.args.model)
             plan_file = self.source / "plan.json" if fmt == "pte" else self.source / "onnx" / "plan.json"

@@ -13,9 +13,11 @@ simulating its own plan; PyTorch FP is the common reference. Clips: AN4 test, ba
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
-from bench_common import AN4, RESULTS, WORK, an4_test_clips, calibration_folder, say, write_results
+from bench_common import (AN4, RESULTS, STAMP_FILE, WORK, an4_test_clips, calibration_folder, lowering_stamp, say,
+                          write_results)
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
@@ -27,12 +29,16 @@ from exporter.io import write_text
 
 def exported(model: str, budget: str, formats: tuple[str, ...]) -> Path:
     out = WORK / f"{model}-{budget}-{'-'.join(formats)}-myqasr"
-    if (out / "export.json").is_file():
+    if (out / "export.json").is_file() and is_current(out):
         say(f"reusing {out}")
         return out
+    if out.exists():
+        say(f"{out.name}: exported by other code than this checkout's; exporting again")
+        shutil.rmtree(out)
     options = ExportOptions(model=model, target="android" if formats[0] == "pte" else "onnx", budget=budget,
                             formats=formats, calib=calibration_folder(), n_calib=32)
     export(options, out, progress=False)
+    (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
     return out
 
 

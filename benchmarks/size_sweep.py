@@ -93,7 +93,7 @@ class Sweep:
         if self.done(key):
             return
         folder = WORK / f"sweep-{self.args.model}" / f"{target}-{budget}-{order}"
-        if not (folder / "plan.json").is_file():
+        if not is_current(folder):
             say(f"{key}: planning and lowering")
             lower_artifact(self.bundle, self.plan(target, budget, order), FORMAT[target], folder)
         self.run(key, folder, (RUNTIME[target],), {"sweep_target": target, "sweep_budget": budget,
