@@ -16,7 +16,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from bench_common import (AN4, RESULTS, STAMP_FILE, WORK, an4_test_clips, calibration_folder, lowering_stamp, say,
+from bench_common import (AN4, RESULTS, STAMP_FILE, WORK, an4_test_clips, calibration_folder, is_current,
+                          lowering_stamp, say,
                           write_results)
 
 from exporter import __version__

@@ -17,7 +17,7 @@ import argparse
 import json
 
 from bench_common import (AN4, GENDERS, OVERHEAD_ALLOWANCE, RESULTS, WORK, an4_test_clips, calibration_folder,
-                          lower_artifact, say, write_results)
+                          is_current, lower_artifact, say, write_results)
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
