@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from exporter.lower.executorch import lower, torchao_config
-from exporter.quant.primitives import fake_quantize_activation_per_token, fake_quantize_weight
+from exporter.quant.primitives import clip_weight, fake_quantize_activation_per_token, fake_quantize_weight
 from exporter.quant.targets import get_target
 
 
@@ -17,36 +17,49 @@ def _run_pte(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
     from runtimes.executorch_runner import _runtime
 
     program = torch.export.export(module, (example,), strict=False)
-    loaded = _runtime().load_program(lower({"forward": program}, {}))
+    # The runtime reads the program from this buffer while it runs: keep it referenced until then (a
+    # temporary bytes object freed after load_program made later executions fail now and then).
+    data = lower({"forward": program}, {})
+    loaded = _runtime().load_program(data)
     return loaded.load_method("forward").execute((example,))[0]
 
 
+@pytest.mark.parametrize("clip", [1.0, 0.9])
 @pytest.mark.parametrize("fmt_name", ["8da8_pc", "8da4_g32"])
-def test_quantised_linear_matches_simulation(fmt_name):
+def test_quantised_linear_matches_simulation(fmt_name, clip):
     """int8 per channel and int4 groups (bf16 scales, codes from float32 scales) equal the simulation to
-    float round-off; simulating int4 with float32 scales instead is off by ~1e-3 relative."""
+    float round-off; simulating int4 with float32 scales instead is off by ~1e-3 relative. With a
+    calibrated clip ratio the lowering clamps the weights before torchao quantises them; the simulation
+    must take its codes from the clamped weights too (a clamped negative weight lands on -7, not -8), or
+    it is off by one code step (~1e-1 relative) wherever a weight was clipped."""
     from torchao.quantization import FqnToConfig, quantize_
 
     torch.manual_seed(0)
     fmt = get_target("android").format_by_name(fmt_name)
     module = nn.Sequential(nn.Linear(512, 384)).eval()
     weight, bias = module[0].weight.detach().clone(), module[0].bias.detach().clone()
+    with torch.no_grad():
+        module[0].weight.copy_(clip_weight(weight, fmt, clip))  # what prepare_model hands torchao
     x = torch.randn(1, 9, 512) * 2
     quantize_(module, FqnToConfig(OrderedDict([("0", torchao_config(fmt, "linear"))])), filter_fn=None)
     got = _run_pte(module, x)
-    simulated = nn.functional.linear(fake_quantize_activation_per_token(x), fake_quantize_weight(weight, fmt), bias)
+    simulated = nn.functional.linear(fake_quantize_activation_per_token(x), fake_quantize_weight(weight, fmt, clip),
+                                     bias)
     scale = simulated.abs().max()
     assert (got - simulated).abs().max() / scale < 1e-5
 
 
+@pytest.mark.parametrize("clip", [1.0, 0.8])
 @pytest.mark.parametrize("fmt_name", ["int8_g32", "int4_g32", "int2_g32"])
-def test_quantised_embedding_matches_simulation(fmt_name):
+def test_quantised_embedding_matches_simulation(fmt_name, clip):
     from torchao.quantization import FqnToConfig, quantize_
 
     torch.manual_seed(0)
     fmt = get_target("android").format_by_name(fmt_name)
     module = nn.Sequential(nn.Embedding(1000, 384)).eval()
     weight = module[0].weight.detach().clone()
+    with torch.no_grad():
+        module[0].weight.copy_(clip_weight(weight, fmt, clip))
     ids = torch.tensor([[1, 5, 999, 17]])
     quantize_(module, FqnToConfig(OrderedDict([("0", torchao_config(fmt, "embedding"))])), filter_fn=None)
-    assert torch.equal(_run_pte(module, ids), fake_quantize_weight(weight, fmt)[ids])
+    assert torch.equal(_run_pte(module, ids), fake_quantize_weight(weight, fmt, clip)[ids])

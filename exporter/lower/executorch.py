@@ -28,7 +28,7 @@ from exporter.lower.whisper_modules import FULL_FRAMES, WhisperEncoderModule, Wh
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import QuantPlan
-from exporter.quant.primitives import _as_groups
+from exporter.quant.primitives import clip_weight
 
 MAX_SEQ_LEN = 448
 EXECUTORCH_TARGETS = ("android", "executorch")
@@ -43,21 +43,6 @@ def _check_target(plan: QuantPlan) -> None:
     if plan.target not in EXECUTORCH_TARGETS:
         raise EdgeAsrError(f"plan target {plan.target!r} cannot be lowered to ExecuTorch (its formats are not "
                            f"what XNNPACK runs); make the plan with --target android")
-
-
-@torch.no_grad()
-def _clip_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float) -> torch.Tensor:
-    """Clamp each scale group to clip * its absmax: absmax-based quantisers then reproduce the plan's scale."""
-    if fmt.is_float or clip >= 1.0:
-        return weight
-    groups, pad = _as_groups(weight.float(), fmt)
-    limit = clip * groups.abs().amax(dim=1, keepdim=True)
-    clipped = torch.maximum(torch.minimum(groups, limit), -limit)
-    rows = weight.shape[0]
-    flat = clipped.reshape(rows, -1)
-    if pad:
-        flat = flat[:, :-pad]
-    return flat.reshape(weight.shape).to(weight.dtype)
 
 
 def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAULT_ATTENTION) -> nn.Module:
@@ -77,7 +62,7 @@ def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAU
     model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion
     for layer in plan.layers:
         module = model.get_submodule(layer.name)
-        module.weight = nn.Parameter(_clip_weight(module.weight.detach(), layer.format, layer.clip),
+        module.weight = nn.Parameter(clip_weight(module.weight.detach(), layer.format, layer.clip),
                                      requires_grad=False)
     return model
 
