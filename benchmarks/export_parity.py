@@ -4,9 +4,14 @@ artifact's transcripts match the simulated plan's.
 Calibration: 32 unlabelled AN4 train clips (a seeded sample of a user group). Parity set: all of ../shared/data/english_misc
 plus the AN4 test split (never calibration clips). Writes benchmarks/results/export_<model>_<format>_<budget>.{json,md}.
 
+Noise floor: the same simulated plan transcribes the clips a second time with PyTorch's other attention
+kernel (eager instead of sdpa: the same arithmetic, float round-off apart). How often the simulation agrees
+with itself that way bounds the agreement any runtime can reach with it.
+
     python benchmarks/export_parity.py --model base --target android --budget 80MB
     python benchmarks/export_parity.py --model base --target onnx --budget 50MB
     python benchmarks/export_parity.py --model base --target android --budget 80MB --report-only
+    python benchmarks/export_parity.py --model base --target android --budget 80MB --noise-floor-only PLAN.json
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from exporter.cli import _quiet_libraries  # noqa: E402
 _quiet_libraries()
 
 from exporter.audio import load_audio  # noqa: E402
-from exporter.data import Dataset, load_dataset  # noqa: E402
+from exporter.data import load_dataset  # noqa: E402
 from exporter.export import artifact_runner  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
 from exporter.models import load_whisper  # noqa: E402
@@ -36,6 +41,7 @@ from exporter.normalize import normalize  # noqa: E402
 from exporter.quant.plan import QuantPlan  # noqa: E402
 from exporter.quant.simulate import simulate  # noqa: E402
 from exporter.scoring import score, scoring_tokens  # noqa: E402
+from runtimes.decoding import DecodingOptions  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -49,9 +55,16 @@ def main() -> None:
     parser.add_argument("--budget", default="80MB")
     parser.add_argument("--limit", type=int, help="parity clips (default: all)")
     parser.add_argument("--report-only", action="store_true", help="re-render the Markdown from the stored JSON")
+    parser.add_argument("--noise-floor-only", type=Path, metavar="PLAN",
+                        help="add the noise floor to the stored JSON, from the plan.json of that run's export")
     args = parser.parse_args()
+    stem = RESULTS / f"export_{args.model.replace('.', '_')}_{args.target}_{args.budget}"
     if args.report_only:
-        write_report(RESULTS / f"export_{args.model.replace('.', '_')}_{args.target}_{args.budget}")
+        write_report(stem)
+        return
+    if args.noise_floor_only:
+        add_noise_floor(stem, args.noise_floor_only)
+        write_report(stem)
         return
 
     an4 = load_dataset(DATA / "an4" / "manifest.jsonl")
@@ -74,17 +87,15 @@ def main() -> None:
     plan = QuantPlan.load(out / "plan.json")
     artifact = artifact_runner(out)
     simulated = TorchRunner(simulate(bundle, plan))
-    clips = list(load_dataset(DATA / "english_misc" / "manifest.jsonl")) + [u for u in an4 if u.split == "test"]
-    clips = clips[: args.limit] if args.limit else clips
+    floor = floor_runner(bundle, plan)
     rows = []
-    for utt in clips:
+    for utt in parity_clips(args.limit):
         samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-        language = utt.language if bundle.special.is_multilingual else None
-        from runtimes.decoding import DecodingOptions
-
-        a = artifact.transcribe(samples, DecodingOptions(language=language))
-        s = simulated.transcribe(samples, DecodingOptions(language=language))
+        options = DecodingOptions(language=utt.language if bundle.special.is_multilingual else None)
+        a = artifact.transcribe(samples, options)
+        s = simulated.transcribe(samples, options)
         rows.append({"utt_id": utt.utt_id, "reference": utt.transcript, "artifact": a.text, "simulated": s.text,
+                     "simulated_eager": floor.transcribe(samples, options).text,
                      "identical": normalize(a.text) == normalize(s.text),
                      "artifact_s": round(a.timings["total"], 3), "simulated_s": round(s.timings["total"], 3)})
     identical = sum(r["identical"] for r in rows)
@@ -99,9 +110,35 @@ def main() -> None:
         "wer_simulated": score([r["reference"] for r in rows], [r["simulated"] for r in rows]).wer,
         "rows": rows,
     }
-    stem = RESULTS / f"export_{args.model.replace('.', '_')}_{args.target}_{args.budget}"
     write_json(stem.with_suffix(".json"), result)
     write_report(stem)
+
+
+def parity_clips(limit: int | None = None) -> list:
+    an4 = load_dataset(DATA / "an4" / "manifest.jsonl")
+    clips = list(load_dataset(DATA / "english_misc" / "manifest.jsonl")) + [u for u in an4 if u.split == "test"]
+    return clips[:limit] if limit else clips
+
+
+def floor_runner(bundle, plan: QuantPlan) -> TorchRunner:
+    """The simulated plan with eager attention (the bundle's model runs sdpa)."""
+    floor = simulate(bundle, plan)  # its model is a copy, with its own config
+    floor.model.config._attn_implementation = "eager"
+    return TorchRunner(floor)
+
+
+def add_noise_floor(stem: Path, plan_path: Path) -> None:
+    """Transcribe a stored run's clips with its plan's eager-attention simulation, and store the texts."""
+    result = json.loads(stem.with_suffix(".json").read_text())
+    bundle = load_whisper(result["model"])
+    floor = floor_runner(bundle, QuantPlan.load(plan_path))
+    clips = {u.utt_id: u for u in parity_clips()}
+    for row in result["rows"]:
+        utt = clips[row["utt_id"]]
+        samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
+        options = DecodingOptions(language=utt.language if bundle.special.is_multilingual else None)
+        row["simulated_eager"] = floor.transcribe(samples, options).text
+    write_json(stem.with_suffix(".json"), result)
 
 
 def write_report(stem: Path) -> None:
@@ -112,6 +149,11 @@ def write_report(stem: Path) -> None:
     # The scorer's view: equal collapsed tokens means the clip's WER is the same for both; punctuation,
     # casing and number formatting ("1, 3, 7" / "One, three, seven") no longer count as a mismatch.
     same_tokens = sum(scoring_tokens(r["artifact"]) == scoring_tokens(r["simulated"]) for r in rows)
+    floor = [r for r in rows if "simulated_eager" in r]
+    floor_same = sum(normalize(r["simulated_eager"]) == normalize(r["simulated"]) for r in floor)
+    floor_line = [f"- noise floor: the simulated plan with eager instead of sdpa attention (float round-off "
+                  f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
+                  f"({100 * floor_same / len(floor):.1f} %) clips"] if floor else []
     write_text(stem.with_suffix(".md"), "\n".join([
         f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}", "",
         "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).", "",
@@ -124,7 +166,7 @@ def write_report(stem: Path) -> None:
         f"- transcripts with identical scoring tokens (collapsed, as WER counts them): {same_tokens}/{len(rows)} "
         f"({100 * same_tokens / len(rows):.1f} %)",
         f"- WER against references: artifact {100 * result['wer_artifact']:.1f} %, simulated "
-        f"{100 * result['wer_simulated']:.1f} %", ""]))
+        f"{100 * result['wer_simulated']:.1f} %", *floor_line, ""]))
     print(stem.with_suffix(".md").read_text())
 
 if __name__ == "__main__":
