@@ -30,7 +30,7 @@ _quiet_libraries()
 
 import json  # noqa: E402
 
-from exporter.bench_report import save_figure  # noqa: E402
+from exporter.bench_report import plot_wer_clipped, save_figure  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.evaluate import evaluate  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
@@ -168,18 +168,8 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
                 label = row["system"] if row["calib"] is None else \
                     f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
                 series.setdefault(label, []).append((rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
-            # A collapsed plan loops and scores WER in the hundreds; clip the axis so the others stay readable
-            # and print the clipped values at the top edge.
-            top = 150.0
             for label, points in sorted(series.items()):
-                points.sort()
-                shown = [(x, min(y, top)) for x, y in points]
-                line, = ax.plot(*zip(*shown), marker="o", label=label)
-                for x, y in points:
-                    if y > top:
-                        ax.annotate(f"{y:.0f}", (x, top), textcoords="offset points", xytext=(0, -10),
-                                    ha="center", fontsize=6, color=line.get_color())
-            ax.set_ylim(0, top * 1.03)
+                plot_wer_clipped(ax, points, "o-", label=label)
             if fp:
                 ax.axhline(100 * fp["groups"][gender]["wer"], color="black", linestyle="--", label="FP")
             ax.set_title(f"{target}: test {gender}")

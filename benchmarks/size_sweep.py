@@ -8,7 +8,7 @@ gender. PyTorch FP is measured once as the reference line.
 
 Resumable: artifacts are kept in the work folder and finished rows are skipped on a rerun.
 
-    python benchmarks/size_sweep.py --model tiny.en [--targets android onnx] [--per-gender 20]
+    python benchmarks/size_sweep.py --model tiny.en [--targets android onnx] [--per-gender 20] [--report-only]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Sweep:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from exporter.bench_report import save_figure
+        from exporter.bench_report import plot_wer_clipped, save_figure
 
         targets = [t for t in ("android", "onnx") if any(k.startswith(t) for k, _ in self.rows())]
         if not targets:
@@ -162,7 +162,7 @@ class Sweep:
                                     if k.startswith(f"{target}/") and k.endswith(f"/{order}")
                                     and _value(rs, "wer", gender))
                     if points:
-                        ax.plot(*zip(*points), style, color=color, label=f"{order} {gender}")
+                        plot_wer_clipped(ax, points, style, color=color, label=f"{order} {gender}")
             if fp:
                 for gender, color in (("female", "tab:red"), ("male", "tab:blue")):
                     ax.axhline(100 * _value(fp, "wer", gender)["metric"]["value"], color=color, lw=0.8, ls=":",
@@ -182,8 +182,12 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", help="override the budget list (all targets)")
     parser.add_argument("--per-gender", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="re-render table and plot from the JSON")
     args = parser.parse_args()
     sweep = Sweep(args)
+    if args.report_only:
+        sweep.save()
+        return
     for target in args.targets:
         for budget in args.budgets or BUDGETS[args.model][target]:
             for order in ORDERS:

@@ -187,4 +187,23 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["format_markdown", "memory_comparison", "plot", "save_figure", "systems"]
+# A collapsed plan loops and scores WER in the hundreds; WER-vs-size plots stop their axis here so the other
+# points stay readable, and print each clipped value at the top edge.
+WER_AXIS_TOP = 150.0
+
+
+def plot_wer_clipped(ax, points: list[tuple[float, float]], style: str = "-o", top: float = WER_AXIS_TOP,
+                     **kwargs):
+    """Plot (x, WER %) points on `ax` with WER above `top` drawn at `top` and labelled with its value."""
+    points = sorted(points)
+    line, = ax.plot(*zip(*[(x, min(y, top)) for x, y in points]), style, **kwargs)
+    for x, y in points:
+        if y > top:
+            ax.annotate(f"{y:.0f}", (x, top), textcoords="offset points", xytext=(0, -10), ha="center",
+                        fontsize=6, color=line.get_color())
+    ax.set_ylim(0, top * 1.03)
+    return line
+
+
+__all__ = ["WER_AXIS_TOP", "format_markdown", "memory_comparison", "plot", "plot_wer_clipped", "save_figure",
+           "systems"]
