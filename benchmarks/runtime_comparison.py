@@ -17,8 +17,7 @@ import shutil
 from pathlib import Path
 
 from bench_common import (AN4, RESULTS, STAMP_FILE, WORK, an4_test_clips, calibration_folder, is_current,
-                          lowering_stamp, say,
-                          write_results)
+                          lowering_stamp, say, write_results)
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench

@@ -17,8 +17,8 @@ def _run_pte(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
     from runtimes.executorch_runner import _runtime
 
     program = torch.export.export(module, (example,), strict=False)
-    # The runtime reads the program from this buffer while it runs: keep it referenced until then (a
-    # temporary bytes object freed after load_program made later executions fail now and then).
+    # Keep the program's buffer referenced while it runs (in ad-hoc probes, passing a temporary bytes object
+    # to load_program made later executions fail now and then).
     data = lower({"forward": program}, {})
     loaded = _runtime().load_program(data)
     return loaded.load_method("forward").execute((example,))[0]

@@ -39,10 +39,11 @@ def _as_groups(weight: torch.Tensor, fmt: QuantFormat) -> tuple[torch.Tensor, in
 def clip_groups(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -> tuple[torch.Tensor, int, torch.Tensor]:
     """The grouped view of `weight` clamped to +-clip * each group's absmax: (groups, padding, limit).
 
-    Codes are computed from the clamped weights, as torchao computes them from the clamped weights the
-    ExecuTorch lowering hands it (`clip_weight`): a clamped weight lands exactly on the range's end, where
-    x * (1 / scale) rounds to -7 in float32 (not the -8 an unclamped outlier would get), so clamping before
-    rounding is what makes the simulated codes equal the .pte's.
+    Codes are computed from the clamped weights, with the same float operations torchao applies to the
+    clamped weights the ExecuTorch lowering hands it (`clip_weight`). A clamped weight lands on the range's
+    end, half a code past the last one, where float32 rounding of x * (1 / scale) decides between the two
+    (for int4 mostly -7, where an unclamped outlier always gets -8); only the same clamped values give the
+    .pte's codes.
     """
     groups, pad = _as_groups(weight.detach().float(), fmt)
     limit = groups.abs().amax(dim=1, keepdim=True)
