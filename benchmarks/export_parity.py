@@ -99,13 +99,16 @@ def main() -> None:
                      "identical": normalize(a.text) == normalize(s.text),
                      "artifact_s": round(a.timings["total"], 3), "simulated_s": round(s.timings["total"], 3)})
     identical = sum(r["identical"] for r in rows)
+    summary = json.loads((out / "export.json").read_text())
+    stages = {**summary.get("stages", {}), **{f"{a['format']}.{name}": value for a in summary["artifacts"]
+                                               for name, value in a.get("stages", {}).items()}}
     files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
     artifact_bytes = sum(v for k, v in files.items() if k.endswith((".pte", ".onnx")))
     result = {
         "model": args.model, "target": args.target, "budget": args.budget, "artifact_bytes": artifact_bytes,
         "plan_bytes": plan.total_bytes, "formats": plan.format_counts(), "export_wall_s": round(wall, 1),
-        "export_peak_rss_mb": round(peak_rss_mb, 1), "parity_clips": len(rows), "identical": identical,
-        "identical_share": identical / len(rows),
+        "export_peak_rss_mb": round(peak_rss_mb, 1), "export_stages_s": stages, "parity_clips": len(rows),
+        "identical": identical, "identical_share": identical / len(rows),
         "wer_artifact": score([r["reference"] for r in rows], [r["artifact"] for r in rows]).wer,
         "wer_simulated": score([r["reference"] for r in rows], [r["simulated"] for r in rows]).wer,
         "rows": rows,
@@ -154,12 +157,14 @@ def write_report(stem: Path) -> None:
     floor_line = [f"- noise floor: the simulated plan with eager instead of sdpa attention (float round-off "
                   f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
                   f"({100 * floor_same / len(floor):.1f} %) clips"] if floor else []
+    stages = result.get("export_stages_s")
+    stage_text = (" (stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")") if stages else ""
     write_text(stem.with_suffix(".md"), "\n".join([
         f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}", "",
         "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).", "",
         f"- artifact bytes: {result['artifact_bytes']:,} (plan weights {result['plan_bytes']:,}); "
         f"formats {result['formats']}",
-        f"- export wall time: {result['export_wall_s']:.0f} s; peak RSS of the export process: "
+        f"- export wall time: {result['export_wall_s']:.0f} s{stage_text}; peak RSS of the export process: "
         f"{result['export_peak_rss_mb']:.0f} MB",
         f"- transcripts identical to the simulated plan (Whisper-normalised text): {identical}/{len(rows)} "
         f"({100 * identical / len(rows):.1f} %) on english_misc + AN4 test",
@@ -168,6 +173,7 @@ def write_report(stem: Path) -> None:
         f"- WER against references: artifact {100 * result['wer_artifact']:.1f} %, simulated "
         f"{100 * result['wer_simulated']:.1f} %", *floor_line, ""]))
     print(stem.with_suffix(".md").read_text())
+
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ from exporter.io import write_json, write_text  # noqa: E402
 from exporter.models import load_whisper  # noqa: E402
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa: E402
 from exporter.quant.simulate import simulate  # noqa: E402
-from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
+from exporter.scoring import UtteranceCounts, paired_bootstrap  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"

@@ -6,7 +6,8 @@ For each target (android -> ExecuTorch .pte, onnx -> ONNX Runtime) and each size
 overhead allowance), then `edgeasr bench` runs each artifact on the same AN4 test clips, balanced by
 gender. PyTorch FP is measured once as the reference line.
 
-Resumable: artifacts are kept in the work folder and finished rows are skipped on a rerun.
+Resumable: artifacts are kept in the work folder and finished rows are skipped on a rerun. A budget whose
+plan equals, layer for layer, one already measured on that target reuses its records (marked in the table).
 
     python benchmarks/size_sweep.py --model tiny.en [--targets android onnx] [--per-gender 20] [--report-only]
 """
@@ -14,6 +15,7 @@ Resumable: artifacts are kept in the work folder and finished rows are skipped o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 
 from bench_common import (AN4, GENDERS, OVERHEAD_ALLOWANCE, RESULTS, WORK, an4_test_clips, calibration_folder,
@@ -35,6 +37,12 @@ BUDGETS = {  # MB = 10^6 bytes: between the uniform int8 / int4 / lowest sizes o
 FORMAT = {"android": "pte", "onnx": "onnx"}
 RUNTIME = {"android": "executorch", "onnx": "onnx"}
 ORDERS = {"myqasr": "cosine", "uniform": "minmax"}
+
+
+def plan_digest(plan: QuantPlan) -> str:
+    """What decides the artifact's weights: every layer's format and scales (not the budget it was made for)."""
+    layers = json.dumps([layer.to_dict() for layer in plan.layers], sort_keys=True)
+    return hashlib.sha256(layers.encode()).hexdigest()[:16]
 
 
 def _value(records, name, group="all"):
@@ -92,12 +100,31 @@ class Sweep:
         key = f"{target}/{budget}/{order}"
         if self.done(key):
             return
+        extra = {"sweep_target": target, "sweep_budget": budget, "sweep_order": order}
+        plan = self.plan(target, budget, order)
+        extra["plan_digest"] = plan_digest(plan)
+        if self.reuse(key, extra):
+            return
         folder = WORK / f"sweep-{self.args.model}" / f"{target}-{budget}-{order}"
         if not is_current(folder):
-            say(f"{key}: planning and lowering")
-            lower_artifact(self.bundle, self.plan(target, budget, order), FORMAT[target], folder)
-        self.run(key, folder, (RUNTIME[target],), {"sweep_target": target, "sweep_budget": budget,
-                                                    "sweep_order": order})
+            say(f"{key}: lowering")
+            lower_artifact(self.bundle, plan, FORMAT[target], folder)
+        self.run(key, folder, (RUNTIME[target],), extra)
+
+    def reuse(self, key: str, extra: dict) -> bool:
+        """A budget whose plan is layer for layer one already measured (uniform plans often are: the
+        same rung fits two budgets) gets that row's records, marked, instead of a second identical run."""
+        for other, records in self.rows():
+            first = records[0].get("extra", {})
+            if first.get("plan_digest") == extra["plan_digest"] and first.get("sweep_target") == extra["sweep_target"]:
+                say(f"{key}: same plan as {other}; its measurements are reused")
+                for record in records:
+                    copy = json.loads(json.dumps(record))
+                    copy["extra"].update(extra, sweep_row=key, same_artifact_as=other)
+                    self.data["records"].append(copy)
+                self.save()
+                return True
+        return False
 
     def reference(self) -> None:
         if self.done("fp"):
@@ -125,7 +152,8 @@ class Sweep:
         lines = [f"# Size sweep: {self.args.model}, WER per gender through the real runtimes", "",
                  f"{n} AN4 test clips ({self.args.per_gender} per gender, seed 0); collapsed WER %. myQASR: "
                  "cosine calibration on 32 unlabelled AN4 train clips (both genders); uniform: no clips, min/max "
-                 "scales. Each artifact measured by `edgeasr bench` in its own process.", "",
+                 "scales. Each artifact measured by `edgeasr bench` in its own process; a row marked (= row) has "
+                 "layer for layer the same plan as that row, whose measurements it repeats.", "",
                  "| target | budget | order | artifact MB | WER all | WER female (n) | WER male (n) | "
                  "latency median ms | run peak MB |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for key, records in self.rows():
@@ -133,7 +161,8 @@ class Sweep:
             wer = {g: _value(records, "wer", g) for g in ("all",) + GENDERS}
             cells = [f"{100 * wer[g]['metric']['value']:.1f}" + ("" if g == "all" else f" ({wer[g]['n']})")
                      if wer[g] else "-" for g in wer]
-            lines.append(f"| {extra['sweep_target']} | {extra['sweep_budget'] or '-'} | {extra['sweep_order']} | "
+            order = extra["sweep_order"] + (f" (= {extra['same_artifact_as']})" if "same_artifact_as" in extra else "")
+            lines.append(f"| {extra['sweep_target']} | {extra['sweep_budget'] or '-'} | {order} | "
                          f"{records[0]['artifact']['bytes'] / 1e6:.1f} | {' | '.join(cells)} | "
                          f"{_value(records, 'latency_median')['metric']['value']:,.0f} | "
                          f"{_value(records, 'memory_run_peak')['metric']['value'] / 1e6:.0f} |")

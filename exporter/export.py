@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -96,6 +97,22 @@ def artifact_bytes(files: dict[str, int]) -> int:
     return sum(size for name, size in files.items() if name != "tokenizer.json")
 
 
+class StageTimes:
+    """Wall seconds per export stage, summed over repeats (a re-plan after an over-budget attempt), in the
+    order the stages first ran; export.json keeps them so a slow export says where its time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 1)
+
+
 @dataclass
 class ArtifactResult:
     format: str
@@ -106,6 +123,7 @@ class ArtifactResult:
     parity: dict = field(default_factory=dict)
     seconds: float = 0.0
     memory: dict = field(default_factory=dict)  # settings and estimates (exporter.memory), as in memory.json
+    stages: dict = field(default_factory=dict)  # seconds of plan / lower / memory / parity (StageTimes)
 
     @property
     def artifact_bytes(self) -> int:
@@ -236,18 +254,21 @@ def check_parity(artifact, simulated: TorchRunner, clips: list[np.ndarray], opti
 def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, budget: int, folder: Path,
                 parity_clips: list[np.ndarray], progress: bool) -> tuple[ArtifactResult, QuantPlan]:
     started = time.perf_counter()
+    stage = StageTimes()
     plan_budget = budget - OVERHEAD_ALLOWANCE
     for attempt in range(1, MAX_ATTEMPTS + 1):
         plan_options = PlanOptions(target=FORMATS[fmt], budget=plan_budget, order=options.order,
                                    calibration=options.calibration if user else "minmax", seed=options.seed)
         _say(f"{fmt}: planning for {format_bytes(plan_budget)} of weights (attempt {attempt})")
-        plan = make_plan(bundle, user, plan_options, progress)
-        plan.budget_bytes = budget
-        settings = _memory_settings(fmt, bundle, plan, options)
+        with stage("plan"):
+            plan = make_plan(bundle, user, plan_options, progress)
+            plan.budget_bytes = budget
+            settings = _memory_settings(fmt, bundle, plan, options)
         _say(f"{fmt}: lowering {plan.format_counts()}, {settings.describe()}")
         for stale in (p for p in folder.glob("*") if p.is_file()):  # an earlier, over-budget attempt
             stale.unlink()
-        files = _lower(fmt, bundle, plan, folder, settings)
+        with stage("lower"):
+            files = _lower(fmt, bundle, plan, folder, settings)
         size = artifact_bytes(files)
         if size <= budget:
             break
@@ -256,14 +277,21 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
     else:
         raise EdgeAsrError(f"could not fit the {fmt} artifact into {format_bytes(budget)} after {MAX_ATTEMPTS} "
                            "attempts; raise the budget")
-    memory = _check_memory(fmt, bundle, folder, settings, options)
+    with stage("memory"):
+        memory = _check_memory(fmt, bundle, folder, settings, options)
     _say(f"{fmt}: parity check on {len(parity_clips)} clips")
-    simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames)
-    parity = check_parity(artifact_runner(folder), simulated, parity_clips, options,
-                          TorchRunner(bundle, n_frames=settings.n_frames))
+    with stage("parity"):
+        simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames)
+        parity = check_parity(artifact_runner(folder), simulated, parity_clips, options,
+                              TorchRunner(bundle, n_frames=settings.n_frames))
     result = ArtifactResult(fmt, folder.name, files, plan.total_bytes, attempt, parity,
-                            round(time.perf_counter() - started, 1), memory)
+                            round(time.perf_counter() - started, 1), memory, stage.seconds)
+    _say(f"{fmt}: done in {result.seconds:.0f} s ({_describe_stages(stage.seconds)})")
     return result, plan
+
+
+def _describe_stages(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
 
 
 def _memory_budget(options: ExportOptions) -> int | None:
@@ -293,7 +321,7 @@ def _check_memory(fmt: str, bundle: WhisperBundle, folder: Path, settings: Memor
 
 
 def _report(options: ExportOptions, budget: int, personalised: bool, calib_source: str,
-            results: list[tuple[ArtifactResult, QuantPlan]], seconds: float) -> str:
+            results: list[tuple[ArtifactResult, QuantPlan]], seconds: float, stages: dict | None = None) -> str:
     lines = [f"# edgeasr export: {options.model} for {options.target}", ""]
     if personalised:
         lines.append(f"Personalised: calibrated on the user's clips from `{calib_source}`.")
@@ -302,6 +330,8 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                      "synthetic clips shipped with edgeasr.")
     lines += ["", f"Budget: {format_bytes(budget)} (artifact files; tokenizer.json not counted). "
                   f"Export took {seconds:.0f} s.", ""]
+    if stages:
+        lines += [f"Stages: {_describe_stages(stages)}; per artifact below.", ""]
     for result, plan in results:
         status = "within" if result.artifact_bytes <= budget else "OVER"
         lines += [f"## {result.format} (`{result.folder}/`)", "",
@@ -311,6 +341,7 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                   f"clips identical, transcript disagreement with the simulation "
                   f"{result.parity['transcript_disagreement']}; first-step logits relative max error "
                   f"{result.parity['logits_relative_max_error']}",
+                  f"- time: {result.seconds:.0f} s ({_describe_stages(result.stages)})",
                   "", "| file | bytes |", "|---|---:|"]
         lines += [f"| {name} | {size:,} |" for name, size in result.files.items()]
         lines += ["", "| category | bytes |", "|---|---:|"]
@@ -362,8 +393,10 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EdgeAsrError(f"output folder {out_dir} exists and is not empty; choose a new one or remove it")
+    stage = StageTimes()
     _say(f"loading {options.model}")
-    bundle = load_whisper(options.model)
+    with stage("load"):
+        bundle = load_whisper(options.model)
     for fmt in formats:  # an impossible budget is reported before any expensive stage
         check_reachable(bundle, FORMATS[fmt], budget - OVERHEAD_ALLOWANCE)
         if options.memory_budget is not None:  # weights fill the size budget, so this is the most they can be
@@ -373,7 +406,8 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     clips_set = calib if calib is not None else generic_calibration_set()
     _say(f"observing {min(options.n_calib, len(clips_set))} calibration clips "
          f"({'user' if personalised else 'generic, not personalised'})")
-    user = observe_user(bundle, clips_set, options.n_calib, options.seed, progress)
+    with stage("observe"):
+        user = observe_user(bundle, clips_set, options.n_calib, options.seed, progress)
     parity_set = select_clips(clips_set, options.parity_clips, options.seed + 1)
     parity_clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in parity_set]
 
@@ -393,10 +427,11 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
             "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
             "seconds": round(seconds, 1),
+            "stages": stage.seconds,  # shared stages; each artifact lists its own
         }
         write_json(staging / "export.json", summary)
         write_text(staging / "report.md", _report(options, budget, personalised,
-                                                    str(options.calib), results, seconds))
+                                                    str(options.calib), results, seconds, stage.seconds))
         staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the output gets normal permissions
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)

@@ -57,6 +57,15 @@ class Runner(ABC):
     def start_decoder(self, encoded: Any) -> DecoderSession:
         """A fresh decoder session (empty KV cache) attending to `encoded`."""
 
+    def decode_window(self, encoded: Any, language: str | None,
+                      options: DecodingOptions = DecodingOptions()) -> tuple[list[int], str | None]:
+        """Greedy tokens of one encoded window (prompt excluded) and the language they were decoded in:
+        `language`, else detected from the window when the model is multilingual."""
+        if language is None and self.special.is_multilingual:
+            language = detect_language(self.start_decoder(encoded).step([self.special.sot]), self.special)
+        prompt = self.special.prompt(language, options.task)
+        return greedy_decode(self.start_decoder(encoded), prompt, self.special, options.max_new_tokens), language
+
     def transcribe(self, samples: np.ndarray, options: DecodingOptions = DecodingOptions()) -> Transcription:
         """Text of 16 kHz mono `samples`; audio longer than the window (30 s unless the encoder takes fewer
         frames) is decoded window by window."""
@@ -69,11 +78,7 @@ class Runner(ABC):
             t1 = time.perf_counter()
             encoded = self.encode(features)
             t2 = time.perf_counter()
-            if language is None and self.special.is_multilingual:
-                language = detect_language(self.start_decoder(encoded).step([self.special.sot]), self.special)
-            prompt = self.special.prompt(language, options.task)
-            window_tokens = greedy_decode(self.start_decoder(encoded), prompt, self.special,
-                                          options.max_new_tokens)
+            window_tokens, language = self.decode_window(encoded, language, options)
             t3 = time.perf_counter()
             timings["features"] += t1 - t0
             timings["encode"] += t2 - t1

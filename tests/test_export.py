@@ -37,6 +37,20 @@ def test_export_writes_both_artifacts_within_budget(exported):
 
 
 @pytest.mark.slow
+def test_export_records_where_its_time_went(exported):
+    """export.json times the shared stages and each artifact's own; they add up to no more than the total."""
+    out, summary = exported
+    stored = json.loads((out / "export.json").read_text())
+    assert list(stored["stages"]) == ["load", "observe"]
+    for artifact in stored["artifacts"]:
+        assert list(artifact["stages"]) == ["plan", "lower", "memory", "parity"]
+        assert sum(artifact["stages"].values()) <= artifact["seconds"] + 0.5
+    spent = sum(stored["stages"].values()) + sum(a["seconds"] for a in stored["artifacts"])
+    assert 0 < spent <= stored["seconds"] + 0.5
+    assert "lower " in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_plan_read_back_from_each_artifact(exported, run_cli):
     out, _ = exported
     plan = json.loads((out / "plan.json").read_text())

@@ -1,8 +1,8 @@
 """Observe the full-precision model on the user's unlabelled clips.
 
-One pass per clip, label-free: the FP model first transcribes the clip (its own greedy tokens are the decoder
-input, i.e. pseudo-labels), then a teacher-forced forward runs with hooks on every quantisable layer that
-record
+One pass per clip, label-free: the FP model transcribes the clip (its own greedy tokens are the decoder
+input, i.e. pseudo-labels) and a teacher-forced forward on them runs with hooks on every quantisable layer
+(sharing one encoder pass) that record
   * |output| values, for the sensitivity statistics (median by default);
   * a sample of input rows, for the per-layer scale calibration;
   * the token ids the embedding looked up.
@@ -99,11 +99,14 @@ class _Recorder:
         self.rows_per_clip = max(1, math.ceil(MAX_ROWS_PER_LAYER / n_clips))
         self.clip: ClipRecord | None = None
         self.clip_index = 0
+        self.paused = False  # while the FP model decodes its pseudo-label
 
     def hook(self, layer: QuantLayer):
         obs = self.per_layer[layer.name]
 
         def record(module, args, output):
+            if self.paused:
+                return
             clip = self.clip
             out = _real(output.detach(), layer, clip, is_output=True)
             obs.abs_values.append(_strided(out.abs(), self.values_per_clip).half())
@@ -123,38 +126,37 @@ class _Recorder:
         return record
 
 
-def pseudo_label(bundle: WhisperBundle, samples: np.ndarray, language: str | None = None) -> list[int]:
-    """Prompt + the FP model's greedy tokens + end of text: the label-free decoder input."""
-    runner = TorchRunner(bundle)
-    out = runner.transcribe(samples[: 30 * 16000], DecodingOptions(language=language))
-    prompt = bundle.special.prompt(out.language if bundle.special.is_multilingual else None)
-    return prompt + out.tokens + [bundle.special.eot]
-
-
-def prepare_clips(bundle: WhisperBundle, clips: list[np.ndarray], languages: list[str | None] | None = None,
-                  progress: bool = True) -> list[ClipRecord]:
-    languages = languages or [None] * len(clips)
-    records = []
-    for samples, language in tqdm(list(zip(clips, languages)), desc="pseudo-labels (FP model)", unit="clip",
-                                  disable=not progress):
-        window = samples[: 30 * 16000]
-        records.append(ClipRecord(log_mel(window, bundle.n_mels), pseudo_label(bundle, window, language),
-                                  window.size))
-    return records
-
-
 @torch.inference_mode()
-def observe(bundle: WhisperBundle, layers: list[QuantLayer], records: list[ClipRecord],
-            progress: bool = True) -> Observations:
-    """Run the FP model teacher-forced on each clip's pseudo-label and record every quantisable layer."""
-    recorder = _Recorder(layers, len(records))
+def observe(bundle: WhisperBundle, layers: list[QuantLayer], clips: list[np.ndarray],
+            languages: list[str | None] | None = None, progress: bool = True) -> Observations:
+    """Pseudo-label each clip with the FP model and record every quantisable layer, one encoder pass per clip.
+
+    The encoder runs once with the hooks on; the FP model's greedy transcript of that encoder output (hooks
+    paused: the decoding steps are not observations) becomes the pseudo-label; the decoder then runs
+    teacher-forced on prompt + pseudo-label + end of text, hooks on. Only the first 30 s window of a clip is
+    used. This records exactly what a full forward on the pseudo-label records, without encoding each clip
+    twice (the encoder over a padded 30 s window is most of an observation's cost).
+    """
+    languages = languages or [None] * len(clips)
+    recorder = _Recorder(layers, len(clips))
+    runner = TorchRunner(bundle)
     handles = [bundle.model.get_submodule(layer.name).register_forward_hook(recorder.hook(layer))
                for layer in layers]
+    records = []
     try:
-        for index, record in enumerate(tqdm(records, desc="observing layers", unit="clip", disable=not progress)):
+        for index, (samples, language) in enumerate(tqdm(list(zip(clips, languages)), unit="clip",
+                                                         desc="observing layers (FP model)", disable=not progress)):
+            window = samples[: 30 * 16000]
+            record = ClipRecord(log_mel(window, bundle.n_mels), [], window.size)
             recorder.clip, recorder.clip_index = record, index
-            bundle.model(input_features=torch.from_numpy(record.features)[None],
-                         decoder_input_ids=torch.tensor([record.tokens]))
+            states = bundle.model.model.encoder(torch.from_numpy(record.features)[None]).last_hidden_state
+            recorder.paused = True
+            tokens, language = runner.decode_window(states, language, DecodingOptions(language=language))
+            recorder.paused = False
+            prompt = bundle.special.prompt(language if bundle.special.is_multilingual else None)
+            record.tokens = prompt + tokens + [bundle.special.eot]
+            bundle.model(encoder_outputs=(states,), decoder_input_ids=torch.tensor([record.tokens]))
+            records.append(record)
     finally:
         for handle in handles:
             handle.remove()

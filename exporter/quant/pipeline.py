@@ -19,7 +19,7 @@ from exporter.quant.allocate import ORDERS, allocate, followers, layer_bytes
 from exporter.quant.budget import parse_budget
 from exporter.quant.calibrate import CALIBRATIONS, calibrate
 from exporter.quant.layers import quantisable_layers, unquantised_bytes
-from exporter.quant.observe import SENSITIVITY_METRICS, Observations, observe, prepare_clips, sensitivities
+from exporter.quant.observe import SENSITIVITY_METRICS, Observations, observe, sensitivities
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.targets import get_target
 
@@ -73,9 +73,8 @@ def observe_user(bundle: WhisperBundle, dataset: Dataset, n_clips: int = DEFAULT
     chosen = select_clips(dataset, n_clips, seed)
     clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in chosen]
     languages = [u.language if bundle.special.is_multilingual else None for u in chosen]
-    records = prepare_clips(bundle, clips, languages, progress)
     layers = quantisable_layers(bundle.model)
-    return UserObservations(str(dataset.source), observe(bundle, layers, records, progress))
+    return UserObservations(str(dataset.source), observe(bundle, layers, clips, languages, progress))
 
 
 def _input_absmax(observations: Observations, name: str) -> float | None:
