@@ -102,13 +102,17 @@ def main() -> None:
     summary = json.loads((out / "export.json").read_text())
     stages = {**summary.get("stages", {}), **{f"{a['format']}.{name}": value for a in summary["artifacts"]
                                                for name, value in a.get("stages", {}).items()}}
+    stage_peaks = {**summary.get("stage_peak_rss_mb", {}), **{
+        f"{a['format']}.{name}": value for a in summary["artifacts"]
+        for name, value in a.get("stage_peak_rss_mb", {}).items()}}
     files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
     artifact_bytes = sum(v for k, v in files.items() if k.endswith((".pte", ".onnx")))
     result = {
         "model": args.model, "target": args.target, "budget": args.budget, "artifact_bytes": artifact_bytes,
         "plan_bytes": plan.total_bytes, "formats": plan.format_counts(), "export_wall_s": round(wall, 1),
-        "export_peak_rss_mb": round(peak_rss_mb, 1), "export_stages_s": stages, "parity_clips": len(rows),
-        "identical": identical, "identical_share": identical / len(rows),
+        "export_peak_rss_mb": round(peak_rss_mb, 1), "export_stages_s": stages,
+        "export_stage_peak_rss_mb": stage_peaks, "parity_clips": len(rows), "identical": identical,
+        "identical_share": identical / len(rows),
         "wer_artifact": score([r["reference"] for r in rows], [r["artifact"] for r in rows]).wer,
         "wer_simulated": score([r["reference"] for r in rows], [r["simulated"] for r in rows]).wer,
         "rows": rows,
@@ -157,8 +161,9 @@ def write_report(stem: Path) -> None:
     floor_line = [f"- noise floor: the simulated plan with eager instead of sdpa attention (float round-off "
                   f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
                   f"({100 * floor_same / len(floor):.1f} %) clips"] if floor else []
-    stages = result.get("export_stages_s")
-    stage_text = (" (stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")") if stages else ""
+    stages, peaks = result.get("export_stages_s"), result.get("export_stage_peak_rss_mb", {})
+    stage_text = (" (stages: " + ", ".join(f"{k} {v:.0f} s" + (f" / {peaks[k]:,.0f} MB" if k in peaks else "")
+                                           for k, v in stages.items()) + ")") if stages else ""
     write_text(stem.with_suffix(".md"), "\n".join([
         f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}", "",
         "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).", "",

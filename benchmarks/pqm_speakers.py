@@ -60,12 +60,8 @@ from exporter.personalize.lora import (  # noqa: E402
     parse_targets,
     save_adapter,
 )
-from exporter.personalize.run import (  # noqa: E402
-    adapted_model,
-    labelled_examples,
-    peak_rss_bytes,
-    peak_rss_reset,
-)
+from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
+from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
@@ -338,7 +334,7 @@ def main() -> None:
 
     def train_row(speaker, system, start, examples, options, test):
         bundle = adapted_model(nf4, lora, options.seed, start)
-        rss_before = peak_rss_bytes() if peak_rss_reset() else None
+        rss_before = peak_rss_bytes() if reset_peak_rss() else None
         started = time.perf_counter()
         result = train_lora(bundle.model, examples, nf4.special.eot, options)
         seconds = time.perf_counter() - started

@@ -38,6 +38,7 @@ from exporter.memory import MemoryEstimate, format_estimate
 from exporter.memory_budget import MemorySettings, check_artifact, choose_settings, fixed_settings
 from exporter.models import WhisperBundle, load_whisper
 from exporter.normalize import normalize
+from exporter.procmem import peak_rss_bytes, reset_peak_rss
 from exporter.quant.budget import format_bytes, parse_budget
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user, select_clips
 from exporter.quant.plan import QuantPlan, format_plan_table
@@ -98,19 +99,24 @@ def artifact_bytes(files: dict[str, int]) -> int:
 
 
 class StageTimes:
-    """Wall seconds per export stage, summed over repeats (a re-plan after an over-budget attempt), in the
-    order the stages first ran; export.json keeps them so a slow export says where its time went."""
+    """Wall seconds and peak resident memory per export stage, in the order the stages first ran (seconds
+    summed, peaks maxed over repeats, such as a re-plan after an over-budget attempt); export.json keeps
+    them so a slow or memory-hungry export says which stage it was. Peaks are per stage where the OS can
+    reset its high-water mark (Linux), else the process's peak so far."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, stage: str):
+        reset_peak_rss()
         started = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 1)
+            self.peak_rss_mb[stage] = max(self.peak_rss_mb.get(stage, 0.0), round(peak_rss_bytes() / 1e6, 1))
 
 
 @dataclass
@@ -124,6 +130,7 @@ class ArtifactResult:
     seconds: float = 0.0
     memory: dict = field(default_factory=dict)  # settings and estimates (exporter.memory), as in memory.json
     stages: dict = field(default_factory=dict)  # seconds of plan / lower / memory / parity (StageTimes)
+    stage_peak_rss_mb: dict = field(default_factory=dict)  # peak resident MB in each of those stages
 
     @property
     def artifact_bytes(self) -> int:
@@ -285,13 +292,15 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
         parity = check_parity(artifact_runner(folder), simulated, parity_clips, options,
                               TorchRunner(bundle, n_frames=settings.n_frames))
     result = ArtifactResult(fmt, folder.name, files, plan.total_bytes, attempt, parity,
-                            round(time.perf_counter() - started, 1), memory, stage.seconds)
-    _say(f"{fmt}: done in {result.seconds:.0f} s ({_describe_stages(stage.seconds)})")
+                            round(time.perf_counter() - started, 1), memory, stage.seconds, stage.peak_rss_mb)
+    _say(f"{fmt}: done in {result.seconds:.0f} s ({_describe_stages(stage.seconds, stage.peak_rss_mb)})")
     return result, plan
 
 
-def _describe_stages(seconds: dict[str, float]) -> str:
-    return ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+def _describe_stages(seconds: dict[str, float], peaks: dict[str, float] | None = None) -> str:
+    peaks = peaks or {}
+    return ", ".join(f"{name} {value:.0f} s" + (f" / {peaks[name]:,.0f} MB peak" if name in peaks else "")
+                     for name, value in seconds.items())
 
 
 def _memory_budget(options: ExportOptions) -> int | None:
@@ -321,7 +330,8 @@ def _check_memory(fmt: str, bundle: WhisperBundle, folder: Path, settings: Memor
 
 
 def _report(options: ExportOptions, budget: int, personalised: bool, calib_source: str,
-            results: list[tuple[ArtifactResult, QuantPlan]], seconds: float, stages: dict | None = None) -> str:
+            results: list[tuple[ArtifactResult, QuantPlan]], seconds: float,
+            stages: StageTimes | None = None) -> str:
     lines = [f"# edgeasr export: {options.model} for {options.target}", ""]
     if personalised:
         lines.append(f"Personalised: calibrated on the user's clips from `{calib_source}`.")
@@ -330,8 +340,8 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                      "synthetic clips shipped with edgeasr.")
     lines += ["", f"Budget: {format_bytes(budget)} (artifact files; tokenizer.json not counted). "
                   f"Export took {seconds:.0f} s.", ""]
-    if stages:
-        lines += [f"Stages: {_describe_stages(stages)}; per artifact below.", ""]
+    if stages is not None:
+        lines += [f"Stages: {_describe_stages(stages.seconds, stages.peak_rss_mb)}; per artifact below.", ""]
     for result, plan in results:
         status = "within" if result.artifact_bytes <= budget else "OVER"
         lines += [f"## {result.format} (`{result.folder}/`)", "",
@@ -341,7 +351,7 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                   f"clips identical, transcript disagreement with the simulation "
                   f"{result.parity['transcript_disagreement']}; first-step logits relative max error "
                   f"{result.parity['logits_relative_max_error']}",
-                  f"- time: {result.seconds:.0f} s ({_describe_stages(result.stages)})",
+                  f"- time: {result.seconds:.0f} s ({_describe_stages(result.stages, result.stage_peak_rss_mb)})",
                   "", "| file | bytes |", "|---|---:|"]
         lines += [f"| {name} | {size:,} |" for name, size in result.files.items()]
         lines += ["", "| category | bytes |", "|---|---:|"]
@@ -428,10 +438,11 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
             "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
             "seconds": round(seconds, 1),
             "stages": stage.seconds,  # shared stages; each artifact lists its own
+            "stage_peak_rss_mb": stage.peak_rss_mb,
         }
         write_json(staging / "export.json", summary)
         write_text(staging / "report.md", _report(options, budget, personalised,
-                                                    str(options.calib), results, seconds, stage.seconds))
+                                                    str(options.calib), results, seconds, stage))
         staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the output gets normal permissions
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)

@@ -41,10 +41,12 @@ def test_export_records_where_its_time_went(exported):
     """export.json times the shared stages and each artifact's own; they add up to no more than the total."""
     out, summary = exported
     stored = json.loads((out / "export.json").read_text())
-    assert list(stored["stages"]) == ["load", "observe"]
+    assert list(stored["stages"]) == list(stored["stage_peak_rss_mb"]) == ["load", "observe"]
     for artifact in stored["artifacts"]:
-        assert list(artifact["stages"]) == ["plan", "lower", "memory", "parity"]
+        assert list(artifact["stages"]) == list(artifact["stage_peak_rss_mb"]) == ["plan", "lower", "memory",
+                                                                                  "parity"]
         assert sum(artifact["stages"].values()) <= artifact["seconds"] + 0.5
+        assert all(mb > 100 for mb in artifact["stage_peak_rss_mb"].values())  # torch alone is more
     spent = sum(stored["stages"].values()) + sum(a["seconds"] for a in stored["artifacts"])
     assert 0 < spent <= stored["seconds"] + 0.5
     assert "lower " in (out / "report.md").read_text()

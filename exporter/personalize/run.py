@@ -9,7 +9,6 @@ transcripts with --transcripts, else the full-precision model's greedy transcrip
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from exporter.errors import EdgeAsrError
 from exporter.io import _umask
 from exporter.models import WhisperBundle, load_whisper
 from exporter.personalize.base import Nf4Options, nf4_bundle
+from exporter.procmem import peak_rss_bytes, reset_peak_rss
 from exporter.personalize.lora import (
     AdapterInfo,
     LoraConfig,
@@ -135,27 +135,6 @@ def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance],
     return examples
 
 
-def peak_rss_reset() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) so the next reading covers only what follows (Linux)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def adapted_model(base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None,
                   source: str = "adapter") -> WhisperBundle:
     """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected. Without encoder
@@ -205,7 +184,7 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     del fp
     say(f"LoRA rank {lora.rank}, alpha {lora.alpha}, targets {','.join(lora.targets)} in "
         f"{','.join(lora.scope)}" + (f", starting from {options.pretrained}" if start is not None else ""))
-    peak_rss_reset()
+    reset_peak_rss()
 
     def show(record: dict) -> None:
         if progress:
