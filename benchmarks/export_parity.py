@@ -90,12 +90,9 @@ def main() -> None:
     floor = floor_runner(bundle, plan)
     rows = []
     for utt in parity_clips(args.limit):
-        samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-        options = DecodingOptions(language=utt.language if bundle.special.is_multilingual else None)
-        a = artifact.transcribe(samples, options)
-        s = simulated.transcribe(samples, options)
+        a, s, eager = (transcribe(runner, utt, bundle) for runner in (artifact, simulated, floor))
         rows.append({"utt_id": utt.utt_id, "reference": utt.transcript, "artifact": a.text, "simulated": s.text,
-                     "simulated_eager": floor.transcribe(samples, options).text,
+                     "simulated_eager": eager.text,
                      "identical": normalize(a.text) == normalize(s.text),
                      "artifact_s": round(a.timings["total"], 3), "simulated_s": round(s.timings["total"], 3)})
     identical = sum(r["identical"] for r in rows)
@@ -127,6 +124,13 @@ def parity_clips(limit: int | None = None) -> list:
     return clips[:limit] if limit else clips
 
 
+def transcribe(runner, utt, bundle):
+    """One parity clip through one runner, in the clip's language where the model is multilingual."""
+    samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
+    return runner.transcribe(samples, DecodingOptions(language=utt.language if bundle.special.is_multilingual
+                                                      else None))
+
+
 def floor_runner(bundle, plan: QuantPlan) -> TorchRunner:
     """The simulated plan with eager attention (the bundle's model runs sdpa)."""
     floor = simulate(bundle, plan)  # its model is a copy, with its own config
@@ -141,10 +145,7 @@ def add_noise_floor(stem: Path, plan_path: Path) -> None:
     floor = floor_runner(bundle, QuantPlan.load(plan_path))
     clips = {u.utt_id: u for u in parity_clips()}
     for row in result["rows"]:
-        utt = clips[row["utt_id"]]
-        samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-        options = DecodingOptions(language=utt.language if bundle.special.is_multilingual else None)
-        row["simulated_eager"] = floor.transcribe(samples, options).text
+        row["simulated_eager"] = transcribe(floor, clips[row["utt_id"]], bundle).text
     write_json(stem.with_suffix(".json"), result)
 
 
