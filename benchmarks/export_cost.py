@@ -57,7 +57,7 @@ def measure(model: str, target: str, budget: str) -> dict:
         wall = time.perf_counter() - started
         if child.returncode:
             raise SystemExit(f"the export failed (exit {child.returncode}); nothing recorded")
-        peak_mb = usage.ru_maxrss / 1024  # Linux: KiB
+        peak_mb = usage.ru_maxrss * 1024 / 1e6  # Linux reports KiB; MB here are 10^6 bytes, as per stage
         with open(os.path.join(out, "export.json"), encoding="utf-8") as f:
             summary = json.load(f)
     finally:
@@ -93,6 +93,7 @@ def write_report(data: dict) -> None:
         lines.append(f"| {row['model']} | {row['target']} | {row['budget']} | {row['wall_s']:.0f} | "
                      f"{row['peak_rss_mb']:,.0f} | {stages} | {row['load_average_before'][0]:.1f} / "
                      f"{row['load_average_after'][0]:.1f} | {row['commit']} |")
+    lines += [""] + [f"- {note}" for note in data.get("notes", [])]
     lines += ["", "Produced by `python benchmarks/export_cost.py`; records in `export_cost.json`."]
     write_text(STEM.with_suffix(".md"), "\n".join(lines) + "\n")
     print(STEM.with_suffix(".md").read_text())
