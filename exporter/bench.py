@@ -203,6 +203,16 @@ def default_runtimes(root: Path) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _artifact_context(root: Path) -> int:
+    """The audio context (encoder frames) of the artifact in `root`, for torch runtimes benchmarked without
+    its own runtime; 3000 where the folder holds only a plan."""
+    if _first_folder(root, ("", "pte", "executorch"), "model.pte"):
+        return _executorch_target(root).n_frames
+    if _first_folder(root, ("", "onnx"), "encoder.onnx"):
+        return _onnx_target(root).n_frames
+    return FULL_FRAMES
+
+
 def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
     """The targets for `runtimes`, in the order given; the torch runtimes use the artifact's audio context."""
     root = Path(root)
@@ -215,7 +225,7 @@ def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
         elif runtime == "onnx":
             built[runtime] = _onnx_target(root)
     primary = next(iter(built.values()), None)
-    n_frames = primary.n_frames if primary else FULL_FRAMES
+    n_frames = primary.n_frames if primary else _artifact_context(root)
     for runtime in runtimes:
         if runtime in ("torch", "torch-fp"):
             built[runtime] = _torch_target(root, runtime, n_frames)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from exporter.bench import BenchOptions, bench, check_runtime_available
+from exporter.bench import BenchOptions, bench, check_runtime_available, resolve_targets
 from exporter.bench_report import format_markdown
 from exporter.bench_schema import load_schema, schema_errors, validate_results
 from exporter.errors import EdgeAsrError
@@ -113,6 +113,23 @@ def test_manifest_without_transcripts_skips_wer_and_measures_latency(onnx_artifa
     assert metrics["artifact_bytes"]["metric"]["value"] == metrics["artifact_bytes"]["artifact"]["bytes"] < 45e6
     assert metrics["artifact_bytes"]["artifact"]["budget_bytes"] == 45_000_000
     assert "No WER" in (tmp_path / "bench.md").read_text()
+
+
+def test_torch_runtimes_alone_run_at_the_artifact_audio_context(tmp_path, tiny_en):
+    """PyTorch benchmarked on a 10 s export, with or without the artifact's own runtime, runs at 10 s."""
+    from exporter.lower.onnx import lower_onnx
+    from exporter.quant.pipeline import PlanOptions, make_plan
+
+    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="45MB", order="uniform",
+                                                calibration="minmax"), progress=False)
+    folder = tmp_path / "tiny-onnx-10s"
+    lower_onnx(tiny_en, plan, folder, 1000)
+    plan.save(folder / "plan.json")
+    for runtimes in (("torch-fp",), ("torch",), ("onnx", "torch-fp")):
+        assert {t.n_frames for t in resolve_targets(folder, runtimes)} == {1000}, runtimes
+    (tmp_path / "plan-only").mkdir()
+    plan.save(tmp_path / "plan-only" / "plan.json")
+    assert resolve_targets(tmp_path / "plan-only", ("torch",))[0].n_frames == 3000
 
 
 def test_corrupt_artifacts_are_clear_errors(tmp_path, onnx_artifact, untranscribed, tiny_en):
