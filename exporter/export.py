@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.audio import load_audio, log_mel_frames
+from exporter.audio import FULL_FRAMES, load_audio, log_mel_frames
 from exporter.data import Dataset, load_dataset
 from exporter.errors import EdgeAsrError
 from exporter.io import _umask, write_json, write_text
@@ -316,6 +316,12 @@ def _memory_settings(fmt: str, bundle: WhisperBundle, plan: QuantPlan, options: 
                                          options.max_audio_seconds, options.attention)
     _say(f"{fmt}: predicted peak {format_bytes(estimate.peak_bytes)} with {settings.describe()} "
          f"(memory budget {format_bytes(memory_budget)})")
+    if settings.n_frames < FULL_FRAMES:
+        # Measured, not assumed: Whisper was trained on 30 s windows, and even the FP model loses accuracy
+        # at shorter contexts (benchmarks/results/memory_controls_tiny_en.md).
+        _say(f"{fmt}: warning: the memory budget needs a {settings.audio_seconds:g} s audio context; Whisper "
+             "transcribes worse with less than its 30 s window (see the README's memory controls results). "
+             "Check WER with `edgeasr bench` before shipping, or raise --memory-budget")
     return settings
 
 

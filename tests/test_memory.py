@@ -70,6 +70,22 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
         choose_settings(config, "pte", weights, largest, peak(500, "eager") - 1)
 
 
+def test_a_shorter_context_chosen_for_memory_is_warned_about(tiny_en, capsys):
+    """Export says so when the memory budget costs the 30 s window (it costs accuracy, measured)."""
+    from exporter.export import ExportOptions, _memory_settings
+    from exporter.quant.pipeline import PlanOptions, make_plan
+
+    plan = make_plan(tiny_en, None, PlanOptions(target="android", budget="45MB", order="uniform",
+                                                calibration="minmax"), progress=False)
+    largest = max(layer.bytes for layer in plan.layers)
+    full = predict_before_lowering(tiny_en.model.config, plan.total_bytes, largest, "executorch", 3000, "eager",
+                                   host="android").peak_bytes
+    for memory_budget, warned in ((full, False), (full - 1, True)):
+        settings = _memory_settings("pte", tiny_en, plan, ExportOptions(memory_budget=str(memory_budget)))
+        assert (settings.n_frames < 3000) == warned
+        assert ("warning: the memory budget needs a 20 s audio context" in capsys.readouterr().err) == warned
+
+
 def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}
