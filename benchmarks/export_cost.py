@@ -28,6 +28,7 @@ import time
 from bench_common import RESULTS, ROOT, calibration_folder, say
 
 from exporter import __version__
+from exporter.export import describe_stages, stage_values
 from exporter.io import write_json, write_text
 
 RUNS = ("base:android:80MB", "base:onnx:50MB")
@@ -62,11 +63,7 @@ def measure(model: str, target: str, budget: str) -> dict:
             summary = json.load(f)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    stages = dict(summary["stages"])
-    peaks = dict(summary["stage_peak_rss_mb"])
-    for artifact in summary["artifacts"]:
-        stages.update({f"{artifact['format']}.{k}": v for k, v in artifact["stages"].items()})
-        peaks.update({f"{artifact['format']}.{k}": v for k, v in artifact["stage_peak_rss_mb"].items()})
+    stages, peaks = stage_values(summary), stage_values(summary, "stage_peak_rss_mb")
     return {
         "model": model, "target": target, "budget": budget, "wall_s": round(wall, 1),
         "peak_rss_mb": round(peak_mb, 1), "peak_rss_mb_largest_stage": round(max(peaks.values()), 1),
@@ -85,11 +82,10 @@ def write_report(data: dict) -> None:
              "process's, from its own rusage; per stage: the export's reading after resetting the kernel's "
              "high-water mark at the stage's start. Goal for base: "
              f"<= {GOAL_SECONDS} s and <= {GOAL_RSS_MB / 1000:g} GB.", "",
-             "| model | target | budget | wall s | peak RSS MB | stages: seconds / peak MB | load avg before / after "
+             "| model | target | budget | wall s | peak RSS MB | stages: seconds / peak | load avg before / after "
              "(1 min) | commit |", "|---|---|---|---:|---:|---|---|---|"]
     for row in data["rows"]:
-        stages = ", ".join(f"{k} {v:.0f} s / {row['stage_peak_rss_mb'].get(k, 0):,.0f}" for k, v in
-                           row["stages_s"].items())
+        stages = describe_stages(row["stages_s"], row["stage_peak_rss_mb"])
         lines.append(f"| {row['model']} | {row['target']} | {row['budget']} | {row['wall_s']:.0f} | "
                      f"{row['peak_rss_mb']:,.0f} | {stages} | {row['load_average_before'][0]:.1f} / "
                      f"{row['load_average_after'][0]:.1f} | {row['commit']} |")

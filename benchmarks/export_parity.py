@@ -34,7 +34,7 @@ _quiet_libraries()
 
 from exporter.audio import load_audio  # noqa: E402
 from exporter.data import load_dataset  # noqa: E402
-from exporter.export import artifact_runner  # noqa: E402
+from exporter.export import artifact_runner, describe_stages, stage_values  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
 from exporter.models import load_whisper  # noqa: E402
 from exporter.normalize import normalize  # noqa: E402
@@ -97,11 +97,7 @@ def main() -> None:
                      "artifact_s": round(a.timings["total"], 3), "simulated_s": round(s.timings["total"], 3)})
     identical = sum(r["identical"] for r in rows)
     summary = json.loads((out / "export.json").read_text())
-    stages = {**summary.get("stages", {}), **{f"{a['format']}.{name}": value for a in summary["artifacts"]
-                                               for name, value in a.get("stages", {}).items()}}
-    stage_peaks = {**summary.get("stage_peak_rss_mb", {}), **{
-        f"{a['format']}.{name}": value for a in summary["artifacts"]
-        for name, value in a.get("stage_peak_rss_mb", {}).items()}}
+    stages, stage_peaks = stage_values(summary), stage_values(summary, "stage_peak_rss_mb")
     files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
     artifact_bytes = sum(v for k, v in files.items() if k.endswith((".pte", ".onnx")))
     result = {
@@ -163,8 +159,7 @@ def write_report(stem: Path) -> None:
                   f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
                   f"({100 * floor_same / len(floor):.1f} %) clips"] if floor else []
     stages, peaks = result.get("export_stages_s"), result.get("export_stage_peak_rss_mb", {})
-    stage_text = (" (stages: " + ", ".join(f"{k} {v:.0f} s" + (f" / {peaks[k]:,.0f} MB" if k in peaks else "")
-                                           for k, v in stages.items()) + ")") if stages else ""
+    stage_text = f" (stages: {describe_stages(stages, peaks)})" if stages else ""
     write_text(stem.with_suffix(".md"), "\n".join([
         f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}", "",
         "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).", "",

@@ -293,11 +293,20 @@ def _export_one(fmt: str, bundle: WhisperBundle, user, options: ExportOptions, b
                               TorchRunner(bundle, n_frames=settings.n_frames))
     result = ArtifactResult(fmt, folder.name, files, plan.total_bytes, attempt, parity,
                             round(time.perf_counter() - started, 1), memory, stage.seconds, stage.peak_rss_mb)
-    _say(f"{fmt}: done in {result.seconds:.0f} s ({_describe_stages(stage.seconds, stage.peak_rss_mb)})")
+    _say(f"{fmt}: done in {result.seconds:.0f} s ({describe_stages(stage.seconds, stage.peak_rss_mb)})")
     return result, plan
 
 
-def _describe_stages(seconds: dict[str, float], peaks: dict[str, float] | None = None) -> str:
+def stage_values(summary: dict, key: str = "stages") -> dict[str, float]:
+    """One export.json's per-stage `key` ("stages" or "stage_peak_rss_mb") as one mapping: the shared stages,
+    then each artifact's, named `format.stage` (e.g. `pte.lower`); empty for an export that predates them."""
+    values = dict(summary.get(key, {}))
+    for artifact in summary.get("artifacts", []):
+        values.update({f"{artifact['format']}.{name}": v for name, v in artifact.get(key, {}).items()})
+    return values
+
+
+def describe_stages(seconds: dict[str, float], peaks: dict[str, float] | None = None) -> str:
     peaks = peaks or {}
     return ", ".join(f"{name} {value:.0f} s" + (f" / {peaks[name]:,.0f} MB peak" if name in peaks else "")
                      for name, value in seconds.items())
@@ -347,7 +356,7 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
     lines += ["", f"Budget: {format_bytes(budget)} (artifact files; tokenizer.json not counted). "
                   f"Export took {seconds:.0f} s.", ""]
     if stages is not None:
-        lines += [f"Stages: {_describe_stages(stages.seconds, stages.peak_rss_mb)}; per artifact below.", ""]
+        lines += [f"Stages: {describe_stages(stages.seconds, stages.peak_rss_mb)}; per artifact below.", ""]
     for result, plan in results:
         status = "within" if result.artifact_bytes <= budget else "OVER"
         lines += [f"## {result.format} (`{result.folder}/`)", "",
@@ -357,7 +366,7 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                   f"clips identical, transcript disagreement with the simulation "
                   f"{result.parity['transcript_disagreement']}; first-step logits relative max error "
                   f"{result.parity['logits_relative_max_error']}",
-                  f"- time: {result.seconds:.0f} s ({_describe_stages(result.stages, result.stage_peak_rss_mb)})",
+                  f"- time: {result.seconds:.0f} s ({describe_stages(result.stages, result.stage_peak_rss_mb)})",
                   "", "| file | bytes |", "|---|---:|"]
         lines += [f"| {name} | {size:,} |" for name, size in result.files.items()]
         lines += ["", "| category | bytes |", "|---|---:|"]
