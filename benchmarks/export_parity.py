@@ -81,7 +81,8 @@ def main() -> None:
                     "--budget", args.budget, "--calib", str(calib), "--out", str(out), "--no-progress"],
                    check=True, cwd=ROOT)
     wall = time.perf_counter() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # ru_maxrss is in KiB on Linux; report 10^6-byte MB like every other result file
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e6
 
     bundle = load_whisper(args.model)
     plan = QuantPlan.load(out / "plan.json")
