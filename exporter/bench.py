@@ -115,6 +115,11 @@ def sha256_of(paths: list[Path]) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
+# Where each artifact runtime's main file may sit in an export folder: the folder itself, or the subfolder
+# `edgeasr export --formats pte,onnx` writes.
+ARTIFACT_FILES = {"executorch": (("", "pte", "executorch"), "model.pte"), "onnx": (("", "onnx"), "encoder.onnx")}
+
+
 def _first_folder(folder: Path, names: tuple[str, ...], file: str) -> Path | None:
     for name in names:
         candidate = folder / name if name else folder
@@ -142,7 +147,7 @@ def _fp32_bytes(plan: dict) -> int:
 
 
 def _executorch_target(root: Path) -> Target:
-    folder = _first_folder(root, ("", "pte", "executorch"), "model.pte")
+    folder = _first_folder(root, *ARTIFACT_FILES["executorch"])
     if folder is None:
         raise EdgeAsrError(f"{root} holds no model.pte, so runtime executorch has nothing to run")
     from runtimes.executorch_runner import constant, load_program
@@ -164,7 +169,7 @@ def _executorch_target(root: Path) -> Target:
 def _onnx_target(root: Path) -> Target:
     from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, read_metadata, read_plan_from_onnx
 
-    folder = _first_folder(root, ("", "onnx"), ENCODER_FILE)
+    folder = _first_folder(root, *ARTIFACT_FILES["onnx"])
     if folder is None:
         raise EdgeAsrError(f"{root} holds no encoder.onnx, so runtime onnx has nothing to run")
     files = [folder / ENCODER_FILE, folder / DECODER_FILE]
@@ -192,11 +197,7 @@ def _torch_target(root: Path, runtime: str, n_frames: int) -> Target:
 
 
 def default_runtimes(root: Path) -> tuple[str, ...]:
-    found = []
-    if _first_folder(root, ("", "pte", "executorch"), "model.pte"):
-        found.append("executorch")
-    if _first_folder(root, ("", "onnx"), "encoder.onnx"):
-        found.append("onnx")
+    found = [runtime for runtime, where in ARTIFACT_FILES.items() if _first_folder(root, *where)]
     if not found:
         raise EdgeAsrError(f"{root} holds no edgeasr artifact (model.pte or encoder.onnx); "
                            "give a folder written by `edgeasr export`")
@@ -206,10 +207,10 @@ def default_runtimes(root: Path) -> tuple[str, ...]:
 def _artifact_context(root: Path) -> int:
     """The audio context (encoder frames) of the artifact in `root`, for torch runtimes benchmarked without
     its own runtime; 3000 where the folder holds only a plan."""
-    if _first_folder(root, ("", "pte", "executorch"), "model.pte"):
-        return _executorch_target(root).n_frames
-    if _first_folder(root, ("", "onnx"), "encoder.onnx"):
-        return _onnx_target(root).n_frames
+    builders = {"executorch": _executorch_target, "onnx": _onnx_target}
+    for runtime, where in ARTIFACT_FILES.items():
+        if _first_folder(root, *where):
+            return builders[runtime](root).n_frames
     return FULL_FRAMES
 
 
