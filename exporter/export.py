@@ -363,8 +363,8 @@ def _report(options: ExportOptions, budget: int, personalised: bool, calib_sourc
                   f"- artifact bytes: {result.artifact_bytes:,} ({status} budget); plan weight bytes: "
                   f"{result.plan_bytes:,}; planning attempts: {result.attempts}",
                   f"- parity with the simulated plan: {result.parity['matching']}/{result.parity['clips']} "
-                  f"clips identical, transcript disagreement with the simulation "
-                  f"{result.parity['transcript_disagreement']}; first-step logits relative max error "
+                  f"clips with identical normalised text; word disagreement with the simulation (scoring tokens, "
+                  f"capped at 1 per clip, mean) {result.parity['transcript_disagreement']}; first-step logits relative max error "
                   f"{result.parity['logits_relative_max_error']}",
                   f"- time: {result.seconds:.0f} s ({describe_stages(result.stages, result.stage_peak_rss_mb)})",
                   "", "| file | bytes |", "|---|---:|"]

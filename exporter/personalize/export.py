@@ -77,7 +77,8 @@ def _report(options: ExportOptions, budget: int, info, results: list[tuple[Artif
         lines += [f"## {result.format} (`{result.folder}/`)", "",
                   f"- artifact bytes: {result.artifact_bytes:,}; base plan weight bytes {plan.total_bytes:,}",
                   f"- parity with the PyTorch NF4 + LoRA model: {result.parity['matching']}/{result.parity['clips']} "
-                  f"clips identical, transcript disagreement {result.parity['transcript_disagreement']}, first-step "
+                  f"clips with identical normalised text, word disagreement (scoring tokens, capped at 1 per clip, "
+                  f"mean) {result.parity['transcript_disagreement']}, first-step "
                   f"logits relative max error {result.parity['logits_relative_max_error']}",
                   "", "| file | bytes |", "|---|---:|"]
         lines += [f"| {name} | {size:,} |" for name, size in result.files.items()]
