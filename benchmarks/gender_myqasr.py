@@ -247,7 +247,7 @@ def main() -> None:
         write_json(json_path, {"meta": meta, "rows": done})
         write_text(stem.with_suffix(".md"), report(args.model, done, rows, meta))
         plot(args.model, done, rows, stem)
-        print(f"[{len(done)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
+        print(f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
               f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
 
 
