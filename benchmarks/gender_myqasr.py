@@ -8,7 +8,8 @@ reversed / shuffled orders (cosine). WER per test gender with n, paired bootstra
 test gender.
 
 Resumable: rows already in the results JSON are skipped, and the JSON, table and plots are rewritten after
-every row, so a run cut short keeps what it measured.
+every row, so a run cut short keeps what it measured. The table and plots always show every stored row, so a
+run of one target keeps the others' rows in view (`--report-only` re-renders them).
 
     python benchmarks/gender_myqasr.py --model tiny.en [--targets android onnx sim] [--n-test 80]
 """
@@ -43,6 +44,7 @@ from runtimes.torch_runner import TorchRunner  # noqa: E402
 AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 GENDERS = ("female", "male")
+CALIBRATIONS = ("minmax", "cosine", "hessian")
 # Budgets per model and target (MB = 10^6 bytes): between the uniform int8 / int4 / lowest sizes so that
 # the allocation is really mixed; the lowest one is where uniform quantisation breaks down.
 BUDGETS = {
@@ -83,6 +85,13 @@ def row_plan(model_id: str, targets: list[str], calibrations: list[str]) -> list
                 for gender in GENDERS:
                     add(system, system, gender, "cosine")
     return rows
+
+
+def stored_rows(model_id: str, done: dict[str, dict]) -> list[dict]:
+    """Every measured row in the canonical order, whatever targets and calibrations this run was given: the
+    table and the plots always show the whole results file, so resuming one target keeps the others."""
+    every = row_plan(model_id, list(BUDGETS[model_id]), list(CALIBRATIONS))
+    return [row for row in every if row["key"] in done]
 
 
 def _counts(result: dict, gender: str) -> list[UtteranceCounts]:
@@ -188,7 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en", choices=sorted(BUDGETS))
     parser.add_argument("--targets", nargs="+", default=["android", "onnx", "sim"])
-    parser.add_argument("--calibrations", nargs="+", default=["minmax", "cosine", "hessian"])
+    parser.add_argument("--calibrations", nargs="+", default=list(CALIBRATIONS))
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
     parser.add_argument("--seed", type=int, default=0)
@@ -206,9 +215,8 @@ def main() -> None:
                      "or pass the same settings to resume")
         done = stored["rows"]
     if args.report_only:
-        rows = row_plan(args.model, args.targets, args.calibrations)
-        write_text(stem.with_suffix(".md"), report(args.model, done, rows, meta))
-        plot(args.model, done, rows, stem)
+        write_text(stem.with_suffix(".md"), report(args.model, done, stored_rows(args.model, done), meta))
+        plot(args.model, done, stored_rows(args.model, done), stem)
         return
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
@@ -245,8 +253,8 @@ def main() -> None:
                             "counts": u["counts"]} for u in result["utterances"]],
         }
         write_json(json_path, {"meta": meta, "rows": done})
-        write_text(stem.with_suffix(".md"), report(args.model, done, rows, meta))
-        plot(args.model, done, rows, stem)
+        write_text(stem.with_suffix(".md"), report(args.model, done, stored_rows(args.model, done), meta))
+        plot(args.model, done, stored_rows(args.model, done), stem)
         print(f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
               f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
 
