@@ -165,8 +165,18 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
 
     fp = done.get("fp")
     targets = sorted({r["target"] for r in rows if r["target"] != "-"})
+
+    def label_of(row, gender):
+        return row["system"] if row["calib"] is None else \
+            f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
+
     paths = []
     for gender in GENDERS:
+        # one colour per series across the panels, and one legend for the figure: with per-panel colour
+        # cycles a target that has an extra series (hessian) would shift every colour after it
+        labels = sorted({label_of(r, gender) for r in rows if r["target"] != "-" and r["key"] in done})
+        palette = plt.get_cmap("tab20").colors
+        colours = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
         fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
         for ax, target in zip(axes[0], targets):
             series: dict[str, list[tuple[float, float]]] = {}
@@ -174,18 +184,20 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
                 rec = done.get(row["key"])
                 if rec is None or row["target"] != target:
                     continue
-                label = row["system"] if row["calib"] is None else \
-                    f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
-                series.setdefault(label, []).append((rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
+                series.setdefault(label_of(row, gender), []).append(
+                    (rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
             for label, points in sorted(series.items()):
-                plot_wer_clipped(ax, points, "o-", label=label)
+                plot_wer_clipped(ax, points, "o-", label=label, color=colours[label])
             if fp:
                 ax.axhline(100 * fp["groups"][gender]["wer"], color="black", linestyle="--", label="FP")
             ax.set_title(f"{target}: test {gender}")
             ax.set_xlabel("plan size (MB)")
             ax.set_ylabel("WER %")
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=6, loc="upper right")
+        handles = {}
+        for ax in axes[0]:
+            handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+        axes[0][-1].legend(list(handles.values()), list(handles), fontsize=6, loc="upper right")
         fig.suptitle(f"Whisper {model_id} on AN4, {gender} test clips")
         path = out_stem.with_name(f"{out_stem.name}_{gender}.png")
         save_figure(fig, path)
