@@ -227,8 +227,9 @@ def main() -> None:
                      "or pass the same settings to resume")
         done = stored["rows"]
     if args.report_only:
-        write_text(stem.with_suffix(".md"), report(args.model, done, stored_rows(args.model, done), meta))
-        plot(args.model, done, stored_rows(args.model, done), stem)
+        shown = stored_rows(args.model, done)
+        write_text(stem.with_suffix(".md"), report(args.model, done, shown, meta))
+        plot(args.model, done, shown, stem)
         return
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
@@ -265,8 +266,9 @@ def main() -> None:
                             "counts": u["counts"]} for u in result["utterances"]],
         }
         write_json(json_path, {"meta": meta, "rows": done})
-        write_text(stem.with_suffix(".md"), report(args.model, done, stored_rows(args.model, done), meta))
-        plot(args.model, done, stored_rows(args.model, done), stem)
+        shown = stored_rows(args.model, done)
+        write_text(stem.with_suffix(".md"), report(args.model, done, shown, meta))
+        plot(args.model, done, shown, stem)
         print(f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
               f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
 
