@@ -29,6 +29,7 @@ from exporter.cli import _quiet_libraries  # noqa: E402
 
 _quiet_libraries()
 
+import fcntl  # noqa: E402
 import json  # noqa: E402
 
 from exporter.bench_report import plot_wer_clipped, save_figure  # noqa: E402
@@ -92,6 +93,20 @@ def stored_rows(model_id: str, done: dict[str, dict]) -> list[dict]:
     table and the plots always show the whole results file, so resuming one target keeps the others."""
     every = row_plan(model_id, list(BUDGETS[model_id]), list(CALIBRATIONS))
     return [row for row in every if row["key"] in done]
+
+
+def save_rows(json_path: Path, meta: dict, done: dict[str, dict]) -> dict[str, dict]:
+    """Write this run's rows merged with whatever is on disk now, under a lock, and return the merge.
+
+    Two runs of one model on different targets (say onnx and sim, one per core) share the results file; each
+    keeps rows in memory, so a plain write would drop the rows the other run stored meanwhile."""
+    with open(json_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if json_path.is_file():
+            on_disk = json.loads(json_path.read_text())["rows"]
+            done = {**on_disk, **done}
+        write_json(json_path, {"meta": meta, "rows": done})
+    return done
 
 
 def _counts(result: dict, gender: str) -> list[UtteranceCounts]:
@@ -265,7 +280,7 @@ def main() -> None:
             "utterances": [{"audio_path": u["audio_path"], "group": u["group"], "hypothesis": u["hypothesis"],
                             "counts": u["counts"]} for u in result["utterances"]],
         }
-        write_json(json_path, {"meta": meta, "rows": done})
+        done = save_rows(json_path, meta, done)
         shown = stored_rows(args.model, done)
         write_text(stem.with_suffix(".md"), report(args.model, done, shown, meta))
         plot(args.model, done, shown, stem)
