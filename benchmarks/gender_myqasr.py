@@ -20,6 +20,7 @@ import argparse
 import random
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,18 +96,31 @@ def stored_rows(model_id: str, done: dict[str, dict]) -> list[dict]:
     return [row for row in every if row["key"] in done]
 
 
-def save_rows(json_path: Path, meta: dict, done: dict[str, dict]) -> dict[str, dict]:
-    """Write this run's rows merged with whatever is on disk now, under a lock, and return the merge.
-
-    Two runs of one model on different targets (say onnx and sim, one per core) share the results file; each
-    keeps rows in memory, so a plain write would drop the rows the other run stored meanwhile."""
+@contextmanager
+def results_lock(json_path: Path):
+    """Hold the results file for one read-merge-write-render. Two runs of one model on different targets
+    (say onnx and sim, one per core) share the file; each keeps rows in memory, so an unlocked write would
+    drop the rows the other run stored meanwhile, and a late render would show a stale table."""
     with open(json_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if json_path.is_file():
-            on_disk = json.loads(json_path.read_text())["rows"]
-            done = {**on_disk, **done}
-        write_json(json_path, {"meta": meta, "rows": done})
-    return done
+        yield
+
+
+def load_rows(json_path: Path, meta: dict) -> dict[str, dict]:
+    """The stored rows, refused when they were measured with other settings."""
+    if not json_path.is_file():
+        return {}
+    stored = json.loads(json_path.read_text())
+    if stored["meta"] != meta:
+        sys.exit(f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
+                 "or pass the same settings to resume")
+    return stored["rows"]
+
+
+def render(model_id: str, done: dict[str, dict], meta: dict, stem: Path) -> None:
+    shown = stored_rows(model_id, done)
+    write_text(stem.with_suffix(".md"), report(model_id, done, shown, meta))
+    plot(model_id, done, shown, stem)
 
 
 def _counts(result: dict, gender: str) -> list[UtteranceCounts]:
@@ -234,17 +248,9 @@ def main() -> None:
     stem = RESULTS / f"gender_{args.model.replace('.', '_')}"
     json_path = stem.with_suffix(".json")
     meta = {"model": args.model, "n_calib": args.n_calib, "n_test": args.n_test, "seed": args.seed}
-    done = {}
-    if json_path.is_file():
-        stored = json.loads(json_path.read_text())
-        if stored["meta"] != meta:
-            sys.exit(f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
-                     "or pass the same settings to resume")
-        done = stored["rows"]
+    done = load_rows(json_path, meta)
     if args.report_only:
-        shown = stored_rows(args.model, done)
-        write_text(stem.with_suffix(".md"), report(args.model, done, shown, meta))
-        plot(args.model, done, shown, stem)
+        render(args.model, done, meta, stem)
         return
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
@@ -280,10 +286,10 @@ def main() -> None:
             "utterances": [{"audio_path": u["audio_path"], "group": u["group"], "hypothesis": u["hypothesis"],
                             "counts": u["counts"]} for u in result["utterances"]],
         }
-        done = save_rows(json_path, meta, done)
-        shown = stored_rows(args.model, done)
-        write_text(stem.with_suffix(".md"), report(args.model, done, shown, meta))
-        plot(args.model, done, shown, stem)
+        with results_lock(json_path):
+            done = {**load_rows(json_path, meta), **done}
+            write_json(json_path, {"meta": meta, "rows": done})
+            render(args.model, done, meta, stem)
         print(f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
               f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
 
