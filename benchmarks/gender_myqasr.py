@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--calibrations", nargs="+", default=list(CALIBRATIONS))
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
+    parser.add_argument("--budgets", nargs="+",
+                        help="only these budgets of the chosen targets (default: all), e.g. to split one "
+                             "target's rows between two processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-only", action="store_true", help="re-render table and plots from the JSON")
     args = parser.parse_args()
@@ -252,9 +255,15 @@ def main() -> None:
     if args.report_only:
         render(args.model, done, meta, stem)
         return
+    rows = row_plan(args.model, args.targets, args.calibrations)
+    if args.budgets:
+        known = {budget for target in args.targets for budget in BUDGETS[args.model][target]}
+        if unknown := sorted(set(args.budgets) - known):
+            parser.error(f"budget(s) {', '.join(unknown)} not in the design of {' '.join(args.targets)} "
+                         f"for {args.model}; choose from {', '.join(sorted(known))}")
+        rows = [row for row in rows if row["system"] == "FP" or row["budget"] in args.budgets]
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
-    rows = row_plan(args.model, args.targets, args.calibrations)
     users = {}
     for row in rows:
         if row["key"] in done:
