@@ -160,6 +160,7 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
                   "2000 resamples of clips, seed 0; * = interval excludes 0)", "",
               "| target | budget | calibration | test gender | matched - uniform | matched - mismatched |",
               "|---|---|---|---|---|---|"]
+    tally = {}
     for row in rows:
         if row["system"] != "myqasr" or row["calib"] != "female":
             continue
@@ -174,12 +175,39 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
             vs_uniform = paired_bootstrap(_counts(uniform, gender), _counts(matched, gender))
             vs_mismatch = paired_bootstrap(_counts(mismatched, gender), _counts(matched, gender))
             same = _hypotheses(matched, gender) == _hypotheses(mismatched, gender)
+            cell = tally.setdefault((row["target"], gender), {"n": 0, "uniform": [0, 0, 0], "mismatched": [0, 0, 0],
+                                                             "same": 0})
+            cell["n"] += 1
+            cell["uniform"][_verdict(vs_uniform)] += 1
+            cell["mismatched"][_verdict(vs_mismatch)] += 1
+            cell["same"] += same
             lines.append(f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
                          f"{_ci(vs_uniform)} | {_ci(vs_mismatch)}{' (same transcripts)' if same else ''} |")
     lines += ["", "\"same transcripts\": the female- and male-calibrated plans gave identical text on every test clip "
               "of that gender. With min/max scales the calibration clips only change the order in which layers step "
               "down, so two orders that pick the same layers give the same plan."]
+    if tally:
+        lines += ["", "## Tally of the paired comparisons above", "",
+                  "Each cell counts (budget, calibration) pairs: matched better / matched worse (interval excludes "
+                  "0 either way) / no difference shown (interval includes 0).", "",
+                  "| target | test gender | pairs | matched vs uniform | matched vs mismatched | identical transcripts |",
+                  "|---|---|---:|---|---|---:|"]
+        for gender in GENDERS:
+            cells = [cell for (_, g), cell in tally.items() if g == gender]
+            tally[("all", gender)] = {"n": sum(c["n"] for c in cells), "same": sum(c["same"] for c in cells),
+                                      **{k: [sum(c[k][i] for c in cells) for i in range(3)]
+                                         for k in ("uniform", "mismatched")}}
+        for (target, gender), cell in tally.items():
+            lines.append(f"| {target} | {gender} | {cell['n']} | {' / '.join(map(str, cell['uniform']))} | "
+                         f"{' / '.join(map(str, cell['mismatched']))} | {cell['same']} |")
     return "\n".join(lines) + "\n"
+
+
+def _verdict(comparison) -> int:
+    """0: matched significantly better (lower WER), 1: significantly worse, 2: interval includes 0."""
+    if not comparison.significant:
+        return 2
+    return 0 if comparison.delta < 0 else 1
 
 
 def _hypotheses(result: dict, gender: str) -> list:
