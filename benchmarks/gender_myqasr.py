@@ -160,7 +160,7 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
                   "2000 resamples of clips, seed 0; * = interval excludes 0)", "",
               "| target | budget | calibration | test gender | matched - uniform | matched - mismatched |",
               "|---|---|---|---|---|---|"]
-    tally = {}
+    verdicts = []  # (target, test gender, vs uniform, vs mismatched, identical transcripts) per pair
     for row in rows:
         if row["system"] != "myqasr" or row["calib"] != "female":
             continue
@@ -175,32 +175,33 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
             vs_uniform = paired_bootstrap(_counts(uniform, gender), _counts(matched, gender))
             vs_mismatch = paired_bootstrap(_counts(mismatched, gender), _counts(matched, gender))
             same = _hypotheses(matched, gender) == _hypotheses(mismatched, gender)
-            cell = tally.setdefault((row["target"], gender), {"n": 0, "uniform": [0, 0, 0], "mismatched": [0, 0, 0],
-                                                             "same": 0})
-            cell["n"] += 1
-            cell["uniform"][_verdict(vs_uniform)] += 1
-            cell["mismatched"][_verdict(vs_mismatch)] += 1
-            cell["same"] += same
+            verdicts.append((row["target"], gender, _verdict(vs_uniform), _verdict(vs_mismatch), same))
             lines.append(f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
                          f"{_ci(vs_uniform)} | {_ci(vs_mismatch)}{' (same transcripts)' if same else ''} |")
     lines += ["", "\"same transcripts\": the female- and male-calibrated plans gave identical text on every test clip "
               "of that gender. With min/max scales the calibration clips only change the order in which layers step "
               "down, so two orders that pick the same layers give the same plan."]
-    if tally:
+    if verdicts:
         lines += ["", "## Tally of the paired comparisons above", "",
                   "Each cell counts (budget, calibration) pairs: matched better / matched worse (interval excludes "
                   "0 either way) / no difference shown (interval includes 0).", "",
                   "| target | test gender | pairs | matched vs uniform | matched vs mismatched | identical transcripts |",
                   "|---|---|---:|---|---|---:|"]
-        for gender in GENDERS:
-            cells = [cell for (_, g), cell in tally.items() if g == gender]
-            tally[("all", gender)] = {"n": sum(c["n"] for c in cells), "same": sum(c["same"] for c in cells),
-                                      **{k: [sum(c[k][i] for c in cells) for i in range(3)]
-                                         for k in ("uniform", "mismatched")}}
-        for (target, gender), cell in tally.items():
-            lines.append(f"| {target} | {gender} | {cell['n']} | {' / '.join(map(str, cell['uniform']))} | "
-                         f"{' / '.join(map(str, cell['mismatched']))} | {cell['same']} |")
+        targets = list(dict.fromkeys(v[0] for v in verdicts)) + ["all"]
+        for target in targets:
+            for gender in GENDERS:
+                chosen = [v for v in verdicts if v[1] == gender and target in ("all", v[0])]
+                if chosen:
+                    lines.append(_tally_row(target, gender, chosen))
     return "\n".join(lines) + "\n"
+
+
+def _tally_row(target: str, gender: str, verdicts: list[tuple]) -> str:
+    def counts(column: int) -> str:
+        return " / ".join(str(sum(v[column] == verdict for v in verdicts)) for verdict in range(3))
+
+    return (f"| {target} | {gender} | {len(verdicts)} | {counts(2)} | {counts(3)} | "
+            f"{sum(v[4] for v in verdicts)} |")
 
 
 def _verdict(comparison) -> int:
