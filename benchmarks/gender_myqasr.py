@@ -47,6 +47,7 @@ AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 GENDERS = ("female", "male")
 CALIBRATIONS = ("minmax", "cosine", "hessian")
+TARGETS = ("android", "onnx", "sim")
 # Budgets per model and target (MB = 10^6 bytes): between the uniform int8 / int4 / lowest sizes so that
 # the allocation is really mixed; the lowest one is where uniform quantisation breaks down.
 BUDGETS = {
@@ -266,8 +267,8 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en", choices=sorted(BUDGETS))
-    parser.add_argument("--targets", nargs="+", default=["android", "onnx", "sim"])
-    parser.add_argument("--calibrations", nargs="+", default=list(CALIBRATIONS))
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    parser.add_argument("--calibrations", nargs="+", choices=CALIBRATIONS, default=list(CALIBRATIONS))
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
     parser.add_argument("--budgets", nargs="+",
