@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 from exporter.bench_schema import validate_results  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
@@ -111,5 +111,20 @@ def write_results(path: Path, data: dict) -> None:
     write_json(path, data)
 
 
-__all__ = ["AN4", "DATA", "GENDERS", "OVERHEAD_ALLOWANCE", "RESULTS", "ROOT", "WORK", "an4_test_clips",
-           "STAMP_FILE", "calibration_folder", "is_current", "lower_artifact", "lowering_stamp", "say", "write_results"]
+__all__ = [
+    "AN4",
+    "DATA",
+    "GENDERS",
+    "OVERHEAD_ALLOWANCE",
+    "RESULTS",
+    "ROOT",
+    "WORK",
+    "an4_test_clips",
+    "STAMP_FILE",
+    "calibration_folder",
+    "is_current",
+    "lower_artifact",
+    "lowering_stamp",
+    "say",
+    "write_results",
+]

@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 import copy  # noqa: E402
 from collections import OrderedDict  # noqa: E402
@@ -73,10 +73,11 @@ def lower(model: nn.Module, example: torch.Tensor, tag, folder: Path) -> dict[st
     folder.mkdir(parents=True, exist_ok=True)
     unlifted = torch.export.export(model, (example,), strict=False).module()
     delegate_external_constants_pass_unlifted(unlifted, tag)
-    edge = to_edge_transform_and_lower(torch.export.export(unlifted, (example,), strict=False),
-                                       partitioner=[XnnpackPartitioner()],
-                                       compile_config=EdgeCompileConfig(_check_ir_validity=False,
-                                                                        _skip_dim_order=True))
+    edge = to_edge_transform_and_lower(
+        torch.export.export(unlifted, (example,), strict=False),
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+    )
     program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True))
     (folder / "model.pte").write_bytes(program.buffer)
     program.write_tensor_data_to_file(str(folder))
@@ -97,8 +98,10 @@ def main() -> None:
     user1, user2 = quantised_users()
     example = torch.randn(1, 4, DIM)
     expected = {1: user1(example), 2: user2(example)}
-    layouts = {"lora-external": lambda n: "lora" if "lora" in n.name else None,
-               "foundation-external": lambda n: None if "lora" in n.name else "foundation"}
+    layouts = {
+        "lora-external": lambda n: "lora" if "lora" in n.name else None,
+        "foundation-external": lambda n: None if "lora" in n.name else "foundation",
+    }
     result = {"dim": DIM, "rank": RANK, "base": "8da8w per channel (torchao) on XNNPACK", "layouts": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, tag in layouts.items():
@@ -111,25 +114,36 @@ def main() -> None:
                 out, error = run(folder / "user1" / "model.pte", folder / "user2" / ptd, example)
             else:  # user 2's program with user 1's (shared) foundation file
                 out, error = run(folder / "user2" / "model.pte", folder / "user1" / ptd, example)
-            entry = {"files_user1": files[1], "files_user2": files[2], "same_pte": same_pte, "same_ptd": same_ptd,
-                     "cross_run_error": error}
+            entry = {
+                "files_user1": files[1],
+                "files_user2": files[2],
+                "same_pte": same_pte,
+                "same_ptd": same_ptd,
+                "cross_run_error": error,
+            }
             if out is not None:
                 entry["cross_run_max_abs_error_vs_user2"] = float((out - expected[2]).abs().max())
                 entry["cross_run_max_abs_diff_vs_user1"] = float((out - expected[1]).abs().max())
             result["layouts"][name] = entry
     write_json(RESULTS / "et_lora_separation.json", result)
-    lines = ["# ExecuTorch program-data separation for per-user LoRA (toy)", "",
-             "Produced by `python benchmarks/et_lora_separation.py`: Linear(512, 512), int8 per-channel base "
-             "(8da8w) plus a rank-8 float LoRA branch, XNNPACK; two users differ only in the adapter.", "",
-             "| layout | files (user 1, bytes) | .pte same for both users | .ptd same | cross run | "
-             "max abs error vs user 2 |", "|---|---|---|---|---|---:|"]
+    lines = [
+        "# ExecuTorch program-data separation for per-user LoRA (toy)",
+        "",
+        "Produced by `python benchmarks/et_lora_separation.py`: Linear(512, 512), int8 per-channel base "
+        "(8da8w) plus a rank-8 float LoRA branch, XNNPACK; two users differ only in the adapter.",
+        "",
+        "| layout | files (user 1, bytes) | .pte same for both users | .ptd same | cross run | "
+        "max abs error vs user 2 |",
+        "|---|---|---|---|---|---:|",
+    ]
     for name, e in result["layouts"].items():
-        cross = ("user 1 .pte + user 2 lora.ptd" if name == "lora-external"
-                 else "user 2 .pte + user 1 foundation.ptd")
+        cross = "user 1 .pte + user 2 lora.ptd" if name == "lora-external" else "user 2 .pte + user 1 foundation.ptd"
         outcome = e["cross_run_error"] or "ran"
         err = e.get("cross_run_max_abs_error_vs_user2")
-        lines.append(f"| {name} | {e['files_user1']} | {e['same_pte']} | {e['same_ptd']} | {cross}: {outcome} | "
-                     f"{'-' if err is None else f'{err:.2g}'} |")
+        lines.append(
+            f"| {name} | {e['files_user1']} | {e['same_pte']} | {e['same_ptd']} | {cross}: {outcome} | "
+            f"{'-' if err is None else f'{err:.2g}'} |"
+        )
     write_text(RESULTS / "et_lora_separation.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

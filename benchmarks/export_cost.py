@@ -38,8 +38,9 @@ STEM = RESULTS / "export_cost"
 
 def _commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return done.stdout.strip() + ("+changes" if dirty else "")
 
 
@@ -50,9 +51,26 @@ def measure(model: str, target: str, budget: str) -> dict:
     load_before = os.getloadavg()
     started = time.perf_counter()
     try:
-        child = subprocess.Popen([sys.executable, "-m", "exporter", "export", "--model", model, "--target",
-                                  target, "--budget", budget, "--calib", str(calibration_folder()), "--out", out,
-                                  "--no-progress"], cwd=ROOT)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "export",
+                "--model",
+                model,
+                "--target",
+                target,
+                "--budget",
+                budget,
+                "--calib",
+                str(calibration_folder()),
+                "--out",
+                out,
+                "--no-progress",
+            ],
+            cwd=ROOT,
+        )
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage: its peak RSS, not the largest yet
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
@@ -65,30 +83,43 @@ def measure(model: str, target: str, budget: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     stages, peaks = stage_values(summary), stage_values(summary, "stage_peak_rss_mb")
     return {
-        "model": model, "target": target, "budget": budget, "wall_s": round(wall, 1),
-        "peak_rss_mb": round(peak_mb, 1), "peak_rss_mb_largest_stage": round(max(peaks.values()), 1),
-        "stages_s": stages, "stage_peak_rss_mb": peaks,
+        "model": model,
+        "target": target,
+        "budget": budget,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "peak_rss_mb_largest_stage": round(max(peaks.values()), 1),
+        "stages_s": stages,
+        "stage_peak_rss_mb": peaks,
         "artifact_bytes": {a["format"]: a["artifact_bytes"] for a in summary["artifacts"]},
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "cpu_count": os.cpu_count(), "commit": _commit(),
+        "cpu_count": os.cpu_count(),
+        "commit": _commit(),
     }
 
 
 def write_report(data: dict) -> None:
-    lines = ["# Export cost: wall time and peak memory of `edgeasr export`", "",
-             f"Each export in its own process on this {data['rows'][0]['cpu_count'] if data['rows'] else '?'}-core "
-             "machine, calibrated on a folder of the AN4 train clips (32 sampled). Peak RSS: the export "
-             "process's, from its own rusage; per stage: the export's reading after resetting the kernel's "
-             "high-water mark at the stage's start. Goal for base: "
-             f"<= {GOAL_SECONDS} s and <= {GOAL_RSS_MB / 1000:g} GB.", "",
-             "| model | target | budget | wall s | peak RSS MB | stages: seconds / peak | load avg before / after "
-             "(1 min) | commit |", "|---|---|---|---:|---:|---|---|---|"]
+    lines = [
+        "# Export cost: wall time and peak memory of `edgeasr export`",
+        "",
+        f"Each export in its own process on this {data['rows'][0]['cpu_count'] if data['rows'] else '?'}-core "
+        "machine, calibrated on a folder of the AN4 train clips (32 sampled). Peak RSS: the export "
+        "process's, from its own rusage; per stage: the export's reading after resetting the kernel's "
+        "high-water mark at the stage's start. Goal for base: "
+        f"<= {GOAL_SECONDS} s and <= {GOAL_RSS_MB / 1000:g} GB.",
+        "",
+        "| model | target | budget | wall s | peak RSS MB | stages: seconds / peak | load avg before / after "
+        "(1 min) | commit |",
+        "|---|---|---|---:|---:|---|---|---|",
+    ]
     for row in data["rows"]:
         stages = describe_stages(row["stages_s"], row["stage_peak_rss_mb"])
-        lines.append(f"| {row['model']} | {row['target']} | {row['budget']} | {row['wall_s']:.0f} | "
-                     f"{row['peak_rss_mb']:,.0f} | {stages} | {row['load_average_before'][0]:.1f} / "
-                     f"{row['load_average_after'][0]:.1f} | {row['commit']} |")
+        lines.append(
+            f"| {row['model']} | {row['target']} | {row['budget']} | {row['wall_s']:.0f} | "
+            f"{row['peak_rss_mb']:,.0f} | {stages} | {row['load_average_before'][0]:.1f} / "
+            f"{row['load_average_after'][0]:.1f} | {row['commit']} |"
+        )
     lines += [""] + [f"- {note}" for note in data.get("notes", [])]
     lines += ["", "Produced by `python benchmarks/export_cost.py`; records in `export_cost.json`."]
     write_text(STEM.with_suffix(".md"), "\n".join(lines) + "\n")
@@ -101,15 +132,19 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     path = STEM.with_suffix(".json")
-    data = json.loads(path.read_text()) if path.is_file() else {
-        "schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/export_cost.py", "rows": []}
+    data = (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {"schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/export_cost.py", "rows": []}
+    )
     if not args.report_only:
         for run in args.runs:
             model, target, budget = run.split(":")
             say(f"export {model} {target} {budget}")
             row = measure(model, target, budget)
-            data["rows"] = [r for r in data["rows"] if (r["model"], r["target"], r["budget"]) !=
-                            (model, target, budget)] + [row]
+            data["rows"] = [
+                r for r in data["rows"] if (r["model"], r["target"], r["budget"]) != (model, target, budget)
+            ] + [row]
             write_json(path, data)
     write_report(data)
 

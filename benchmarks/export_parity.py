@@ -28,19 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
-from exporter.audio import load_audio  # noqa: E402
 from exporter.data import load_dataset  # noqa: E402
-from exporter.export import artifact_runner, describe_stages, stage_values  # noqa: E402
+from exporter.export import describe_stages, stage_values  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
 from exporter.models import load_whisper  # noqa: E402
 from exporter.normalize import normalize  # noqa: E402
 from exporter.quant.plan import QuantPlan  # noqa: E402
 from exporter.quant.simulate import simulate  # noqa: E402
 from exporter.scoring import score, scoring_tokens  # noqa: E402
+from runtimes.artifact import open_artifact  # noqa: E402
+from runtimes.audio import load_audio  # noqa: E402
 from runtimes.decoding import DecodingOptions  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
@@ -55,8 +56,12 @@ def main() -> None:
     parser.add_argument("--budget", default="80MB")
     parser.add_argument("--limit", type=int, help="parity clips (default: all)")
     parser.add_argument("--report-only", action="store_true", help="re-render the Markdown from the stored JSON")
-    parser.add_argument("--noise-floor-only", type=Path, metavar="PLAN",
-                        help="add the noise floor to the stored JSON, from the plan.json of that run's export")
+    parser.add_argument(
+        "--noise-floor-only",
+        type=Path,
+        metavar="PLAN",
+        help="add the noise floor to the stored JSON, from the plan.json of that run's export",
+    )
     args = parser.parse_args()
     stem = RESULTS / f"export_{args.model.replace('.', '_')}_{args.target}_{args.budget}"
     if args.report_only:
@@ -77,35 +82,69 @@ def main() -> None:
             (calib / u.audio_path.name).symlink_to(u.audio_path)
     out = work / "artifact"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "exporter", "export", "--model", args.model, "--target", args.target,
-                    "--budget", args.budget, "--calib", str(calib), "--out", str(out), "--no-progress"],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "export",
+            "--model",
+            args.model,
+            "--target",
+            args.target,
+            "--budget",
+            args.budget,
+            "--calib",
+            str(calib),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - started
     # ru_maxrss is in KiB on Linux; report 10^6-byte MB like every other result file
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e6
 
     bundle = load_whisper(args.model)
     plan = QuantPlan.load(out / "plan.json")
-    artifact = artifact_runner(out)
+    artifact = open_artifact(out)
     simulated = TorchRunner(simulate(bundle, plan))
     floor = floor_runner(bundle, plan)
     rows = []
     for utt in parity_clips(args.limit):
         a, s, eager = (transcribe(runner, utt, bundle) for runner in (artifact, simulated, floor))
-        rows.append({"utt_id": utt.utt_id, "reference": utt.transcript, "artifact": a.text, "simulated": s.text,
-                     "simulated_eager": eager.text,
-                     "identical": normalize(a.text) == normalize(s.text),
-                     "artifact_s": round(a.timings["total"], 3), "simulated_s": round(s.timings["total"], 3)})
+        rows.append(
+            {
+                "utt_id": utt.utt_id,
+                "reference": utt.transcript,
+                "artifact": a.text,
+                "simulated": s.text,
+                "simulated_eager": eager.text,
+                "identical": normalize(a.text) == normalize(s.text),
+                "artifact_s": round(a.timings["total"], 3),
+                "simulated_s": round(s.timings["total"], 3),
+            }
+        )
     identical = sum(r["identical"] for r in rows)
     summary = json.loads((out / "export.json").read_text())
     stages, stage_peaks = stage_values(summary), stage_values(summary, "stage_peak_rss_mb")
     files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
     artifact_bytes = sum(v for k, v in files.items() if k.endswith((".pte", ".onnx")))
     result = {
-        "model": args.model, "target": args.target, "budget": args.budget, "artifact_bytes": artifact_bytes,
-        "plan_bytes": plan.total_bytes, "formats": plan.format_counts(), "export_wall_s": round(wall, 1),
-        "export_peak_rss_mb": round(peak_rss_mb, 1), "export_stages_s": stages,
-        "export_stage_peak_rss_mb": stage_peaks, "parity_clips": len(rows), "identical": identical,
+        "model": args.model,
+        "target": args.target,
+        "budget": args.budget,
+        "artifact_bytes": artifact_bytes,
+        "plan_bytes": plan.total_bytes,
+        "formats": plan.format_counts(),
+        "export_wall_s": round(wall, 1),
+        "export_peak_rss_mb": round(peak_rss_mb, 1),
+        "export_stages_s": stages,
+        "export_stage_peak_rss_mb": stage_peaks,
+        "parity_clips": len(rows),
+        "identical": identical,
         "identical_share": identical / len(rows),
         "wer_artifact": score([r["reference"] for r in rows], [r["artifact"] for r in rows]).wer,
         "wer_simulated": score([r["reference"] for r in rows], [r["simulated"] for r in rows]).wer,
@@ -124,8 +163,9 @@ def parity_clips(limit: int | None = None) -> list:
 def transcribe(runner, utt, bundle):
     """One parity clip through one runner, in the clip's language where the model is multilingual."""
     samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-    return runner.transcribe(samples, DecodingOptions(language=utt.language if bundle.special.is_multilingual
-                                                      else None))
+    return runner.transcribe(
+        samples, DecodingOptions(language=utt.language if bundle.special.is_multilingual else None)
+    )
 
 
 def floor_runner(bundle, plan: QuantPlan) -> TorchRunner:
@@ -156,24 +196,40 @@ def write_report(stem: Path) -> None:
     same_tokens = sum(scoring_tokens(r["artifact"]) == scoring_tokens(r["simulated"]) for r in rows)
     floor = [r for r in rows if "simulated_eager" in r]
     floor_same = sum(normalize(r["simulated_eager"]) == normalize(r["simulated"]) for r in floor)
-    floor_line = [f"- noise floor: the simulated plan with eager instead of sdpa attention (float round-off "
-                  f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
-                  f"({100 * floor_same / len(floor):.1f} %) clips"] if floor else []
+    floor_line = (
+        [
+            f"- noise floor: the simulated plan with eager instead of sdpa attention (float round-off "
+            f"apart, the same arithmetic) gives identical text to itself on {floor_same}/{len(floor)} "
+            f"({100 * floor_same / len(floor):.1f} %) clips"
+        ]
+        if floor
+        else []
+    )
     stages, peaks = result.get("export_stages_s"), result.get("export_stage_peak_rss_mb", {})
     stage_text = f" (stages: {describe_stages(stages, peaks)})" if stages else ""
-    write_text(stem.with_suffix(".md"), "\n".join([
-        f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}", "",
-        "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).", "",
-        f"- artifact bytes: {result['artifact_bytes']:,} (plan weights {result['plan_bytes']:,}); "
-        f"formats {result['formats']}",
-        f"- export wall time: {result['export_wall_s']:.0f} s{stage_text}; peak RSS of the export process: "
-        f"{result['export_peak_rss_mb']:.0f} MB",
-        f"- transcripts identical to the simulated plan (Whisper-normalised text): {identical}/{len(rows)} "
-        f"({100 * identical / len(rows):.1f} %) on english_misc + AN4 test",
-        f"- transcripts with identical scoring tokens (collapsed, as WER counts them): {same_tokens}/{len(rows)} "
-        f"({100 * same_tokens / len(rows):.1f} %)",
-        f"- WER against references: artifact {100 * result['wer_artifact']:.1f} %, simulated "
-        f"{100 * result['wer_simulated']:.1f} %", *floor_line, ""]))
+    write_text(
+        stem.with_suffix(".md"),
+        "\n".join(
+            [
+                f"# Export parity: {result['model']}, {result['target']}, budget {result['budget']}",
+                "",
+                "Produced by `python benchmarks/export_parity.py` on this 2-core machine (times include contention).",
+                "",
+                f"- artifact bytes: {result['artifact_bytes']:,} (plan weights {result['plan_bytes']:,}); "
+                f"formats {result['formats']}",
+                f"- export wall time: {result['export_wall_s']:.0f} s{stage_text}; peak RSS of the export process: "
+                f"{result['export_peak_rss_mb']:.0f} MB",
+                f"- transcripts identical to the simulated plan (Whisper-normalised text): {identical}/{len(rows)} "
+                f"({100 * identical / len(rows):.1f} %) on english_misc + AN4 test",
+                f"- transcripts with identical scoring tokens (collapsed, as WER counts them): {same_tokens}/{len(rows)} "
+                f"({100 * same_tokens / len(rows):.1f} %)",
+                f"- WER against references: artifact {100 * result['wer_artifact']:.1f} %, simulated "
+                f"{100 * result['wer_simulated']:.1f} %",
+                *floor_line,
+                "",
+            ]
+        ),
+    )
     print(stem.with_suffix(".md").read_text())
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 import torch  # noqa: E402
 
@@ -53,9 +53,14 @@ def rescore(result: dict) -> None:
 def comparisons(runs: list[dict]) -> list[str]:
     """base - tiny.en on the same clips, per data set and gender, with a paired bootstrap interval."""
     by_key = {(r["model"], r["data"]): r["result"] for r in runs}
-    lines = ["", "Paired difference base - tiny.en (WER points, 95 % paired bootstrap interval over clips, "
-                 "2000 resamples, seed 0; * = interval excludes 0):", "",
-             "| data | group | n clips | base - tiny.en |", "|---|---|---:|---|"]
+    lines = [
+        "",
+        "Paired difference base - tiny.en (WER points, 95 % paired bootstrap interval over clips, "
+        "2000 resamples, seed 0; * = interval excludes 0):",
+        "",
+        "| data | group | n clips | base - tiny.en |",
+        "|---|---|---:|---|",
+    ]
     from exporter.scoring import UtteranceCounts
 
     for data in SETS:
@@ -68,8 +73,10 @@ def comparisons(runs: list[dict]) -> list[str]:
             cb = [UtteranceCounts(**b["utterances"][i]["counts"]) for i in pick]
             c = paired_bootstrap(ca, cb)
             mark = " *" if c.significant else ""
-            lines.append(f"| {data} | {group} | {len(pick)} | {100 * c.delta:+.1f} "
-                         f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]{mark} |")
+            lines.append(
+                f"| {data} | {group} | {len(pick)} | {100 * c.delta:+.1f} "
+                f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]{mark} |"
+            )
     return lines
 
 
@@ -78,9 +85,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--limit", type=int)
     parser.add_argument("--out", type=Path, default=RESULTS / "fp_wer")
-    parser.add_argument("--rescore", action="store_true",
-                        help="no decoding: re-score the hypotheses stored in the results JSON (after a scoring "
-                             "change)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="no decoding: re-score the hypotheses stored in the results JSON (after a scoring change)",
+    )
     args = parser.parse_args()
 
     if args.rescore:
@@ -95,8 +104,14 @@ def main() -> None:
                 dataset = load_dataset(manifest).head(args.limit)
                 started = time.perf_counter()
                 result = evaluate(runner, dataset, model_id=model_id, group_by="gender")
-                runs.append({"model": model_id, "data": set_name,
-                             "wall_s": round(time.perf_counter() - started, 1), "result": result.to_dict()})
+                runs.append(
+                    {
+                        "model": model_id,
+                        "data": set_name,
+                        "wall_s": round(time.perf_counter() - started, 1),
+                        "result": result.to_dict(),
+                    }
+                )
 
     lines = [
         "# Full-precision WER (PyTorch reference runner, float32, greedy)",
@@ -112,11 +127,12 @@ def main() -> None:
         res = run["result"]
         rows = list(res["groups"].items()) + [("all", res["overall"])]
         for group, s in rows:
-            lines.append(f"| {run['model']} | {run['data']} | {group} | {s['n_clips']} | {s['n_words']} | "
-                         f"{_pct(s['wer'])} | {_pct(s['wer_plain'])} | {_pct(s['cer'])} |")
+            lines.append(
+                f"| {run['model']} | {run['data']} | {group} | {s['n_clips']} | {s['n_words']} | "
+                f"{_pct(s['wer'])} | {_pct(s['wer_plain'])} | {_pct(s['cer'])} |"
+            )
     lines += comparisons(runs)
-    lines += ["", f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-                  f"torch {torch.__version__}."]
+    lines += ["", f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}."]
     write_json(args.out.with_suffix(".json"), {"runs": runs})
     write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

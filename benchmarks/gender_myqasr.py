@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 import fcntl  # noqa: E402
 import json  # noqa: E402
@@ -51,10 +51,8 @@ TARGETS = ("android", "onnx", "sim")
 # Budgets per model and target (MB = 10^6 bytes): between the uniform int8 / int4 / lowest sizes so that
 # the allocation is really mixed; the lowest one is where uniform quantisation breaks down.
 BUDGETS = {
-    "tiny.en": {"android": ["55MB", "45MB", "36MB"], "onnx": ["45MB", "33MB", "26MB"],
-                "sim": ["60MB", "45MB", "35MB"]},
-    "base": {"android": ["100MB", "80MB", "62MB"], "onnx": ["85MB", "65MB", "50MB"],
-             "sim": ["110MB", "80MB", "60MB"]},
+    "tiny.en": {"android": ["55MB", "45MB", "36MB"], "onnx": ["45MB", "33MB", "26MB"], "sim": ["60MB", "45MB", "35MB"]},
+    "base": {"android": ["100MB", "80MB", "62MB"], "onnx": ["85MB", "65MB", "50MB"], "sim": ["110MB", "80MB", "60MB"]},
 }
 
 
@@ -66,20 +64,32 @@ def split_an4(n_calib: int, n_test: int, seed: int) -> tuple[dict[str, Dataset],
         chosen = sorted(random.Random(seed).sample(train, n_calib), key=lambda u: str(u.audio_path))
         calib[gender] = Dataset(an4.source, chosen)
         held_out = [u for u in an4 if u.gender == gender and u not in chosen]
-        test += sorted(random.Random(seed + 1).sample(held_out, min(n_test, len(held_out))),
-                       key=lambda u: str(u.audio_path))
+        test += sorted(
+            random.Random(seed + 1).sample(held_out, min(n_test, len(held_out))), key=lambda u: str(u.audio_path)
+        )
     return calib, Dataset(an4.source, test)
 
 
 def row_plan(model_id: str, targets: list[str], calibrations: list[str]) -> list[dict]:
-    rows = [{"key": "fp", "system": "FP", "target": "-", "budget": None, "calib": None, "order": None,
-             "calibration": None}]
+    rows = [
+        {"key": "fp", "system": "FP", "target": "-", "budget": None, "calib": None, "order": None, "calibration": None}
+    ]
     for target in targets:
         for budget in BUDGETS[model_id][target]:
+
             def add(system, order, calib, calibration):
-                rows.append({"key": f"{target}/{budget}/{system}/{calib}/{calibration}", "system": system,
-                             "target": target, "budget": budget, "calib": calib, "order": order,
-                             "calibration": calibration})
+                rows.append(
+                    {
+                        "key": f"{target}/{budget}/{system}/{calib}/{calibration}",
+                        "system": system,
+                        "target": target,
+                        "budget": budget,
+                        "calib": calib,
+                        "order": order,
+                        "calibration": calibration,
+                    }
+                )
+
             add("uniform", "uniform", None, "minmax")
             for calibration in calibrations:
                 for gender in GENDERS:
@@ -113,8 +123,10 @@ def load_rows(json_path: Path, meta: dict) -> dict[str, dict]:
         return {}
     stored = json.loads(json_path.read_text())
     if stored["meta"] != meta:
-        sys.exit(f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
-                 "or pass the same settings to resume")
+        sys.exit(
+            f"{json_path} was measured with {stored['meta']}, not {meta}: delete it to start over, "
+            "or pass the same settings to resume"
+        )
     return stored["rows"]
 
 
@@ -138,29 +150,39 @@ def _ci(comparison) -> str:
 
 
 def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -> str:
-    lines = [f"# myQASR gender experiment: Whisper {model_id} on AN4", "",
-             f"Produced by `python benchmarks/gender_myqasr.py --model {model_id}`. Calibration: {meta['n_calib']} "
-             "unlabelled clips of female or male AN4 train speakers (seeded sample); test: held-out clips of "
-             "each gender (n below), never a calibration clip. WER = collapsed-token WER (see README). "
-             "Sizes are the plans' exact weight bytes (MB = 10^6). Simulated in PyTorch with each target's "
-             "real formats (XNNPACK 8da8w/8da4w with per-token int8 activations; ONNX MatMulNBits blocks of 32; "
-             "sim = per-channel integers).", "",
-             "| target | budget | system | calib | calibration | MB | formats | WER F % (n) | WER M % (n) |",
-             "|---|---|---|---|---|---:|---|---:|---:|"]
+    lines = [
+        f"# myQASR gender experiment: Whisper {model_id} on AN4",
+        "",
+        f"Produced by `python benchmarks/gender_myqasr.py --model {model_id}`. Calibration: {meta['n_calib']} "
+        "unlabelled clips of female or male AN4 train speakers (seeded sample); test: held-out clips of "
+        "each gender (n below), never a calibration clip. WER = collapsed-token WER (see README). "
+        "Sizes are the plans' exact weight bytes (MB = 10^6). Simulated in PyTorch with each target's "
+        "real formats (XNNPACK 8da8w/8da4w with per-token int8 activations; ONNX MatMulNBits blocks of 32; "
+        "sim = per-channel integers).",
+        "",
+        "| target | budget | system | calib | calibration | MB | formats | WER F % (n) | WER M % (n) |",
+        "|---|---|---|---|---|---:|---|---:|---:|",
+    ]
     for row in rows:
         rec = done.get(row["key"])
         if rec is None:
             continue
         g = rec["groups"]
         formats = ", ".join(f"{k}x{v}" for k, v in sorted(rec.get("format_counts", {}).items()))
-        lines.append(f"| {row['target']} | {row['budget'] or '-'} | {row['system']} | {row['calib'] or '-'} | "
-                     f"{row['calibration'] or '-'} | {rec['megabytes']:.1f} | {formats or 'fp32'} | "
-                     f"{_pct(g['female']['wer'])} ({g['female']['n_clips']}) | "
-                     f"{_pct(g['male']['wer'])} ({g['male']['n_clips']}) |")
-    lines += ["", "## Paired comparisons (WER difference in points, 95 % paired bootstrap interval, "
-                  "2000 resamples of clips, seed 0; * = interval excludes 0)", "",
-              "| target | budget | calibration | test gender | matched - uniform | matched - mismatched |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {row['target']} | {row['budget'] or '-'} | {row['system']} | {row['calib'] or '-'} | "
+            f"{row['calibration'] or '-'} | {rec['megabytes']:.1f} | {formats or 'fp32'} | "
+            f"{_pct(g['female']['wer'])} ({g['female']['n_clips']}) | "
+            f"{_pct(g['male']['wer'])} ({g['male']['n_clips']}) |"
+        )
+    lines += [
+        "",
+        "## Paired comparisons (WER difference in points, 95 % paired bootstrap interval, "
+        "2000 resamples of clips, seed 0; * = interval excludes 0)",
+        "",
+        "| target | budget | calibration | test gender | matched - uniform | matched - mismatched |",
+        "|---|---|---|---|---|---|",
+    ]
     verdicts = []  # (target, test gender, vs uniform, vs mismatched, identical transcripts) per pair
     for row in rows:
         if row["system"] != "myqasr" or row["calib"] != "female":
@@ -177,17 +199,27 @@ def report(model_id: str, done: dict[str, dict], rows: list[dict], meta: dict) -
             vs_mismatch = paired_bootstrap(_counts(mismatched, gender), _counts(matched, gender))
             same = _hypotheses(matched, gender) == _hypotheses(mismatched, gender)
             verdicts.append((row["target"], gender, _verdict(vs_uniform), _verdict(vs_mismatch), same))
-            lines.append(f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
-                         f"{_ci(vs_uniform)} | {_ci(vs_mismatch)}{' (same transcripts)' if same else ''} |")
-    lines += ["", "\"same transcripts\": the female- and male-calibrated plans gave identical text on every test clip "
-              "of that gender. With min/max scales the calibration clips only change the order in which layers step "
-              "down, so two orders that pick the same layers give the same plan."]
+            lines.append(
+                f"| {row['target']} | {row['budget']} | {row['calibration']} | {gender} | "
+                f"{_ci(vs_uniform)} | {_ci(vs_mismatch)}{' (same transcripts)' if same else ''} |"
+            )
+    lines += [
+        "",
+        '"same transcripts": the female- and male-calibrated plans gave identical text on every test clip '
+        "of that gender. With min/max scales the calibration clips only change the order in which layers step "
+        "down, so two orders that pick the same layers give the same plan.",
+    ]
     if verdicts:
-        lines += ["", "## Tally of the paired comparisons above", "",
-                  "Each cell counts (budget, calibration) pairs: matched better / matched worse (interval excludes "
-                  "0 either way) / no difference shown (interval includes 0).", "",
-                  "| target | test gender | pairs | matched vs uniform | matched vs mismatched | identical transcripts |",
-                  "|---|---|---:|---|---|---:|"]
+        lines += [
+            "",
+            "## Tally of the paired comparisons above",
+            "",
+            "Each cell counts (budget, calibration) pairs: matched better / matched worse (interval excludes "
+            "0 either way) / no difference shown (interval includes 0).",
+            "",
+            "| target | test gender | pairs | matched vs uniform | matched vs mismatched | identical transcripts |",
+            "|---|---|---:|---|---|---:|",
+        ]
         targets = list(dict.fromkeys(v[0] for v in verdicts)) + ["all"]
         for target in targets:
             for gender in GENDERS:
@@ -201,8 +233,7 @@ def _tally_row(target: str, gender: str, verdicts: list[tuple]) -> str:
     def counts(column: int) -> str:
         return " / ".join(str(sum(v[column] == verdict for v in verdicts)) for verdict in range(3))
 
-    return (f"| {target} | {gender} | {len(verdicts)} | {counts(2)} | {counts(3)} | "
-            f"{sum(v[4] for v in verdicts)} |")
+    return f"| {target} | {gender} | {len(verdicts)} | {counts(2)} | {counts(3)} | {sum(v[4] for v in verdicts)} |"
 
 
 def _verdict(comparison) -> int:
@@ -226,8 +257,11 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
     targets = sorted({r["target"] for r in rows if r["target"] != "-"})
 
     def label_of(row, gender):
-        return row["system"] if row["calib"] is None else \
-            f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
+        return (
+            row["system"]
+            if row["calib"] is None
+            else f"{row['system']} ({'matched' if row['calib'] == gender else 'mismatched'}, {row['calibration']})"
+        )
 
     paths = []
     for gender in GENDERS:
@@ -244,7 +278,8 @@ def plot(model_id: str, done: dict[str, dict], rows: list[dict], out_stem: Path)
                 if rec is None or row["target"] != target:
                     continue
                 series.setdefault(label_of(row, gender), []).append(
-                    (rec["megabytes"], 100 * rec["groups"][gender]["wer"]))
+                    (rec["megabytes"], 100 * rec["groups"][gender]["wer"])
+                )
             for label, points in sorted(series.items()):
                 plot_wer_clipped(ax, points, "o-", label=label, color=colours[label])
             if fp:
@@ -271,9 +306,12 @@ def main() -> None:
     parser.add_argument("--calibrations", nargs="+", choices=CALIBRATIONS, default=list(CALIBRATIONS))
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=80, help="held-out test clips per gender")
-    parser.add_argument("--budgets", nargs="+",
-                        help="only these budgets of the chosen targets (default: all), e.g. to split one "
-                             "target's rows between two processes")
+    parser.add_argument(
+        "--budgets",
+        nargs="+",
+        help="only these budgets of the chosen targets (default: all), e.g. to split one "
+        "target's rows between two processes",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-only", action="store_true", help="re-render table and plots from the JSON")
     args = parser.parse_args()
@@ -289,8 +327,10 @@ def main() -> None:
     if args.budgets:
         known = {budget for target in args.targets for budget in BUDGETS[args.model][target]}
         if unknown := sorted(set(args.budgets) - known):
-            parser.error(f"budget(s) {', '.join(unknown)} not in the design of {' '.join(args.targets)} "
-                         f"for {args.model}; choose from {', '.join(sorted(known))}")
+            parser.error(
+                f"budget(s) {', '.join(unknown)} not in the design of {' '.join(args.targets)} "
+                f"for {args.model}; choose from {', '.join(sorted(known))}"
+            )
         rows = [row for row in rows if row["system"] == "FP" or row["budget"] in args.budgets]
     bundle = load_whisper(args.model)
     calib, test = split_an4(args.n_calib, args.n_test, args.seed)
@@ -307,9 +347,17 @@ def main() -> None:
                 if row["calib"] not in users:
                     users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
                 user = users[row["calib"]]
-            plan = make_plan(bundle, user, PlanOptions(target=row["target"], budget=row["budget"],
-                                                       order=row["order"], calibration=row["calibration"],
-                                                       seed=args.seed))
+            plan = make_plan(
+                bundle,
+                user,
+                PlanOptions(
+                    target=row["target"],
+                    budget=row["budget"],
+                    order=row["order"],
+                    calibration=row["calibration"],
+                    seed=args.seed,
+                ),
+            )
             evaluated = simulate(bundle, plan)
         result = evaluate(TorchRunner(evaluated), test, model_id=row["key"], group_by="gender").to_dict()
         size = plan.total_bytes if plan else 0
@@ -319,18 +367,31 @@ def main() -> None:
             layers = quantisable_layers(bundle.model)
             size = unquantised_bytes(bundle.model, layers) + sum(4 * layer.numel for layer in layers)
         done[row["key"]] = {
-            **row, "megabytes": size / 1e6, "bytes": size,
+            **row,
+            "megabytes": size / 1e6,
+            "bytes": size,
             "format_counts": plan.format_counts() if plan else {},
-            "groups": result["groups"], "wall_s": round(time.perf_counter() - started, 1),
-            "utterances": [{"audio_path": u["audio_path"], "group": u["group"], "hypothesis": u["hypothesis"],
-                            "counts": u["counts"]} for u in result["utterances"]],
+            "groups": result["groups"],
+            "wall_s": round(time.perf_counter() - started, 1),
+            "utterances": [
+                {
+                    "audio_path": u["audio_path"],
+                    "group": u["group"],
+                    "hypothesis": u["hypothesis"],
+                    "counts": u["counts"],
+                }
+                for u in result["utterances"]
+            ],
         }
         with results_lock(json_path):
             done = {**load_rows(json_path, meta), **done}
             write_json(json_path, {"meta": meta, "rows": done})
             render(args.model, done, meta, stem)
-        print(f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
-              f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)", flush=True)
+        print(
+            f"[{sum(r['key'] in done for r in rows)}/{len(rows)}] {row['key']}: F {done[row['key']]['groups']['female']['wer']:.3f} "
+            f"M {done[row['key']]['groups']['male']['wer']:.3f} ({done[row['key']]['wall_s']} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

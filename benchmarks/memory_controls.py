@@ -38,13 +38,22 @@ class Suite:
         self.args = args
         self.source = WORK / f"{args.model}-{args.budget}-pte-onnx-myqasr"
         if not args.report_only and not is_current(self.source):
-            raise SystemExit(f"{self.source} is missing or was lowered by older code: run benchmarks/runtime_comparison.py --model "
-                             f"{args.model} --budget {args.budget} first")
+            raise SystemExit(
+                f"{self.source} is missing or was lowered by older code: run benchmarks/runtime_comparison.py --model "
+                f"{args.model} --budget {args.budget} first"
+            )
         self.stem = RESULTS / f"memory_controls_{args.model.replace('.', '_')}"
         path = self.stem.with_suffix(".json")
-        self.data = json.loads(path.read_text()) if path.is_file() else {
-            "schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/memory_controls.py",
-            "notes": [], "records": []}
+        self.data = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {
+                "schema_version": 1,
+                "generated_by": f"edgeasr {__version__} benchmarks/memory_controls.py",
+                "notes": [],
+                "records": [],
+            }
+        )
         self.clips = None if args.report_only else an4_test_clips(args.per_gender)
         self._bundle = None
 
@@ -66,8 +75,16 @@ class Suite:
             return
         say(f"{key}: bench {', '.join(runtimes)} on {len(dataset)} {data_name} clips")
         source = AN4 if data_name == "an4" else DATA / data_name / "manifest.jsonl"
-        result = bench(BenchOptions(artifact=folder, data=source, runtimes=runtimes, onnx_memory_arena=arena,
-                                    group_by="gender" if data_name == "an4" else None), dataset=dataset)
+        result = bench(
+            BenchOptions(
+                artifact=folder,
+                data=source,
+                runtimes=runtimes,
+                onnx_memory_arena=arena,
+                group_by="gender" if data_name == "an4" else None,
+            ),
+            dataset=dataset,
+        )
         for record in result.records:
             record.setdefault("extra", {})["controls_row"] = key
         self.data["records"] += result.records
@@ -77,11 +94,22 @@ class Suite:
     def measure(self) -> None:
         for fmt, settings, runtime in (("pte", PTE_SETTINGS, "executorch"), ("onnx", ONNX_SETTINGS, "onnx")):
             for frames, attention in settings:
-                self.run(f"memory/{runtime}/{frames}/{attention}", self.folder(fmt, frames, attention),
-                         (runtime,), self.clips, "an4")
+                self.run(
+                    f"memory/{runtime}/{frames}/{attention}",
+                    self.folder(fmt, frames, attention),
+                    (runtime,),
+                    self.clips,
+                    "an4",
+                )
         for frames in ONNX_NO_ARENA:
-            self.run(f"memory/onnx/{frames}/no-arena", self.folder("onnx", frames, "explicit"), ("onnx",),
-                     self.clips, "an4", arena=False)
+            self.run(
+                f"memory/onnx/{frames}/no-arena",
+                self.folder("onnx", frames, "explicit"),
+                ("onnx",),
+                self.clips,
+                "an4",
+                arena=False,
+            )
         misc = load_dataset(DATA / "english_misc" / "manifest.jsonl")
         for frames in FP_CONTEXTS:
             attention = next(a for f, a in PTE_SETTINGS if f == frames)
@@ -91,16 +119,24 @@ class Suite:
 
     def rows(self, prefix: str):
         keys = list(dict.fromkeys(r["extra"]["controls_row"] for r in self.data["records"]))
-        return [(k, [r for r in self.data["records"] if r["extra"]["controls_row"] == k])
-                for k in keys if k.startswith(prefix)]
+        return [
+            (k, [r for r in self.data["records"] if r["extra"]["controls_row"] == k])
+            for k in keys
+            if k.startswith(prefix)
+        ]
 
     def markdown(self) -> str:
-        lines = [f"# Memory controls: {self.args.model} ({self.args.budget} myQASR plans)", "",
-                 "Peak memory = bytes the artifact adds to a fresh process (resident set peak minus the baseline "
-                 "with the runtime imported), measured by `edgeasr bench`; predicted = `exporter.memory` from "
-                 "the artifact (ExecuTorch: its memory plan; ONNX: graph liveness) for the Python host.", "",
-                 "| runtime | context s | attention or arena | artifact MB | load peak MB (pred.) | run peak MB (pred.) | "
-                 "run error | latency median ms | WER % AN4 |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        lines = [
+            f"# Memory controls: {self.args.model} ({self.args.budget} myQASR plans)",
+            "",
+            "Peak memory = bytes the artifact adds to a fresh process (resident set peak minus the baseline "
+            "with the runtime imported), measured by `edgeasr bench`; predicted = `exporter.memory` from "
+            "the artifact (ExecuTorch: its memory plan; ONNX: graph liveness) for the Python host.",
+            "",
+            "| runtime | context s | attention or arena | artifact MB | load peak MB (pred.) | run peak MB (pred.) | "
+            "run error | latency median ms | WER % AN4 |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for key, records in self.rows("memory/"):
             _, runtime, frames, attention = key.split("/")
             entry = next(iter(systems(records).values()))
@@ -110,9 +146,15 @@ class Suite:
             lines.append(
                 f"| {runtime} | {int(frames) / 100:g} | {attention} | {entry['artifact']['bytes'] / 1e6:.1f} | "
                 f"{cmp['load'][0] / 1e6:.0f} ({cmp['load'][1] / 1e6:.0f}) | {cmp['run'][0] / 1e6:.0f} "
-                f"({cmp['run'][1] / 1e6:.0f}) | {100 * cmp['run'][2]:+.0f} % | {latency:,.0f} | {100 * wer:.1f} |")
-        lines += ["", "## WER of PyTorch FP per audio context (collapsed WER %, n clips)", "",
-                  "| context s | AN4 test (all) | AN4 female | AN4 male | english_misc |", "|---:|---:|---:|---:|---:|"]
+                f"({cmp['run'][1] / 1e6:.0f}) | {100 * cmp['run'][2]:+.0f} % | {latency:,.0f} | {100 * wer:.1f} |"
+            )
+        lines += [
+            "",
+            "## WER of PyTorch FP per audio context (collapsed WER %, n clips)",
+            "",
+            "| context s | AN4 test (all) | AN4 female | AN4 male | english_misc |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for frames in FP_CONTEXTS:
             cells = []
             for data_name, groups in (("an4", ("all", "female", "male")), ("english_misc", ("all",))):
@@ -122,8 +164,11 @@ class Suite:
                     r = next((r for r in records if r["metric"]["name"] == "wer" and r["group"] == group), None)
                     cells.append("-" if r is None else f"{100 * r['metric']['value']:.1f} (n={r['n']})")
             lines.append(f"| {frames / 100:g} | " + " | ".join(cells) + " |")
-        lines += ["", f"Produced by `python benchmarks/memory_controls.py --model {self.args.model} --budget "
-                      f"{self.args.budget}`; records in `{self.stem.name}.json`."]
+        lines += [
+            "",
+            f"Produced by `python benchmarks/memory_controls.py --model {self.args.model} --budget "
+            f"{self.args.budget}`; records in `{self.stem.name}.json`.",
+        ]
         return "\n".join(lines) + "\n"
 
     def plot(self) -> None:
@@ -144,8 +189,9 @@ class Suite:
                 top = max(top, measured / 1e6, predicted / 1e6)
         line = [0, top * 1.1]
         axes[0].plot(line, line, "k-", lw=0.8)
-        axes[0].fill_between(line, [0.8 * v for v in line], [1.2 * v for v in line], color="grey", alpha=0.15,
-                             label="within 20 %")
+        axes[0].fill_between(
+            line, [0.8 * v for v in line], [1.2 * v for v in line], color="grey", alpha=0.15, label="within 20 %"
+        )
         axes[0].set_xlabel("measured peak MB (over process baseline)")
         axes[0].set_ylabel("predicted peak MB")
         axes[0].set_title("memory model: o ExecuTorch, s ONNX Runtime; red run, orange load")
@@ -155,8 +201,7 @@ class Suite:
                 points = []
                 for frames in FP_CONTEXTS:
                     records = dict(self.rows(f"context/{data_name}/{frames}")).get(f"context/{data_name}/{frames}")
-                    r = next((r for r in records or [] if r["metric"]["name"] == "wer" and r["group"] == group),
-                             None)
+                    r = next((r for r in records or [] if r["metric"]["name"] == "wer" and r["group"] == group), None)
                     if r:
                         points.append((frames / 100, 100 * r["metric"]["value"]))
                 if points:

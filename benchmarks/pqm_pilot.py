@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 import json  # noqa: E402
 
@@ -44,10 +44,15 @@ N_ADAPT = 8
 ALL = ("q", "k", "v", "out", "fc1", "fc2")
 
 
-def _config(targets=("q", "v"), scope=("decoder",), rank=8, steps=30, lr=1e-3, labels="transcripts",
-            style="lower") -> dict:
-    return {"lora": LoraConfig(rank=rank, alpha=2.0 * rank, targets=targets, scope=scope),
-            "train": TrainOptions(steps=steps, lr=lr), "labels": labels, "style": style}
+def _config(
+    targets=("q", "v"), scope=("decoder",), rank=8, steps=30, lr=1e-3, labels="transcripts", style="lower"
+) -> dict:
+    return {
+        "lora": LoraConfig(rank=rank, alpha=2.0 * rank, targets=targets, scope=scope),
+        "train": TrainOptions(steps=steps, lr=lr),
+        "labels": labels,
+        "style": style,
+    }
 
 
 CONFIGS = {
@@ -67,6 +72,7 @@ CONFIGS = {
     "dec_all_pseudo": _config(targets=ALL, labels="pseudo"),
 }
 
+
 def counts_of(result) -> list[dict]:
     return [c.__dict__ for c in result.counts()]
 
@@ -80,24 +86,32 @@ def write_report(path_json: Path, data: dict) -> None:
     write_json(path_json, data)
     rows = data["rows"]
     systems = sorted({r["system"] for r in rows}, key=lambda s: (s not in ("fp", "nf4"), s))
-    lines = [f"# PQM pilot ({data['model']}): LoRA settings on AN4 test-split speakers", "",
-             "Produced by `python benchmarks/pqm_pilot.py`. Per speaker: adapt on the first 8 clips, test on "
-             "the other 5 (collapsed-token WER, pooled over speakers). These speakers are not used by "
-             "`pqm_speakers.py`.", "",
-             "| system | speakers | test clips | WER % | FP WER % (same clips) | NF4 WER % (same clips) | "
-             "mean train s | settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# PQM pilot ({data['model']}): LoRA settings on AN4 test-split speakers",
+        "",
+        "Produced by `python benchmarks/pqm_pilot.py`. Per speaker: adapt on the first 8 clips, test on "
+        "the other 5 (collapsed-token WER, pooled over speakers). These speakers are not used by "
+        "`pqm_speakers.py`.",
+        "",
+        "| system | speakers | test clips | WER % | FP WER % (same clips) | NF4 WER % (same clips) | "
+        "mean train s | settings |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
 
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}"
+
     for system in systems:
         chosen = [r for r in rows if r["system"] == system]
         speakers = {r["speaker"] for r in chosen}
         fp = wer_of([r for r in rows if r["system"] == "fp" and r["speaker"] in speakers])
         nf4 = wer_of([r for r in rows if r["system"] == "nf4" and r["speaker"] in speakers])
         secs = [r["train_seconds"] for r in chosen if r.get("train_seconds") is not None]
-        lines.append(f"| {system} | {len(chosen)} | {sum(len(r['counts']) for r in chosen)} | "
-                     f"{pct(wer_of(chosen))} | {pct(fp)} | {pct(nf4)} | "
-                     f"{'-' if not secs else f'{sum(secs) / len(secs):.0f}'} | {chosen[0].get('settings', '')} |")
+        lines.append(
+            f"| {system} | {len(chosen)} | {sum(len(r['counts']) for r in chosen)} | "
+            f"{pct(wer_of(chosen))} | {pct(fp)} | {pct(nf4)} | "
+            f"{'-' if not secs else f'{sum(secs) / len(secs):.0f}'} | {chosen[0].get('settings', '')} |"
+        )
     lines += ["", f"Machine: {data['machine']}"]
     write_text(path_json.with_suffix(".md"), "\n".join(lines) + "\n")
 
@@ -135,23 +149,35 @@ def main() -> None:
             lora, train, labels = config["lora"], config["train"], config["labels"]
             key = (labels, config["style"])
             if key not in examples:
-                examples[key] = (labelled_examples(fp, adapt, config["style"]) if labels == "transcripts"
-                                 else pseudo_labelled_examples(fp, adapt))
+                examples[key] = (
+                    labelled_examples(fp, adapt, config["style"])
+                    if labels == "transcripts"
+                    else pseudo_labelled_examples(fp, adapt)
+                )
             bundle = adapted_model(nf4, lora, train.seed)
             started = time.perf_counter()
             curve = train_lora(bundle.model, examples[key], bundle.special.eot, train).curve
             seconds = time.perf_counter() - started
             result = evaluate(TorchRunner(bundle), test, name, progress=False)
-            row = {"system": name, "speaker": speaker, "counts": counts_of(result), "train_seconds": seconds,
-                   "loss_first": curve[0]["loss"], "loss_last": curve[-1]["loss"],
-                   "settings": f"rank {lora.rank} alpha {lora.alpha} {','.join(lora.targets)} in "
-                               f"{','.join(lora.scope)}; {train.steps} steps lr {train.lr}; labels {labels}"
-                               + ("" if config["style"] == "lower" else f" ({config['style']} text)"),
-                   "hypotheses": result.hypotheses()}
+            row = {
+                "system": name,
+                "speaker": speaker,
+                "counts": counts_of(result),
+                "train_seconds": seconds,
+                "loss_first": curve[0]["loss"],
+                "loss_last": curve[-1]["loss"],
+                "settings": f"rank {lora.rank} alpha {lora.alpha} {','.join(lora.targets)} in "
+                f"{','.join(lora.scope)}; {train.steps} steps lr {train.lr}; labels {labels}"
+                + ("" if config["style"] == "lower" else f" ({config['style']} text)"),
+                "hypotheses": result.hypotheses(),
+            }
             data["rows"].append(row)
             write_report(out, data)
-            print(f"{speaker} {name}: WER {wer_of([row]):.3f} loss {curve[0]['loss']:.3f}->{curve[-1]['loss']:.3f} "
-                  f"{seconds:.0f}s", flush=True)
+            print(
+                f"{speaker} {name}: WER {wer_of([row]):.3f} loss {curve[0]['loss']:.3f}->{curve[-1]['loss']:.3f} "
+                f"{seconds:.0f}s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import _quiet_libraries  # noqa: E402
+from exporter.logs import quiet_libraries  # noqa: E402
 
-_quiet_libraries()
+quiet_libraries()
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
@@ -46,7 +46,6 @@ import os  # noqa: E402
 
 import torch  # noqa: E402
 
-from exporter.audio import load_audio  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.evaluate import evaluate  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
@@ -61,9 +60,10 @@ from exporter.personalize.lora import (  # noqa: E402
     save_adapter,
 )
 from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
-from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
+from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
+from runtimes.audio import load_audio  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"
@@ -127,8 +127,9 @@ class ExampleStore:
         for u, example in zip(utts, base):
             p = self.pseudo.get(u)
             prompt = example.tokens[: example.prompt_length]
-            out.append(dataclasses.replace(example, tokens=prompt + p["tokens"] + [self.fp.special.eot],
-                                           text=p["text"]))
+            out.append(
+                dataclasses.replace(example, tokens=prompt + p["tokens"] + [self.fp.special.eot], text=p["text"])
+            )
         return out
 
 
@@ -149,8 +150,9 @@ def summarise(data: dict) -> dict:
     rows = data["rows"]
     speakers = sorted({r["speaker"] for r in rows if r["system"] == "fp"})
     # only speakers with every system, so all systems are compared on the same clips
-    complete = [s for s in speakers if all(any(r["speaker"] == s and r["system"] == sys_ for r in rows)
-                                           for sys_ in systems)]
+    complete = [
+        s for s in speakers if all(any(r["speaker"] == s and r["system"] == sys_ for r in rows) for sys_ in systems)
+    ]
     by = {(r["speaker"], r["system"]): r for r in rows}
     summary = {"speakers": complete, "systems": {}}
     if not complete:
@@ -163,10 +165,19 @@ def summarise(data: dict) -> dict:
         per = [aggregate([UtteranceCounts(**c) for c in by[(spk, s)]["counts"]]).wer for spk in complete]
         per = [w for w in per if w is not None]
         q = statistics.quantiles(per, n=4, method="inclusive") if len(per) >= 2 else [per[0]] * 3
-        entry = {"wer": score.wer, "cer": score.cer, "wer_plain": score.wer_plain, "n_clips": score.n_clips, "n_tokens": sum(c.ref_tokens for c in counts[s]),
-                 "relative_vs_fp": None if not fp_wer else (score.wer - fp_wer) / fp_wer,
-                 "per_speaker_median": statistics.median(per), "per_speaker_q1": q[0], "per_speaker_q3": q[2],
-                 "per_speaker_min": min(per), "per_speaker_max": max(per)}
+        entry = {
+            "wer": score.wer,
+            "cer": score.cer,
+            "wer_plain": score.wer_plain,
+            "n_clips": score.n_clips,
+            "n_tokens": sum(c.ref_tokens for c in counts[s]),
+            "relative_vs_fp": None if not fp_wer else (score.wer - fp_wer) / fp_wer,
+            "per_speaker_median": statistics.median(per),
+            "per_speaker_q1": q[0],
+            "per_speaker_q3": q[2],
+            "per_speaker_min": min(per),
+            "per_speaker_max": max(per),
+        }
         for ref in ("fp", "nf4"):
             if s != ref:
                 cmp = paired_bootstrap(counts[ref], counts[s], clusters=clusters, n_resamples=2000, seed=0)
@@ -187,57 +198,84 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
         write_json(path, data)
     summary = data["summary"]
     cfg = data["config"]
-    lines = [f"# PQM per-speaker personalisation on AN4 ({data['model']})", "",
-             "Produced by `python benchmarks/pqm_speakers.py` (protocol in its docstring). Per AN4 train speaker: "
-             f"adapt on the first {N_ADAPT} clips, test on the rest; pooled collapsed-token WER over the speakers "
-             "that have every system. Intervals: 95 % paired bootstrap over speakers then clips.", "",
-             f"Speakers: {len(summary['speakers'])} of the 24 AN4 train speakers ({', '.join(summary['speakers'])}).",
-             f"LoRA: rank {cfg['lora']['rank']}, alpha {cfg['lora']['alpha']}, dropout {cfg['lora']['dropout']}, "
-             f"targets {','.join(cfg['lora']['targets'])} in {','.join(cfg['lora']['scope'])}; speaker adaptation "
-             f"{cfg['adapt']['steps']} steps, batch {cfg['adapt']['batch_size']}, lr {cfg['adapt']['lr']} (from the "
-             f"pool adapter: lr {cfg['adapt_pretrained']['lr']}); pool pre-training {cfg['pretrain']['steps']} steps, "
-             f"batch {cfg['pretrain']['batch_size']}, lr {cfg['pretrain']['lr']}, {cfg['folds']}-fold leave-speakers-"
-             f"out pools. NF4 base: {cfg['base']}.", ""]
+    lines = [
+        f"# PQM per-speaker personalisation on AN4 ({data['model']})",
+        "",
+        "Produced by `python benchmarks/pqm_speakers.py` (protocol in its docstring). Per AN4 train speaker: "
+        f"adapt on the first {N_ADAPT} clips, test on the rest; pooled collapsed-token WER over the speakers "
+        "that have every system. Intervals: 95 % paired bootstrap over speakers then clips.",
+        "",
+        f"Speakers: {len(summary['speakers'])} of the 24 AN4 train speakers ({', '.join(summary['speakers'])}).",
+        f"LoRA: rank {cfg['lora']['rank']}, alpha {cfg['lora']['alpha']}, dropout {cfg['lora']['dropout']}, "
+        f"targets {','.join(cfg['lora']['targets'])} in {','.join(cfg['lora']['scope'])}; speaker adaptation "
+        f"{cfg['adapt']['steps']} steps, batch {cfg['adapt']['batch_size']}, lr {cfg['adapt']['lr']} (from the "
+        f"pool adapter: lr {cfg['adapt_pretrained']['lr']}); pool pre-training {cfg['pretrain']['steps']} steps, "
+        f"batch {cfg['pretrain']['batch_size']}, lr {cfg['pretrain']['lr']}, {cfg['folds']}-fold leave-speakers-"
+        f"out pools. NF4 base: {cfg['base']}.",
+        "",
+    ]
     if summary["systems"]:
-        lines += ["| system | n clips | n tokens | WER % | CER % | rel. vs FP | vs FP (pts, 95% CI) | vs NF4 (pts, 95% CI) | "
-                  "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) | RSS added by training MB (max) |",
-                  "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|"]
+        lines += [
+            "| system | n clips | n tokens | WER % | CER % | rel. vs FP | vs FP (pts, 95% CI) | vs NF4 (pts, 95% CI) | "
+            "per-speaker median [IQR] | train s (median / max) | peak RSS MB (max) | RSS added by training MB (max) |",
+            "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|",
+        ]
         for s in systems_of(data):
             e = summary["systems"][s]
 
             def ci(key):
                 c = e.get(key)
-                return "-" if not c else (f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, "
-                                          f"{100 * c['ci_high']:+.1f}]")
+                return (
+                    "-" if not c else (f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
+                )
+
             rel = "-" if e["relative_vs_fp"] is None or s == "fp" else f"{100 * e['relative_vs_fp']:+.1f} %"
-            train = (f"{e['train_seconds_median']:.0f} / {e['train_seconds_max']:.0f}"
-                     if "train_seconds_median" in e else "-")
+            train = (
+                f"{e['train_seconds_median']:.0f} / {e['train_seconds_max']:.0f}"
+                if "train_seconds_median" in e
+                else "-"
+            )
             rss = f"{e['peak_rss_mb_max']:.0f}" if "peak_rss_mb_max" in e else "-"
             extra = f"{e['train_extra_rss_mb_max']:.0f}" if "train_extra_rss_mb_max" in e else "-"
-            lines.append(f"| {s} | {e['n_clips']} | {e['n_tokens']} | {_pct(e['wer'])} | {_pct(e['cer'])} | {rel} | {ci('vs_fp')} | "
-                         f"{ci('vs_nf4')} | {_pct(e['per_speaker_median'])} [{_pct(e['per_speaker_q1'])}, "
-                         f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} | {extra} |")
+            lines.append(
+                f"| {s} | {e['n_clips']} | {e['n_tokens']} | {_pct(e['wer'])} | {_pct(e['cer'])} | {rel} | {ci('vs_fp')} | "
+                f"{ci('vs_nf4')} | {_pct(e['per_speaker_median'])} [{_pct(e['per_speaker_q1'])}, "
+                f"{_pct(e['per_speaker_q3'])}] | {train} | {rss} | {extra} |"
+            )
     if summary["speakers"]:
         by = {(r["speaker"], r["system"]): r for r in data["rows"]}
-        lines += ["", "Per speaker (WER %; train seconds and peak RSS MB of the labelled scratch adaptation):", "",
-                  "| speaker | test clips | " + " | ".join(systems_of(data)) + " | train s | peak RSS MB |",
-                  "|---|---:|" + "---:|" * (len(systems_of(data)) + 2)]
+        lines += [
+            "",
+            "Per speaker (WER %; train seconds and peak RSS MB of the labelled scratch adaptation):",
+            "",
+            "| speaker | test clips | " + " | ".join(systems_of(data)) + " | train s | peak RSS MB |",
+            "|---|---:|" + "---:|" * (len(systems_of(data)) + 2),
+        ]
         for spk in summary["speakers"]:
-            wers = [_pct(aggregate([UtteranceCounts(**c) for c in by[(spk, s_)]["counts"]]).wer)
-                    for s_ in systems_of(data)]
+            wers = [
+                _pct(aggregate([UtteranceCounts(**c) for c in by[(spk, s_)]["counts"]]).wer) for s_ in systems_of(data)
+            ]
             scratch = by[(spk, "scratch/labels")]
-            lines.append(f"| {spk} | {len(by[(spk, 'fp')]['counts'])} | " + " | ".join(wers) +
-                         f" | {scratch['train_seconds']:.0f} | {scratch['peak_rss_bytes'] / 1e6:.0f} |")
+            lines.append(
+                f"| {spk} | {len(by[(spk, 'fp')]['counts'])} | "
+                + " | ".join(wers)
+                + f" | {scratch['train_seconds']:.0f} | {scratch['peak_rss_bytes'] / 1e6:.0f} |"
+            )
     pre = data.get("pretrain", {})
     if pre:
         lines += ["", "Pool pre-training (per fold and label mode): pool clips, seconds, loss first -> last", ""]
         for key, p in sorted(pre.items()):
-            lines.append(f"- {key}: {p['clips']} clips of {len(p['speakers'])} speakers, {p['seconds']:.0f} s, "
-                         f"loss {p['loss_first']:.3f} -> {p['loss_last']:.3f}")
-    lines += ["", f"Machine: {data['machine']}, shared with other jobs (wall times are noisy). Peak RSS is the "
-              "whole benchmark process, which also holds the FP and NF4 models and the cached features and "
-              "encoder outputs of every clip; 'RSS added by training' is the peak during one training minus the "
-              "RSS before it."]
+            lines.append(
+                f"- {key}: {p['clips']} clips of {len(p['speakers'])} speakers, {p['seconds']:.0f} s, "
+                f"loss {p['loss_first']:.3f} -> {p['loss_last']:.3f}"
+            )
+    lines += [
+        "",
+        f"Machine: {data['machine']}, shared with other jobs (wall times are noisy). Peak RSS is the "
+        "whole benchmark process, which also holds the FP and NF4 models and the cached features and "
+        "encoder outputs of every clip; 'RSS added by training' is the peak during one training minus the "
+        "RSS before it.",
+    ]
     for note in data.get("notes", []):
         lines.append(f"Note: {note}")
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
@@ -259,21 +297,35 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=150)
     parser.add_argument("--pretrain-batch", type=int, default=8)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/edgeasr-pqm"))
-    parser.add_argument("--scratch-only", action="store_true",
-                        help="only fp, nf4 and scratch adaptation (no pool pre-training): the cheap subset")
+    parser.add_argument(
+        "--scratch-only",
+        action="store_true",
+        help="only fp, nf4 and scratch adaptation (no pool pre-training): the cheap subset",
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the JSON and stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    lora = LoraConfig(rank=args.rank, alpha=2.0 * args.rank, dropout=0.05, targets=parse_targets(args.targets),
-                      scope=parse_targets(args.scope))
+    lora = LoraConfig(
+        rank=args.rank,
+        alpha=2.0 * args.rank,
+        dropout=0.05,
+        targets=parse_targets(args.targets),
+        scope=parse_targets(args.scope),
+    )
     adapt = TrainOptions(steps=args.steps, batch_size=4, lr=args.lr)
     adapt_pre = TrainOptions(steps=args.steps, batch_size=4, lr=args.pretrained_lr)
     pretrain = TrainOptions(steps=args.pretrain_steps, batch_size=args.pretrain_batch, lr=args.lr)
     base_options = Nf4Options()
-    config = {"lora": lora.to_dict(), "adapt": adapt.to_dict(), "adapt_pretrained": adapt_pre.to_dict(),
-              "pretrain": pretrain.to_dict(), "folds": args.folds, "base": base_options.to_dict(),
-              "n_adapt": N_ADAPT}
+    config = {
+        "lora": lora.to_dict(),
+        "adapt": adapt.to_dict(),
+        "adapt_pretrained": adapt_pre.to_dict(),
+        "pretrain": pretrain.to_dict(),
+        "folds": args.folds,
+        "base": base_options.to_dict(),
+        "n_adapt": N_ADAPT,
+    }
     if args.scratch_only:
         config["systems"] = SCRATCH_ONLY
     out = RESULTS / f"pqm_{args.model}.json"
@@ -311,26 +363,48 @@ def main() -> None:
         examples = store.get(utts, labels)
         bundle = adapted_model(nf4, lora, pretrain.seed)
         started = time.perf_counter()
-        result = train_lora(bundle.model, examples, nf4.special.eot, pretrain,
-                            lambda r: r["step"] % 25 == 0 and say(f"  {key} step {r['step']} loss {r['loss']:.4f}"))
+        result = train_lora(
+            bundle.model,
+            examples,
+            nf4.special.eot,
+            pretrain,
+            lambda r: r["step"] % 25 == 0 and say(f"  {key} step {r['step']} loss {r['loss']:.4f}"),
+        )
         state = lora_state(bundle.model)
-        save_adapter(folder, state, AdapterInfo(args.model, lora, base_options.to_dict(),
-                                                {"pool_speakers": pool_speakers, "curve": result.curve}))
-        data["pretrain"][key] = {"speakers": pool_speakers, "clips": len(utts), "labels": labels,
-                                 "seconds": time.perf_counter() - started, "loss_first": result.first_loss,
-                                 "loss_last": result.last_loss}
+        save_adapter(
+            folder,
+            state,
+            AdapterInfo(
+                args.model, lora, base_options.to_dict(), {"pool_speakers": pool_speakers, "curve": result.curve}
+            ),
+        )
+        data["pretrain"][key] = {
+            "speakers": pool_speakers,
+            "clips": len(utts),
+            "labels": labels,
+            "seconds": time.perf_counter() - started,
+            "loss_first": result.first_loss,
+            "loss_last": result.last_loss,
+        }
         write_report(out, data)
         return state
 
     def add_row(speaker: str, system: str, bundle, test: Dataset, extra: dict | None = None) -> None:
         result = evaluate(TorchRunner(bundle), test, system, progress=False)
-        row = {"speaker": speaker, "system": system, "counts": counts_of(result), "hypotheses": result.hypotheses(),
-               **(extra or {})}
+        row = {
+            "speaker": speaker,
+            "system": system,
+            "counts": counts_of(result),
+            "hypotheses": result.hypotheses(),
+            **(extra or {}),
+        }
         data["rows"].append(row)
         write_report(out, data)
         wer = aggregate(result.counts()).wer
-        say(f"{speaker} {system}: WER {_pct(wer)} on {len(test)} clips"
-            + (f", trained {extra['train_seconds']:.0f} s" if extra and "train_seconds" in extra else ""))
+        say(
+            f"{speaker} {system}: WER {_pct(wer)} on {len(test)} clips"
+            + (f", trained {extra['train_seconds']:.0f} s" if extra and "train_seconds" in extra else "")
+        )
 
     def train_row(speaker, system, start, examples, options, test):
         bundle = adapted_model(nf4, lora, options.seed, start)
@@ -339,10 +413,20 @@ def main() -> None:
         result = train_lora(bundle.model, examples, nf4.special.eot, options)
         seconds = time.perf_counter() - started
         peak = peak_rss_bytes()
-        add_row(speaker, system, bundle, test, {
-            "train_seconds": seconds, "peak_rss_bytes": peak,
-            "train_extra_rss_bytes": None if rss_before is None else peak - rss_before,
-            "loss_first": result.first_loss, "loss_last": result.last_loss, "curve": result.curve})
+        add_row(
+            speaker,
+            system,
+            bundle,
+            test,
+            {
+                "train_seconds": seconds,
+                "peak_rss_bytes": peak,
+                "train_extra_rss_bytes": None if rss_before is None else peak - rss_before,
+                "loss_first": result.first_loss,
+                "loss_last": result.last_loss,
+                "curve": result.curve,
+            },
+        )
 
     for speaker in speakers:
         utts = [u for u in an4 if u.speaker == speaker and u.split == "train"]

@@ -16,8 +16,18 @@ import argparse
 import shutil
 from pathlib import Path
 
-from bench_common import (AN4, RESULTS, STAMP_FILE, WORK, an4_test_clips, calibration_folder, is_current,
-                          lowering_stamp, say, write_results)
+from bench_common import (
+    AN4,
+    RESULTS,
+    STAMP_FILE,
+    WORK,
+    an4_test_clips,
+    calibration_folder,
+    is_current,
+    lowering_stamp,
+    say,
+    write_results,
+)
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
@@ -35,8 +45,14 @@ def exported(model: str, budget: str, formats: tuple[str, ...]) -> Path:
     if out.exists():
         say(f"{out.name}: exported by other code than this checkout's; exporting again")
         shutil.rmtree(out)
-    options = ExportOptions(model=model, target="android" if formats[0] == "pte" else "onnx", budget=budget,
-                            formats=formats, calib=calibration_folder(), n_calib=32)
+    options = ExportOptions(
+        model=model,
+        target="android" if formats[0] == "pte" else "onnx",
+        budget=budget,
+        formats=formats,
+        calib=calibration_folder(),
+        n_calib=32,
+    )
     export(options, out, progress=False)
     (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
     return out
@@ -50,13 +66,18 @@ def ratio_table(data: dict) -> list[str]:
         return None if record is None else record["metric"]["value"]
 
     fp = next((e for e in found if e["runtime"]["name"] == "torch-fp"), None)
-    lines = ["## Speed-ups (ratios of this run's measurements; > 1 is faster than PyTorch FP)", "",
-             "| system | latency median (ms) | speed-up vs torch-fp | encoder speed-up vs torch-fp | RTF |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "## Speed-ups (ratios of this run's measurements; > 1 is faster than PyTorch FP)",
+        "",
+        "| system | latency median (ms) | speed-up vs torch-fp | encoder speed-up vs torch-fp | RTF |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for entry in found:
         latency, encode = value(entry, "latency_median"), value(entry, "encode_median")
-        lines.append(f"| {entry['label']} | {latency:,.0f} | {value(fp, 'latency_median') / latency:.2f} | "
-                     f"{value(fp, 'encode_median') / encode:.2f} | {value(entry, 'real_time_factor'):.3f} |")
+        lines.append(
+            f"| {entry['label']} | {latency:,.0f} | {value(fp, 'latency_median') / latency:.2f} | "
+            f"{value(fp, 'encode_median') / encode:.2f} | {value(entry, 'real_time_factor'):.3f} |"
+        )
     return lines + [""]
 
 
@@ -96,18 +117,31 @@ def main() -> None:
         runs.append((root, ("torch-fp", "torch", "executorch")))
     if (onnx / "encoder.onnx").is_file():
         runs.append((onnx, ("torch", "onnx") if runs else ("torch-fp", "torch", "onnx")))
-    records, notes = [], [f"{len(clips)} AN4 test clips ({args.per_gender} per gender, seed 0), "
-                           f"{args.threads} thread(s) per runtime, 1 warm-up run; 2-core shared host"]
+    records, notes = (
+        [],
+        [
+            f"{len(clips)} AN4 test clips ({args.per_gender} per gender, seed 0), "
+            f"{args.threads} thread(s) per runtime, 1 warm-up run; 2-core shared host"
+        ],
+    )
     for folder, runtimes in runs:
         say(f"{folder}: {', '.join(runtimes)}")
-        result = bench(BenchOptions(artifact=folder, data=AN4, runtimes=runtimes, group_by="gender",
-                                    threads=args.threads), dataset=clips)
+        result = bench(
+            BenchOptions(artifact=folder, data=AN4, runtimes=runtimes, group_by="gender", threads=args.threads),
+            dataset=clips,
+        )
         records += result.records
         notes += result.notes
-    produced_by = (f"Produced by `python benchmarks/runtime_comparison.py --model {args.model} --budget "
-                   f"{args.budget}` from `{root.name}`" + (f" and `{onnx.name}`" if onnx != root else "") + ".")
-    data = {"schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/runtime_comparison.py",
-            "notes": notes + [produced_by], "records": records}
+    produced_by = (
+        f"Produced by `python benchmarks/runtime_comparison.py --model {args.model} --budget "
+        f"{args.budget}` from `{root.name}`" + (f" and `{onnx.name}`" if onnx != root else "") + "."
+    )
+    data = {
+        "schema_version": 1,
+        "generated_by": f"edgeasr {__version__} benchmarks/runtime_comparison.py",
+        "notes": notes + [produced_by],
+        "records": records,
+    }
     write_results(stem.with_suffix(".json"), data)
     write_report(data, stem, title)
     say(f"wrote {stem}.json/.md/.png")

@@ -18,8 +18,19 @@ import argparse
 import hashlib
 import json
 
-from bench_common import (AN4, GENDERS, OVERHEAD_ALLOWANCE, RESULTS, WORK, an4_test_clips, calibration_folder,
-                          is_current, lower_artifact, say, write_results)
+from bench_common import (
+    AN4,
+    GENDERS,
+    OVERHEAD_ALLOWANCE,
+    RESULTS,
+    WORK,
+    an4_test_clips,
+    calibration_folder,
+    is_current,
+    lower_artifact,
+    say,
+    write_results,
+)
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
@@ -57,9 +68,16 @@ class Sweep:
         self.args = args
         self.stem = RESULTS / f"size_sweep_{args.model.replace('.', '_')}"
         path = self.stem.with_suffix(".json")
-        self.data = json.loads(path.read_text()) if path.is_file() else {
-            "schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/size_sweep.py",
-            "notes": [], "records": []}
+        self.data = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {
+                "schema_version": 1,
+                "generated_by": f"edgeasr {__version__} benchmarks/size_sweep.py",
+                "notes": [],
+                "records": [],
+            }
+        )
         self.clips = an4_test_clips(args.per_gender)
         self._bundle = self._user = None
 
@@ -88,8 +106,10 @@ class Sweep:
 
     def run(self, key: str, folder, runtimes, extra: dict) -> None:
         say(f"{key}: bench {', '.join(runtimes)} on {len(self.clips)} clips")
-        result = bench(BenchOptions(artifact=folder, data=AN4, runtimes=runtimes, group_by="gender",
-                                    threads=self.args.threads), dataset=self.clips)
+        result = bench(
+            BenchOptions(artifact=folder, data=AN4, runtimes=runtimes, group_by="gender", threads=self.args.threads),
+            dataset=self.clips,
+        )
         for record in result.records:
             record.setdefault("extra", {}).update(sweep_row=key, **extra)
         self.data["records"] += result.records
@@ -149,25 +169,39 @@ class Sweep:
 
     def markdown(self) -> str:
         n = len(self.clips)
-        lines = [f"# Size sweep: {self.args.model}, WER per gender through the real runtimes", "",
-                 f"{n} AN4 test clips ({self.args.per_gender} per gender, seed 0); collapsed WER %. myQASR: "
-                 "cosine calibration on 32 unlabelled AN4 train clips (both genders); uniform: no clips, min/max "
-                 "scales. Each artifact measured by `edgeasr bench` in its own process; a row marked (= row) has "
-                 "layer for layer the same plan as that row, whose measurements it repeats.", "",
-                 "| target | budget | order | artifact MB | WER all | WER female (n) | WER male (n) | "
-                 "latency median ms | run peak MB |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        for key, records in self.rows():
+        lines = [
+            f"# Size sweep: {self.args.model}, WER per gender through the real runtimes",
+            "",
+            f"{n} AN4 test clips ({self.args.per_gender} per gender, seed 0); collapsed WER %. myQASR: "
+            "cosine calibration on 32 unlabelled AN4 train clips (both genders); uniform: no clips, min/max "
+            "scales. Each artifact measured by `edgeasr bench` in its own process; a row marked (= row) has "
+            "layer for layer the same plan as that row, whose measurements it repeats.",
+            "",
+            "| target | budget | order | artifact MB | WER all | WER female (n) | WER male (n) | "
+            "latency median ms | run peak MB |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for _key, records in self.rows():
             extra = records[0]["extra"]
             wer = {g: _value(records, "wer", g) for g in ("all",) + GENDERS}
-            cells = [f"{100 * wer[g]['metric']['value']:.1f}" + ("" if g == "all" else f" ({wer[g]['n']})")
-                     if wer[g] else "-" for g in wer]
+            cells = [
+                f"{100 * wer[g]['metric']['value']:.1f}" + ("" if g == "all" else f" ({wer[g]['n']})")
+                if wer[g]
+                else "-"
+                for g in wer
+            ]
             order = extra["sweep_order"] + (f" (= {extra['same_artifact_as']})" if "same_artifact_as" in extra else "")
-            lines.append(f"| {extra['sweep_target']} | {extra['sweep_budget'] or '-'} | {order} | "
-                         f"{records[0]['artifact']['bytes'] / 1e6:.1f} | {' | '.join(cells)} | "
-                         f"{_value(records, 'latency_median')['metric']['value']:,.0f} | "
-                         f"{_value(records, 'memory_run_peak')['metric']['value'] / 1e6:.0f} |")
-        lines += ["", f"Produced by `python benchmarks/size_sweep.py --model {self.args.model}`; records in "
-                      f"`{self.stem.name}.json` (bench result schema v1)."]
+            lines.append(
+                f"| {extra['sweep_target']} | {extra['sweep_budget'] or '-'} | {order} | "
+                f"{records[0]['artifact']['bytes'] / 1e6:.1f} | {' | '.join(cells)} | "
+                f"{_value(records, 'latency_median')['metric']['value']:,.0f} | "
+                f"{_value(records, 'memory_run_peak')['metric']['value'] / 1e6:.0f} |"
+            )
+        lines += [
+            "",
+            f"Produced by `python benchmarks/size_sweep.py --model {self.args.model}`; records in "
+            f"`{self.stem.name}.json` (bench result schema v1).",
+        ]
         return "\n".join(lines) + "\n"
 
     def plot(self) -> None:
@@ -186,16 +220,22 @@ class Sweep:
         for ax, target in zip(axes[0], targets):
             for order, style in (("myqasr", "-o"), ("uniform", "--s")):
                 for gender, color in (("female", "tab:red"), ("male", "tab:blue")):
-                    points = sorted((rs[0]["artifact"]["bytes"] / 1e6, 100 * _value(rs, "wer", gender)["metric"]
-                                     ["value"]) for k, rs in self.rows()
-                                    if k.startswith(f"{target}/") and k.endswith(f"/{order}")
-                                    and _value(rs, "wer", gender))
+                    points = sorted(
+                        (rs[0]["artifact"]["bytes"] / 1e6, 100 * _value(rs, "wer", gender)["metric"]["value"])
+                        for k, rs in self.rows()
+                        if k.startswith(f"{target}/") and k.endswith(f"/{order}") and _value(rs, "wer", gender)
+                    )
                     if points:
                         plot_wer_clipped(ax, points, style, color=color, label=f"{order} {gender}")
             if fp:
                 for gender, color in (("female", "tab:red"), ("male", "tab:blue")):
-                    ax.axhline(100 * _value(fp, "wer", gender)["metric"]["value"], color=color, lw=0.8, ls=":",
-                               label=f"FP {gender}")
+                    ax.axhline(
+                        100 * _value(fp, "wer", gender)["metric"]["value"],
+                        color=color,
+                        lw=0.8,
+                        ls=":",
+                        label=f"FP {gender}",
+                    )
             ax.set_title(f"{self.args.model}, {target} ({RUNTIME[target]})")
             ax.set_xlabel("artifact MB")
             ax.set_ylabel("WER %")

@@ -26,20 +26,23 @@ import tempfile
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 
-from exporter.audio import FULL_FRAMES
 from exporter.bench_schema import SCHEMA_VERSION
 from exporter.bench_worker import RUNTIME_IMPORTS
+from exporter.choices import BENCH_RUNTIMES
 from exporter.data import Dataset, load_dataset
-from exporter.errors import EdgeAsrError
 from exporter.scoring import aggregate, count_errors
+from runtimes.artifact import artifact_runtimes
+from runtimes.audio import FULL_FRAMES
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, KINDS, META_N_FRAMES, PLAN_FILE, PTE_FILE, TOKENIZER_FILE
+from runtimes.errors import EdgeAsrError
 
-RUNTIMES = ("torch-fp", "torch", "onnx", "executorch")
+RUNTIMES = BENCH_RUNTIMES
 BACKENDS = {"torch-fp": "eager", "torch": "eager, simulated plan", "onnx": "cpu", "executorch": "xnnpack"}
 ARTIFACT_RUNTIMES = ("onnx", "executorch")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +91,12 @@ class BenchResult:
     def to_dict(self) -> dict:
         from exporter import __version__
 
-        return {"schema_version": SCHEMA_VERSION, "generated_by": f"edgeasr {__version__} bench",
-                "notes": self.notes, "records": self.records}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "generated_by": f"edgeasr {__version__} bench",
+            "notes": self.notes,
+            "records": self.records,
+        }
 
 
 def _say(message: str) -> None:
@@ -117,17 +124,6 @@ def sha256_of(paths: list[Path]) -> str:
 
 # Where each artifact runtime's main file may sit in an export folder: the folder itself, or the subfolder
 # `edgeasr export --formats pte,onnx` writes.
-ARTIFACT_FILES = {"executorch": (("", "pte", "executorch"), "model.pte"), "onnx": (("", "onnx"), "encoder.onnx")}
-
-
-def _first_folder(folder: Path, names: tuple[str, ...], file: str) -> Path | None:
-    for name in names:
-        candidate = folder / name if name else folder
-        if (candidate / file).is_file():
-            return candidate
-    return None
-
-
 def _plan_json(path: Path) -> dict:
     if not path.is_file():
         raise EdgeAsrError(f"{path.parent} has no plan.json; give a folder written by `edgeasr export`")
@@ -147,29 +143,32 @@ def _fp32_bytes(plan: dict) -> int:
 
 
 def _executorch_target(root: Path) -> Target:
-    folder = _first_folder(root, *ARTIFACT_FILES["executorch"])
+    folder = KINDS["executorch"].find(root)
     if folder is None:
         raise EdgeAsrError(f"{root} holds no model.pte, so runtime executorch has nothing to run")
-    from runtimes.executorch_runner import constant, load_program
+    from runtimes.executorch_runner import read_pte_info
 
-    program = load_program(folder / "model.pte")  # a corrupt file fails here, with a clear error
-    plan = json.loads(constant(program, "edgeasr_plan"))
-    n_frames = int(constant(program, "get_n_frames")) if "get_n_frames" in program.method_names else FULL_FRAMES
-    attention = str(constant(program, "edgeasr_attention")) if "edgeasr_attention" in program.method_names \
-        else "sdpa"
-    if not (folder / "tokenizer.json").is_file():
-        raise EdgeAsrError(f"{folder} has model.pte but no tokenizer.json")
-    pte = folder / "model.pte"
-    artifact = {"name": _label(folder, root, ["model.pte"]), "format": "pte", "sha256": sha256_of([pte]),
-                "bytes": pte.stat().st_size, "budget_bytes": plan.get("budget_bytes"), "n_frames": n_frames,
-                "attention": attention}
+    info = read_pte_info(folder / PTE_FILE)  # a corrupt file fails here, with a clear error
+    plan, n_frames, attention = info.plan, info.n_frames, info.attention
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise EdgeAsrError(f"{folder} has {PTE_FILE} but no {TOKENIZER_FILE}")
+    pte = folder / PTE_FILE
+    artifact = {
+        "name": _label(folder, root, [PTE_FILE]),
+        "format": "pte",
+        "sha256": sha256_of([pte]),
+        "bytes": pte.stat().st_size,
+        "budget_bytes": plan.get("budget_bytes"),
+        "n_frames": n_frames,
+        "attention": attention,
+    }
     return Target("executorch", folder, plan, artifact, plan["model_id"], n_frames)
 
 
 def _onnx_target(root: Path) -> Target:
-    from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, read_metadata, read_plan_from_onnx
+    from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
 
-    folder = _first_folder(root, *ARTIFACT_FILES["onnx"])
+    folder = KINDS["onnx"].find(root)
     if folder is None:
         raise EdgeAsrError(f"{root} holds no encoder.onnx, so runtime onnx has nothing to run")
     files = [folder / ENCODER_FILE, folder / DECODER_FILE]
@@ -177,30 +176,50 @@ def _onnx_target(root: Path) -> Target:
         read_metadata(path)  # parses the protobuf: a corrupt file fails here, with a clear error
     plan = read_plan_from_onnx(files[0])
     n_frames = int(read_metadata(files[0]).get(META_N_FRAMES, FULL_FRAMES))
-    artifact = {"name": _label(folder, root, [ENCODER_FILE, DECODER_FILE]), "format": "onnx",
-                "sha256": sha256_of(files), "bytes": sum(p.stat().st_size for p in files),
-                "budget_bytes": plan.get("budget_bytes"), "n_frames": n_frames, "attention": "explicit"}
+    artifact = {
+        "name": _label(folder, root, [ENCODER_FILE, DECODER_FILE]),
+        "format": "onnx",
+        "sha256": sha256_of(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "budget_bytes": plan.get("budget_bytes"),
+        "n_frames": n_frames,
+        "attention": "explicit",
+    }
     return Target("onnx", folder, plan, artifact, plan["model_id"], n_frames)
 
 
 def _torch_target(root: Path, runtime: str, n_frames: int) -> Target:
-    plan_path = root / "plan.json"
+    plan_path = root / PLAN_FILE
     plan = _plan_json(plan_path)
     if runtime == "torch":
-        artifact = {"name": _label(root, root, ["plan.json"]), "format": "plan", "sha256": sha256_of([plan_path]),
-                    "bytes": plan["totals"]["total"], "budget_bytes": plan.get("budget_bytes"),
-                    "n_frames": n_frames, "attention": None}
+        artifact = {
+            "name": _label(root, root, [PLAN_FILE]),
+            "format": "plan",
+            "sha256": sha256_of([plan_path]),
+            "bytes": plan["totals"]["total"],
+            "budget_bytes": plan.get("budget_bytes"),
+            "n_frames": n_frames,
+            "attention": None,
+        }
     else:
-        artifact = {"name": f"{plan['model_id']} float32", "format": "fp32", "sha256": None,
-                    "bytes": _fp32_bytes(plan), "budget_bytes": None, "n_frames": n_frames, "attention": None}
+        artifact = {
+            "name": f"{plan['model_id']} float32",
+            "format": "fp32",
+            "sha256": None,
+            "bytes": _fp32_bytes(plan),
+            "budget_bytes": None,
+            "n_frames": n_frames,
+            "attention": None,
+        }
     return Target(runtime, root, plan, artifact, plan["model_id"], n_frames)
 
 
 def default_runtimes(root: Path) -> tuple[str, ...]:
-    found = [runtime for runtime, where in ARTIFACT_FILES.items() if _first_folder(root, *where)]
+    found = artifact_runtimes(root)
     if not found:
-        raise EdgeAsrError(f"{root} holds no edgeasr artifact (model.pte or encoder.onnx); "
-                           "give a folder written by `edgeasr export`")
+        raise EdgeAsrError(
+            f"{root} holds no edgeasr artifact (model.pte or encoder.onnx); give a folder written by `edgeasr export`"
+        )
     return tuple(found)
 
 
@@ -208,9 +227,8 @@ def _artifact_context(root: Path) -> int:
     """The audio context (encoder frames) of the artifact in `root`, for torch runtimes benchmarked without
     its own runtime; 3000 where the folder holds only a plan."""
     builders = {"executorch": _executorch_target, "onnx": _onnx_target}
-    for runtime, where in ARTIFACT_FILES.items():
-        if _first_folder(root, *where):
-            return builders[runtime](root).n_frames
+    for runtime in artifact_runtimes(root):
+        return builders[runtime](root).n_frames
     return FULL_FRAMES
 
 
@@ -239,8 +257,10 @@ def check_runtime_available(runtime: str) -> None:
     try:
         import_module(module)
     except ImportError as exc:
-        raise EdgeAsrError(f"runtime {runtime!r} needs the {module.split('.')[0]} package, which cannot be "
-                           f"imported ({exc}); install it with: {install}") from exc
+        raise EdgeAsrError(
+            f"runtime {runtime!r} needs the {module.split('.')[0]} package, which cannot be "
+            f"imported ({exc}); install it with: {install}"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,23 +268,38 @@ def check_runtime_available(runtime: str) -> None:
 
 
 def _clips(dataset: Dataset) -> list[dict]:
-    return [{"utt_id": u.utt_id, "audio_path": str(u.audio_path), "sample_rate": u.sample_rate,
-             "language": u.language} for u in dataset]
+    return [
+        {"utt_id": u.utt_id, "audio_path": str(u.audio_path), "sample_rate": u.sample_rate, "language": u.language}
+        for u in dataset
+    ]
 
 
 def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict:
     """Run one runtime in its own process; returns the worker's result dict."""
-    spec = {"runtime": target.runtime, "artifact": str(target.folder), "clips": clips,
-            "model_id": target.model_id, "plan": str(target.folder / "plan.json"), "n_frames": target.n_frames,
-            "warmup": options.warmup, "threads": options.threads, "onnx_memory_arena": options.onnx_memory_arena}
+    spec = {
+        "runtime": target.runtime,
+        "artifact": str(target.folder),
+        "clips": clips,
+        "model_id": target.model_id,
+        "plan": str(target.folder / PLAN_FILE),
+        "n_frames": target.n_frames,
+        "warmup": options.warmup,
+        "threads": options.threads,
+        "onnx_memory_arena": options.onnx_memory_arena,
+    }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = str(options.threads)
     with tempfile.TemporaryDirectory(prefix="edgeasr-bench-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.Popen([sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter.bench_worker", str(spec_path), str(result_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         tail: deque[str] = deque(maxlen=5)
         for line in proc.stderr:  # the worker's progress lines are shown; runtime chatter only on failure
             if line.startswith("[bench]"):
@@ -273,8 +308,10 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
                 tail.append(line.rstrip())
         proc.wait()
         if not result_path.is_file():
-            raise EdgeAsrError(f"the measured {target.runtime} process died (exit {proc.returncode}) "
-                               f"without a result:\n" + "\n".join(tail))
+            raise EdgeAsrError(
+                f"the measured {target.runtime} process died (exit {proc.returncode}) "
+                f"without a result:\n" + "\n".join(tail)
+            )
         outcome = json.loads(result_path.read_text())
     if "error" in outcome:
         raise EdgeAsrError(f"{target.runtime}: {outcome['error']}")
@@ -298,17 +335,27 @@ def device_info() -> dict:
     if meminfo.is_file():
         first = meminfo.read_text().splitlines()[0].split()
         memory = int(first[1]) * 1024 if first[0] == "MemTotal:" else None
-    return {"kind": "host", "name": name, "os": platform.platform(), "machine": platform.machine(),
-            "cores": os.cpu_count(), "memory_bytes": memory}
+    return {
+        "kind": "host",
+        "name": name,
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_bytes": memory,
+    }
 
 
 def _model(target: Target) -> dict:
     if target.runtime == "torch-fp":
-        return {"name": target.model_id, "plan_target": None, "order": None, "calibration": None,
-                "personalised": None}
+        return {"name": target.model_id, "plan_target": None, "order": None, "calibration": None, "personalised": None}
     plan = target.plan
-    return {"name": target.model_id, "plan_target": plan.get("target"), "order": plan.get("order"),
-            "calibration": plan.get("calibration"), "personalised": plan.get("personalised")}
+    return {
+        "name": target.model_id,
+        "plan_target": plan.get("target"),
+        "order": plan.get("order"),
+        "calibration": plan.get("calibration"),
+        "personalised": plan.get("personalised"),
+    }
 
 
 def _ms(seconds: float) -> float:
@@ -324,8 +371,12 @@ def _speed_metrics(result: dict, warmup: int) -> list[tuple[str, float | None, s
         ("latency_median", _ms(statistics.median(totals)), "ms", {"warmup_runs": warmup}),
         ("latency_p90", _ms(float(np.percentile(totals, 90))), "ms", {}),
         ("encode_median", _ms(statistics.median(encodes)), "ms", {}),
-        ("real_time_factor", round(sum(totals) / audio, 5) if audio else None, "ratio",
-         {"audio_seconds": round(audio, 3), "compute_seconds": round(sum(totals), 3)}),
+        (
+            "real_time_factor",
+            round(sum(totals) / audio, 5) if audio else None,
+            "ratio",
+            {"audio_seconds": round(audio, 3), "compute_seconds": round(sum(totals), 3)},
+        ),
     ]
 
 
@@ -334,8 +385,12 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
     how = {"peak_method": result["peak_method"]}
     return [
         ("memory_baseline", base, "bytes", how),
-        ("memory_load_peak", result["load_peak_rss"] - base, "bytes",
-         {**how, "absolute_bytes": result["load_peak_rss"], "after_load_bytes": result["after_load_rss"] - base}),
+        (
+            "memory_load_peak",
+            result["load_peak_rss"] - base,
+            "bytes",
+            {**how, "absolute_bytes": result["load_peak_rss"], "after_load_bytes": result["after_load_rss"] - base},
+        ),
         ("memory_run_peak", result["run_peak_rss"] - base, "bytes", {**how, "absolute_bytes": result["run_peak_rss"]}),
     ]
 
@@ -346,8 +401,9 @@ def predicted_memory(target: Target, onnx_memory_arena: bool = True):
         return None
     from exporter.memory import estimate_artifact, model_config
 
-    return estimate_artifact(target.folder, target.runtime, model_config(target.model_id),
-                             onnx_memory_arena=onnx_memory_arena)
+    return estimate_artifact(
+        target.folder, target.runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena
+    )
 
 
 def _scores(dataset: Dataset, texts: dict[str, str], group_by: str | None) -> list[tuple[str, object]]:
@@ -367,44 +423,81 @@ class _RecordMaker:
     def __init__(self, run_id: str, device: dict, data: dict):
         self.run_id, self.device, self.data = run_id, device, data
 
-    def __call__(self, target: Target, runtime_info: dict, name: str, value, unit: str, group: str = "all",
-                 n: int = 0, extra: dict | None = None) -> dict:
+    def __call__(
+        self,
+        target: Target,
+        runtime_info: dict,
+        name: str,
+        value,
+        unit: str,
+        group: str = "all",
+        n: int = 0,
+        extra: dict | None = None,
+    ) -> dict:
         record = {
             "schema_version": SCHEMA_VERSION,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "run_id": self.run_id, "model": _model(target), "runtime": runtime_info,
-            "artifact": target.artifact, "device": self.device, "data": self.data,
-            "metric": {"name": name, "value": value, "unit": unit}, "group": group, "n": n,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "run_id": self.run_id,
+            "model": _model(target),
+            "runtime": runtime_info,
+            "artifact": target.artifact,
+            "device": self.device,
+            "data": self.data,
+            "metric": {"name": name, "value": value, "unit": unit},
+            "group": group,
+            "n": n,
         }
         if extra:
             record["extra"] = extra
         return record
 
 
-def _runtime_records(make: _RecordMaker, target: Target, result: dict, dataset: Dataset,
-                     options: BenchOptions) -> list[dict]:
+def _runtime_records(
+    make: _RecordMaker, target: Target, result: dict, dataset: Dataset, options: BenchOptions
+) -> list[dict]:
     backend = BACKENDS[target.runtime]
     if target.runtime == "onnx" and not options.onnx_memory_arena:
         backend += ", no memory arena"
-    info = {"name": target.runtime, "version": result["runtime_version"], "backend": backend,
-            "threads": result["threads"]}
+    info = {
+        "name": target.runtime,
+        "version": result["runtime_version"],
+        "backend": backend,
+        "threads": result["threads"],
+    }
     n = len(result["clips"])
-    records = [make(target, info, name, value, unit, n=n, extra=extra)
-               for name, value, unit, extra in _speed_metrics(result, options.warmup) + _memory_metrics(result)]
-    records.append(make(target, info, "artifact_bytes", target.artifact["bytes"], "bytes",
-                        extra={"budget_bytes": target.artifact["budget_bytes"]}))
+    records = [
+        make(target, info, name, value, unit, n=n, extra=extra)
+        for name, value, unit, extra in _speed_metrics(result, options.warmup) + _memory_metrics(result)
+    ]
+    records.append(
+        make(
+            target,
+            info,
+            "artifact_bytes",
+            target.artifact["bytes"],
+            "bytes",
+            extra={"budget_bytes": target.artifact["budget_bytes"]},
+        )
+    )
     estimate = predicted_memory(target, options.onnx_memory_arena)
     if estimate is not None:
         terms = {k: v for k, v in estimate.to_dict().items() if k.endswith("_bytes") or k in ("source", "detail")}
-        records.append(make(target, info, "predicted_memory_load_peak", estimate.load_peak_bytes, "bytes",
-                            extra=terms))
-        records.append(make(target, info, "predicted_memory_run_peak", estimate.run_peak_bytes, "bytes",
-                            extra=terms))
+        records.append(make(target, info, "predicted_memory_load_peak", estimate.load_peak_bytes, "bytes", extra=terms))
+        records.append(make(target, info, "predicted_memory_run_peak", estimate.run_peak_bytes, "bytes", extra=terms))
     texts = {c["utt_id"]: c["text"] for c in result["clips"]}
     for group, s in _scores(dataset, texts, options.group_by):
-        records.append(make(target, info, "wer", None if s.wer is None else round(s.wer, 5), "ratio", group,
-                            s.n_clips, {"n_words": s.n_tokens, "errors": s.token_errors,
-                                        "wer_plain": s.wer_plain, "cer": s.cer}))
+        records.append(
+            make(
+                target,
+                info,
+                "wer",
+                None if s.wer is None else round(s.wer, 5),
+                "ratio",
+                group,
+                s.n_clips,
+                {"n_words": s.n_tokens, "errors": s.token_errors, "wer_plain": s.wer_plain, "cer": s.cer},
+            )
+        )
     return records
 
 
@@ -427,8 +520,7 @@ def _check_dataset(dataset: Dataset, group_by: str | None) -> None:
 def _data_notes(dataset: Dataset) -> list[str]:
     with_text = sum(u.transcript is not None for u in dataset)
     if with_text == 0:
-        return [f"no transcripts in {dataset.source}: WER skipped; speed and memory measured on "
-                f"{len(dataset)} clips"]
+        return [f"no transcripts in {dataset.source}: WER skipped; speed and memory measured on {len(dataset)} clips"]
     if with_text < len(dataset):
         return [f"WER over the {with_text} of {len(dataset)} clips that have transcripts"]
     return []
@@ -451,8 +543,10 @@ def bench(options: BenchOptions, dataset: Dataset | None = None) -> BenchResult:
     make = _RecordMaker(uuid.uuid4().hex[:12], device_info(), data)
     result = BenchResult(records=[], notes=_data_notes(dataset))
     for target in targets:
-        _say(f"{target.runtime}: {target.artifact['name']}, {len(clips)} clips (+{options.warmup} warm-up) "
-             "in a separate process")
+        _say(
+            f"{target.runtime}: {target.artifact['name']}, {len(clips)} clips (+{options.warmup} warm-up) "
+            "in a separate process"
+        )
         outcome = run_worker(target, clips, options)
         data["audio_seconds"] = round(sum(c["audio_seconds"] for c in outcome["clips"]), 3)
         result.records += _runtime_records(make, target, outcome, dataset, options)

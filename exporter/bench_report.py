@@ -11,27 +11,42 @@ from pathlib import Path
 
 from exporter.io import atomic_path
 
-SPEED_ROWS = (("load_time", "load time (ms)"), ("latency_median", "latency median (ms)"),
-              ("latency_p90", "latency p90 (ms)"), ("encode_median", "encoder median (ms)"),
-              ("real_time_factor", "real-time factor"))
-MEMORY_ROWS = (("memory_load_peak", "load peak (MB)"), ("memory_run_peak", "run peak (MB)"),
-               ("predicted_memory_load_peak", "predicted load peak (MB)"),
-               ("predicted_memory_run_peak", "predicted run peak (MB)"), ("memory_baseline", "process baseline (MB)"))
+SPEED_ROWS = (
+    ("load_time", "load time (ms)"),
+    ("latency_median", "latency median (ms)"),
+    ("latency_p90", "latency p90 (ms)"),
+    ("encode_median", "encoder median (ms)"),
+    ("real_time_factor", "real-time factor"),
+)
+MEMORY_ROWS = (
+    ("memory_load_peak", "load peak (MB)"),
+    ("memory_run_peak", "run peak (MB)"),
+    ("predicted_memory_load_peak", "predicted load peak (MB)"),
+    ("predicted_memory_run_peak", "predicted run peak (MB)"),
+    ("memory_baseline", "process baseline (MB)"),
+)
 MB = 1e6
 
 
 def _system_key(record: dict) -> tuple:
-    return (record["runtime"]["name"], record["runtime"]["backend"], record["artifact"]["name"],
-            record["device"]["name"], record["run_id"])
+    return (
+        record["runtime"]["name"],
+        record["runtime"]["backend"],
+        record["artifact"]["name"],
+        record["device"]["name"],
+        record["run_id"],
+    )
 
 
-def systems(records: list[dict]) -> "OrderedDict[tuple, dict]":
+def systems(records: list[dict]) -> OrderedDict[tuple, dict]:
     """Key -> {label, runtime, artifact, metrics: {(metric, group): record}}, in record order."""
     found: OrderedDict[tuple, dict] = OrderedDict()
     for record in records:
         key = _system_key(record)
-        entry = found.setdefault(key, {"runtime": record["runtime"], "artifact": record["artifact"],
-                                       "device": record["device"], "metrics": {}})
+        entry = found.setdefault(
+            key,
+            {"runtime": record["runtime"], "artifact": record["artifact"], "device": record["device"], "metrics": {}},
+        )
         entry["metrics"][(record["metric"]["name"], record["group"])] = record
     # The shortest label that tells systems apart: runtime, then backend, artifact, device, run as needed.
     for key, entry in found.items():
@@ -92,10 +107,15 @@ def format_markdown(data: dict, title: str = "edgeasr bench") -> str:
     first = data["records"][0] if data["records"] else None
     if first:
         d = first["data"]
-        lines += [f"Data: `{d['name']}`" + (f" split {d['split']}" if d.get("split") else "")
-                  + f", {d['n_clips']} clips" + (f", {d['audio_seconds']:.1f} s of audio" if d.get("audio_seconds")
-                                                 else "") + f". Device: {first['device']['name']} "
-                  f"({first['device']['kind']}, {first['device'].get('cores')} cores).", ""]
+        lines += [
+            f"Data: `{d['name']}`"
+            + (f" split {d['split']}" if d.get("split") else "")
+            + f", {d['n_clips']} clips"
+            + (f", {d['audio_seconds']:.1f} s of audio" if d.get("audio_seconds") else "")
+            + f". Device: {first['device']['name']} "
+            f"({first['device']['kind']}, {first['device'].get('cores')} cores).",
+            "",
+        ]
     lines += [f"- note: {note}" for note in data.get("notes", [])]
     lines += ["", "## Speed and size", ""]
     rows = [[name] + [_fmt(_value(e, metric), metric) for e in found.values()] for metric, name in SPEED_ROWS]
@@ -108,9 +128,13 @@ def format_markdown(data: dict, title: str = "edgeasr bench") -> str:
     comparisons = [(e["label"], c) for e in found.values() for c in memory_comparison(e)]
     if comparisons:
         lines += ["", "Predicted vs measured peak memory (memory model of `exporter/memory.py`):", ""]
-        lines += _table(["system", "phase", "measured MB", "predicted MB", "error"],
-                        [[label, phase, f"{m / MB:.1f}", f"{p / MB:.1f}", f"{100 * err:+.0f} %"]
-                         for label, (phase, m, p, err) in comparisons])
+        lines += _table(
+            ["system", "phase", "measured MB", "predicted MB", "error"],
+            [
+                [label, phase, f"{m / MB:.1f}", f"{p / MB:.1f}", f"{100 * err:+.0f} %"]
+                for label, (phase, m, p, err) in comparisons
+            ],
+        )
     groups = _groups(found)
     lines += ["", "## WER by group (collapsed WER %, n clips)", ""]
     if groups:
@@ -120,8 +144,9 @@ def format_markdown(data: dict, title: str = "edgeasr bench") -> str:
             for entry in found.values():
                 record = entry["metrics"].get(("wer", group))
                 value = None if record is None else record["metric"]["value"]
-                row.append("-" if record is None else
-                           f"{'-' if value is None else f'{100 * value:.1f}'} (n={record['n']})")
+                row.append(
+                    "-" if record is None else f"{'-' if value is None else f'{100 * value:.1f}'} (n={record['n']})"
+                )
             rows.append(row)
         lines += _table(["group"] + labels, rows)
     else:
@@ -144,14 +169,18 @@ def plot(data: dict, path: Path, title: str = "edgeasr bench") -> None:
     median = [_value(e, "latency_median") or 0 for e in found]
     p90 = [_value(e, "latency_p90") or 0 for e in found]
     axes[0].bar(x, median, color="tab:blue", label="median")
-    axes[0].errorbar(x, median, yerr=[[0] * len(found), np.subtract(p90, median)], fmt="none", ecolor="black",
-                     capsize=4, label="p90")
+    axes[0].errorbar(
+        x, median, yerr=[[0] * len(found), np.subtract(p90, median)], fmt="none", ecolor="black", capsize=4, label="p90"
+    )
     axes[0].set_ylabel("latency per clip (ms)")
     axes[0].set_title("latency")
     width = 0.2
-    series = [("memory_load_peak", "load peak", "tab:orange"), ("predicted_memory_load_peak", "predicted load",
-                                                                 "moccasin"),
-              ("memory_run_peak", "run peak", "tab:red"), ("predicted_memory_run_peak", "predicted run", "mistyrose")]
+    series = [
+        ("memory_load_peak", "load peak", "tab:orange"),
+        ("predicted_memory_load_peak", "predicted load", "moccasin"),
+        ("memory_run_peak", "run peak", "tab:red"),
+        ("predicted_memory_run_peak", "predicted run", "mistyrose"),
+    ]
     for i, (metric, name, color) in enumerate(series):
         values = [(_value(e, metric) or 0) / MB for e in found]
         axes[1].bar(x + (i - 1.5) * width, values, width, label=name, color=color, edgecolor="grey")
@@ -192,18 +221,23 @@ def save_figure(fig, path: Path) -> None:
 WER_AXIS_TOP = 150.0
 
 
-def plot_wer_clipped(ax, points: list[tuple[float, float]], style: str = "-o", top: float = WER_AXIS_TOP,
-                     **kwargs):
+def plot_wer_clipped(ax, points: list[tuple[float, float]], style: str = "-o", top: float = WER_AXIS_TOP, **kwargs):
     """Plot (x, WER %) points on `ax` with WER above `top` drawn at `top` and labelled with its value."""
     points = sorted(points)
-    line, = ax.plot(*zip(*[(x, min(y, top)) for x, y in points]), style, **kwargs)
+    (line,) = ax.plot(*zip(*[(x, min(y, top)) for x, y in points]), style, **kwargs)
     for x, y in points:
         if y > top:
-            ax.annotate(f"{y:.0f}", (x, top), textcoords="offset points", xytext=(0, -10), ha="center",
-                        fontsize=6, color=line.get_color())
+            ax.annotate(
+                f"{y:.0f}",
+                (x, top),
+                textcoords="offset points",
+                xytext=(0, -10),
+                ha="center",
+                fontsize=6,
+                color=line.get_color(),
+            )
     ax.set_ylim(0, top * 1.03)
     return line
 
 
-__all__ = ["WER_AXIS_TOP", "format_markdown", "memory_comparison", "plot", "plot_wer_clipped", "save_figure",
-           "systems"]
+__all__ = ["WER_AXIS_TOP", "format_markdown", "memory_comparison", "plot", "plot_wer_clipped", "save_figure", "systems"]

@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "schemas/bench_result.schema.json"
@@ -120,8 +120,16 @@ def _items(v: _Validator, value, sub, schema, path):
 
 
 _KEYWORDS = {
-    "$ref": _ref, "type": _type, "const": _const, "enum": _enum, "pattern": _pattern, "minLength": _min_length,
-    "minimum": _minimum, "required": _required, "properties": _properties, "additionalProperties": _additional,
+    "$ref": _ref,
+    "type": _type,
+    "const": _const,
+    "enum": _enum,
+    "pattern": _pattern,
+    "minLength": _min_length,
+    "minimum": _minimum,
+    "required": _required,
+    "properties": _properties,
+    "additionalProperties": _additional,
     "items": _items,
 }
 

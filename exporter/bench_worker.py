@@ -104,7 +104,7 @@ class WorkerSpec:
     onnx_memory_arena: bool = True
 
     @classmethod
-    def load(cls, path: Path) -> "WorkerSpec":
+    def load(cls, path: Path) -> WorkerSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -127,9 +127,9 @@ def _set_threads(runtime: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     if runtime == "executorch":
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from runtimes.executorch_runner import set_threads
 
-        _unsafe_reset_threadpool(threads)  # XNNPACK's threadpool
+        set_threads(threads)  # XNNPACK's threadpool
 
 
 def _runtime_version(runtime: str) -> str:
@@ -148,7 +148,7 @@ def _import_runtime(runtime: str) -> None:
         if runtime == "executorch":
             from executorch.kernels import quantized  # noqa: F401  the quantised embedding kernels
     except ImportError as exc:
-        from exporter.errors import EdgeAsrError
+        from runtimes.errors import EdgeAsrError
 
         raise EdgeAsrError(f"runtime {runtime!r} needs {module.split('.')[0]} ({exc}); {install}") from exc
     if runtime == "executorch":
@@ -162,17 +162,12 @@ def _import_runtime(runtime: str) -> None:
 
 
 def _build_runner(spec: WorkerSpec):
-    folder = Path(spec.artifact)
-    if spec.runtime == "onnx":
-        from runtimes.onnx_runner import OnnxRunner
+    if spec.runtime in ("onnx", "executorch"):
+        from runtimes.artifact import open_artifact
 
-        return OnnxRunner(folder, threads=spec.threads, memory_arena=spec.onnx_memory_arena)
-    if spec.runtime == "executorch":
-        from tokenizers import Tokenizer
-
-        from runtimes.executorch_runner import ExecutorchRunner
-
-        return ExecutorchRunner(folder / "model.pte", Tokenizer.from_file(str(folder / "tokenizer.json")))
+        return open_artifact(
+            spec.artifact, threads=spec.threads, runtime=spec.runtime, onnx_memory_arena=spec.onnx_memory_arena
+        )
     from exporter.models import load_whisper
     from runtimes.torch_runner import TorchRunner
 
@@ -193,12 +188,12 @@ def _decode(runner, samples, clip: dict):
 
 
 def measure(spec: WorkerSpec) -> WorkerResult:
-    from exporter.cli import _quiet_libraries
+    from exporter.logs import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     _import_runtime(spec.runtime)
     _set_threads(spec.runtime, spec.threads)
-    from exporter.audio import load_audio, log_mel
+    from runtimes.audio import load_audio, log_mel
 
     audio = [load_audio(c["audio_path"], expected_rate=c.get("sample_rate")) for c in spec.clips]
     log_mel(audio[0][:16000], 80)  # builds the feature extractor's filters outside the measured phases
@@ -219,8 +214,15 @@ def measure(spec: WorkerSpec) -> WorkerResult:
             out = _decode(runner, samples, clip)
             if index % 10 == 0 or index == len(spec.clips):
                 print(f"[bench]   {spec.runtime}: {index}/{len(spec.clips)} clips", file=sys.stderr, flush=True)
-            result.clips.append({"utt_id": clip["utt_id"], "text": out.text, "language": out.language,
-                                 "audio_seconds": out.audio_seconds, "timings": out.timings})
+            result.clips.append(
+                {
+                    "utt_id": clip["utt_id"],
+                    "text": out.text,
+                    "language": out.language,
+                    "audio_seconds": out.audio_seconds,
+                    "timings": out.timings,
+                }
+            )
         result.run_peak_rss = tracker.peak()
     finally:
         tracker.close()
@@ -229,8 +231,8 @@ def measure(spec: WorkerSpec) -> WorkerResult:
 
 def main(argv: list[str]) -> int:
     spec_path, result_path = Path(argv[0]), Path(argv[1])
-    from exporter.errors import EdgeAsrError
     from exporter.io import write_json
+    from runtimes.errors import EdgeAsrError
 
     try:
         result = measure(WorkerSpec.load(spec_path))

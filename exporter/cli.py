@@ -7,44 +7,47 @@ and exit status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import warnings
 from pathlib import Path
 
+from exporter.choices import (
+    BENCH_RUNTIMES,
+    CALIBRATIONS,
+    DEFAULT_EMBEDDING,
+    EMBEDDINGS,
+    GROUP_KEYS,
+    METRICS,
+    ORDERS,
+    PLAN_TARGETS,
+    SENSITIVITY_METRICS,
+    TASKS,
+)
+from exporter.export.options import ExportOptions
+from exporter.logs import quiet_libraries
+from exporter.lower.registry import EXPORT_TARGETS, FORMATS
+from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION, DEFAULT_PTE_MODE, PTE_MODES
 
-def _quiet_libraries() -> None:
-    """Keep third-party start-up chatter (optional CUDA kernels, deprecation notices) off the console."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("torchao", "torch.utils._pytree", "torch._dynamo", "executorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    # Environment switches rather than imports: importing transformers costs seconds, and bad input
-    # should be reported before that.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TORCH_LOGS", "-all")
+_EXPORT = ExportOptions()  # the defaults `edgeasr export` shows
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="tiny.en",
-                        help="bundled model (tiny.en, base), a local Hugging Face folder, or a hub id "
-                             "(default: tiny.en)")
+    parser.add_argument(
+        "--model",
+        default="tiny.en",
+        help="bundled model (tiny.en, base), a local Hugging Face folder, or a hub id (default: tiny.en)",
+    )
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from exporter.audio import load_audio
+    from runtimes.audio import load_audio
 
     clips = [load_audio(path) for path in args.clips]  # validate every clip before loading a model
     from runtimes.decoding import DecodingOptions
 
     if args.artifact:
-        from exporter.export import artifact_runner
+        from runtimes.artifact import open_artifact
 
-        runner = artifact_runner(args.artifact)
+        runner = open_artifact(args.artifact)
     else:
         from exporter.models import load_whisper
         from runtimes.torch_runner import TorchRunner
@@ -80,8 +83,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         _check_plan_model(plan, args.model)
         bundle = simulate(bundle, plan)
         model_id = bundle.model_id
-    result = evaluate(TorchRunner(bundle), dataset, model_id=model_id,
-                      group_by=args.group_by, progress=not args.no_progress)
+    result = evaluate(
+        TorchRunner(bundle), dataset, model_id=model_id, group_by=args.group_by, progress=not args.no_progress
+    )
     print(format_table(result))
     if args.json:
         write_json(args.json, result.to_dict())
@@ -90,7 +94,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def raise_usage(message: str) -> None:
-    from exporter.errors import EdgeAsrError
+    from runtimes.errors import EdgeAsrError
 
     raise EdgeAsrError(message)
 
@@ -113,8 +117,9 @@ def _compare(args: argparse.Namespace) -> int:
     from exporter.io import write_json
 
     a, b = (load_eval(path) for path in args.compare)
-    report = compare_evals(a, b, metric=args.metric, cluster_by=args.cluster_by, n_resamples=args.resamples,
-                           seed=args.seed)
+    report = compare_evals(
+        a, b, metric=args.metric, cluster_by=args.cluster_by, n_resamples=args.resamples, seed=args.seed
+    )
     print(format_report(report))
     if args.json:
         write_json(args.json, report.to_dict())
@@ -127,9 +132,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from exporter.quant.budget import parse_budget
     from exporter.quant.pipeline import PlanOptions
 
-    options = PlanOptions(target=args.target, budget=parse_budget(args.budget), order=args.order,
-                          calibration=args.calibration, sensitivity_metric=args.sensitivity, seed=args.seed,
-                          activation_bits=args.activation_bits)
+    options = PlanOptions(
+        target=args.target,
+        budget=parse_budget(args.budget),
+        order=args.order,
+        calibration=args.calibration,
+        sensitivity_metric=args.sensitivity,
+        seed=args.seed,
+        activation_bits=args.activation_bits,
+    )
     calib = load_dataset(args.calib) if args.calib else None
     options.validate(calib is not None)
     from exporter.models import load_whisper
@@ -152,22 +163,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from exporter.export import ExportOptions, export
 
     formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
-    options = ExportOptions(model=args.model, target=args.target, budget=args.budget, formats=formats,
-                            calib=args.calib, n_calib=args.n_calib, order=args.order,
-                            calibration=args.calibration, seed=args.seed, memory_budget=args.memory_budget,
-                            max_audio_seconds=args.max_audio_seconds, attention=args.attention, lora=args.lora,
-                            lora_pte_mode=args.lora_pte_mode)
+    options = ExportOptions(
+        model=args.model,
+        target=args.target,
+        budget=args.budget,
+        formats=formats,
+        calib=args.calib,
+        n_calib=args.n_calib,
+        order=args.order,
+        calibration=args.calibration,
+        seed=args.seed,
+        memory_budget=args.memory_budget,
+        max_audio_seconds=args.max_audio_seconds,
+        attention=args.attention,
+        lora=args.lora,
+        lora_pte_mode=args.lora_pte_mode,
+    )
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
-        print(f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
-              f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
-              f"{artifact['parity']['clips']} clips")
+        print(
+            f"{artifact['format']}: {args.out / artifact['folder']} {artifact['artifact_bytes']:,} bytes "
+            f"(budget {summary['budget_bytes']:,}); parity {artifact['parity']['matching']}/"
+            f"{artifact['parity']['clips']} clips"
+        )
         memory = artifact.get("memory")
         if memory:
             settings = memory["settings"]
             peaks = ", ".join(f"{host} {e['peak_bytes'] / 1e6:.0f} MB" for host, e in memory["estimates"].items())
-            print(f"  predicted peak memory: {peaks}; audio context {settings['audio_seconds']:g} s, "
-                  f"{settings['attention']} attention ({settings['chosen_by']})")
+            print(
+                f"  predicted peak memory: {peaks}; audio context {settings['audio_seconds']:g} s, "
+                f"{settings['attention']} attention ({settings['chosen_by']})"
+            )
     if not summary["personalised"]:
         print("note: no --calib given: calibrated on generic synthetic clips, so this export is not personalised")
     print(f"report: {args.out / 'report.md'}")
@@ -182,9 +208,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from exporter.bench_schema import load_results, validate_results
     from exporter.io import write_json, write_text
 
-    options = BenchOptions(artifact=args.artifact, data=args.data, runtimes=tuple(args.runtime or ()),
-                           group_by=args.group_by, split=args.split, limit=args.limit, warmup=args.warmup,
-                           threads=args.threads)
+    options = BenchOptions(
+        artifact=args.artifact,
+        data=args.data,
+        runtimes=tuple(args.runtime or ()),
+        group_by=args.group_by,
+        split=args.split,
+        limit=args.limit,
+        warmup=args.warmup,
+        threads=args.threads,
+    )
     previous = load_results(args.json) if args.append and args.json.exists() else None
     result = bench(options)
     data = result.to_dict()
@@ -196,17 +229,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     for entry in systems(result.records).values():
+
         def value(metric, group="all"):
             record = entry["metrics"].get((metric, group))
             return None if record is None else record["metric"]["value"]
 
         wer = value("wer")
-        memory = ", ".join(f"{phase} peak {m / 1e6:.0f} MB (predicted {p / 1e6:.0f}, {100 * e:+.0f} %)"
-                           for phase, m, p, e in memory_comparison(entry)) or \
-            f"load peak {value('memory_load_peak') / 1e6:.0f} MB, run peak {value('memory_run_peak') / 1e6:.0f} MB"
-        print(f"{entry['label']}: median {value('latency_median')} ms, p90 {value('latency_p90')} ms, "
-              f"RTF {value('real_time_factor')}, {memory}"
-              + ("" if wer is None else f", WER {100 * wer:.1f} %"))
+        memory = (
+            ", ".join(
+                f"{phase} peak {m / 1e6:.0f} MB (predicted {p / 1e6:.0f}, {100 * e:+.0f} %)"
+                for phase, m, p, e in memory_comparison(entry)
+            )
+            or f"load peak {value('memory_load_peak') / 1e6:.0f} MB, run peak {value('memory_run_peak') / 1e6:.0f} MB"
+        )
+        print(
+            f"{entry['label']}: median {value('latency_median')} ms, p90 {value('latency_p90')} ms, "
+            f"RTF {value('real_time_factor')}, {memory}" + ("" if wer is None else f", WER {100 * wer:.1f} %")
+        )
     print(f"wrote {args.json}")
     if args.md:
         write_text(args.md, format_markdown(data))
@@ -234,18 +273,30 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
             scope=parse_targets(args.scope) if args.scope else defaults.scope,
         )
     options = PersonalizeOptions(
-        model=args.model, clips=args.clips, labels="transcripts" if args.transcripts else "pseudo",
-        speaker=args.speaker, split=args.split, n_clips=args.n_clips, pretrained=args.pretrained_lora, lora=lora,
-        train=TrainOptions(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                           lr=args.lr if args.lr is not None else (3e-4 if args.pretrained_lora else 1e-3)),
+        model=args.model,
+        clips=args.clips,
+        labels="transcripts" if args.transcripts else "pseudo",
+        speaker=args.speaker,
+        split=args.split,
+        n_clips=args.n_clips,
+        pretrained=args.pretrained_lora,
+        lora=lora,
+        train=TrainOptions(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            lr=args.lr if args.lr is not None else (3e-4 if args.pretrained_lora else 1e-3),
+        ),
         base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
         label_style=args.label_style,
     )
     info = personalize(options, args.out, progress=not args.no_progress)
     curve = info["training"]["curve"]
-    print(f"adapters: {args.out} ({info['training']['adapter_parameters']:,} parameters, "
-          f"{','.join(info['lora']['targets'])} in {','.join(info['lora']['scope'])}); loss {curve[0]['loss']:.4f} -> "
-          f"{curve[-1]['loss']:.4f} over {len(curve)} steps, {info['training']['seconds']:.0f} s")
+    print(
+        f"adapters: {args.out} ({info['training']['adapter_parameters']:,} parameters, "
+        f"{','.join(info['lora']['targets'])} in {','.join(info['lora']['scope'])}); loss {curve[0]['loss']:.4f} -> "
+        f"{curve[-1]['loss']:.4f} over {len(curve)} steps, {info['training']['seconds']:.0f} s"
+    )
     return 0
 
 
@@ -265,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("clips", nargs="+", type=Path, help="audio files (wav, flac, ogg)")
     _add_model(p)
     p.add_argument("--language", help="ISO code (multilingual models detect it when omitted)")
-    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--task", default=TASKS[0], choices=TASKS)
     p.add_argument("--artifact", type=Path, help="transcribe through an exported folder instead of --model")
     p.set_defaults(func=_cmd_transcribe)
 
@@ -273,30 +324,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--data", type=Path, help="folder of audio, or .jsonl/.csv manifest")
     p.add_argument("--plan", type=Path, help="simulate this quantisation plan (from `edgeasr plan`)")
-    p.add_argument("--group-by", choices=["gender", "speaker", "language", "split"])
+    p.add_argument("--group-by", choices=GROUP_KEYS)
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="write the full result (per clip and per group) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
-                   help="instead of evaluating: compare two eval results on the same clips (B - A, with a "
-                        "95%% paired bootstrap interval)")
-    p.add_argument("--metric", default="wer", choices=["wer", "wer_plain", "cer"], help="for --compare")
-    p.add_argument("--cluster-by", choices=["group"],
-                   help="for --compare: resample whole groups (use with results grouped by speaker)")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="instead of evaluating: compare two eval results on the same clips (B - A, with a "
+        "95%% paired bootstrap interval)",
+    )
+    p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="for --compare")
+    p.add_argument(
+        "--cluster-by",
+        choices=["group"],
+        help="for --compare: resample whole groups (use with results grouped by speaker)",
+    )
     p.add_argument("--resamples", type=int, default=2000, help="for --compare (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="for --compare (default 0)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("plan", help="personalised mixed-precision plan (myQASR) under a byte budget")
     _add_model(p)
-    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx", "sim", "nf4"])
+    p.add_argument("--target", default=PLAN_TARGETS[0], choices=PLAN_TARGETS)
     p.add_argument("--budget", required=True, help="size budget: 80MB (10^6 bytes), 76MiB (2^20), or bytes")
     p.add_argument("--calib", type=Path, help="the user's unlabelled clips: folder or manifest")
-    p.add_argument("--n-calib", type=int, default=32, help="calibration clips to use (default 32)")
-    p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
-    p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
-    p.add_argument("--sensitivity", default="median", choices=["median", "mean", "max", "std"])
+    p.add_argument(
+        "--n-calib", type=int, default=_EXPORT.n_calib, help=f"calibration clips to use (default {_EXPORT.n_calib})"
+    )
+    p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
+    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
+    p.add_argument("--sensitivity", default=SENSITIVITY_METRICS[0], choices=SENSITIVITY_METRICS)
     p.add_argument("--activation-bits", type=int, choices=[8], help="sim target: static A8 inputs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the plan here")
@@ -305,50 +366,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("export", help="plan, lower and verify on-device artifacts that fit a size budget")
-    p.add_argument("--model", default="base", help="bundled model, local folder or hub id (default: base)")
-    p.add_argument("--target", default="android", choices=["android", "executorch", "onnx"])
+    p.add_argument(
+        "--model", default=_EXPORT.model, help=f"bundled model, local folder or hub id (default: {_EXPORT.model})"
+    )
+    p.add_argument("--target", default=_EXPORT.target, choices=EXPORT_TARGETS)
     p.add_argument("--budget", required=True, help="artifact size budget: 80MB (10^6 bytes), 76MiB, or bytes")
-    p.add_argument("--calib", type=Path, help="the user's unlabelled clips (folder or manifest); without it "
-                                              "a generic synthetic set is used and the result is not personalised")
-    p.add_argument("--formats", help="comma list of pte,onnx (default: pte for android, onnx for onnx)")
+    p.add_argument(
+        "--calib",
+        type=Path,
+        help="the user's unlabelled clips (folder or manifest); without it "
+        "a generic synthetic set is used and the result is not personalised",
+    )
+    p.add_argument("--formats", help=f"comma list of {','.join(FORMATS)} (default: pte for android, onnx for onnx)")
     p.add_argument("--out", type=Path, required=True, help="new output folder")
-    p.add_argument("--bundle", type=Path, metavar="ASSETS_DIR",
-                   help="after a successful export, also copy model.pte, tokenizer.json and plan.json here "
-                        "(e.g. android_demo/app/src/main/assets/) for the Android app")
-    p.add_argument("--n-calib", type=int, default=32)
-    p.add_argument("--order", default="myqasr", choices=["myqasr", "reversed", "shuffled", "uniform"])
-    p.add_argument("--calibration", default="cosine", choices=["minmax", "cosine", "hessian"])
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="ASSETS_DIR",
+        help="after a successful export, also copy model.pte, tokenizer.json and plan.json here "
+        "(e.g. android_demo/app/src/main/assets/) for the Android app",
+    )
+    p.add_argument("--n-calib", type=int, default=_EXPORT.n_calib)
+    p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
+    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--memory-budget", help="runtime RAM budget for the predicted peak (weights + activations + "
-                                           "KV cache + load peak), e.g. 250MB; shrinks activations (eager "
-                                           "attention, shorter audio context) until it fits, else fails")
-    p.add_argument("--max-audio-seconds", type=float,
-                   help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
-                        "longer clips are transcribed in windows of this length")
-    p.add_argument("--attention", choices=["eager", "sdpa"], help="ExecuTorch encoder attention (default eager: "
-                                                                  "fully delegated to XNNPACK, less memory)")
-    p.add_argument("--lora", type=Path, help="adapter folder from `edgeasr personalize`: export its NF4 base "
-                                             "plus the adapters (no budget search; --calib clips check parity)")
-    p.add_argument("--lora-pte-mode", default="branch-int8",
-                   choices=["branch-int8", "branch-int4", "merged-int8", "merged-int4"],
-                   help="how the .pte carries NF4 + LoRA (XNNPACK has no NF4; default branch-int8)")
+    p.add_argument(
+        "--memory-budget",
+        help="runtime RAM budget for the predicted peak (weights + activations + "
+        "KV cache + load peak), e.g. 250MB; shrinks activations (eager "
+        "attention, shorter audio context) until it fits, else fails",
+    )
+    p.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
+        "longer clips are transcribed in windows of this length",
+    )
+    p.add_argument(
+        "--attention",
+        choices=ATTENTIONS,
+        help=f"ExecuTorch encoder attention (default {DEFAULT_ATTENTION}: fully delegated to XNNPACK, less memory)",
+    )
+    p.add_argument(
+        "--lora",
+        type=Path,
+        help="adapter folder from `edgeasr personalize`: export its NF4 base "
+        "plus the adapters (no budget search; --calib clips check parity)",
+    )
+    p.add_argument(
+        "--lora-pte-mode",
+        default=DEFAULT_PTE_MODE,
+        choices=PTE_MODES,
+        help=f"how the .pte carries NF4 + LoRA (XNNPACK has no NF4; default {DEFAULT_PTE_MODE})",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("bench", help="latency, memory, size and WER per group of an exported artifact, per runtime")
     p.add_argument("--artifact", type=Path, required=True, help="a folder written by `edgeasr export`")
-    p.add_argument("--runtime", nargs="+", choices=["torch-fp", "torch", "onnx", "executorch"],
-                   help="runtimes to measure, each in its own process (default: the artifact's own: executorch "
-                        "for model.pte, onnx for encoder.onnx); torch simulates the artifact's plan, torch-fp "
-                        "is the full-precision model")
+    p.add_argument(
+        "--runtime",
+        nargs="+",
+        choices=BENCH_RUNTIMES,
+        help="runtimes to measure, each in its own process (default: the artifact's own: executorch "
+        "for model.pte, onnx for encoder.onnx); torch simulates the artifact's plan, torch-fp "
+        "is the full-precision model",
+    )
     p.add_argument("--data", type=Path, required=True, help="folder of audio, or .jsonl/.csv manifest")
-    p.add_argument("--group-by", choices=["gender", "speaker", "language", "split"])
+    p.add_argument("--group-by", choices=GROUP_KEYS)
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of the first clip before timing (default 1)")
     p.add_argument("--threads", type=int, default=1, help="compute threads per runtime (default 1)")
-    p.add_argument("--json", type=Path, required=True, help="results file (schema: exporter/schemas/"
-                                                            "bench_result.schema.json)")
+    p.add_argument(
+        "--json", type=Path, required=True, help="results file (schema: exporter/schemas/bench_result.schema.json)"
+    )
     p.add_argument("--append", action="store_true", help="add the records to an existing --json file")
     p.add_argument("--md", type=Path, help="also write a Markdown report here")
     p.add_argument("--plot", type=Path, help="also write a PNG plot here")
@@ -358,18 +450,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--clips", type=Path, required=True, help="the speaker's clips: folder of audio or manifest")
     labels = p.add_mutually_exclusive_group()
-    labels.add_argument("--transcripts", action="store_true",
-                        help="train on the manifest's transcripts (every clip needs one)")
-    labels.add_argument("--pseudo-labels", action="store_true",
-                        help="train on the full-precision model's own transcripts (label-free; the default)")
-    p.add_argument("--label-style", default="lower", choices=["lower", "keep", "normalized"],
-                   help="transcripts as training text: lower-case all-caps ones (default), keep, or the scoring "
-                        "normaliser's form")
+    labels.add_argument(
+        "--transcripts", action="store_true", help="train on the manifest's transcripts (every clip needs one)"
+    )
+    labels.add_argument(
+        "--pseudo-labels",
+        action="store_true",
+        help="train on the full-precision model's own transcripts (label-free; the default)",
+    )
+    p.add_argument(
+        "--label-style",
+        default="lower",
+        choices=["lower", "keep", "normalized"],
+        help="transcripts as training text: lower-case all-caps ones (default), keep, or the scoring normaliser's form",
+    )
     p.add_argument("--speaker", help="only clips of this speaker (manifest column)")
     p.add_argument("--split", help="only clips of this split (manifest column)")
     p.add_argument("--n-clips", type=int, help="use the first N clips (default: all)")
-    p.add_argument("--pretrained-lora", type=Path, help="start from this adapter folder (e.g. multi-speaker "
-                                                         "pre-training); its LoRA settings are used")
+    p.add_argument(
+        "--pretrained-lora",
+        type=Path,
+        help="start from this adapter folder (e.g. multi-speaker pre-training); its LoRA settings are used",
+    )
     p.add_argument("--rank", type=int, help="LoRA rank (default 8)")
     p.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
     p.add_argument("--dropout", type=float, help="LoRA dropout (default 0.05)")
@@ -380,10 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--block-size", type=int, default=64, help="NF4 block size (default 64)")
-    p.add_argument("--double-quant", type=int, metavar="BLOCKS",
-                   help="store NF4 block scales as uint8 in chunks of BLOCKS blocks (e.g. 256)")
-    p.add_argument("--embedding", default="int4", choices=["int4", "int8", "fp32"],
-                   help="token embedding format of the NF4 base (default int4)")
+    p.add_argument(
+        "--double-quant",
+        type=int,
+        metavar="BLOCKS",
+        help="store NF4 block scales as uint8 in chunks of BLOCKS blocks (e.g. 256)",
+    )
+    p.add_argument(
+        "--embedding",
+        default=DEFAULT_EMBEDDING,
+        choices=EMBEDDINGS,
+        help=f"token embedding format of the NF4 base (default {DEFAULT_EMBEDDING})",
+    )
     p.add_argument("--out", type=Path, required=True, help="new adapter folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_personalize)
@@ -396,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
-    from exporter.errors import EdgeAsrError
+    quiet_libraries()
+    from runtimes.errors import EdgeAsrError
 
     try:
         return args.func(args)

@@ -16,16 +16,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.errors import EdgeAsrError
 from exporter.evaluate import SCHEMA_VERSION
 from exporter.scoring import (
-    _METRIC_LABELS,
+    METRIC_LABELS,
     METRICS,
     Comparison,
     UtteranceCounts,
     format_comparison,
     paired_bootstrap,
 )
+from runtimes.errors import EdgeAsrError
 
 CLUSTER_CHOICES = ("group",)
 # An interval from one clip is meaningless (every resample is that clip), so smaller groups get
@@ -50,8 +50,9 @@ def load_eval(path: str | Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeAsrError(f"eval result {path} is not valid JSON ({exc}); "
-                           "expected the file written by `edgeasr eval --json`") from exc
+        raise EdgeAsrError(
+            f"eval result {path} is not valid JSON ({exc}); expected the file written by `edgeasr eval --json`"
+        ) from exc
     _check_eval(data, str(path))
     return data
 
@@ -62,11 +63,15 @@ def _check_eval(data: object, source: str) -> None:
         raise EdgeAsrError(f"{source} is not an edgeasr eval result (no 'utterances' list)")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise EdgeAsrError(f"{source} has schema_version {version!r}, but this edgeasr reads version "
-                           f"{SCHEMA_VERSION}; re-run `edgeasr eval --json` with this version")
+        raise EdgeAsrError(
+            f"{source} has schema_version {version!r}, but this edgeasr reads version "
+            f"{SCHEMA_VERSION}; re-run `edgeasr eval --json` with this version"
+        )
     if not any(isinstance(u, dict) and u.get("counts") for u in data["utterances"]):
-        raise EdgeAsrError(f"{source} has no per-clip error counts: the data it was evaluated on had no "
-                           "transcripts, so there is no WER to compare")
+        raise EdgeAsrError(
+            f"{source} has no per-clip error counts: the data it was evaluated on had no "
+            "transcripts, so there is no WER to compare"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,8 +108,9 @@ def _scored_clips(data: dict, side: str) -> dict[str, _Clip]:
         if path in clips:
             raise EdgeAsrError(f"result {side} lists clip {path} twice; cannot pair it with the other result")
         group = utt.get("group")
-        clips[path] = _Clip(_counts_from_json(utt["counts"], f"result {side}, clip {path}"),
-                            None if group is None else str(group))
+        clips[path] = _Clip(
+            _counts_from_json(utt["counts"], f"result {side}, clip {path}"), None if group is None else str(group)
+        )
     return clips
 
 
@@ -114,17 +120,23 @@ def _check_same_clips(clips_a: dict[str, _Clip], clips_b: dict[str, _Clip]) -> l
     only_a = sorted(clips_a.keys() - clips_b.keys())
     only_b = sorted(clips_b.keys() - clips_a.keys())
     if only_a or only_b:
-        details = [f"{len(only_a)} only in A" + (f" (e.g. {only_a[0]})" if only_a else ""),
-                   f"{len(only_b)} only in B" + (f" (e.g. {only_b[0]})" if only_b else "")]
-        raise EdgeAsrError(f"the two results were scored on different clips: {', '.join(details)}; "
-                           "run both evaluations on the same --data")
+        details = [
+            f"{len(only_a)} only in A" + (f" (e.g. {only_a[0]})" if only_a else ""),
+            f"{len(only_b)} only in B" + (f" (e.g. {only_b[0]})" if only_b else ""),
+        ]
+        raise EdgeAsrError(
+            f"the two results were scored on different clips: {', '.join(details)}; "
+            "run both evaluations on the same --data"
+        )
     paths = sorted(clips_a)
     # paired_bootstrap checks this too, but only knows clip indices; here we can name the file.
     for path in paths:
         ref_a, ref_b = clips_a[path].counts.reference, clips_b[path].counts.reference
         if ref_a != ref_b:
-            raise EdgeAsrError(f"clip {path} has different references in A ({ref_a!r}) and B ({ref_b!r}); "
-                               "were the two results evaluated on the same manifest?")
+            raise EdgeAsrError(
+                f"clip {path} has different references in A ({ref_a!r}) and B ({ref_b!r}); "
+                "were the two results evaluated on the same manifest?"
+            )
     return paths
 
 
@@ -140,8 +152,10 @@ def _group_labels(paths: list[str], clips_a: dict[str, _Clip], clips_b: dict[str
     for path in paths:
         group_a, group_b = clips_a[path].group, clips_b[path].group
         if group_a is None or group_a != group_b:
-            raise EdgeAsrError(f"clip {path} is in group {group_a!r} in A but {group_b!r} in B; "
-                               "were the two results evaluated on the same manifest?")
+            raise EdgeAsrError(
+                f"clip {path} is in group {group_a!r} in A but {group_b!r} in B; "
+                "were the two results evaluated on the same manifest?"
+            )
         labels.append(group_a)
     return labels
 
@@ -162,8 +176,13 @@ class GroupComparison:
     comparison: Comparison | None
 
     def to_dict(self) -> dict:
-        return {"group": self.group, "n_clips": self.n_clips, "rate_a": self.rate_a, "rate_b": self.rate_b,
-                "comparison": None if self.comparison is None else self.comparison.to_dict()}
+        return {
+            "group": self.group,
+            "n_clips": self.n_clips,
+            "rate_a": self.rate_a,
+            "rate_b": self.rate_b,
+            "comparison": None if self.comparison is None else self.comparison.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -200,8 +219,14 @@ def _rate(counts: list[UtteranceCounts], metric: str) -> float | None:
     return sum(e for e, _ in pairs) / total if total else None
 
 
-def _compare_group(name: str, counts_a: list[UtteranceCounts], counts_b: list[UtteranceCounts],
-                   metric: str, n_resamples: int, seed: int) -> GroupComparison:
+def _compare_group(
+    name: str,
+    counts_a: list[UtteranceCounts],
+    counts_b: list[UtteranceCounts],
+    metric: str,
+    n_resamples: int,
+    seed: int,
+) -> GroupComparison:
     rate_a, rate_b = _rate(counts_a, metric), _rate(counts_b, metric)
     comparison = None
     # Within one group every clip shares the group's cluster label, so clusters would add nothing:
@@ -217,8 +242,9 @@ def _distinct_names(a: dict, b: dict) -> tuple[str, str]:
     return (f"{name_a} (A)", f"{name_b} (B)") if name_a == name_b else (name_a, name_b)
 
 
-def compare_evals(a: dict, b: dict, metric: str = "wer", cluster_by: str | None = None,
-                  n_resamples: int = 2000, seed: int = 0) -> ComparisonReport:
+def compare_evals(
+    a: dict, b: dict, metric: str = "wer", cluster_by: str | None = None, n_resamples: int = 2000, seed: int = 0
+) -> ComparisonReport:
     """Paired bootstrap of B minus A, overall and per group, from two eval results (see load_eval).
 
     `cluster_by="group"` resamples whole groups (then clips within them) for the overall interval,
@@ -239,26 +265,40 @@ def compare_evals(a: dict, b: dict, metric: str = "wer", cluster_by: str | None 
         notes.append(f"no per-group rows: A was grouped by {a.get('group_by')}, B by {b.get('group_by')}")
     labels = _group_labels(paths, clips_a, clips_b) if group_by else None
     if cluster_by == "group" and labels is None:
-        raise EdgeAsrError("cluster_by='group' needs both results evaluated with the same --group-by "
-                           "(e.g. --group-by speaker to resample speakers)")
+        raise EdgeAsrError(
+            "cluster_by='group' needs both results evaluated with the same --group-by "
+            "(e.g. --group-by speaker to resample speakers)"
+        )
 
-    overall = paired_bootstrap(counts_a, counts_b, clusters=labels if cluster_by == "group" else None,
-                               n_resamples=n_resamples, seed=seed, metric=metric)
+    overall = paired_bootstrap(
+        counts_a,
+        counts_b,
+        clusters=labels if cluster_by == "group" else None,
+        n_resamples=n_resamples,
+        seed=seed,
+        metric=metric,
+    )
 
     groups: list[GroupComparison] = []
     if labels is not None:
         for name in sorted(set(labels)):
             members = [i for i, label in enumerate(labels) if label == name]
-            groups.append(_compare_group(name, [counts_a[i] for i in members], [counts_b[i] for i in members],
-                                         metric, n_resamples, seed))
+            groups.append(
+                _compare_group(
+                    name, [counts_a[i] for i in members], [counts_b[i] for i in members], metric, n_resamples, seed
+                )
+            )
         small = [g.group for g in groups if g.comparison is None]
         if small:
-            notes.append(f"no interval for {len(small)} group(s) with fewer than {MIN_CLIPS_FOR_CI} scored "
-                         f"clips or no reference words: {', '.join(small)}")
+            notes.append(
+                f"no interval for {len(small)} group(s) with fewer than {MIN_CLIPS_FOR_CI} scored "
+                f"clips or no reference words: {', '.join(small)}"
+            )
 
     name_a, name_b = _distinct_names(a, b)
-    return ComparisonReport(name_a, name_b, metric, len(paths), group_by, cluster_by, overall,
-                            tuple(groups), tuple(notes))
+    return ComparisonReport(
+        name_a, name_b, metric, len(paths), group_by, cluster_by, overall, tuple(groups), tuple(notes)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,8 +310,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def _row(name: str, n: int, rate_a: float | None, rate_b: float | None, c: Comparison | None,
-         width: int) -> str:
+def _row(name: str, n: int, rate_a: float | None, rate_b: float | None, c: Comparison | None, width: int) -> str:
     delta = "-" if rate_a is None or rate_b is None else f"{100 * (rate_b - rate_a):+.1f}"
     ci = "-" if c is None else f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
     significant = "-" if c is None else ("yes" if c.significant else "no")
@@ -281,16 +320,23 @@ def _row(name: str, n: int, rate_a: float | None, rate_b: float | None, c: Compa
 def format_report(report: ComparisonReport) -> str:
     """Plain-text table (one row per group, then all clips) and the overall verdict line."""
     r = report
-    label = _METRIC_LABELS.get(r.metric, r.metric)
+    label = METRIC_LABELS.get(r.metric, r.metric)
     confidence = f"{100 * r.overall.confidence:g}% CI"
     resampling = f"{r.overall.n_resamples} paired bootstrap resamples"
     if r.cluster_by:
         resampling += f" of {r.group_by or r.cluster_by} clusters (overall row)"
     width = max(7, len(label) + 3)  # "plain WER A%" is wider than "WER A%"
-    header = (f"{'group':<16} {'clips':>6} {label + ' A%':>{width}} {label + ' B%':>{width}} {'delta':>7} "
-              f"{confidence:>16} {'sig.':>5}")
-    lines = [f"A = {r.name_a}", f"B = {r.name_b}", f"{label}, {confidence} from {resampling}",
-             header, "-" * len(header)]
+    header = (
+        f"{'group':<16} {'clips':>6} {label + ' A%':>{width}} {label + ' B%':>{width}} {'delta':>7} "
+        f"{confidence:>16} {'sig.':>5}"
+    )
+    lines = [
+        f"A = {r.name_a}",
+        f"B = {r.name_b}",
+        f"{label}, {confidence} from {resampling}",
+        header,
+        "-" * len(header),
+    ]
     for g in r.groups:
         lines.append(_row(g.group, g.n_clips, g.rate_a, g.rate_b, g.comparison, width))
     o = r.overall

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif"}
-GROUP_KEYS = ("gender", "speaker", "language", "split")
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Dataset:
     def has_transcripts(self) -> bool:
         return all(u.transcript is not None for u in self.utterances)
 
-    def filter(self, **equals: str | None) -> "Dataset":
+    def filter(self, **equals: str | None) -> Dataset:
         """Keep utterances whose fields equal the given values (None values are ignored)."""
         wanted = {k: v for k, v in equals.items() if v is not None}
         kept = [u for u in self.utterances if all(getattr(u, k) == v for k, v in wanted.items())]
@@ -61,7 +60,7 @@ class Dataset:
             raise EdgeAsrError(f"no utterance in {self.source} matches {wanted}")
         return Dataset(self.source, kept)
 
-    def head(self, n: int | None) -> "Dataset":
+    def head(self, n: int | None) -> Dataset:
         return self if n is None else Dataset(self.source, self.utterances[:n])
 
 
@@ -106,8 +105,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "audio_path" not in reader.fieldnames:
-            raise EdgeAsrError(f"{path}: CSV header must include an 'audio_path' column "
-                               f"(found: {', '.join(reader.fieldnames or []) or 'none'})")
+            raise EdgeAsrError(
+                f"{path}: CSV header must include an 'audio_path' column "
+                f"(found: {', '.join(reader.fieldnames or []) or 'none'})"
+            )
         for number, row in enumerate(reader, 2):
             yield number, {k: v for k, v in row.items() if v not in (None, "")}
 
@@ -136,17 +137,19 @@ def _from_rows(path: Path, rows: Iterator[tuple[int, dict]]) -> Dataset:
             raise EdgeAsrError(f"{where}: audio file not found: {audio}")
         rate = row.get("sample_rate")
         known = {"audio_path", "utt_id", "transcript", "speaker", "gender", "language", "split", "sample_rate"}
-        utterances.append(Utterance(
-            audio_path=audio,
-            utt_id=_text(row, "utt_id") or Path(str(row["audio_path"])).stem,
-            transcript=_text(row, "transcript"),
-            speaker=_text(row, "speaker"),
-            gender=_text(row, "gender"),
-            language=_text(row, "language"),
-            split=_text(row, "split"),
-            sample_rate=int(rate) if rate not in (None, "") else None,
-            extra={k: v for k, v in row.items() if k not in known},
-        ))
+        utterances.append(
+            Utterance(
+                audio_path=audio,
+                utt_id=_text(row, "utt_id") or Path(str(row["audio_path"])).stem,
+                transcript=_text(row, "transcript"),
+                speaker=_text(row, "speaker"),
+                gender=_text(row, "gender"),
+                language=_text(row, "language"),
+                split=_text(row, "split"),
+                sample_rate=int(rate) if rate not in (None, "") else None,
+                extra={k: v for k, v in row.items() if k not in known},
+            )
+        )
     if not utterances:
         raise EdgeAsrError(f"{path}: manifest has no rows")
     return Dataset(root, utterances)

@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from exporter.audio import load_audio
 from exporter.data import Dataset, Utterance
-from exporter.errors import EdgeAsrError
 from exporter.scoring import Score, UtteranceCounts, aggregate, count_errors
+from runtimes.audio import load_audio
 from runtimes.base import Runner
 from runtimes.decoding import DecodingOptions
+from runtimes.errors import EdgeAsrError
 
 SCHEMA_VERSION = 1
 
@@ -82,14 +82,15 @@ def _check_languages(runner: Runner, dataset: Dataset) -> None:
         return
     other = sorted({u.language for u in dataset if u.language not in (None, "en")})
     if other:
-        raise EdgeAsrError(f"the model is English-only but the data has languages {', '.join(other)}; "
-                           "use a multilingual model (--model base) or an English-only data set")
+        raise EdgeAsrError(
+            f"the model is English-only but the data has languages {', '.join(other)}; "
+            "use a multilingual model (--model base) or an English-only data set"
+        )
 
 
 def _decode_one(runner: Runner, utt: Utterance, group_by: str | None) -> UtteranceResult:
     samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-    out = runner.transcribe(samples, DecodingOptions(language=utt.language if runner.special.is_multilingual
-                                                     else None))
+    out = runner.transcribe(samples, DecodingOptions(language=utt.language if runner.special.is_multilingual else None))
     return UtteranceResult(
         utt_id=utt.utt_id,
         audio_path=str(utt.audio_path),
@@ -103,8 +104,9 @@ def _decode_one(runner: Runner, utt: Utterance, group_by: str | None) -> Utteran
     )
 
 
-def evaluate(runner: Runner, dataset: Dataset, model_id: str, group_by: str | None = None,
-             progress: bool = True) -> EvalResult:
+def evaluate(
+    runner: Runner, dataset: Dataset, model_id: str, group_by: str | None = None, progress: bool = True
+) -> EvalResult:
     """Transcribe every utterance; score those with transcripts (overall and per `group_by` value)."""
     _check_languages(runner, dataset)
     if group_by:
@@ -140,11 +142,14 @@ def format_table(result: EvalResult) -> str:
     lines = [f"model {result.model_id} on {result.data} ({result.runtime})", header, "-" * len(header)]
     rows = list(result.groups.items()) + ([("all", result.overall)] if result.overall else [])
     for name, s in rows:
-        lines.append(f"{name:<16} {s.n_clips:>6} {s.n_words:>6} {_pct(s.wer):>7} {_pct(s.wer_plain):>10} "
-                     f"{_pct(s.cer):>7}")
+        lines.append(
+            f"{name:<16} {s.n_clips:>6} {s.n_words:>6} {_pct(s.wer):>7} {_pct(s.wer_plain):>10} {_pct(s.cer):>7}"
+        )
     if result.overall is None:
         lines.append("(no transcripts in the data: WER not computed)")
     speed = result.speed()
-    lines.append(f"audio {speed['audio_seconds']:.1f} s, compute {speed['compute_seconds']:.1f} s, "
-                 f"real-time factor {speed['real_time_factor']}")
+    lines.append(
+        f"audio {speed['audio_seconds']:.1f} s, compute {speed['compute_seconds']:.1f} s, "
+        f"real-time factor {speed['real_time_factor']}"
+    )
     return "\n".join(lines)

@@ -41,12 +41,12 @@ measurement). `predict_before_lowering` uses them to choose controls before the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exporter.audio import FULL_FRAMES
-from exporter.errors import EdgeAsrError
+from runtimes.audio import FULL_FRAMES
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, PTE_FILE
+from runtimes.errors import EdgeAsrError
 
 MAX_POSITIONS = 448  # Whisper's text context: the self-attention cache length of every lowering
 FLOAT_BYTES = 4
@@ -71,7 +71,7 @@ ORT_ARENA_FACTOR = 1.0
 # Encoder liveness peak: attention scores and softmax output of one layer plus two hidden states.
 ORT_ENCODER_MAPS = 2
 ORT_ENCODER_HIDDEN = 2
-FEATURES_BYTES = 10 * MB  # log-mel of one 30 s window (measured peak of exporter.audio.log_mel)
+FEATURES_BYTES = 10 * MB  # log-mel of one 30 s window (measured peak of runtimes.audio.log_mel)
 
 RUNTIMES = ("executorch", "onnx")
 HOSTS = ("python", "android")
@@ -87,7 +87,7 @@ class WhisperShape:
     decoder_layers: int
 
     @classmethod
-    def from_config(cls, config) -> "WhisperShape":
+    def from_config(cls, config) -> WhisperShape:
         return cls(config.d_model, config.encoder_attention_heads, config.encoder_layers, config.decoder_layers)
 
     def positions(self, n_frames: int) -> int:
@@ -148,12 +148,13 @@ class MemoryEstimate:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(load_peak_bytes=self.load_peak_bytes, run_peak_bytes=self.run_peak_bytes,
-                    peak_bytes=self.peak_bytes)
+        data.update(
+            load_peak_bytes=self.load_peak_bytes, run_peak_bytes=self.run_peak_bytes, peak_bytes=self.peak_bytes
+        )
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MemoryEstimate":
+    def from_dict(cls, data: dict) -> MemoryEstimate:
         names = {f for f in cls.__dataclass_fields__}
         if "kv_in_activations" in data and "kv_in_activations_bytes" not in data:  # written before 0.1.1
             data = {**data, "kv_in_activations_bytes": data["kv_cache_bytes"] if data["kv_in_activations"] else 0}
@@ -185,36 +186,83 @@ def _arena(per_method: dict[str, int], host: str) -> int:
     return max(per_method.values()) if host == "python" else sum(per_method.values())
 
 
-def _executorch_estimate(shape: WhisperShape, weights: int, largest_layer: int, n_frames: int, attention: str,
-                         host: str, per_method: dict[str, int], source: str) -> MemoryEstimate:
-    workspace = (ET_WORKSPACE_MAPS * shape.attention_map_bytes(n_frames)
-                 + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames) + ET_FIRST_RUN_BYTES)
+def _executorch_estimate(
+    shape: WhisperShape,
+    weights: int,
+    largest_layer: int,
+    n_frames: int,
+    attention: str,
+    host: str,
+    per_method: dict[str, int],
+    source: str,
+) -> MemoryEstimate:
+    workspace = (
+        ET_WORKSPACE_MAPS * shape.attention_map_bytes(n_frames)
+        + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames)
+        + ET_FIRST_RUN_BYTES
+    )
     return MemoryEstimate(
-        runtime="executorch", host=host, n_frames=n_frames, attention=attention, weights_bytes=weights,
-        activation_bytes=_arena(per_method, host), workspace_bytes=workspace,
-        kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations_bytes=self_cache_bytes(shape),
-        features_bytes=FEATURES_BYTES, load_transient_bytes=largest_layer, arena_at_load=True, source=source,
+        runtime="executorch",
+        host=host,
+        n_frames=n_frames,
+        attention=attention,
+        weights_bytes=weights,
+        activation_bytes=_arena(per_method, host),
+        workspace_bytes=workspace,
+        kv_cache_bytes=kv_cache_bytes(shape, n_frames),
+        kv_in_activations_bytes=self_cache_bytes(shape),
+        features_bytes=FEATURES_BYTES,
+        load_transient_bytes=largest_layer,
+        arena_at_load=True,
+        source=source,
         detail={"planned_arena_per_method": per_method},
     )
 
 
-def _onnx_estimate(shape: WhisperShape, file_bytes: int, n_frames: int, host: str, encoder_peak: int,
-                   decoder_peak: int, source: str, memory_arena: bool = True) -> MemoryEstimate:
+def _onnx_estimate(
+    shape: WhisperShape,
+    file_bytes: int,
+    n_frames: int,
+    host: str,
+    encoder_peak: int,
+    decoder_peak: int,
+    source: str,
+    memory_arena: bool = True,
+) -> MemoryEstimate:
     resident = int(ORT_LOAD_FACTOR * file_bytes)
     live = encoder_peak + decoder_peak
     return MemoryEstimate(
-        runtime="onnx", host=host, n_frames=n_frames, attention="explicit", weights_bytes=resident,
-        activation_bytes=int(live * (ORT_ARENA_FACTOR if memory_arena else 1.0)), workspace_bytes=0,
-        kv_cache_bytes=kv_cache_bytes(shape, n_frames), kv_in_activations_bytes=0, features_bytes=FEATURES_BYTES,
-        load_transient_bytes=0, arena_at_load=False, source=source,
-        detail={"file_bytes": file_bytes, "encoder_live_peak": encoder_peak, "decoder_live_peak": decoder_peak,
-                "memory_arena": memory_arena},
+        runtime="onnx",
+        host=host,
+        n_frames=n_frames,
+        attention="explicit",
+        weights_bytes=resident,
+        activation_bytes=int(live * (ORT_ARENA_FACTOR if memory_arena else 1.0)),
+        workspace_bytes=0,
+        kv_cache_bytes=kv_cache_bytes(shape, n_frames),
+        kv_in_activations_bytes=0,
+        features_bytes=FEATURES_BYTES,
+        load_transient_bytes=0,
+        arena_at_load=False,
+        source=source,
+        detail={
+            "file_bytes": file_bytes,
+            "encoder_live_peak": encoder_peak,
+            "decoder_live_peak": decoder_peak,
+            "memory_arena": memory_arena,
+        },
     )
 
 
-def predict_before_lowering(config, weight_bytes: int, largest_layer_bytes: int, runtime: str,
-                            n_frames: int = FULL_FRAMES, attention: str = "eager",
-                            host: str = "python") -> MemoryEstimate:
+def predict_before_lowering(
+    config,
+    weight_bytes: int,
+    largest_layer_bytes: int,
+    runtime: str,
+    n_frames: int = FULL_FRAMES,
+    attention: str = "eager",
+    host: str = "python",
+) -> MemoryEstimate:
     """The estimate from the model config and the plan alone (structural counts, see the module doc)."""
     _check(runtime, host, attention)
     shape = WhisperShape.from_config(config)
@@ -224,12 +272,20 @@ def predict_before_lowering(config, weight_bytes: int, largest_layer_bytes: int,
             + ET_PLANNED_HIDDEN * shape.hidden_bytes(n_frames),
             "text_decoder": int(ET_DECODER_PLAN_PER_SELF_CACHE * self_cache_bytes(shape)),
         }
-        return _executorch_estimate(shape, weight_bytes, largest_layer_bytes, n_frames, attention, host,
-                                    per_method, "structural estimate before lowering")
-    encoder_peak = (ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames)
-                    + ORT_ENCODER_HIDDEN * shape.hidden_bytes(n_frames))
-    return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0,
-                          "structural estimate before lowering")
+        return _executorch_estimate(
+            shape,
+            weight_bytes,
+            largest_layer_bytes,
+            n_frames,
+            attention,
+            host,
+            per_method,
+            "structural estimate before lowering",
+        )
+    encoder_peak = ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames) + ORT_ENCODER_HIDDEN * shape.hidden_bytes(
+        n_frames
+    )
+    return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0, "structural estimate before lowering")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,8 +299,9 @@ def executorch_memory_plan(pte_path: Path) -> dict[str, int]:
     try:
         program = deserialize_pte_binary(Path(pte_path).read_bytes()).program
     except Exception as exc:  # flatbuffer errors of every kind: the file is not a readable program
-        raise EdgeAsrError(f"cannot read the memory plan of {pte_path}: {type(exc).__name__} "
-                           "(corrupt or not an ExecuTorch program?)") from exc
+        raise EdgeAsrError(
+            f"cannot read the memory plan of {pte_path}: {type(exc).__name__} (corrupt or not an ExecuTorch program?)"
+        ) from exc
     # Buffer 0 is reserved (constants); the rest are the planned arenas of that method.
     sizes = {plan.name: sum(plan.non_const_buffer_sizes[1:]) for plan in program.execution_plan}
     return {name: size for name, size in sizes.items() if size}
@@ -256,23 +313,27 @@ def _largest_layer(plan: dict) -> int:
 
 def estimate_executorch(folder: Path, config, host: str = "python") -> MemoryEstimate:
     """The estimate for `folder/model.pte`, with the program's own memory plan."""
-    from runtimes.executorch_runner import constant, load_program
+    from runtimes.executorch_runner import read_pte_info
 
-    pte = Path(folder) / "model.pte"
-    program = load_program(pte)
-    plan = json.loads(constant(program, "edgeasr_plan"))
-    n_frames = int(constant(program, "get_n_frames")) if "get_n_frames" in program.method_names else FULL_FRAMES
-    attention = str(constant(program, "edgeasr_attention")) if "edgeasr_attention" in program.method_names \
-        else "sdpa"
+    pte = Path(folder) / PTE_FILE
+    info = read_pte_info(pte)
     per_method = executorch_memory_plan(pte)
-    return _executorch_estimate(WhisperShape.from_config(config), pte.stat().st_size, _largest_layer(plan),
-                                n_frames, attention, host, per_method, "ExecuTorch memory plan in the .pte")
+    return _executorch_estimate(
+        WhisperShape.from_config(config),
+        pte.stat().st_size,
+        _largest_layer(info.plan),
+        info.n_frames,
+        info.attention,
+        host,
+        per_method,
+        "ExecuTorch memory plan in the .pte",
+    )
 
 
 def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool = True) -> MemoryEstimate:
     """The estimate for `folder/encoder.onnx` + `decoder.onnx`, with liveness over the graphs' shapes."""
-    from exporter.lower.onnx import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, read_metadata
     from exporter.onnx_liveness import live_peak_bytes
+    from runtimes.onnx_runner import read_metadata
 
     folder = Path(folder)
     encoder, decoder = folder / ENCODER_FILE, folder / DECODER_FILE
@@ -280,12 +341,21 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
     encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
     decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
-    return _onnx_estimate(WhisperShape.from_config(config), file_bytes, n_frames, host, encoder_peak,
-                          decoder_peak, "liveness over the ONNX graphs' inferred shapes", memory_arena)
+    return _onnx_estimate(
+        WhisperShape.from_config(config),
+        file_bytes,
+        n_frames,
+        host,
+        encoder_peak,
+        decoder_peak,
+        "liveness over the ONNX graphs' inferred shapes",
+        memory_arena,
+    )
 
 
-def estimate_artifact(folder: Path, runtime: str, config, host: str = "python",
-                      onnx_memory_arena: bool = True) -> MemoryEstimate:
+def estimate_artifact(
+    folder: Path, runtime: str, config, host: str = "python", onnx_memory_arena: bool = True
+) -> MemoryEstimate:
     _check(runtime, host, "sdpa")
     if runtime == "executorch":
         return estimate_executorch(folder, config, host)
@@ -294,13 +364,15 @@ def estimate_artifact(folder: Path, runtime: str, config, host: str = "python",
 
 def format_estimate(estimate: MemoryEstimate) -> list[str]:
     """Markdown table rows (bytes and MB) of one estimate."""
+
     def row(name: str, value: int, note: str = "") -> str:
         return f"| {name} | {value:,} | {value / MB:.1f} | {note} |"
 
     inside = estimate.kv_in_activations_bytes
     kv_note = f"{inside / MB:.1f} MB of it inside activations, the rest added" if inside else "added"
     return [
-        "| term | bytes | MB | |", "|---|---:|---:|---|",
+        "| term | bytes | MB | |",
+        "|---|---:|---:|---|",
         row("weights", estimate.weights_bytes),
         row("activations", estimate.activation_bytes, estimate.source),
         row("workspace", estimate.workspace_bytes),
@@ -312,5 +384,14 @@ def format_estimate(estimate: MemoryEstimate) -> list[str]:
     ]
 
 
-__all__ = ["MemoryEstimate", "WhisperShape", "cross_cache_bytes", "estimate_artifact", "executorch_memory_plan",
-           "format_estimate", "kv_cache_bytes", "predict_before_lowering", "self_cache_bytes"]
+__all__ = [
+    "MemoryEstimate",
+    "WhisperShape",
+    "cross_cache_bytes",
+    "estimate_artifact",
+    "executorch_memory_plan",
+    "format_estimate",
+    "kv_cache_bytes",
+    "predict_before_lowering",
+    "self_cache_bytes",
+]

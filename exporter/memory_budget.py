@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from exporter.audio import FRAMES_PER_SECOND, FULL_FRAMES
-from exporter.errors import EdgeAsrError
 from exporter.memory import MemoryEstimate, estimate_artifact, predict_before_lowering
 from exporter.quant.budget import format_bytes
+from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES
+from runtimes.errors import EdgeAsrError
 
 CONTEXT_LADDER = (3000, 2000, 1500, 1000, 500)  # encoder frames tried, longest first (30, 20, 15, 10, 5 s)
 RUNTIME_OF_FORMAT = {"pte": "executorch", "onnx": "onnx"}
@@ -73,8 +73,11 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
         by = "user"
     else:
         frames, by = CONTEXT_LADDER, "memory budget"
-    return [MemorySettings(f, a, by if (f, a) != (FULL_FRAMES, allowed[0]) else "default")
-            for f in frames for a in attentions]
+    return [
+        MemorySettings(f, a, by if (f, a) != (FULL_FRAMES, allowed[0]) else "default")
+        for f in frames
+        for a in attentions
+    ]
 
 
 def fixed_settings(fmt: str, max_audio_seconds: float | None, attention: str | None) -> MemorySettings:
@@ -84,14 +87,27 @@ def fixed_settings(fmt: str, max_audio_seconds: float | None, attention: str | N
     return MemorySettings(first.n_frames, first.attention, "user" if user else "default")
 
 
-def choose_settings(config, fmt: str, weight_bytes: int, largest_layer_bytes: int, memory_budget: int,
-                    max_audio_seconds: float | None = None, attention: str | None = None,
-                    ) -> tuple[MemorySettings, MemoryEstimate]:
+def choose_settings(
+    config,
+    fmt: str,
+    weight_bytes: int,
+    largest_layer_bytes: int,
+    memory_budget: int,
+    max_audio_seconds: float | None = None,
+    attention: str | None = None,
+) -> tuple[MemorySettings, MemoryEstimate]:
     """The first candidate whose predicted peak fits `memory_budget`; a clear error if none does."""
     tried = []
     for settings in candidates(fmt, max_audio_seconds, attention):
-        estimate = predict_before_lowering(config, weight_bytes, largest_layer_bytes, RUNTIME_OF_FORMAT[fmt],
-                                           settings.n_frames, settings.attention, HOST_OF_FORMAT[fmt])
+        estimate = predict_before_lowering(
+            config,
+            weight_bytes,
+            largest_layer_bytes,
+            RUNTIME_OF_FORMAT[fmt],
+            settings.n_frames,
+            settings.attention,
+            HOST_OF_FORMAT[fmt],
+        )
         if estimate.peak_bytes <= memory_budget:
             return settings, estimate
         tried.append((settings, estimate))
@@ -100,7 +116,8 @@ def choose_settings(config, fmt: str, weight_bytes: int, largest_layer_bytes: in
         f"the {fmt} artifact cannot fit the memory budget of {format_bytes(memory_budget)}: the smallest "
         f"predicted peak is {format_bytes(smallest.peak_bytes)} (with {smallest_settings.describe()}; weights "
         f"{format_bytes(smallest.weights_bytes)}, activations {format_bytes(smallest.activation_bytes)}). "
-        "Raise --memory-budget, lower --budget (smaller weights), or allow a shorter --max-audio-seconds")
+        "Raise --memory-budget, lower --budget (smaller weights), or allow a shorter --max-audio-seconds"
+    )
 
 
 def check_artifact(folder, fmt: str, config, memory_budget: int | None) -> dict[str, MemoryEstimate]:
@@ -112,9 +129,16 @@ def check_artifact(folder, fmt: str, config, memory_budget: int | None) -> dict[
         raise EdgeAsrError(
             f"the lowered {fmt} artifact needs {format_bytes(target.peak_bytes)} at its predicted peak "
             f"({HOST_OF_FORMAT[fmt]}), over the memory budget of {format_bytes(memory_budget)}, although the "
-            "estimate before lowering fitted; give a shorter --max-audio-seconds or a larger --memory-budget")
+            "estimate before lowering fitted; give a shorter --max-audio-seconds or a larger --memory-budget"
+        )
     return estimates
 
 
-__all__ = ["CONTEXT_LADDER", "MemorySettings", "check_artifact", "choose_settings", "fixed_settings",
-           "frames_for_seconds"]
+__all__ = [
+    "CONTEXT_LADDER",
+    "MemorySettings",
+    "check_artifact",
+    "choose_settings",
+    "fixed_settings",
+    "frames_for_seconds",
+]

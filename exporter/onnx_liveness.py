@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 ALIASING_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 MS_DOMAIN = "com.microsoft"
@@ -86,8 +86,7 @@ def _bytes(value: onnx.ValueInfoProto) -> int | None:
     return size
 
 
-def live_peak_bytes(path: Path, dims: dict[str, int], count_outputs: bool = True,
-                    count_inputs: bool = False) -> int:
+def live_peak_bytes(path: Path, dims: dict[str, int], count_outputs: bool = True, count_inputs: bool = False) -> int:
     """Peak bytes of simultaneously live tensors while `path` runs once with dimension values `dims`."""
     try:
         proto = onnx.load(str(path))
@@ -127,8 +126,10 @@ def live_peak_bytes(path: Path, dims: dict[str, int], count_outputs: bool = True
             if r in held and r not in outputs and last_use.get(r, -1) <= index:
                 live -= held.pop(r)
     if unknown:
-        raise EdgeAsrError(f"{path}: shape inference left {len(unknown)} tensor sizes unknown "
-                           f"(e.g. {unknown[0]}); cannot estimate its activation memory")
+        raise EdgeAsrError(
+            f"{path}: shape inference left {len(unknown)} tensor sizes unknown "
+            f"(e.g. {unknown[0]}); cannot estimate its activation memory"
+        )
     return peak
 
 

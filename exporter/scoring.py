@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from exporter.errors import EdgeAsrError
+from exporter.choices import METRICS
 from exporter.normalize import is_english, normalize
+from runtimes.errors import EdgeAsrError
 
-METRICS = ("wer", "wer_plain", "cer")
-_METRIC_LABELS = {"wer": "WER", "wer_plain": "plain WER", "cer": "CER"}
+METRIC_LABELS = {"wer": "WER", "wer_plain": "plain WER", "cer": "CER"}
 
 # ---------------------------------------------------------------------------------------------
 # Tokenisation for scoring
@@ -422,7 +422,7 @@ def paired_bootstrap(
 def format_comparison(name_a: str, name_b: str, comparison: Comparison) -> str:
     """One line, e.g. "B vs A: WER +2.3 pts [95% CI +0.4, +4.1] (n=130 clips) — significant"."""
     c = comparison
-    label = _METRIC_LABELS.get(c.metric, c.metric)
+    label = METRIC_LABELS.get(c.metric, c.metric)
     sample = f"n={c.n_clips} clips" + (f", {c.n_clusters} clusters" if c.n_clusters is not None else "")
     verdict = "significant" if c.significant else "not significant"
     return (

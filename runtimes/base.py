@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from exporter.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, chunks, duration_seconds, log_mel_frames
-from exporter.tokenizer import SpecialTokens, decode_text
+from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, chunks, duration_seconds, log_mel_frames
 from runtimes.decoding import DecoderSession, DecodingOptions, detect_language, greedy_decode
+from runtimes.tokenizer import SpecialTokens, decode_text
 
 
 @dataclass
@@ -57,8 +57,9 @@ class Runner(ABC):
     def start_decoder(self, encoded: Any) -> DecoderSession:
         """A fresh decoder session (empty KV cache) attending to `encoded`."""
 
-    def decode_window(self, encoded: Any, language: str | None,
-                      options: DecodingOptions = DecodingOptions()) -> tuple[list[int], str | None]:
+    def decode_window(
+        self, encoded: Any, language: str | None, options: DecodingOptions = DecodingOptions()
+    ) -> tuple[list[int], str | None]:
         """Greedy tokens of one encoded window (prompt excluded) and the language they were decoded in:
         `language`, else detected from the window when the model is multilingual."""
         if language is None and self.special.is_multilingual:

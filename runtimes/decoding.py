@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from exporter.tokenizer import SpecialTokens
+from runtimes.tokenizer import SpecialTokens
 
 # Whisper's text context is 448 positions; openai/whisper samples at most half of it.
 MAX_NEW_TOKENS = 224
@@ -31,7 +31,7 @@ class DecodingOptions:
     max_new_tokens: int = MAX_NEW_TOKENS
 
 
-def _mask_for(special: SpecialTokens, vocab: int, first: bool) -> np.ndarray:
+def suppression_mask(special: SpecialTokens, vocab: int, first: bool) -> np.ndarray:
     """Tokens that may not be generated: the model's suppress list plus every special token but end of text
     (no timestamps, no prompt tokens in the text), and blank / end of text as the very first token."""
     mask = np.zeros(vocab, dtype=bool)
@@ -49,8 +49,9 @@ def detect_language(logits: np.ndarray, special: SpecialTokens) -> str:
     return codes[int(np.argmax(logits[ids]))]
 
 
-def greedy_decode(session: DecoderSession, prompt: list[int], special: SpecialTokens,
-                  max_new_tokens: int = MAX_NEW_TOKENS) -> list[int]:
+def greedy_decode(
+    session: DecoderSession, prompt: list[int], special: SpecialTokens, max_new_tokens: int = MAX_NEW_TOKENS
+) -> list[int]:
     """Generated tokens after `prompt`, end of text excluded."""
     limit = min(max_new_tokens, MAX_POSITIONS - len(prompt))
     logits = session.step(prompt)
@@ -59,7 +60,7 @@ def greedy_decode(session: DecoderSession, prompt: list[int], special: SpecialTo
     while len(generated) < limit:
         first = not generated
         if first not in masks:
-            masks[first] = _mask_for(special, logits.shape[-1], first)
+            masks[first] = suppression_mask(special, logits.shape[-1], first)
         token = int(np.argmax(np.where(masks[first], -np.inf, logits)))
         if token == special.eot:
             break

@@ -7,18 +7,30 @@ way the Android app reads them.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from exporter.audio import FULL_FRAMES
-from exporter.errors import EdgeAsrError
-from exporter.tokenizer import SpecialTokens
+from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
+from runtimes.contract import (
+    PTE_ATTENTION,
+    PTE_ENCODER,
+    PTE_MAX_SEQ_LEN,
+    PTE_N_FRAMES,
+    PTE_N_MELS,
+    PTE_PLAN,
+    PTE_SPECIAL,
+    PTE_TEXT_DECODER,
+    TOKENIZER_FILE,
+)
+from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import SpecialTokens, load_tokenizer
 
 
-def _runtime():
+def executorch_runtime():
     try:
         from executorch.kernels import quantized  # noqa: F401  registers the quantised embedding kernels
         from executorch.runtime import Runtime
@@ -31,7 +43,7 @@ def load_program(path: Path):
     if not path.is_file():
         raise EdgeAsrError(f"ExecuTorch program not found: {path}")
     try:
-        return _runtime().load_program(str(path))
+        return executorch_runtime().load_program(str(path))
     except EdgeAsrError:
         raise
     except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
@@ -46,7 +58,33 @@ def constant(program, name: str):
 
 
 def read_plan_from_pte(path: Path) -> dict:
-    return json.loads(constant(load_program(Path(path)), "edgeasr_plan"))
+    return json.loads(constant(load_program(Path(path)), PTE_PLAN))
+
+
+@dataclass(frozen=True)
+class PteInfo:
+    """What a .pte says of itself in its constant methods."""
+
+    plan: dict
+    n_frames: int  # the encoder's input frames
+    attention: str  # how the encoder's attention was captured
+
+
+def read_pte_info(path: Path) -> PteInfo:
+    """The plan, audio context and attention stored in the program (a corrupt file fails here, clearly)."""
+    program = load_program(Path(path))
+    methods = program.method_names
+    # Programs exported before the audio context / attention became options: 30 s window, sdpa.
+    n_frames = int(constant(program, PTE_N_FRAMES)) if PTE_N_FRAMES in methods else FULL_FRAMES
+    attention = str(constant(program, PTE_ATTENTION)) if PTE_ATTENTION in methods else "sdpa"
+    return PteInfo(json.loads(constant(program, PTE_PLAN)), n_frames, attention)
+
+
+def set_threads(threads: int) -> None:
+    """Size XNNPACK's threadpool (process-wide in the Python runtime)."""
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    _unsafe_reset_threadpool(threads)
 
 
 class _ExecutorchDecoderSession:
@@ -60,8 +98,13 @@ class _ExecutorchDecoderSession:
     def step(self, tokens: list[int]) -> np.ndarray:
         logits = None
         for token in tokens:  # the exported decoder takes one token per call
-            logits = self.method.execute((torch.tensor([[token]], dtype=torch.long), *self.encoded,
-                                          torch.tensor([self.position], dtype=torch.long)))[0]
+            logits = self.method.execute(
+                (
+                    torch.tensor([[token]], dtype=torch.long),
+                    *self.encoded,
+                    torch.tensor([self.position], dtype=torch.long),
+                )
+            )[0]
             self.position += 1
         return logits[0, -1].numpy()
 
@@ -71,14 +114,29 @@ class ExecutorchRunner(Runner):
 
     def __init__(self, pte_path: Path, tokenizer):
         self.program = load_program(Path(pte_path))
-        special = SpecialTokens.from_dict(json.loads(constant(self.program, "edgeasr_special_tokens")))
+        special = SpecialTokens.from_dict(json.loads(constant(self.program, PTE_SPECIAL)))
         # Programs exported before the audio context became an option take the full 30 s window.
-        n_frames = int(constant(self.program, "get_n_frames")) if "get_n_frames" in self.program.method_names \
-            else FULL_FRAMES
-        super().__init__(tokenizer, special, int(constant(self.program, "get_n_mels")), n_frames)
-        self.encoder = self.program.load_method("encoder")
-        self.decoder = self.program.load_method("text_decoder")
-        self.max_seq_len = int(constant(self.program, "get_max_seq_len"))
+        n_frames = (
+            int(constant(self.program, PTE_N_FRAMES)) if PTE_N_FRAMES in self.program.method_names else FULL_FRAMES
+        )
+        super().__init__(tokenizer, special, int(constant(self.program, PTE_N_MELS)), n_frames)
+        self.encoder = self.program.load_method(PTE_ENCODER)
+        self.decoder = self.program.load_method(PTE_TEXT_DECODER)
+        self.max_seq_len = int(constant(self.program, PTE_MAX_SEQ_LEN))
+
+    @classmethod
+    def open(cls, pte_path: Path, threads: int | None = None) -> ExecutorchRunner:
+        """The program at `pte_path` with the tokenizer.json beside it; `threads` sizes XNNPACK's pool."""
+        pte_path = Path(pte_path)
+        tokenizer_path = pte_path.parent / TOKENIZER_FILE
+        if not pte_path.is_file():
+            raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
+        if not tokenizer_path.is_file():
+            raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
+        runner = cls(pte_path, load_tokenizer(tokenizer_path))
+        if threads:
+            set_threads(threads)
+        return runner
 
     def encode(self, features: np.ndarray) -> tuple:
         return tuple(self.encoder.execute((torch.from_numpy(features)[None],)))

@@ -11,12 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.audio import FULL_FRAMES
-from exporter.errors import EdgeAsrError
-from exporter.lower.onnx import (DECODER_FILE, ENCODER_FILE, META_N_FRAMES, META_N_MELS, META_SPECIAL,
-                                  TOKENIZER_FILE)
-from exporter.tokenizer import SpecialTokens
+from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
+from runtimes.contract import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    META_N_FRAMES,
+    META_N_MELS,
+    META_PLAN,
+    META_SPECIAL,
+    TOKENIZER_FILE,
+)
+from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import SpecialTokens, load_tokenizer
 
 
 def _import_onnxruntime():
@@ -45,22 +52,35 @@ def _session(path: Path, threads: int | None, memory_arena: bool = True):
         raise EdgeAsrError(f"{path} is not a loadable ONNX model: {first_line}") from exc
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an .onnx file, without loading its weights into a session."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeAsrError(f"ONNX model not found: {path}")
+    try:
+        import onnx
+    except ImportError as exc:
+        raise EdgeAsrError("reading ONNX metadata needs the onnx package (pip install onnx==1.23.2)") from exc
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends: all mean "not an ONNX file"
+        raise EdgeAsrError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
+def read_plan_from_onnx(path: str | Path) -> dict:
+    """The plan JSON (as a dict) an edgeasr .onnx file was lowered from."""
+    metadata = read_metadata(path)
+    if META_PLAN not in metadata:
+        raise EdgeAsrError(f"{path} carries no edgeasr plan (was it written by edgeasr?)")
+    return json.loads(metadata[META_PLAN])
+
+
 def _metadata(session, path: Path, key: str) -> str:
     metadata = session.get_modelmeta().custom_metadata_map
     if key not in metadata:
         raise EdgeAsrError(f"{path} lacks the {key} metadata; it was not written by edgeasr's ONNX lowering")
     return metadata[key]
-
-
-def _load_tokenizer(path: Path):
-    from tokenizers import Tokenizer
-
-    if not path.is_file():
-        raise EdgeAsrError(f"tokenizer not found: {path} (it is written next to the .onnx files)")
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
-        raise EdgeAsrError(f"{path} is not a readable tokenizer.json ({exc})") from exc
 
 
 def _adapter_run_options(path: Path):
@@ -87,21 +107,30 @@ class _OnnxDecoderSession:
         self.self_v = np.zeros(empty, dtype=np.float32)
 
     def step(self, tokens: list[int]) -> np.ndarray:
-        logits, self.self_k, self.self_v = self.session.run(None, {
-            "tokens": np.asarray([tokens], dtype=np.int64),
-            "self_k": self.self_k,
-            "self_v": self.self_v,
-            "cross_k": self.cross_k,
-            "cross_v": self.cross_v,
-        }, self.run_options)
+        logits, self.self_k, self.self_v = self.session.run(
+            None,
+            {
+                "tokens": np.asarray([tokens], dtype=np.int64),
+                "self_k": self.self_k,
+                "self_v": self.self_v,
+                "cross_k": self.cross_k,
+                "cross_v": self.cross_v,
+            },
+            self.run_options,
+        )
         return logits[0]
 
 
 class OnnxRunner(Runner):
     name = "onnx"
 
-    def __init__(self, artifact_dir: str | Path, threads: int | None = None, adapters: str | Path | None = None,
-                 memory_arena: bool = True):
+    def __init__(
+        self,
+        artifact_dir: str | Path,
+        threads: int | None = None,
+        adapters: str | Path | None = None,
+        memory_arena: bool = True,
+    ):
         """`adapters`: a folder with encoder.onnx_adapter / decoder.onnx_adapter for an NF4 + LoRA artifact:
         that user's LoRA parameters replace the ones the graphs carry (one base, many users)."""
         folder = Path(artifact_dir)
@@ -117,18 +146,20 @@ class OnnxRunner(Runner):
             n_frames = int(self.encoder.get_modelmeta().custom_metadata_map.get(META_N_FRAMES, FULL_FRAMES))
         except (ValueError, TypeError, KeyError) as exc:
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
-        super().__init__(_load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
+        super().__init__(load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
         self.run_options = {"encoder": None, "decoder": None}
         self._adapters = {}  # keeps the LoraAdapter objects the run options point to alive
         if adapters is not None:
             for graph in self.run_options:
                 self.run_options[graph], self._adapters[graph] = _adapter_run_options(
-                    Path(adapters) / f"{graph}.onnx_adapter")
+                    Path(adapters) / f"{graph}.onnx_adapter"
+                )
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cross_k, cross_v = self.encoder.run(None, {"input_features": features[None].astype(np.float32)},
-                                            self.run_options["encoder"])
+        cross_k, cross_v = self.encoder.run(
+            None, {"input_features": features[None].astype(np.float32)}, self.run_options["encoder"]
+        )
         return cross_k, cross_v
 
     def start_decoder(self, encoded: tuple[np.ndarray, np.ndarray]) -> _OnnxDecoderSession:

@@ -1,15 +1,38 @@
-"""PyTorch reference runner: the Hugging Face model in eager mode, float32 (or with a simulated plan)."""
+"""PyTorch reference runner: the Hugging Face model in eager mode, float32 (or with a simulated plan).
+
+It takes a model bundle (`exporter.models.WhisperBundle`, or anything with its `model`, `tokenizer`,
+`special` and `n_mels`), so that this module needs torch and transformers but nothing of the exporter.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from exporter.audio import FULL_FRAMES
-from exporter.lower.whisper_modules import encode_frames
-from exporter.models import WhisperBundle
+from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
+
+
+def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
+    """HF's Whisper encoder on any even number of frames up to 3000 (a shorter audio context).
+
+    transformers rejects inputs other than 3000 frames; this is the same computation (convolutions, the
+    first frames/2 positional embeddings, the layers, the final norm) without that check, so an encoder
+    over 10 s of frames attends over 500 positions instead of 1500: attention maps 9x smaller.
+    """
+    frames = input_features.shape[-1]
+    if frames == FULL_FRAMES:
+        return encoder(input_features).last_hidden_state
+    if frames % 2 or not 0 < frames < FULL_FRAMES:
+        raise ValueError(f"the encoder takes an even number of frames up to {FULL_FRAMES}, not {frames}")
+    x = F.gelu(encoder.conv1(input_features))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
 
 
 class _TorchDecoderSession:
@@ -38,7 +61,7 @@ class _TorchDecoderSession:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, bundle: WhisperBundle, n_frames: int = FULL_FRAMES):
+    def __init__(self, bundle, n_frames: int = FULL_FRAMES):
         super().__init__(bundle.tokenizer, bundle.special, bundle.n_mels, n_frames)
         self.bundle = bundle
         self.model = bundle.model

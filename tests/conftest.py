@@ -34,8 +34,8 @@ def shared_data() -> Path:
 
 
 def _load(name: str):
-    from exporter.errors import EdgeAsrError
     from exporter.models import load_whisper
+    from runtimes.errors import EdgeAsrError
 
     try:
         return load_whisper(name)

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from exporter.errors import EdgeAsrError
 from exporter.quant.allocate import allocate, plan_bytes, reachable_range, visit_order
 from exporter.quant.budget import parse_budget
 from exporter.quant.formats import FP32, int_format
 from exporter.quant.layers import QuantLayer
 from exporter.quant.targets import get_target
+from runtimes.errors import EdgeAsrError
 
 
 def _layers(n: int = 12, seed: int = 0) -> list[QuantLayer]:
@@ -126,8 +126,10 @@ def test_exact_byte_costs():
     assert conv.weight_bytes((4, 80, 3)) == 4 * 240 + 4 * 4
 
 
-@pytest.mark.parametrize("text, expected", [("80MB", 80_000_000), ("76MiB", 76 * 2**20), ("123456", 123456),
-                                            ("1.5gb", 1_500_000_000), ("64 KiB", 65536)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("80MB", 80_000_000), ("76MiB", 76 * 2**20), ("123456", 123456), ("1.5gb", 1_500_000_000), ("64 KiB", 65536)],
+)
 def test_budget_strings(text, expected):
     assert parse_budget(text) == expected
 

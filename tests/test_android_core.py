@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "android_demo" / "core"
@@ -41,8 +41,10 @@ def _vectors_module():
 
 def _kotlin_stdlib(kotlinc: str) -> Path:
     """The stdlib jar beside the compiler (a kotlinc distribution) or Debian's."""
-    candidates = [Path(kotlinc).resolve().parent.parent / "lib" / "kotlin-stdlib.jar",
-                  Path("/usr/share/java/kotlin-stdlib.jar")]
+    candidates = [
+        Path(kotlinc).resolve().parent.parent / "lib" / "kotlin-stdlib.jar",
+        Path("/usr/share/java/kotlin-stdlib.jar"),
+    ]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         pytest.fail(f"kotlinc is installed but no kotlin-stdlib.jar was found in {candidates}")
@@ -83,14 +85,36 @@ def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path
     assert built.returncode == 0, built.stderr[-4000:]
     # A short compiler run is mostly JIT warm-up: the client compiler alone makes kotlinc 2-3x faster.
     env = {**os.environ, "JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-    compiled = subprocess.run([kotlinc, "-cp", str(stubs), str(CORE / "src" / "main" / "kotlin"),
-                               str(CORE / "src" / "test" / "kotlin"), str(APP_SOURCES), "-d", str(classes)],
-                              capture_output=True, text=True, timeout=600, env=env)
+    compiled = subprocess.run(
+        [
+            kotlinc,
+            "-cp",
+            str(stubs),
+            str(CORE / "src" / "main" / "kotlin"),
+            str(CORE / "src" / "test" / "kotlin"),
+            str(APP_SOURCES),
+            "-d",
+            str(classes),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert compiled.returncode == 0, compiled.stderr[-4000:]
     assert (classes / "org" / "edgeasr" / "demo" / "ExecutorchWhisper.class").is_file()
-    run = subprocess.run([java, "-cp", f"{classes}{os.pathsep}{_kotlin_stdlib(kotlinc)}",
-                          "org.edgeasr.core.CoreTestsKt", str(vectors / "vectors.json")],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            java,
+            "-cp",
+            f"{classes}{os.pathsep}{_kotlin_stdlib(kotlinc)}",
+            "org.edgeasr.core.CoreTestsKt",
+            str(vectors / "vectors.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = run.stdout + run.stderr
     print(report)  # shown by pytest -s or on failure: every check and the log-mel differences
     assert run.returncode == 0, report[-4000:]
@@ -104,8 +128,14 @@ def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path
 
     results = load_results(vectors / "kotlin_records.json")
     metrics = {r["metric"]["name"] for r in results["records"]}
-    assert {"load_time", "latency_median", "latency_p90", "real_time_factor", "artifact_bytes",
-            "clip_latency"} <= metrics
+    assert {
+        "load_time",
+        "latency_median",
+        "latency_p90",
+        "real_time_factor",
+        "artifact_bytes",
+        "clip_latency",
+    } <= metrics
     assert {r["runtime"]["name"] for r in results["records"]} == {"executorch-android"}
     collect = _tool("collect_results")
     clips = tmp_path / "clips.jsonl"
@@ -113,9 +143,11 @@ def test_kotlin_core_matches_python(kotlin_tools, tiny_en, shared_data, tmp_path
     collected = collect.collect([vectors / "kotlin_records.json"], clips)
     wer = {r["group"]: r for r in collected["records"] if r["metric"]["name"] == "wer"}
     assert {g: (round(r["metric"]["value"], 4), r["n"]) for g, r in wer.items()} == {
-        "all": (0.3333, 2), "male": (0.0, 1), "female": (0.5, 1)}
-    assert all(r["runtime"]["name"] == "executorch-android" and r["metric"]["unit"] == "ratio"
-               for r in wer.values())
+        "all": (0.3333, 2),
+        "male": (0.0, 1),
+        "female": (0.5, 1),
+    }
+    assert all(r["runtime"]["name"] == "executorch-android" and r["metric"]["unit"] == "ratio" for r in wer.values())
     broken = tmp_path / "broken.json"
     record = dict(results["records"][0])
     del record["run_id"]

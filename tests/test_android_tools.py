@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from exporter.bench_schema import load_results
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 TOOLS = Path(__file__).resolve().parents[1] / "android_demo" / "tools"
 
@@ -40,17 +40,43 @@ def test_bundle_clips_writes_16k_pcm16_wavs_and_a_manifest(tmp_path, shared_data
 def _record(metric="real_time_factor", value=0.2, unit="ratio", group="all", n=3, extra=None, **changes):
     """A phone record in the harness schema v1 (what core/Bench.kt writes)."""
     record = {
-        "schema_version": 1, "timestamp": "2026-01-01T00:00:00Z", "run_id": "run1",
-        "model": {"name": "tiny.en", "plan_target": "android", "order": "myqasr", "calibration": "cosine",
-                  "personalised": True},
-        "runtime": {"name": "executorch-android", "version": "executorch-android 1.5.1", "backend": "xnnpack",
-                    "threads": None},
-        "artifact": {"name": "model.pte", "format": "pte", "sha256": "0" * 64, "bytes": 40_000_000,
-                     "budget_bytes": 45_000_000, "n_frames": None, "attention": None},
-        "device": {"kind": "phone", "name": "Google Pixel 8", "os": "Android 14", "machine": "arm64-v8a",
-                   "cores": 9, "memory_bytes": 8_000_000_000},
+        "schema_version": 1,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "run_id": "run1",
+        "model": {
+            "name": "tiny.en",
+            "plan_target": "android",
+            "order": "myqasr",
+            "calibration": "cosine",
+            "personalised": True,
+        },
+        "runtime": {
+            "name": "executorch-android",
+            "version": "executorch-android 1.5.1",
+            "backend": "xnnpack",
+            "threads": None,
+        },
+        "artifact": {
+            "name": "model.pte",
+            "format": "pte",
+            "sha256": "0" * 64,
+            "bytes": 40_000_000,
+            "budget_bytes": 45_000_000,
+            "n_frames": None,
+            "attention": None,
+        },
+        "device": {
+            "kind": "phone",
+            "name": "Google Pixel 8",
+            "os": "Android 14",
+            "machine": "arm64-v8a",
+            "cores": 9,
+            "memory_bytes": 8_000_000_000,
+        },
         "data": {"name": "bundled clips", "split": None, "n_clips": 2, "audio_seconds": 4.0},
-        "metric": {"name": metric, "value": value, "unit": unit}, "group": group, "n": n,
+        "metric": {"name": metric, "value": value, "unit": unit},
+        "group": group,
+        "n": n,
     }
     if extra is not None:
         record["extra"] = extra
@@ -67,9 +93,13 @@ def test_records_are_validated(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(_results([_record()])))
     assert collect.load_records(good)[0]["metric"]["name"] == "real_time_factor"
-    bad_cases = {"run_id": _record(run_id=None), "expected number": _record(value="fast"),
-                 "sha256": _record(artifact={"name": "model.pte", "sha256": "abc", "bytes": 1}),
-                 "schema_version": _record(schema_version=2), "unit": _record(unit="MB")}
+    bad_cases = {
+        "run_id": _record(run_id=None),
+        "expected number": _record(value="fast"),
+        "sha256": _record(artifact={"name": "model.pte", "sha256": "abc", "bytes": 1}),
+        "schema_version": _record(schema_version=2),
+        "unit": _record(unit="MB"),
+    }
     for message, bad in bad_cases.items():
         record = {k: v for k, v in bad.items() if v is not None}
         path = tmp_path / "bad.json"
@@ -88,15 +118,21 @@ def test_records_are_validated(tmp_path):
 
 def test_collect_adds_wer_and_keeps_every_record(tmp_path):
     collect = _tool("collect_results")
-    per_clip = [_record("clip_latency", 900.0, "ms", "female", 3,
-                        {"clip": "x", "hypothesis": "Please call Stella.", "audio_s": 2.0}),
-                _record("clip_latency", 800.0, "ms", "male", 3,
-                        {"clip": "y", "hypothesis": "Please call Bella.", "audio_s": 2.0})]
+    per_clip = [
+        _record(
+            "clip_latency", 900.0, "ms", "female", 3, {"clip": "x", "hypothesis": "Please call Stella.", "audio_s": 2.0}
+        ),
+        _record(
+            "clip_latency", 800.0, "ms", "male", 3, {"clip": "y", "hypothesis": "Please call Bella.", "audio_s": 2.0}
+        ),
+    ]
     records = tmp_path / "records.json"
     records.write_text(json.dumps(_results([_record()] + per_clip)))
     clips = tmp_path / "manifest.jsonl"
-    clips.write_text('{"id": "x", "file": "x.wav", "group": "female", "text": "PLEASE CALL STELLA"}\n'
-                     '{"id": "y", "file": "y.wav", "group": "male", "text": "please call stella"}\n')
+    clips.write_text(
+        '{"id": "x", "file": "x.wav", "group": "female", "text": "PLEASE CALL STELLA"}\n'
+        '{"id": "y", "file": "y.wav", "group": "male", "text": "please call stella"}\n'
+    )
     out = tmp_path / "combined.json"
     assert collect.main([str(records), "--clips", str(clips), "--out", str(out)]) == 0
     combined = load_results(out)["records"]  # the output passes the harness schema too

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from exporter.audio import SAMPLE_RATE, chunks, load_audio, log_mel
 from exporter.data import load_dataset
-from exporter.errors import EdgeAsrError
+from runtimes.audio import SAMPLE_RATE, chunks, load_audio, log_mel
+from runtimes.errors import EdgeAsrError
 
 
 def test_8khz_clip_is_resampled_to_16khz(shared_data):

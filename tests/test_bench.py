@@ -13,34 +13,59 @@ import pytest
 from exporter.bench import BenchOptions, bench, check_runtime_available, resolve_targets
 from exporter.bench_report import format_markdown
 from exporter.bench_schema import load_schema, schema_errors, validate_results
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 AN4_CLIPS = ("wav/test/fcaw/an406-fcaw-b.wav", "wav/test/mmxg/an441-mmxg-b.wav")
 
 
 def _record() -> dict:
     return {
-        "schema_version": 1, "timestamp": "2026-11-22T06:00:00Z", "run_id": "r1",
-        "model": {"name": "tiny.en", "plan_target": "android", "order": "myqasr", "calibration": "cosine",
-                  "personalised": True},
-        "runtime": {"name": "executorch-android", "version": "executorch 1.5.1", "backend": "xnnpack",
-                    "threads": 4},
-        "artifact": {"name": "tiny-45MB/model.pte", "format": "pte", "sha256": "a" * 64, "bytes": 38_503_872,
-                     "budget_bytes": 45_000_000, "n_frames": 3000, "attention": "sdpa"},
-        "device": {"kind": "phone", "name": "Google Pixel 8", "os": "Android 15", "machine": "arm64-v8a",
-                   "cores": 9, "memory_bytes": 8_000_000_000},
+        "schema_version": 1,
+        "timestamp": "2026-11-22T06:00:00Z",
+        "run_id": "r1",
+        "model": {
+            "name": "tiny.en",
+            "plan_target": "android",
+            "order": "myqasr",
+            "calibration": "cosine",
+            "personalised": True,
+        },
+        "runtime": {"name": "executorch-android", "version": "executorch 1.5.1", "backend": "xnnpack", "threads": 4},
+        "artifact": {
+            "name": "tiny-45MB/model.pte",
+            "format": "pte",
+            "sha256": "a" * 64,
+            "bytes": 38_503_872,
+            "budget_bytes": 45_000_000,
+            "n_frames": 3000,
+            "attention": "sdpa",
+        },
+        "device": {
+            "kind": "phone",
+            "name": "Google Pixel 8",
+            "os": "Android 15",
+            "machine": "arm64-v8a",
+            "cores": 9,
+            "memory_bytes": 8_000_000_000,
+        },
         "data": {"name": "an4", "split": "test", "n_clips": 40, "audio_seconds": 110.2},
         "metric": {"name": "memory_run_peak", "value": 301_000_000, "unit": "bytes"},
-        "group": "all", "n": 40,
+        "group": "all",
+        "n": 40,
     }
 
 
 def test_schema_accepts_a_phone_record_and_rejects_invalid_ones():
     assert schema_errors({"schema_version": 1, "records": [_record()]}) == []
     broken = []
-    for path, value in [(("metric", "unit"), "megabytes"), (("artifact", "sha256"), "xyz"),
-                        (("n",), True), (("timestamp",), "yesterday"), (("runtime", "name"), "Executorch Android"),
-                        (("device", "kind"), "laptop")]:
+    for path, value in [
+        (("metric", "unit"), "megabytes"),
+        (("artifact", "sha256"), "xyz"),
+        (("n",), True),
+        (("timestamp",), "yesterday"),
+        (("runtime", "name"), "Executorch Android"),
+        (("device", "kind"), "laptop"),
+    ]:
         record = copy.deepcopy(_record())
         target = record
         for key in path[:-1]:
@@ -71,8 +96,9 @@ def onnx_artifact(tmp_path_factory, tiny_en):
     from exporter.lower.onnx import lower_onnx
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="45MB", order="uniform",
-                                                calibration="minmax"), progress=False)
+    plan = make_plan(
+        tiny_en, None, PlanOptions(target="onnx", budget="45MB", order="uniform", calibration="minmax"), progress=False
+    )
     folder = tmp_path_factory.mktemp("bench") / "tiny-onnx"
     lower_onnx(tiny_en, plan, folder)
     plan.save(folder / "plan.json")
@@ -87,18 +113,35 @@ def untranscribed(tmp_path, shared_data):
         target = tmp_path / "clips" / f"clip{index}.wav"
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(shared_data / "an4" / relative, target)
-        rows.append({"audio_path": f"clips/{target.name}", "utt_id": f"clip{index}",
-                     "gender": "female" if index == 0 else "male"})
+        rows.append(
+            {
+                "audio_path": f"clips/{target.name}",
+                "utt_id": f"clip{index}",
+                "gender": "female" if index == 0 else "male",
+            }
+        )
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
 
 
-def test_manifest_without_transcripts_skips_wer_and_measures_latency(onnx_artifact, untranscribed, tmp_path,
-                                                                    run_cli):
+def test_manifest_without_transcripts_skips_wer_and_measures_latency(onnx_artifact, untranscribed, tmp_path, run_cli):
     out = tmp_path / "bench.json"
-    status, text, err = run_cli("bench", "--artifact", onnx_artifact, "--runtime", "onnx", "--data", untranscribed,
-                                "--group-by", "gender", "--json", out, "--md", tmp_path / "bench.md")
+    status, text, err = run_cli(
+        "bench",
+        "--artifact",
+        onnx_artifact,
+        "--runtime",
+        "onnx",
+        "--data",
+        untranscribed,
+        "--group-by",
+        "gender",
+        "--json",
+        out,
+        "--md",
+        tmp_path / "bench.md",
+    )
     assert status == 0, err
     data = json.loads(out.read_text())
     validate_results(data)
@@ -120,8 +163,9 @@ def test_torch_runtimes_alone_run_at_the_artifact_audio_context(tmp_path, tiny_e
     from exporter.lower.onnx import lower_onnx
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="45MB", order="uniform",
-                                                calibration="minmax"), progress=False)
+    plan = make_plan(
+        tiny_en, None, PlanOptions(target="onnx", budget="45MB", order="uniform", calibration="minmax"), progress=False
+    )
     folder = tmp_path / "tiny-onnx-10s"
     lower_onnx(tiny_en, plan, folder, 1000)
     plan.save(folder / "plan.json")
@@ -153,8 +197,17 @@ def test_missing_runtime_package_names_the_install(monkeypatch, onnx_artifact, u
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
     with pytest.raises(EdgeAsrError, match=r"pip install onnxruntime==1\.31\.1"):
         check_runtime_available("onnx")
-    status, _, err = run_cli("bench", "--artifact", onnx_artifact, "--runtime", "onnx", "--data", untranscribed,
-                             "--json", tmp_path / "out.json")
+    status, _, err = run_cli(
+        "bench",
+        "--artifact",
+        onnx_artifact,
+        "--runtime",
+        "onnx",
+        "--data",
+        untranscribed,
+        "--json",
+        tmp_path / "out.json",
+    )
     assert status == 2 and "pip install onnxruntime" in err
     assert not (tmp_path / "out.json").exists()
     monkeypatch.setitem(sys.modules, "executorch.runtime", None)
@@ -164,8 +217,11 @@ def test_missing_runtime_package_names_the_install(monkeypatch, onnx_artifact, u
 
 def test_markdown_renders_appended_phone_records():
     host = _record()
-    host.update(runtime={"name": "executorch", "version": "executorch 1.5.1", "backend": "xnnpack", "threads": 1},
-                device={"kind": "host", "name": "Xeon"}, run_id="r0")
+    host.update(
+        runtime={"name": "executorch", "version": "executorch 1.5.1", "backend": "xnnpack", "threads": 1},
+        device={"kind": "host", "name": "Xeon"},
+        run_id="r0",
+    )
     phone_wer = copy.deepcopy(_record())
     phone_wer.update(metric={"name": "wer", "value": 0.25, "unit": "ratio"}, group="female", n=20)
     text = format_markdown({"schema_version": 1, "records": [host, _record(), phone_wer]})

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from exporter.errors import EdgeAsrError
 from exporter.export import BUNDLE_FILES, bundle_artifacts
+from runtimes.errors import EdgeAsrError
 
 
 def _fake_export(folder, pte_folder=".", content=b"program-1"):
@@ -66,21 +66,43 @@ def test_incomplete_export_leaves_the_old_bundle_untouched(tmp_path):
 def test_unwritable_bundle_folder_fails_before_any_export_work(tmp_path, run_cli):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "45MB", "--out", tmp_path / "out",
-                             "--bundle", blocker / "assets", "--no-progress")
+    status, _, err = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--budget",
+        "45MB",
+        "--out",
+        tmp_path / "out",
+        "--bundle",
+        blocker / "assets",
+        "--no-progress",
+    )
     assert status == 2
     assert "cannot write the Android bundle" in err and "--bundle" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_bundle_needs_a_pte_format(tmp_path, run_cli):
-    status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "45MB", "--out", tmp_path / "out",
-                             "--target", "onnx", "--bundle", tmp_path / "assets", "--no-progress")
+    status, _, err = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--budget",
+        "45MB",
+        "--out",
+        tmp_path / "out",
+        "--target",
+        "onnx",
+        "--bundle",
+        tmp_path / "assets",
+        "--no-progress",
+    )
     assert status == 2 and "add --formats pte" in err
 
 
 def test_copy_failing_midway_leaves_the_old_bundle_untouched(tmp_path, monkeypatch):
-    import exporter.export as export_module
+    import exporter.export.bundle as export_module
 
     assets = tmp_path / "assets"
     bundle_artifacts(_fake_export(tmp_path / "a"), assets)

@@ -28,9 +28,22 @@ def test_transcribe_real_clip(run_cli, shared_data, tiny_en):
 @pytest.mark.slow
 def test_eval_groups_and_json(run_cli, shared_data, tiny_en, tmp_path):
     out_json = tmp_path / "res" / "eval.json"
-    status, out, err = run_cli("eval", "--model", "tiny.en", "--data", shared_data / "an4" / "manifest.jsonl",
-                               "--split", "test", "--limit", "12", "--group-by", "gender", "--json", out_json,
-                               "--no-progress")
+    status, out, err = run_cli(
+        "eval",
+        "--model",
+        "tiny.en",
+        "--data",
+        shared_data / "an4" / "manifest.jsonl",
+        "--split",
+        "test",
+        "--limit",
+        "12",
+        "--group-by",
+        "gender",
+        "--json",
+        out_json,
+        "--no-progress",
+    )
     assert status == 0, err
     result = json.loads(out_json.read_text())
     assert result["schema_version"] == 1 and result["group_by"] == "gender"
@@ -83,9 +96,13 @@ def test_bad_input_is_one_line_error(run_cli, shared_data, tmp_path, argv, messa
 def test_console_entry_point_unknown_model_has_no_traceback(shared_data):
     """End to end through `python -m exporter`, hub unreachable (offline mode): exit 2, one line."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "exporter", "transcribe", str(_clip(shared_data)),
-                           "--model", "nobody/unknown-whisper"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "transcribe", str(_clip(shared_data)), "--model", "nobody/unknown-whisper"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("edgeasr: error: cannot load model 'nobody/unknown-whisper'")
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

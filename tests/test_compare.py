@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from exporter.compare import ComparisonReport, compare_evals, format_report, load_eval
-from exporter.errors import EdgeAsrError
 from exporter.evaluate import SCHEMA_VERSION
 from exporter.scoring import count_errors
+from runtimes.errors import EdgeAsrError
 
 N_CLIPS = 120  # enough clips, from several speakers, for a clear verdict; still fast to score
 
@@ -39,25 +39,37 @@ def _hypotheses(rows: list[dict], every: int) -> list[str]:
     return [_drop_last_word(r["transcript"]) if i % every == 0 else r["transcript"] for i, r in enumerate(rows)]
 
 
-def make_eval(rows: list[dict], hyps: list[str], model_id: str = "tiny.en", runtime: str = "ct2",
-              group_by: str | None = None) -> dict:
+def make_eval(
+    rows: list[dict], hyps: list[str], model_id: str = "tiny.en", runtime: str = "ct2", group_by: str | None = None
+) -> dict:
     """An eval result shaped like `EvalResult.to_dict()` (only the fields compare reads are real)."""
     utterances = []
     for row, hyp in zip(rows, hyps, strict=True):
         counts = count_errors(row["transcript"], hyp, "en")
-        utterances.append({
-            "utt_id": row["utt_id"],
-            "audio_path": row["audio_path"],
-            "reference": row["transcript"],
-            "hypothesis": hyp,
-            "language": "en",
-            "audio_seconds": row["duration_s"],
-            "timings": {"total": 0.1},
-            "group": row[group_by] if group_by else None,
-            "counts": vars(counts).copy(),
-        })
-    return {"schema_version": SCHEMA_VERSION, "model_id": model_id, "runtime": runtime, "data": "an4",
-            "group_by": group_by, "overall": None, "groups": {}, "speed": {}, "utterances": utterances}
+        utterances.append(
+            {
+                "utt_id": row["utt_id"],
+                "audio_path": row["audio_path"],
+                "reference": row["transcript"],
+                "hypothesis": hyp,
+                "language": "en",
+                "audio_seconds": row["duration_s"],
+                "timings": {"total": 0.1},
+                "group": row[group_by] if group_by else None,
+                "counts": vars(counts).copy(),
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_id": model_id,
+        "runtime": runtime,
+        "data": "an4",
+        "group_by": group_by,
+        "overall": None,
+        "groups": {},
+        "speed": {},
+        "utterances": utterances,
+    }
 
 
 def _roundtrip(tmp_path: Path, name: str, data: dict) -> dict:
@@ -77,8 +89,9 @@ def good(an4_rows, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def bad(an4_rows, tmp_path_factory) -> dict:
     # A clearly worse system on the same clips: every other clip loses a word.
-    data = make_eval(an4_rows, _hypotheses(an4_rows, every=2), model_id="tiny.en-int8", runtime="onnx",
-                     group_by="speaker")
+    data = make_eval(
+        an4_rows, _hypotheses(an4_rows, every=2), model_id="tiny.en-int8", runtime="onnx", group_by="speaker"
+    )
     return _roundtrip(tmp_path_factory.mktemp("evals"), "bad", data)
 
 

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from exporter.errors import EdgeAsrError
 from exporter.models.ct2 import read_ct2_model, read_ct2_stream
+from runtimes.errors import EdgeAsrError
 
 
 def _string(s: str) -> bytes:

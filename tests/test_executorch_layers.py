@@ -14,13 +14,13 @@ from exporter.quant.targets import get_target
 
 
 def _run_pte(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
-    from runtimes.executorch_runner import _runtime
+    from runtimes.executorch_runner import executorch_runtime
 
     program = torch.export.export(module, (example,), strict=False)
     # Keep the program's buffer referenced while it runs (in ad-hoc probes, passing a temporary bytes object
     # to load_program made later executions fail now and then).
     data = lower({"forward": program}, {})
-    loaded = _runtime().load_program(data)
+    loaded = executorch_runtime().load_program(data)
     return loaded.load_method("forward").execute((example,))[0]
 
 
@@ -43,8 +43,9 @@ def test_quantised_linear_matches_simulation(fmt_name, clip):
     x = torch.randn(1, 9, 512) * 2
     quantize_(module, FqnToConfig(OrderedDict([("0", torchao_config(fmt, "linear"))])), filter_fn=None)
     got = _run_pte(module, x)
-    simulated = nn.functional.linear(fake_quantize_activation_per_token(x), fake_quantize_weight(weight, fmt, clip),
-                                     bias)
+    simulated = nn.functional.linear(
+        fake_quantize_activation_per_token(x), fake_quantize_weight(weight, fmt, clip), bias
+    )
     scale = simulated.abs().max()
     assert (got - simulated).abs().max() / scale < 1e-5
 

@@ -5,26 +5,42 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import pytest
 
-from exporter.errors import EdgeAsrError
 from exporter.export import ExportOptions, export
+from runtimes.errors import EdgeAsrError
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_en):
     out = tmp_path_factory.mktemp("export") / "tiny-45MB"
-    summary = export(ExportOptions(model="tiny.en", target="android", budget="45MB", formats=("pte", "onnx"),
-                                   calibration="minmax", n_calib=4, parity_clips=2), out, progress=False)
+    summary = export(
+        ExportOptions(
+            model="tiny.en",
+            target="android",
+            budget="45MB",
+            formats=("pte", "onnx"),
+            calibration="minmax",
+            n_calib=4,
+            parity_clips=2,
+        ),
+        out,
+        progress=False,
+    )
     return out, summary
 
 
 @pytest.mark.slow
 def test_export_writes_both_artifacts_within_budget(exported):
     out, summary = exported
-    assert {p.name for p in out.iterdir()} >= {"model.pte", "plan.json", "tokenizer.json", "report.md",
-                                               "export.json", "onnx"}
+    assert {p.name for p in out.iterdir()} >= {
+        "model.pte",
+        "plan.json",
+        "tokenizer.json",
+        "report.md",
+        "export.json",
+        "onnx",
+    }
     assert {p.name for p in (out / "onnx").iterdir()} >= {"encoder.onnx", "decoder.onnx", "plan.json"}
     assert (out / "model.pte").stat().st_size <= 45_000_000
     onnx_bytes = (out / "onnx" / "encoder.onnx").stat().st_size + (out / "onnx" / "decoder.onnx").stat().st_size
@@ -43,8 +59,7 @@ def test_export_records_where_its_time_went(exported):
     stored = json.loads((out / "export.json").read_text())
     assert list(stored["stages"]) == list(stored["stage_peak_rss_mb"]) == ["load", "observe"]
     for artifact in stored["artifacts"]:
-        assert list(artifact["stages"]) == list(artifact["stage_peak_rss_mb"]) == ["plan", "lower", "memory",
-                                                                                  "parity"]
+        assert list(artifact["stages"]) == list(artifact["stage_peak_rss_mb"]) == ["plan", "lower", "memory", "parity"]
         assert sum(artifact["stages"].values()) <= artifact["seconds"] + 0.5
         assert all(mb > 100 for mb in artifact["stage_peak_rss_mb"].values())  # torch alone is more
     spent = sum(stored["stages"].values()) + sum(a["seconds"] for a in stored["artifacts"])
@@ -88,7 +103,7 @@ def test_pte_lowering_is_byte_identical(exported, tiny_en, tmp_path):
 def test_lowering_copies_do_not_carry_the_callers_grad_flags(exported, tiny_en):
     """The .pte records requires_grad per constant: frozen or not, the caller's model must lower the same."""
     from exporter.lower.executorch import prepare_model
-    from exporter.lower.onnx import _marked_model
+    from exporter.lower.onnx import marked_model
     from exporter.quant.plan import QuantPlan
 
     out, _ = exported
@@ -98,7 +113,7 @@ def test_lowering_copies_do_not_carry_the_callers_grad_flags(exported, tiny_en):
     try:
         for frozen in (False, True):
             encoder.requires_grad_(not frozen)
-            for model in (prepare_model(tiny_en, plan), _marked_model(tiny_en, plan)):
+            for model in (prepare_model(tiny_en, plan), marked_model(tiny_en, plan)):
                 assert not any(p.requires_grad for p in model.parameters())
             assert all(p.requires_grad != frozen for p in encoder.parameters())  # the caller's model untouched
     finally:
@@ -107,22 +122,35 @@ def test_lowering_copies_do_not_carry_the_callers_grad_flags(exported, tiny_en):
 
 
 def test_impossible_budget_fails_before_any_work(tmp_path, run_cli):
-    status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "10MB", "--out", tmp_path / "x",
-                             "--calibration", "minmax", "--no-progress")
+    status, _, err = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--budget",
+        "10MB",
+        "--out",
+        tmp_path / "x",
+        "--calibration",
+        "minmax",
+        "--no-progress",
+    )
     assert status == 2 and "cannot be met" in err and "Reachable" in err
     assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch, tiny_en):
-    import exporter.export as export_module
+    import exporter.export.budgeted as budgeted
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C while lowering
 
-    monkeypatch.setattr(export_module, "_lower", crash)
+    monkeypatch.setattr(budgeted, "lower_artifact", crash)
     with pytest.raises(KeyboardInterrupt):
-        export(ExportOptions(model="tiny.en", budget="45MB", calibration="minmax", n_calib=2, parity_clips=1),
-               tmp_path / "out", progress=False)
+        export(
+            ExportOptions(model="tiny.en", budget="45MB", calibration="minmax", n_calib=2, parity_clips=1),
+            tmp_path / "out",
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -135,8 +163,13 @@ def test_bad_export_options(tmp_path):
         export(ExportOptions(model="tiny.en", budget="45MB", formats=("tflite",)), tmp_path / "y", progress=False)
     # NF4 + LoRA exports keep the 30 s context: the audio-context and bundle flags are refused, not ignored
     with pytest.raises(EdgeAsrError, match="--max-audio-seconds, --attention cannot be combined with --lora"):
-        export(ExportOptions(model="tiny.en", budget="45MB", lora=tmp_path / "adapter", max_audio_seconds=10,
-                             attention="eager"), tmp_path / "z", progress=False)
+        export(
+            ExportOptions(
+                model="tiny.en", budget="45MB", lora=tmp_path / "adapter", max_audio_seconds=10, attention="eager"
+            ),
+            tmp_path / "z",
+            progress=False,
+        )
     assert not (tmp_path / "z").exists()
 
 
@@ -145,8 +178,8 @@ def test_static_cache_decoder_matches_hugging_face(tiny_en, shared_data):
     import numpy as np
     import torch
 
-    from exporter.audio import load_audio, log_mel
     from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
+    from runtimes.audio import load_audio, log_mel
     from runtimes.torch_runner import TorchRunner
 
     features = log_mel(load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav"))
@@ -201,8 +234,13 @@ def test_parity_check_tells_runtime_bugs_from_unusable_budgets():
         check_parity(_ScriptedRunner(garbage), _ScriptedRunner(good), clips, options, _ScriptedRunner(good))
     # the plan itself has lost the full-precision transcripts: the budget is the problem
     with pytest.raises(EdgeAsrError, match="raise the budget|Raise the budget"):
-        check_parity(_ScriptedRunner(garbage), _ScriptedRunner(looping[:2] + ["x"]), clips, options,
-                     _ScriptedRunner(["a b c d", "e f g", "h i j"]))
+        check_parity(
+            _ScriptedRunner(garbage),
+            _ScriptedRunner(looping[:2] + ["x"]),
+            clips,
+            options,
+            _ScriptedRunner(["a b c d", "e f g", "h i j"]),
+        )
     # scales dropped: logits off by orders of magnitude fail even when the words happen to agree
     with pytest.raises(EdgeAsrError, match="parity check failed"):
         check_parity(_ScriptedRunner(good, logits_scale=1e3), _ScriptedRunner(good), clips, options)

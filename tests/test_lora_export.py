@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from exporter.errors import EdgeAsrError
 from exporter.personalize.base import Nf4Options, nf4_plan
 from exporter.personalize.lora import AdapterInfo, LoraConfig, lora_modules, lora_state, save_adapter
+from runtimes.errors import EdgeAsrError
 
 pytest.importorskip("onnxruntime")
 
@@ -31,16 +31,16 @@ def _random_adapter(bundle, config: LoraConfig, seed: int):
 
 
 def _first_logits(runner, samples):
-    from exporter.audio import log_mel
-    from exporter.export import _first_logits as first
+    from exporter.export import first_logits as first
+    from runtimes.audio import log_mel
 
     return first(runner, log_mel(samples, runner.n_mels))
 
 
 def test_onnx_lora_export_parity_and_adapter_switch(run_cli, tiny_en, shared_data, tmp_path):
-    from exporter.audio import load_audio
     from exporter.lower.onnx_lora import graph_adapter_names, write_adapters_for_artifact
     from exporter.quant.simulate import simulate
+    from runtimes.audio import load_audio
     from runtimes.onnx_runner import OnnxRunner
     from runtimes.torch_runner import TorchRunner
 
@@ -54,8 +54,22 @@ def test_onnx_lora_export_parity_and_adapter_switch(run_cli, tiny_en, shared_dat
         (calib / clip.name).symlink_to(clip)
 
     out = tmp_path / "onnx"
-    status, stdout, stderr = run_cli("export", "--model", "tiny.en", "--target", "onnx", "--budget", "45MB",
-                                     "--lora", tmp_path / "a", "--calib", calib, "--out", out, "--no-progress")
+    status, stdout, stderr = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--target",
+        "onnx",
+        "--budget",
+        "45MB",
+        "--lora",
+        tmp_path / "a",
+        "--calib",
+        calib,
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert status == 0, stderr
     summary = json.loads((out / "export.json").read_text())
     parity = summary["artifacts"][0]["parity"]
@@ -91,10 +105,22 @@ def test_export_lora_rejects_adapter_of_another_model(run_cli, tmp_path):
 
     (tmp_path / "a").mkdir()
     save_file({"x": torch.zeros(1)}, str(tmp_path / "a" / "adapter.safetensors"))
-    (tmp_path / "a" / "adapter.json").write_text(json.dumps(
-        {"schema_version": 1, "model_id": "base", "base": Nf4Options().to_dict(), "lora": CONFIG.to_dict()}))
-    status, _, err = run_cli("export", "--model", "tiny.en", "--target", "onnx", "--budget", "45MB", "--lora",
-                             tmp_path / "a", "--out", tmp_path / "o")
+    (tmp_path / "a" / "adapter.json").write_text(
+        json.dumps({"schema_version": 1, "model_id": "base", "base": Nf4Options().to_dict(), "lora": CONFIG.to_dict()})
+    )
+    status, _, err = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--target",
+        "onnx",
+        "--budget",
+        "45MB",
+        "--lora",
+        tmp_path / "a",
+        "--out",
+        tmp_path / "o",
+    )
     assert status == 2 and "trained for model 'base'" in err and not (tmp_path / "o").exists()
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from exporter.errors import EdgeAsrError
 from exporter.memory import (
     WhisperShape,
     cross_cache_bytes,
@@ -19,6 +18,7 @@ from exporter.memory import (
 )
 from exporter.memory_budget import candidates, choose_settings, frames_for_seconds
 from exporter.onnx_liveness import live_peak_bytes
+from runtimes.errors import EdgeAsrError
 
 
 def test_kv_cache_bytes_of_tiny_en(tiny_en):
@@ -47,8 +47,9 @@ def test_prediction_follows_the_activation_controls(tiny_en):
     assert android.load_peak_bytes == 40_000_000 + 12_000_000 + android.activation_bytes
     # the self-attention cache is in the plan; the cross keys/values the runner holds are added once
     shape = WhisperShape.from_config(config)
-    assert full.run_peak_bytes == (40_000_000 + full.activation_bytes + full.workspace_bytes + full.features_bytes
-                                   + cross_cache_bytes(shape))
+    assert full.run_peak_bytes == (
+        40_000_000 + full.activation_bytes + full.workspace_bytes + full.features_bytes + cross_cache_bytes(shape)
+    )
 
 
 def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
@@ -56,8 +57,9 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
     weights, largest = 40_000_000, 12_000_000
 
     def peak(frames, attention):
-        return predict_before_lowering(config, weights, largest, "executorch", frames, attention,
-                                       host="android").peak_bytes
+        return predict_before_lowering(
+            config, weights, largest, "executorch", frames, attention, host="android"
+        ).peak_bytes
 
     settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager"))
     assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "eager", "default")
@@ -72,16 +74,22 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
 
 def test_a_shorter_context_chosen_for_memory_is_warned_about(tiny_en, capsys):
     """Export says so when the memory budget costs the 30 s window (it costs accuracy, measured)."""
-    from exporter.export import ExportOptions, _memory_settings
+    from exporter.export import ExportOptions
+    from exporter.export.budgeted import memory_settings
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="android", budget="45MB", order="uniform",
-                                                calibration="minmax"), progress=False)
+    plan = make_plan(
+        tiny_en,
+        None,
+        PlanOptions(target="android", budget="45MB", order="uniform", calibration="minmax"),
+        progress=False,
+    )
     largest = max(layer.bytes for layer in plan.layers)
-    full = predict_before_lowering(tiny_en.model.config, plan.total_bytes, largest, "executorch", 3000, "eager",
-                                   host="android").peak_bytes
+    full = predict_before_lowering(
+        tiny_en.model.config, plan.total_bytes, largest, "executorch", 3000, "eager", host="android"
+    ).peak_bytes
     for memory_budget, warned in ((full, False), (full - 1, True)):
-        settings = _memory_settings("pte", tiny_en, plan, ExportOptions(memory_budget=str(memory_budget)))
+        settings = memory_settings("pte", tiny_en, plan, ExportOptions(memory_budget=str(memory_budget)))
         assert (settings.n_frames < 3000) == warned
         assert ("warning: the memory budget needs a 20 s audio context" in capsys.readouterr().err) == warned
 
@@ -90,7 +98,7 @@ def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}
     assert {c.attention for c in candidates("pte", None, None)} == {"eager"}
-    from exporter.lower.executorch import ATTENTIONS, DEFAULT_ATTENTION
+    from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
     from exporter.memory_budget import ATTENTIONS_OF_FORMAT, MemorySettings
 
     assert MemorySettings().attention == DEFAULT_ATTENTION == ATTENTIONS_OF_FORMAT["pte"][0]
@@ -101,8 +109,20 @@ def test_user_settings_are_not_varied():
 
 
 def test_impossible_memory_budget_fails_before_any_work(tmp_path, run_cli):
-    status, _, err = run_cli("export", "--model", "tiny.en", "--budget", "45MB", "--memory-budget", "90MB",
-                             "--out", tmp_path / "x", "--calibration", "minmax", "--no-progress")
+    status, _, err = run_cli(
+        "export",
+        "--model",
+        "tiny.en",
+        "--budget",
+        "45MB",
+        "--memory-budget",
+        "90MB",
+        "--out",
+        tmp_path / "x",
+        "--calibration",
+        "minmax",
+        "--no-progress",
+    )
     assert status == 2 and "smallest predicted peak" in err and "memory budget of 90.00 MB" in err
     assert not list(tmp_path.iterdir())
 
@@ -120,11 +140,16 @@ def _graph(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1000])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1000])
     shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1000, 1])
-    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Reshape", ["a", "shape"], ["r"]),
-             helper.make_node("Relu", ["r"], ["b"]), helper.make_node("Add", ["b", "r"], ["c"]),
-             helper.make_node("Relu", ["c"], ["y"])]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [shape]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Reshape", ["a", "shape"], ["r"]),
+        helper.make_node("Relu", ["r"], ["b"]),
+        helper.make_node("Add", ["b", "r"], ["c"]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], [shape]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     path = tmp_path / "g.onnx"
     onnx.save(model, str(path))
     return path
@@ -145,8 +170,8 @@ def test_onnx_liveness_rejects_a_corrupt_file(tmp_path):
 
 
 def test_short_audio_context_encoder(tiny_en, shared_data, monkeypatch):
-    from exporter.audio import load_audio, log_mel
-    from exporter.lower import whisper_modules
+    from runtimes import torch_runner  # encode_frames lives with the reference runner
+    from runtimes.audio import load_audio, log_mel
     from runtimes.torch_runner import TorchRunner
 
     clip = load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav")
@@ -154,15 +179,15 @@ def test_short_audio_context_encoder(tiny_en, shared_data, monkeypatch):
     encoder = tiny_en.model.model.encoder
     with torch.no_grad():
         reference = encoder(features).last_hidden_state
-        explicit = whisper_modules.encode_frames(encoder, features[..., :1000])
+        explicit = torch_runner.encode_frames(encoder, features[..., :1000])
     assert explicit.shape == (1, 500, 384)
     # the explicit path is HF's computation: forced onto all 3000 frames it reproduces HF's output
-    monkeypatch.setattr(whisper_modules, "FULL_FRAMES", 10**6)
+    monkeypatch.setattr(torch_runner, "FULL_FRAMES", 10**6)
     with torch.no_grad():
-        assert torch.allclose(whisper_modules.encode_frames(encoder, features), reference, atol=1e-5)
+        assert torch.allclose(torch_runner.encode_frames(encoder, features), reference, atol=1e-5)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="even number of frames"):
-        whisper_modules.encode_frames(encoder, features[..., :999])
+        torch_runner.encode_frames(encoder, features[..., :999])
     runner = TorchRunner(tiny_en, n_frames=1000)
     assert runner.window_samples == 160_000
     assert "no longer" in runner.transcribe(clip).text.lower()

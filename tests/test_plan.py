@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from exporter.audio import load_audio
 from exporter.data import load_dataset
 from exporter.quant.formats import FP32
 from exporter.quant.layers import quantisable_layers
@@ -16,13 +15,16 @@ from exporter.quant.plan import QuantPlan
 from exporter.quant.primitives import fake_quantize_weight, quantize_weight
 from exporter.quant.simulate import apply_plan, simulate
 from exporter.quant.targets import get_target
+from runtimes.audio import load_audio
 from runtimes.torch_runner import TorchRunner
 
 
 def test_fake_quantisation_error_shrinks_with_bits():
     w = torch.randn(64, 96, generator=torch.Generator().manual_seed(0))
-    errors = [float((fake_quantize_weight(w, get_target("sim").format_by_name(f"int{b}_pc")) - w).abs().mean())
-              for b in (2, 4, 8, 16)]
+    errors = [
+        float((fake_quantize_weight(w, get_target("sim").format_by_name(f"int{b}_pc")) - w).abs().mean())
+        for b in (2, 4, 8, 16)
+    ]
     assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-4
     codes, scale = quantize_weight(w, get_target("android").format_by_name("8da4_g32"))
     assert codes.min() >= -8 and codes.max() <= 7 and scale.shape == (64 * 3, 1)
@@ -48,8 +50,9 @@ def test_sensitivity_uses_real_frames_and_all_layers(tiny_en, user):
 @pytest.mark.slow
 @pytest.mark.parametrize("calibration", ["minmax", "cosine", "hessian"])
 def test_plan_fits_budget_and_round_trips(tiny_en, user, tmp_path, calibration):
-    plan = make_plan(tiny_en, user, PlanOptions(target="android", budget="60MB", calibration=calibration),
-                     progress=False)
+    plan = make_plan(
+        tiny_en, user, PlanOptions(target="android", budget="60MB", calibration=calibration), progress=False
+    )
     assert plan.total_bytes <= 60_000_000
     assert plan.personalised and plan.calibration_clips == 4
     formats = plan.format_counts()
@@ -68,8 +71,10 @@ def test_plan_fits_budget_and_round_trips(tiny_en, user, tmp_path, calibration):
 @pytest.mark.slow
 def test_same_inputs_same_plan(tiny_en, user):
     options = PlanOptions(target="onnx", budget="45MB", order="shuffled", calibration="cosine", seed=5)
-    assert make_plan(tiny_en, user, options, progress=False).to_json() == \
+    assert (
         make_plan(tiny_en, user, options, progress=False).to_json()
+        == make_plan(tiny_en, user, options, progress=False).to_json()
+    )
 
 
 @pytest.mark.slow
@@ -96,13 +101,36 @@ def test_plan_and_eval_cli(run_cli, tiny_en, shared_data, tmp_path):
     for src in sorted((shared_data / "an4" / "wav" / "train").rglob("*.wav"))[:3]:
         (calib / src.name).write_bytes(src.read_bytes())
     plan_path = tmp_path / "plan.json"
-    status, out, err = run_cli("plan", "--model", "tiny.en", "--target", "android", "--budget", "50MB",
-                               "--calib", calib, "--json", plan_path, "--no-progress")
+    status, out, err = run_cli(
+        "plan",
+        "--model",
+        "tiny.en",
+        "--target",
+        "android",
+        "--budget",
+        "50MB",
+        "--calib",
+        calib,
+        "--json",
+        plan_path,
+        "--no-progress",
+    )
     assert status == 0, err
     assert "totals by category" in out and plan_path.is_file()
-    status, out, err = run_cli("eval", "--model", "tiny.en", "--plan", plan_path, "--data",
-                               shared_data / "an4" / "manifest.jsonl", "--split", "test", "--limit", "3",
-                               "--no-progress")
+    status, out, err = run_cli(
+        "eval",
+        "--model",
+        "tiny.en",
+        "--plan",
+        plan_path,
+        "--data",
+        shared_data / "an4" / "manifest.jsonl",
+        "--split",
+        "test",
+        "--limit",
+        "3",
+        "--no-progress",
+    )
     assert status == 0, err
     assert "android:myqasr/cosine" in out
 
@@ -113,6 +141,5 @@ def test_plan_errors(run_cli, tmp_path, shared_data):
     status, _, err = run_cli("plan", "--budget", "80MB")
     assert status == 2 and "needs calibration clips" in err
     (tmp_path / "bad.json").write_text("{}")
-    status, _, err = run_cli("eval", "--data", shared_data / "an4" / "manifest.jsonl", "--plan",
-                             tmp_path / "bad.json")
+    status, _, err = run_cli("eval", "--data", shared_data / "an4" / "manifest.jsonl", "--plan", tmp_path / "bad.json")
     assert status == 2 and "schema version" in err

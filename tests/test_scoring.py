@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from exporter.errors import EdgeAsrError
 from exporter.scoring import (
     Comparison,
     aggregate,
@@ -20,6 +19,7 @@ from exporter.scoring import (
     scoring_tokens,
     utterance_counts,
 )
+from runtimes.errors import EdgeAsrError
 
 AN4_MANIFEST = Path("/work/shared/data/an4/manifest.jsonl")
 
@@ -299,15 +299,33 @@ def test_bootstrap_validation(paired_systems):
 
 def test_format_comparison():
     comparison = Comparison(
-        metric="wer", rate_a=0.10, rate_b=0.123, delta=0.023, ci_low=0.004, ci_high=0.041,
-        confidence=0.95, n_clips=130, n_clusters=None, n_resamples=2000, seed=0,
+        metric="wer",
+        rate_a=0.10,
+        rate_b=0.123,
+        delta=0.023,
+        ci_low=0.004,
+        ci_high=0.041,
+        confidence=0.95,
+        n_clips=130,
+        n_clusters=None,
+        n_resamples=2000,
+        seed=0,
     )
     assert format_comparison("A", "B", comparison) == (
         "B vs A: WER +2.3 pts [95% CI +0.4, +4.1] (n=130 clips) — significant"
     )
     unclear = Comparison(
-        metric="cer", rate_a=0.1, rate_b=0.09, delta=-0.01, ci_low=-0.03, ci_high=0.012,
-        confidence=0.9, n_clips=130, n_clusters=10, n_resamples=2000, seed=0,
+        metric="cer",
+        rate_a=0.1,
+        rate_b=0.09,
+        delta=-0.01,
+        ci_low=-0.03,
+        ci_high=0.012,
+        confidence=0.9,
+        n_clips=130,
+        n_clusters=10,
+        n_resamples=2000,
+        seed=0,
     )
     assert format_comparison("fp32", "int8", unclear) == (
         "int8 vs fp32: CER -1.0 pts [90% CI -3.0, +1.2] (n=130 clips, 10 clusters) — not significant"

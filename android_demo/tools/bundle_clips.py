@@ -6,7 +6,7 @@
 Each manifest line is {"id", "file", "group", "text"} (text only where the data set has a transcript); the
 app's benchmark mode (BenchmarkMode.kt) runs every clip and reports latency per group, and
 collect_results.py turns the phone's hypotheses into WER per group against these texts. Clips are read with
-exporter.audio.load_audio (any rate, resampled to 16 kHz), because the app itself does not resample. The
+runtimes.audio.load_audio (any rate, resampled to 16 kHz), because the app itself does not resample. The
 folder is rebuilt in a staging folder and swapped in, so a failed run leaves the previous clips intact.
 """
 
@@ -24,15 +24,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from exporter.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from exporter.data import load_dataset  # noqa: E402
-from exporter.errors import EdgeAsrError  # noqa: E402
+from runtimes.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from runtimes.errors import EdgeAsrError  # noqa: E402
 
 RESERVED_GROUP = "all"  # the app's name for the whole set
 
 
-def bundle_clips(data: Path, out: Path, group_by: str = "gender", limit: int | None = None,
-                 split: str | None = None) -> list[dict]:
+def bundle_clips(
+    data: Path, out: Path, group_by: str = "gender", limit: int | None = None, split: str | None = None
+) -> list[dict]:
     import soundfile as sf
 
     dataset = load_dataset(data).filter(split=split).head(limit)
@@ -52,8 +53,9 @@ def bundle_clips(data: Path, out: Path, group_by: str = "gender", limit: int | N
             if utterance.transcript is not None:
                 row["text"] = utterance.transcript
             rows.append(row)
-        (staging / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                                                encoding="utf-8")
+        (staging / "manifest.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
         staging.chmod(0o755)
         old = None
         if out.exists():

@@ -23,9 +23,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from exporter.bench_schema import load_results, validate_results  # noqa: E402
-from exporter.errors import EdgeAsrError  # noqa: E402
 from exporter.io import write_json  # noqa: E402
 from exporter.scoring import score  # noqa: E402
+from runtimes.errors import EdgeAsrError  # noqa: E402
 
 RUNTIME = "executorch-android"
 CLIP_LATENCY = "clip_latency"
@@ -66,15 +66,29 @@ def wer_records(records: list[dict], references: dict[str, str]) -> list[dict]:
         for record in scored:
             groups.setdefault(record["group"], []).append(record)
         for group, members in groups.items():
-            result = score([references[r["extra"]["clip"]] for r in members],
-                           [r["extra"]["hypothesis"] for r in members])
+            result = score(
+                [references[r["extra"]["clip"]] for r in members], [r["extra"]["hypothesis"] for r in members]
+            )
             identity = {k: v for k, v in members[0].items() if k not in ("metric", "group", "n", "extra")}
-            out.append(identity | {
-                "metric": {"name": "wer", "value": None if result.wer is None else round(result.wer, 6),
-                           "unit": "ratio"},
-                "group": group, "n": len(members),
-                "extra": {"n_words": result.n_tokens, "errors": result.token_errors, "wer_plain": result.wer_plain,
-                          "cer": result.cer, "scored_by": "android_demo/tools/collect_results.py"}})
+            out.append(
+                identity
+                | {
+                    "metric": {
+                        "name": "wer",
+                        "value": None if result.wer is None else round(result.wer, 6),
+                        "unit": "ratio",
+                    },
+                    "group": group,
+                    "n": len(members),
+                    "extra": {
+                        "n_words": result.n_tokens,
+                        "errors": result.token_errors,
+                        "wer_plain": result.wer_plain,
+                        "cer": result.cer,
+                        "scored_by": "android_demo/tools/collect_results.py",
+                    },
+                }
+            )
     return out
 
 

@@ -9,7 +9,7 @@ Two kinds:
   lifts forbidden tokens (end of text on the first step, blank, timestamps, prompt tokens, suppressed ones)
   above every allowed logit, `early_stop` lifts end of text mid-way, `max_new_tokens` caps the length. The
   expected tokens of every variant come from runtimes/decoding.py `greedy_decode` on the same replay, and the
-  expected text from exporter/tokenizer.py `decode_text`. Making them needs an export (minutes):
+  expected text from runtimes/tokenizer.py `decode_text`. Making them needs an export (minutes):
 
       python android_demo/tools/make_test_vectors.py replay --export OUT_DIR --data ../shared/data/english_misc
 
@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from exporter.audio import load_audio, log_mel  # noqa: E402
 from exporter.io import write_json  # noqa: E402
-from exporter.tokenizer import SpecialTokens, decode_text  # noqa: E402
-from runtimes.decoding import _mask_for, greedy_decode  # noqa: E402
+from runtimes.audio import load_audio, log_mel  # noqa: E402
+from runtimes.decoding import greedy_decode, suppression_mask  # noqa: E402
+from runtimes.tokenizer import SpecialTokens, decode_text  # noqa: E402
 
 REPLAY_CLIPS = ("ls_1089-134691-0000", "arctic_axb_a0006", "whisper_jfk")
 REPLAY_PATH = ROOT / "android_demo" / "core" / "src" / "test" / "resources" / "decoder_replay.json"
@@ -92,8 +92,7 @@ def _sparse(logits: np.ndarray, mask: np.ndarray) -> dict:
 
 def _forbidden_cycle(special: SpecialTokens, vocab: int) -> list[int]:
     """Tokens the rules forbid after the first step, one of them lifted per step in the adversarial variant."""
-    candidates = [special.timestamp_begin, special.sot, special.no_timestamps, vocab - 1,
-                  special.timestamp_begin + 50]
+    candidates = [special.timestamp_begin, special.sot, special.no_timestamps, vocab - 1, special.timestamp_begin + 50]
     candidates += [t for t in special.suppress[:3] if t < vocab]
     return [t for t in candidates if t < vocab]
 
@@ -124,15 +123,16 @@ def _clip_case(runner, tokenizer, clip_id: str, audio_path: Path) -> dict:
     vocab = recorder.steps[0][1].shape[-1]
     steps, raw_argmax_masked = [], 0
     for index, (inputs, logits) in enumerate(recorder.steps):
-        mask = _mask_for(special, vocab, first=index == 0)
+        mask = suppression_mask(special, vocab, first=index == 0)
         raw_argmax_masked += bool(mask[int(np.argmax(logits))])
         steps.append({"inputs": inputs, **_sparse(logits, mask)})
     assert _expected(steps, prompt, special, vocab, 224) == tokens, "sparse replay changes the greedy choice"
 
     first_forbidden = sorted(set(t for t in special.suppress_begin if t < vocab) | {special.eot})
     cycle = _forbidden_cycle(special, vocab)
-    adversarial = [_lift(s, first_forbidden + [cycle[0]] if i == 0 else [cycle[i % len(cycle)]])
-                   for i, s in enumerate(steps)]
+    adversarial = [
+        _lift(s, first_forbidden + [cycle[0]] if i == 0 else [cycle[i % len(cycle)]]) for i, s in enumerate(steps)
+    ]
     stop_at = min(3, len(steps) - 1)
     early_stop = [_lift(s, [special.eot]) if i == stop_at else s for i, s in enumerate(steps)]
     variants = {
@@ -146,29 +146,45 @@ def _clip_case(runner, tokenizer, clip_id: str, audio_path: Path) -> dict:
         expected = _expected(variant_steps, prompt, special, vocab, limit)
         # only the steps the decoder reaches are stored
         used = variant_steps[: len(expected) + (1 if len(expected) < limit else 0)]
-        cases.append({"variant": name, "max_new_tokens": limit, "steps": used, "expected_tokens": expected,
-                      "expected_text": decode_text(tokenizer, expected, special)})
-    return {"clip": clip_id, "audio": f"english_misc/{audio_path.relative_to(audio_path.parents[1])}",
-            "prompt": prompt, "vocab": vocab, "python_text": text,
-            "raw_argmax_was_forbidden_steps": raw_argmax_masked, "cases": cases}
+        cases.append(
+            {
+                "variant": name,
+                "max_new_tokens": limit,
+                "steps": used,
+                "expected_tokens": expected,
+                "expected_text": decode_text(tokenizer, expected, special),
+            }
+        )
+    return {
+        "clip": clip_id,
+        "audio": f"english_misc/{audio_path.relative_to(audio_path.parents[1])}",
+        "prompt": prompt,
+        "vocab": vocab,
+        "python_text": text,
+        "raw_argmax_was_forbidden_steps": raw_argmax_masked,
+        "cases": cases,
+    }
 
 
 def make_replay(export_dir: Path, data_dir: Path, out: Path = REPLAY_PATH) -> dict:
     from tokenizers import Tokenizer
 
-    from exporter.export import artifact_runner
+    from runtimes.artifact import open_artifact
     from runtimes.executorch_runner import constant
 
-    runner = artifact_runner(export_dir)
+    runner = open_artifact(export_dir)
     pte = Path(export_dir) / "model.pte"
     tokenizer = Tokenizer.from_file(str(Path(export_dir) / "tokenizer.json"))
     rows = {json.loads(line)["utt_id"]: json.loads(line) for line in (data_dir / "manifest.jsonl").open()}
     clips = [_clip_case(runner, tokenizer, cid, data_dir / rows[cid]["audio_path"]) for cid in REPLAY_CLIPS]
     replay = {
         "about": "decoder replay vectors for android_demo/core; regenerate with android_demo/tools/"
-                 "make_test_vectors.py replay (see its docstring)",
-        "artifact": {"file": pte.name, "sha256": hashlib.sha256(pte.read_bytes()).hexdigest(),
-                     "plan_model_id": json.loads(constant(runner.program, "edgeasr_plan"))["model_id"]},
+        "make_test_vectors.py replay (see its docstring)",
+        "artifact": {
+            "file": pte.name,
+            "sha256": hashlib.sha256(pte.read_bytes()).hexdigest(),
+            "plan_model_id": json.loads(constant(runner.program, "edgeasr_plan"))["model_id"],
+        },
         "special_tokens": json.loads(constant(runner.program, "edgeasr_special_tokens")),
         "max_seq_len": int(constant(runner.program, "get_max_seq_len")),
         "top_k": TOP_K,
@@ -200,9 +216,14 @@ def _wav_variants(out: Path, name: str, samples: np.ndarray) -> list[dict]:
     import soundfile as sf
 
     rows = []
-    variants = [("PCM_U8", samples[:, None]), ("PCM_24", samples[:, None]), ("PCM_32", samples[:, None]),
-                ("FLOAT", samples[:, None]), ("DOUBLE", samples[:, None]),
-                ("PCM_16", np.stack([samples, -0.5 * samples], axis=1))]  # stereo: averaged to mono
+    variants = [
+        ("PCM_U8", samples[:, None]),
+        ("PCM_24", samples[:, None]),
+        ("PCM_32", samples[:, None]),
+        ("FLOAT", samples[:, None]),
+        ("DOUBLE", samples[:, None]),
+        ("PCM_16", np.stack([samples, -0.5 * samples], axis=1)),
+    ]  # stereo: averaged to mono
     for subtype, data in variants:
         path = out / f"{name}_{subtype.lower()}_{data.shape[1]}ch.wav"
         sf.write(path, data, 16000, subtype=subtype, format="WAV")
@@ -218,13 +239,22 @@ def _bad_wavs(out: Path, data_dir: Path, rows: dict) -> list[dict]:
     sf.write(silent, np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
     text = out / "not_audio.wav"
     text.write_text("this is not audio")
-    return [{"wav": str(data_dir / other_rate["audio_path"]), "error": "sample rate is"},
-            {"wav": silent.name, "error": "silent"}, {"wav": text.name, "error": "not a WAV file"}]
+    return [
+        {"wav": str(data_dir / other_rate["audio_path"]), "error": "sample rate is"},
+        {"wav": silent.name, "error": "silent"},
+        {"wav": text.name, "error": "not a WAV file"},
+    ]
 
 
 def _tokenizer_cases(tokenizer, special: SpecialTokens, seed: int = 0) -> list[dict]:
-    texts = ["He could wait no longer.", "  Leading and trailing spaces  ", "naïve café — “quotes” 日本語 🙂",
-             "tab\tand\nnewline", "\u00a0no-break\u00a0space\u00a0", "numbers 1,234.5 and 50%"]
+    texts = [
+        "He could wait no longer.",
+        "  Leading and trailing spaces  ",
+        "naïve café — “quotes” 日本語 🙂",
+        "tab\tand\nnewline",
+        "\u00a0no-break\u00a0space\u00a0",
+        "numbers 1,234.5 and 50%",
+    ]
     sequences = [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
     sequences.append([special.sot, special.no_timestamps] + sequences[0] + [special.timestamp_begin + 7, special.eot])
     emoji = tokenizer.encode("🙂", add_special_tokens=False).ids
@@ -233,7 +263,9 @@ def _tokenizer_cases(tokenizer, special: SpecialTokens, seed: int = 0) -> list[d
     for _ in range(30):  # random ids anywhere in the vocabulary
         sequences.append(rng.integers(0, special.eot, size=int(rng.integers(1, 12))).tolist())
     # pieces of multi-byte characters shuffled: mostly invalid UTF-8, one U+FFFD per maximal bad run
-    pool = sorted(set(tokenizer.encode("日本語の文 中文 한국어 Ελληνικά русский 🙂🎉 naïve", add_special_tokens=False).ids))
+    pool = sorted(
+        set(tokenizer.encode("日本語の文 中文 한국어 Ελληνικά русский 🙂🎉 naïve", add_special_tokens=False).ids)
+    )
     for _ in range(30):
         sequences.append(rng.choice(pool, size=int(rng.integers(1, 8))).tolist())
     return [{"ids": ids, "text": decode_text(tokenizer, ids, special)} for ids in sequences]
@@ -261,9 +293,15 @@ def make_runtime_vectors(out: Path, tokenizer_json: Path, data_dir: Path) -> dic
     for clip_id in REPLAY_CLIPS:
         wav = data_dir / rows[clip_id]["audio_path"]
         samples = load_audio(wav)
-        clips.append({"id": clip_id, "wav": str(wav), "wav_rate": rows[clip_id]["sample_rate"],
-                      "samples": _f32(out / f"{clip_id}.f32", samples),
-                      "mel80": _f32(out / f"{clip_id}.mel80.f32", log_mel(samples, 80))})
+        clips.append(
+            {
+                "id": clip_id,
+                "wav": str(wav),
+                "wav_rate": rows[clip_id]["sample_rate"],
+                "samples": _f32(out / f"{clip_id}.f32", samples),
+                "mel80": _f32(out / f"{clip_id}.mel80.f32", log_mel(samples, 80)),
+            }
+        )
     filters = {}
     for n_mels in (80, 128):
         bank = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=16000).mel_filters  # (201, n_mels)
@@ -302,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         replay = make_replay(args.export, args.data, args.out)
         check_replay(replay)
         for clip in replay["clips"]:
-            print(f"{clip['clip']}: {len(clip['cases'][0]['steps'])} steps, raw argmax forbidden at "
-                  f"{clip['raw_argmax_was_forbidden_steps']}: {clip['python_text']!r}")
+            print(
+                f"{clip['clip']}: {len(clip['cases'][0]['steps'])} steps, raw argmax forbidden at "
+                f"{clip['raw_argmax_was_forbidden_steps']}: {clip['python_text']!r}"
+            )
         print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
     else:
         make_runtime_vectors(args.out, args.tokenizer, args.data)

@@ -22,27 +22,29 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path
-from exporter.lower.whisper_modules import FULL_FRAMES, WhisperEncoderModule, WhisperTextDecoderModule
+from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
+from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import QuantPlan
 from exporter.quant.primitives import clip_weight
+from runtimes.audio import FULL_FRAMES
+from runtimes.errors import EdgeAsrError
 
 MAX_SEQ_LEN = 448
 EXECUTORCH_TARGETS = ("android", "executorch")
 # HF attention implementations the encoder can be captured with, the default first. Eager: XNNPACK takes
 # every op of it; sdpa decomposes with a "safe softmax" (eq / any / where over each attention map) that runs
 # as portable kernels between delegates, and plans one attention map more (README: runtime comparison).
-ATTENTIONS = ("eager", "sdpa")
-DEFAULT_ATTENTION = ATTENTIONS[0]
 
 
 def _check_target(plan: QuantPlan) -> None:
     if plan.target not in EXECUTORCH_TARGETS:
-        raise EdgeAsrError(f"plan target {plan.target!r} cannot be lowered to ExecuTorch (its formats are not "
-                           f"what XNNPACK runs); make the plan with --target android")
+        raise EdgeAsrError(
+            f"plan target {plan.target!r} cannot be lowered to ExecuTorch (its formats are not "
+            f"what XNNPACK runs); make the plan with --target android"
+        )
 
 
 def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAULT_ATTENTION) -> nn.Module:
@@ -62,8 +64,7 @@ def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAU
     model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion
     for layer in plan.layers:
         module = model.get_submodule(layer.name)
-        module.weight = nn.Parameter(clip_weight(module.weight.detach(), layer.format, layer.clip),
-                                     requires_grad=False)
+        module.weight = nn.Parameter(clip_weight(module.weight.detach(), layer.format, layer.clip), requires_grad=False)
     return model
 
 
@@ -90,8 +91,9 @@ def quantise_model(model: nn.Module, plan: QuantPlan) -> None:
     quantize_(model, FqnToConfig(mapping), filter_fn=None)
 
 
-def constant_methods(bundle: WhisperBundle, plan: QuantPlan, n_frames: int = FULL_FRAMES,
-                     attention: str = DEFAULT_ATTENTION) -> dict:
+def constant_methods(
+    bundle: WhisperBundle, plan: QuantPlan, n_frames: int = FULL_FRAMES, attention: str = DEFAULT_ATTENTION
+) -> dict:
     config = bundle.model.config
     return {
         "get_n_frames": n_frames,  # the encoder's input length: the runner windows audio to n_frames / 100 s
@@ -116,8 +118,10 @@ def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES) -> dict:
         programs = {
             "encoder": torch.export.export(encoder, (features,), strict=False),
             "text_decoder": torch.export.export(
-                decoder, (torch.tensor([[0]], dtype=torch.long), *cross, torch.tensor([0], dtype=torch.long)),
-                strict=False),
+                decoder,
+                (torch.tensor([[0]], dtype=torch.long), *cross, torch.tensor([0], dtype=torch.long)),
+                strict=False,
+            ),
         }
     return programs
 
@@ -133,17 +137,24 @@ def lower(programs: dict, constants: dict) -> bytes:
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
         constant_methods=constants,
     )
-    program = edge.to_executorch(ExecutorchBackendConfig(
-        extract_delegate_segments=True,
-        do_quant_fusion_and_const_prop=True,
-        run_reinplace_pass=True,  # the decoder's KV-cache writes (index_put) become in-place row writes
-        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
-    ))
+    program = edge.to_executorch(
+        ExecutorchBackendConfig(
+            extract_delegate_segments=True,
+            do_quant_fusion_and_const_prop=True,
+            run_reinplace_pass=True,  # the decoder's KV-cache writes (index_put) become in-place row writes
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+        )
+    )
     return program.buffer
 
 
-def lower_executorch(bundle: WhisperBundle, plan: QuantPlan, out_path: Path, n_frames: int = FULL_FRAMES,
-                     attention: str = DEFAULT_ATTENTION) -> Path:
+def lower_executorch(
+    bundle: WhisperBundle,
+    plan: QuantPlan,
+    out_path: Path,
+    n_frames: int = FULL_FRAMES,
+    attention: str = DEFAULT_ATTENTION,
+) -> Path:
     """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails.
 
     `n_frames` < 3000 exports a shorter audio context (encoder input frames, see whisper_modules);

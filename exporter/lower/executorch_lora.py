@@ -22,15 +22,13 @@ from pathlib import Path
 
 from torch import nn
 
-from exporter.errors import EdgeAsrError
+from exporter.lower.settings import PTE_MODES
 from exporter.models import WhisperBundle
 from exporter.personalize.lora import lora_modules
 from exporter.quant.formats import QuantFormat, int_format
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import apply_plan
-
-PTE_MODES = ("branch-int8", "branch-int4", "merged-int8", "merged-int4")
-DEFAULT_PTE_MODE = "branch-int8"
+from runtimes.errors import EdgeAsrError
 
 
 def _linear_format(mode: str) -> QuantFormat:
@@ -53,8 +51,11 @@ def pte_plan(nf4_plan: QuantPlan, mode: str) -> QuantPlan:
             fmt = int_format(fmt.bits, "group", fmt.group_size)  # the android ladder's name, same numerics
         layers.append(dataclasses.replace(layer, format=fmt, bytes=fmt.weight_bytes(tuple(layer.shape)), clip=1.0))
     return dataclasses.replace(
-        nf4_plan, target="android", layers=layers,
-        notes=list(nf4_plan.notes) + [f"ExecuTorch LoRA mode {mode}: NF4 base re-quantised to {linear.name}"])
+        nf4_plan,
+        target="android",
+        layers=layers,
+        notes=list(nf4_plan.notes) + [f"ExecuTorch LoRA mode {mode}: NF4 base re-quantised to {linear.name}"],
+    )
 
 
 def pte_model(lora_bundle: WhisperBundle, nf4_plan: QuantPlan, mode: str) -> WhisperBundle:
@@ -63,8 +64,9 @@ def pte_model(lora_bundle: WhisperBundle, nf4_plan: QuantPlan, mode: str) -> Whi
     the LoRA branches are kept or merged per `mode`."""
     if not lora_modules(lora_bundle.model):
         raise EdgeAsrError("the model carries no LoRA adapters")
-    nf4_linears = dataclasses.replace(nf4_plan, layers=[
-        layer for layer in nf4_plan.layers if layer.kind == "linear" and layer.format.kind == "nf4"])
+    nf4_linears = dataclasses.replace(
+        nf4_plan, layers=[layer for layer in nf4_plan.layers if layer.kind == "linear" and layer.format.kind == "nf4"]
+    )
     model = apply_plan(lora_bundle.model, nf4_linears)
     if mode.startswith("merged"):
         for name, module in lora_modules(model).items():

@@ -41,29 +41,30 @@ import torch.nn.functional as F
 from onnx import helper, numpy_helper
 from torch import nn
 
-from exporter.errors import EdgeAsrError
-from exporter.io import atomic_path
-from exporter.audio import FULL_FRAMES
-from exporter.lower.whisper_modules import attend, cross_keys_values, encode_frames, split_heads
+from exporter.io import write_bytes
+from exporter.lower.whisper_modules import attend, cross_keys_values, split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
-
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
-TOKENIZER_FILE = "tokenizer.json"
-
-META_PLAN = "edgeasr.plan"
-META_SPECIAL = "edgeasr.special_tokens"
-META_N_MELS = "edgeasr.n_mels"
-META_MODEL_ID = "edgeasr.model_id"
-META_GRAPH = "edgeasr.graph"
-META_N_FRAMES = "edgeasr.n_frames"  # the encoder's input frames (3000 unless a shorter audio context)
+from runtimes.audio import FULL_FRAMES
+from runtimes.contract import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    META_GRAPH,
+    META_MODEL_ID,
+    META_N_FRAMES,
+    META_N_MELS,
+    META_PLAN,
+    META_SPECIAL,
+    TOKENIZER_FILE,
+)
+from runtimes.errors import EdgeAsrError
+from runtimes.torch_runner import encode_frames
 
 OPSET = 17
 IR_VERSION = 8  # what the exporter writes; ORT 1.31.1 loads IR <= 13
 MS_DOMAIN = "com.microsoft"
-_MARKER_DOMAIN = "edgeasr"
+MARKER_DOMAIN = "edgeasr"
 _PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file cannot exceed 2 GB
 _EMBEDDING_BITS = (4, 8)  # GatherBlockQuantized on the CPU EP (verified on ORT 1.31.1)
 _LINEAR_BITS = (2, 4, 8)  # MatMulNBits
@@ -90,7 +91,7 @@ class OnnxArtifacts:
 
 # The eager `forward`s below only give the tracer correctly shaped values; what the graph computes is
 # decided by the symbolic and the rewrite.
-class _QuantLinearFn(torch.autograd.Function):
+class QuantLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, layer: str):
         return F.linear(x, weight)
@@ -98,7 +99,7 @@ class _QuantLinearFn(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, weight, layer: str):
         # `weight` is deliberately unused, so the float copy never reaches the graph.
-        return _typed(g.op(f"{_MARKER_DOMAIN}::QuantLinear", x, layer_s=layer), x, weight.type().sizes()[0])
+        return typed_like(g.op(f"{MARKER_DOMAIN}::QuantLinear", x, layer_s=layer), x, weight.type().sizes()[0])
 
 
 class _QuantEmbeddingFn(torch.autograd.Function):
@@ -108,13 +109,13 @@ class _QuantEmbeddingFn(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, ids, weight, layer: str):
-        out = g.op(f"{_MARKER_DOMAIN}::QuantEmbedding", ids, layer_s=layer)
+        out = g.op(f"{MARKER_DOMAIN}::QuantEmbedding", ids, layer_s=layer)
         sizes = ids.type().varyingSizes() or []
         out.setType(weight.type().with_sizes(list(sizes) + [weight.type().sizes()[1]]))
         return out
 
 
-def _typed(value, like, last_dim: int):
+def typed_like(value, like, last_dim: int):
     # Give the placeholder's output a type so the exporter's shape inference keeps working downstream.
     sizes = like.type().varyingSizes()
     if sizes is not None:
@@ -130,7 +131,7 @@ class _MarkedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x):
-        y = _QuantLinearFn.apply(x, self.weight, self.layer_name)
+        y = QuantLinearFn.apply(x, self.weight, self.layer_name)
         return y if self.bias is None else y + self.bias  # the bias stays a float Add
 
 
@@ -144,7 +145,7 @@ class _MarkedEmbedding(nn.Module):
         return _QuantEmbeddingFn.apply(ids, self.weight, self.layer_name)
 
 
-def _marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
+def marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     """A float copy of the model with every integer-format layer swapped for its marker."""
     model = copy.deepcopy(bundle.model).eval().requires_grad_(False)  # the graph must not depend on the caller's flags
     # Untie the output projection: the plan gives it its own format, and ONNX stores it separately anyway.
@@ -158,8 +159,9 @@ def _marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
         elif layer.kind == "embedding" and isinstance(module, nn.Embedding):
             model.set_submodule(layer.name, _MarkedEmbedding(layer.name, module))
         else:
-            raise EdgeAsrError(f"the onnx target cannot lower {layer.kind} layer {layer.name} "
-                               f"in format {layer.format.name}")
+            raise EdgeAsrError(
+                f"the onnx target cannot lower {layer.kind} layer {layer.name} in format {layer.format.name}"
+            )
     return model
 
 
@@ -222,26 +224,34 @@ class _DecoderGraph(nn.Module):
         mask = self._causal_mask(length, past)
         new_k, new_v = [], []
         for index, layer in enumerate(self.layers):
-            out, k, v = self._self_attention(layer, layer.self_attn_layer_norm(x), self_k[index], self_v[index],
-                                             mask)
+            out, k, v = self._self_attention(layer, layer.self_attn_layer_norm(x), self_k[index], self_v[index], mask)
             x = x + out
             new_k.append(k)
             new_v.append(v)
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[index],
-                                          cross_v[index])
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[index], cross_v[index])
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         last = self.layer_norm(x[:, -1])
         return self.proj_out(last), torch.stack(new_k), torch.stack(new_v)
 
 
-def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str],
-            dynamic: dict[str, dict[int, str]]) -> onnx.ModelProto:
+def _export(
+    module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], dynamic: dict[str, dict[int, str]]
+) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter is deprecated but is the one that writes a single file and takes symbolics.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -251,7 +261,7 @@ def _cache_shape(model, length: int) -> tuple[int, ...]:
     return (config.decoder_layers, 1, heads, length, config.d_model // heads)
 
 
-def _export_encoder(model, n_mels: int, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
+def export_encoder(model, n_mels: int, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
     features = torch.zeros(1, n_mels, n_frames)
     return _export(_EncoderGraph(model), (features,), ["input_features"], ["cross_k", "cross_v"], {})
 
@@ -265,16 +275,25 @@ def _fix_logits_shape(proto: onnx.ModelProto, vocab: int) -> None:
         dims.add().dim_value = size
 
 
-def _export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
+def export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
     # Trace with a non-empty cache and several tokens so neither length is specialised to a constant.
     tokens = torch.zeros(1, 3, dtype=torch.long)
     past = torch.zeros(_cache_shape(model, 2))
     cross = torch.zeros(_cache_shape(model, n_frames // 2))  # one encoder position per two frames
-    dynamic = {"tokens": {1: "tokens"}, "self_k": {3: "past"}, "self_v": {3: "past"},
-               "new_self_k": {3: "total"}, "new_self_v": {3: "total"}}
-    proto = _export(_DecoderGraph(model), (tokens, past, past, cross, cross),
-                    ["tokens", "self_k", "self_v", "cross_k", "cross_v"], ["logits", "new_self_k", "new_self_v"],
-                    dynamic)
+    dynamic = {
+        "tokens": {1: "tokens"},
+        "self_k": {3: "past"},
+        "self_v": {3: "past"},
+        "new_self_k": {3: "total"},
+        "new_self_v": {3: "total"},
+    }
+    proto = _export(
+        _DecoderGraph(model),
+        (tokens, past, past, cross, cross),
+        ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
+        ["logits", "new_self_k", "new_self_v"],
+        dynamic,
+    )
     _fix_logits_shape(proto, model.config.vocab_size)
     return proto
 
@@ -298,8 +317,9 @@ def _quantised(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.n
     """(packed uint8 [rows, blocks, blob], scales float32 [rows, blocks], blocks) of a 2-D weight."""
     fmt = layer.format
     if fmt.granularity != "group" or not fmt.symmetric or fmt.scale_dtype != "float32":
-        raise EdgeAsrError(f"{layer.name}: the onnx target stores symmetric float32-scaled groups, "
-                           f"not format {fmt.name}")
+        raise EdgeAsrError(
+            f"{layer.name}: the onnx target stores symmetric float32-scaled groups, not format {fmt.name}"
+        )
     codes, scale = quantize_weight(weight, fmt, layer.clip)
     rows = weight.shape[0]
     blocks = codes.shape[0] // rows
@@ -308,8 +328,7 @@ def _quantised(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.n
 
 
 def _doc(layer: LayerPlan) -> str:
-    return json.dumps({"layer": layer.name, "format": layer.format.to_dict(), "clip": layer.clip},
-                      sort_keys=True)
+    return json.dumps({"layer": layer.name, "format": layer.format.to_dict(), "clip": layer.clip}, sort_keys=True)
 
 
 def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
@@ -319,9 +338,18 @@ def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.No
     packed, scales, _ = _quantised(weight, layer)
     n, k = weight.shape
     names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
-    new = helper.make_node("MatMulNBits", [node.input[0], *names], list(node.output),
-                           name=f"{layer.name}/MatMulNBits", domain=MS_DOMAIN, K=k, N=n, bits=fmt.bits,
-                           block_size=fmt.group_size, doc_string=_doc(layer))
+    new = helper.make_node(
+        "MatMulNBits",
+        [node.input[0], *names],
+        list(node.output),
+        name=f"{layer.name}/MatMulNBits",
+        domain=MS_DOMAIN,
+        K=k,
+        N=n,
+        bits=fmt.bits,
+        block_size=fmt.group_size,
+        doc_string=_doc(layer),
+    )
     return new, [numpy_helper.from_array(packed, names[0]), numpy_helper.from_array(scales.reshape(-1), names[1])]
 
 
@@ -335,11 +363,19 @@ def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tup
     packed, scales, _ = _quantised(weight, layer)
     rows = weight.shape[0]
     names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
-    new = helper.make_node("GatherBlockQuantized", [names[0], node.input[0], names[1]], list(node.output),
-                           name=f"{layer.name}/GatherBlockQuantized", domain=MS_DOMAIN, gather_axis=0,
-                           quantize_axis=1, block_size=fmt.group_size, bits=fmt.bits, doc_string=_doc(layer))
-    return new, [numpy_helper.from_array(packed.reshape(rows, -1), names[0]),
-                 numpy_helper.from_array(scales, names[1])]
+    new = helper.make_node(
+        "GatherBlockQuantized",
+        [names[0], node.input[0], names[1]],
+        list(node.output),
+        name=f"{layer.name}/GatherBlockQuantized",
+        domain=MS_DOMAIN,
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=fmt.group_size,
+        bits=fmt.bits,
+        doc_string=_doc(layer),
+    )
+    return new, [numpy_helper.from_array(packed.reshape(rows, -1), names[0]), numpy_helper.from_array(scales, names[1])]
 
 
 def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[onnx.NodeProto], list]:
@@ -351,23 +387,44 @@ def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[
     """
     fmt, lead = layer.format, leader.format
     if (fmt.bits, fmt.group_size, layer.clip) != (lead.bits, lead.group_size, leader.clip):
-        raise EdgeAsrError(f"{layer.name} is tied to {leader.name} but the plan gives them different formats "
-                           f"or clips ({fmt.name} x{layer.clip} vs {lead.name} x{leader.clip}); re-make the plan")
+        raise EdgeAsrError(
+            f"{layer.name} is tied to {leader.name} but the plan gives them different formats "
+            f"or clips ({fmt.name} x{layer.clip} vs {lead.name} x{leader.clip}); re-make the plan"
+        )
     if fmt.bits not in _LINEAR_BITS:
         raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
     n, k = layer.shape
     blocks = k // fmt.group_size
-    shapes = {f"{layer.name}.tied_b_shape": [n, blocks, fmt.group_size * fmt.bits // 8],
-              f"{layer.name}.tied_scales_shape": [-1]}
+    shapes = {
+        f"{layer.name}.tied_b_shape": [n, blocks, fmt.group_size * fmt.bits // 8],
+        f"{layer.name}.tied_scales_shape": [-1],
+    }
     b_name, s_name = f"{layer.name}.tied_b", f"{layer.name}.tied_scales"
     nodes = [
-        helper.make_node("Reshape", [f"{leader.name}.weight_packed", f"{layer.name}.tied_b_shape"], [b_name],
-                         name=f"{layer.name}/tied_b"),
-        helper.make_node("Reshape", [f"{leader.name}.weight_scales", f"{layer.name}.tied_scales_shape"], [s_name],
-                         name=f"{layer.name}/tied_scales"),
-        helper.make_node("MatMulNBits", [node.input[0], b_name, s_name], list(node.output),
-                         name=f"{layer.name}/MatMulNBits", domain=MS_DOMAIN, K=k, N=n, bits=fmt.bits,
-                         block_size=fmt.group_size, doc_string=_doc(layer)),
+        helper.make_node(
+            "Reshape",
+            [f"{leader.name}.weight_packed", f"{layer.name}.tied_b_shape"],
+            [b_name],
+            name=f"{layer.name}/tied_b",
+        ),
+        helper.make_node(
+            "Reshape",
+            [f"{leader.name}.weight_scales", f"{layer.name}.tied_scales_shape"],
+            [s_name],
+            name=f"{layer.name}/tied_scales",
+        ),
+        helper.make_node(
+            "MatMulNBits",
+            [node.input[0], b_name, s_name],
+            list(node.output),
+            name=f"{layer.name}/MatMulNBits",
+            domain=MS_DOMAIN,
+            K=k,
+            N=n,
+            bits=fmt.bits,
+            block_size=fmt.group_size,
+            doc_string=_doc(layer),
+        ),
     ]
     return nodes, [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in shapes.items()]
 
@@ -383,12 +440,12 @@ def _quant_linear(node, layer: LayerPlan, weight: torch.Tensor):
 _REWRITES = {"QuantLinear": _quant_linear, "QuantEmbedding": _gather_block_quantized}
 
 
-def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
+def replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
     """Swap every placeholder node for its contrib op and add the packed initializers, in place."""
     graph = proto.graph
     nodes = []
     for node in graph.node:
-        if node.domain != _MARKER_DOMAIN:
+        if node.domain != MARKER_DOMAIN:
             nodes.append(node)
             continue
         name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
@@ -401,7 +458,7 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
         graph.initializer.extend(initializers)
     del graph.node[:]
     graph.node.extend(nodes)
-    imports = [op for op in proto.opset_import if op.domain not in (_MARKER_DOMAIN, MS_DOMAIN)]
+    imports = [op for op in proto.opset_import if op.domain not in (MARKER_DOMAIN, MS_DOMAIN)]
     del proto.opset_import[:]
     proto.opset_import.extend(imports + [helper.make_opsetid(MS_DOMAIN, 1)])
 
@@ -410,7 +467,7 @@ def _replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) 
 # Metadata, writing, reading back.
 
 
-def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int) -> dict[str, str]:
+def graph_metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int) -> dict[str, str]:
     return {
         META_N_FRAMES: str(n_frames),
         META_PLAN: plan.to_json(),
@@ -421,7 +478,7 @@ def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int)
     }
 
 
-def _finish(proto: onnx.ModelProto, metadata: dict[str, str]) -> bytes:
+def serialise_graph(proto: onnx.ModelProto, metadata: dict[str, str]) -> bytes:
     proto.ir_version = IR_VERSION
     proto.producer_name = "edgeasr"
     proto.producer_version = ""  # no library versions in the bytes: same inputs give the same file
@@ -431,74 +488,55 @@ def _finish(proto: onnx.ModelProto, metadata: dict[str, str]) -> bytes:
     onnx.checker.check_model(proto)
     data = proto.SerializeToString(deterministic=True)
     if len(data) > _PROTOBUF_LIMIT:
-        raise EdgeAsrError(f"the {metadata[META_GRAPH]} graph is {len(data):,} bytes; a single .onnx file "
-                           "holds at most 2 GB (pick a smaller model or a smaller budget)")
+        raise EdgeAsrError(
+            f"the {metadata[META_GRAPH]} graph is {len(data):,} bytes; a single .onnx file "
+            "holds at most 2 GB (pick a smaller model or a smaller budget)"
+        )
     return data
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def _tokenizer_json(bundle: WhisperBundle) -> bytes:
+def tokenizer_json(bundle: WhisperBundle) -> bytes:
     if bundle.folder is not None and (bundle.folder / TOKENIZER_FILE).is_file():
         return (bundle.folder / TOKENIZER_FILE).read_bytes()
     return bundle.tokenizer.to_str().encode("utf-8")
 
 
-def _check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
+def check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
     if plan.target not in ("onnx", "nf4"):
-        raise EdgeAsrError(f"this plan was made for target {plan.target!r}; lowering to ONNX needs a plan "
-                           "made with --target onnx (or nf4)")
+        raise EdgeAsrError(
+            f"this plan was made for target {plan.target!r}; lowering to ONNX needs a plan "
+            "made with --target onnx (or nf4)"
+        )
     if plan.activation_bits is not None:
-        raise EdgeAsrError("ONNX lowering runs float activations; the plan asks for simulated "
-                           f"{plan.activation_bits}-bit activations")
+        raise EdgeAsrError(
+            f"ONNX lowering runs float activations; the plan asks for simulated {plan.activation_bits}-bit activations"
+        )
     names = {name for name, _ in bundle.model.named_modules()}
     missing = [layer.name for layer in plan.layers if layer.name not in names]
     if missing:
-        raise EdgeAsrError(f"the plan names layers this model lacks ({', '.join(missing[:3])}); "
-                           f"was it made for {plan.model_id}?")
+        raise EdgeAsrError(
+            f"the plan names layers this model lacks ({', '.join(missing[:3])}); was it made for {plan.model_id}?"
+        )
 
 
-def lower_onnx(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
-               n_frames: int = FULL_FRAMES) -> OnnxArtifacts:
+def lower_onnx(
+    bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_frames: int = FULL_FRAMES
+) -> OnnxArtifacts:
     """Write encoder.onnx, decoder.onnx and tokenizer.json for `plan` into `out_dir`.
 
     `n_frames` < 3000 exports a shorter audio context: the encoder takes that many frames and the decoder
     attends over n_frames / 2 positions.
     """
-    _check_plan(bundle, plan)
+    check_plan(bundle, plan)
     out_dir = Path(out_dir)
-    model = _marked_model(bundle, plan)
-    graphs = {"encoder": _export_encoder(model, bundle.n_mels, n_frames),
-              "decoder": _export_decoder(model, n_frames)}
+    model = marked_model(bundle, plan)
+    graphs = {"encoder": export_encoder(model, bundle.n_mels, n_frames), "decoder": export_decoder(model, n_frames)}
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
     for graph, proto in graphs.items():
-        _replace_markers(proto, plan, model)
-        _write_bytes(files[graph], _finish(proto, _metadata(bundle, plan, graph, n_frames)))
-    _write_bytes(out_dir / TOKENIZER_FILE, _tokenizer_json(bundle))
+        replace_markers(proto, plan, model)
+        write_bytes(files[graph], serialise_graph(proto, graph_metadata(bundle, plan, graph, n_frames)))
+    write_bytes(out_dir / TOKENIZER_FILE, tokenizer_json(bundle))
     return OnnxArtifacts(out_dir, files["encoder"], files["decoder"], out_dir / TOKENIZER_FILE)
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The `metadata_props` of an .onnx file, without loading its weights into a session."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeAsrError(f"ONNX model not found: {path}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends: all mean "not an ONNX file"
-        raise EdgeAsrError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
-    return {entry.key: entry.value for entry in proto.metadata_props}
-
-
-def read_plan_from_onnx(path: str | Path) -> dict:
-    """The plan JSON (as a dict) an edgeasr .onnx file was lowered from."""
-    metadata = read_metadata(path)
-    if META_PLAN not in metadata:
-        raise EdgeAsrError(f"{path} carries no edgeasr plan (was it written by edgeasr?)")
-    return json.loads(metadata[META_PLAN])
 
 
 def quantised_nodes(path: str | Path) -> list[dict]:
@@ -512,5 +550,4 @@ def quantised_nodes(path: str | Path) -> list[dict]:
     return found
 
 
-__all__ = ["OnnxArtifacts", "lower_onnx", "pack_codes", "quantised_nodes", "read_metadata",
-           "read_plan_from_onnx", "ENCODER_FILE", "DECODER_FILE", "TOKENIZER_FILE"]
+__all__ = ["OnnxArtifacts", "lower_onnx", "pack_codes", "quantised_nodes"]

@@ -32,17 +32,23 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from exporter.audio import FULL_FRAMES
-from exporter.errors import EdgeAsrError
-from exporter.io import atomic_path
+from exporter.io import atomic_path, write_bytes
 from exporter.lower import onnx as base_onnx
 from exporter.models import WhisperBundle
 from exporter.personalize.lora import LoRALinear, lora_modules
 from exporter.quant.plan import QuantPlan
+from runtimes.audio import FULL_FRAMES
+from runtimes.contract import (
+    DECODER_ADAPTER_FILE,
+    DECODER_FILE,
+    ENCODER_ADAPTER_FILE,
+    ENCODER_FILE,
+    META_LORA,
+    TOKENIZER_FILE,
+)
+from runtimes.errors import EdgeAsrError
+from runtimes.onnx_runner import read_metadata
 
-META_LORA = "edgeasr.lora"
-ENCODER_ADAPTER = "encoder.onnx_adapter"
-DECODER_ADAPTER = "decoder.onnx_adapter"
 _RANK_DIM = "lora_rank"
 
 
@@ -54,8 +60,9 @@ class _LoraBranchFn(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, lora_a, lora_b, scaling: float, layer: str):
         # the adapter weights are deliberately unused: the rewrite adds them as named inputs
-        return base_onnx._typed(g.op(f"{base_onnx._MARKER_DOMAIN}::LoraBranch", x, layer_s=layer), x,
-                                lora_b.type().sizes()[0])
+        return base_onnx.typed_like(
+            g.op(f"{base_onnx.MARKER_DOMAIN}::LoraBranch", x, layer_s=layer), x, lora_b.type().sizes()[0]
+        )
 
 
 class _MarkedLoraLinear(nn.Module):
@@ -68,7 +75,7 @@ class _MarkedLoraLinear(nn.Module):
 
     def forward(self, x):
         if self.quantised:
-            y = base_onnx._QuantLinearFn.apply(x, self.weight, self.layer_name)
+            y = base_onnx.QuantLinearFn.apply(x, self.weight, self.layer_name)
         else:
             y = F.linear(x, self.weight)
         y = y if self.bias is None else y + self.bias
@@ -96,7 +103,7 @@ def _marked(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     rest = dataclasses.replace(plan, layers=[layer for layer in plan.layers if layer.name not in loras])
     carrier = copy.copy(bundle)
     carrier.model = model
-    return base_onnx._marked_model(carrier, rest)
+    return base_onnx.marked_model(carrier, rest)
 
 
 def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.ndarray]:
@@ -104,7 +111,7 @@ def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.
     graph = proto.graph
     nodes, params = [], {}
     for node in graph.node:
-        if node.domain != base_onnx._MARKER_DOMAIN or node.op_type != "LoraBranch":
+        if node.domain != base_onnx.MARKER_DOMAIN or node.op_type != "LoraBranch":
             nodes.append(node)
             continue
         layer = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
@@ -144,23 +151,22 @@ def lower_onnx_lora(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
     """Write encoder/decoder .onnx (base + LoRA inputs with defaults), their .onnx_adapter files and the
     tokenizer. `bundle.model` is the full-precision model with LoRA modules (the plan quantises the base).
     Returns the adapter parameters per graph."""
-    base_onnx._check_plan(bundle, plan)
+    base_onnx.check_plan(bundle, plan)
     out_dir = Path(out_dir)
     model = _marked(bundle, plan)
-    graphs = {"encoder": base_onnx._export_encoder(model, bundle.n_mels),
-              "decoder": base_onnx._export_decoder(model)}
-    files = {"encoder": out_dir / base_onnx.ENCODER_FILE, "decoder": out_dir / base_onnx.DECODER_FILE}
-    adapters = {"encoder": out_dir / ENCODER_ADAPTER, "decoder": out_dir / DECODER_ADAPTER}
+    graphs = {"encoder": base_onnx.export_encoder(model, bundle.n_mels), "decoder": base_onnx.export_decoder(model)}
+    files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
+    adapters = {"encoder": out_dir / ENCODER_ADAPTER_FILE, "decoder": out_dir / DECODER_ADAPTER_FILE}
     written = {}
     for graph, proto in graphs.items():
         params = _rewrite_branches(proto, model)
-        base_onnx._replace_markers(proto, plan, model)
-        metadata = base_onnx._metadata(bundle, plan, graph, FULL_FRAMES)  # LoRA exports keep the 30 s context
+        base_onnx.replace_markers(proto, plan, model)
+        metadata = base_onnx.graph_metadata(bundle, plan, graph, FULL_FRAMES)  # LoRA exports keep the 30 s context
         metadata[META_LORA] = _lora_metadata(lora_info, params)
-        base_onnx._write_bytes(files[graph], base_onnx._finish(proto, metadata))
+        write_bytes(files[graph], base_onnx.serialise_graph(proto, metadata))
         write_onnx_adapter(adapters[graph], params)
         written[graph] = params
-    base_onnx._write_bytes(out_dir / base_onnx.TOKENIZER_FILE, base_onnx._tokenizer_json(bundle))
+    write_bytes(out_dir / TOKENIZER_FILE, base_onnx.tokenizer_json(bundle))
     return written
 
 
@@ -174,15 +180,15 @@ def graph_adapter_names(path: str | Path) -> dict[str, list]:
     return found
 
 
-def write_adapters_for_artifact(artifact_dir: str | Path, state: dict[str, torch.Tensor], lora_info: dict,
-                                out_dir: str | Path) -> list[Path]:
+def write_adapters_for_artifact(
+    artifact_dir: str | Path, state: dict[str, torch.Tensor], lora_info: dict, out_dir: str | Path
+) -> list[Path]:
     """Another user's adapter (trained for the same model and NF4 base, any rank) as .onnx_adapter files for an
     existing NF4 + LoRA artifact; run them with OnnxRunner(artifact, adapters=out_dir)."""
-    from exporter.lower.onnx import read_metadata
 
     artifact_dir, out_dir = Path(artifact_dir), Path(out_dir)
     per_graph, covered = {}, set()
-    for graph, adapter_file in (("encoder", ENCODER_ADAPTER), ("decoder", DECODER_ADAPTER)):
+    for graph, adapter_file in (("encoder", ENCODER_ADAPTER_FILE), ("decoder", DECODER_ADAPTER_FILE)):
         path = artifact_dir / f"{graph}.onnx"
         metadata = read_metadata(path)
         if META_LORA not in metadata:
@@ -190,16 +196,19 @@ def write_adapters_for_artifact(artifact_dir: str | Path, state: dict[str, torch
         artifact = json.loads(metadata[META_LORA])
         for key in ("model_id", "base"):
             if artifact[key] != lora_info[key]:
-                raise EdgeAsrError(f"the adapter was trained for {key} {lora_info[key]!r}, the artifact is "
-                                   f"{artifact[key]!r}")
+                raise EdgeAsrError(
+                    f"the adapter was trained for {key} {lora_info[key]!r}, the artifact is {artifact[key]!r}"
+                )
         scaling = lora_info["lora"]["alpha"] / lora_info["lora"]["rank"]
         params = {}
         for name, shape in graph_adapter_names(path).items():
             layer, part = name.rsplit(".", 1)
             key = f"{layer}.lora_{'A' if part == 'lora_a' else 'B'}"
             if f"{layer}.lora_A" not in state or f"{layer}.lora_B" not in state:
-                raise EdgeAsrError(f"the artifact has LoRA inputs for {layer}, which this adapter lacks (trained "
-                                   "with other --targets / --scope?)")
+                raise EdgeAsrError(
+                    f"the artifact has LoRA inputs for {layer}, which this adapter lacks (trained "
+                    "with other --targets / --scope?)"
+                )
             a, b = adapter_arrays(state[f"{layer}.lora_A"], state[f"{layer}.lora_B"], scaling)
             value = a if part == "lora_a" else b
             fixed = shape[0] if part == "lora_a" else shape[1]
@@ -210,8 +219,10 @@ def write_adapters_for_artifact(artifact_dir: str | Path, state: dict[str, torch
         per_graph[out_dir / adapter_file] = params
     unused = sorted({key.rsplit(".", 1)[0] for key in state} - covered)
     if unused:
-        raise EdgeAsrError(f"the adapter adapts layers the artifact has no LoRA inputs for ({unused[0]}, ...): "
-                           "it was trained with other --targets / --scope")
+        raise EdgeAsrError(
+            f"the adapter adapts layers the artifact has no LoRA inputs for ({unused[0]}, ...): "
+            "it was trained with other --targets / --scope"
+        )
     for path, params in per_graph.items():  # written only once both graphs are known to fit
         write_onnx_adapter(path, params)
     return list(per_graph)

@@ -19,9 +19,9 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.errors import EdgeAsrError
 from exporter.quant.nf4 import Nf4Weight, pack_nf4, quantize_nf4
 from exporter.quant.plan import LayerPlan
+from runtimes.errors import EdgeAsrError
 
 MS_DOMAIN = "com.microsoft"
 NF4_QUANT_TYPE = 1
@@ -38,8 +38,9 @@ def _absmax_nodes(q: Nf4Weight, prefix: str) -> tuple[list[onnx.NodeProto], list
     inits = [
         numpy_helper.from_array(q.absmax_codes.numpy().astype(np.uint8), f"{prefix}.absmax_codes"),
         numpy_helper.from_array(q.absmax_step.numpy().astype(np.float32).reshape(chunks, 1), f"{prefix}.absmax_step"),
-        numpy_helper.from_array(q.absmax_offset.numpy().astype(np.float32).reshape(chunks, 1),
-                                f"{prefix}.absmax_offset"),
+        numpy_helper.from_array(
+            q.absmax_offset.numpy().astype(np.float32).reshape(chunks, 1), f"{prefix}.absmax_offset"
+        ),
         numpy_helper.from_array(np.array([chunks, -1], dtype=np.int64), f"{prefix}.absmax_grid"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{prefix}.absmax_flat"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), f"{prefix}.absmax_start"),
@@ -57,8 +58,9 @@ def _absmax_nodes(q: Nf4Weight, prefix: str) -> tuple[list[onnx.NodeProto], list
     return nodes, inits, v("value")
 
 
-def matmul_bnb4(node: onnx.NodeProto, layer: LayerPlan,
-                weight: torch.Tensor) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def matmul_bnb4(
+    node: onnx.NodeProto, layer: LayerPlan, weight: torch.Tensor
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Replace a QuantLinear placeholder (input x, output y = x W^T) by MatMulBnb4 for an NF4 layer."""
     fmt = layer.format
     if fmt.kind != "nf4" or weight.dim() != 2:
@@ -75,7 +77,18 @@ def matmul_bnb4(node: onnx.NodeProto, layer: LayerPlan,
     else:
         absmax_name = f"{prefix}.weight_absmax"
         inits.append(numpy_helper.from_array(q.absmax.numpy().astype(np.float32), absmax_name))
-    nodes.append(helper.make_node("MatMulBnb4", [node.input[0], packed.name, absmax_name], list(node.output),
-                                  name=f"{layer.name}/MatMulBnb4", domain=MS_DOMAIN, K=k, N=n,
-                                  block_size=fmt.group_size, quant_type=NF4_QUANT_TYPE, doc_string=_doc(layer)))
+    nodes.append(
+        helper.make_node(
+            "MatMulBnb4",
+            [node.input[0], packed.name, absmax_name],
+            list(node.output),
+            name=f"{layer.name}/MatMulBnb4",
+            domain=MS_DOMAIN,
+            K=k,
+            N=n,
+            block_size=fmt.group_size,
+            quant_type=NF4_QUANT_TYPE,
+            doc_string=_doc(layer),
+        )
+    )
     return nodes, inits

@@ -28,28 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporter.audio import FULL_FRAMES
-
-
-
-def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
-    """HF's Whisper encoder on any even number of frames up to 3000 (a shorter audio context).
-
-    transformers rejects inputs other than 3000 frames; this is the same computation (convolutions, the
-    first frames/2 positional embeddings, the layers, the final norm) without that check, so an encoder
-    over 10 s of frames attends over 500 positions instead of 1500: attention maps 9x smaller.
-    """
-    frames = input_features.shape[-1]
-    if frames == FULL_FRAMES:
-        return encoder(input_features).last_hidden_state
-    if frames % 2 or not 0 < frames < FULL_FRAMES:
-        raise ValueError(f"the encoder takes an even number of frames up to {FULL_FRAMES}, not {frames}")
-    x = F.gelu(encoder.conv1(input_features))
-    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
-    x = x + encoder.embed_positions.weight[: x.shape[1]]
-    for layer in encoder.layers:
-        x = layer(x, None)
-    return encoder.layer_norm(x)
+from runtimes.torch_runner import encode_frames
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,8 +54,13 @@ def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
 
 def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each decoder layer's cross-attention (keys, values) of the encoder output, each [1, H, T, D]."""
-    return [(split_heads(layer.encoder_attn.k_proj(states), n_heads),
-             split_heads(layer.encoder_attn.v_proj(states), n_heads)) for layer in decoder_layers]
+    return [
+        (
+            split_heads(layer.encoder_attn.k_proj(states), n_heads),
+            split_heads(layer.encoder_attn.v_proj(states), n_heads),
+        )
+        for layer in decoder_layers
+    ]
 
 
 class WhisperEncoderModule(nn.Module):
@@ -119,13 +103,12 @@ class WhisperTextDecoderModule(nn.Module):
         # written in place exports as select_scatter, a full copy of the whole cache (portable `where`) per
         # layer and step. persistent=False keeps them out of the state dict.
         for index in range(len(self.layers)):
-            self.register_buffer(f"k_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim),
-                                 persistent=False)
-            self.register_buffer(f"v_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim),
-                                 persistent=False)
+            self.register_buffer(f"k_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim), persistent=False)
+            self.register_buffer(f"v_cache_{index}", torch.zeros(self.n_heads, max_seq_len, head_dim), persistent=False)
 
-    def _self_attention(self, index: int, layer, h: torch.Tensor, cache_position: torch.Tensor,
-                        mask: torch.Tensor) -> torch.Tensor:
+    def _self_attention(
+        self, index: int, layer, h: torch.Tensor, cache_position: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         attn = layer.self_attn
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
         k_cache, v_cache = getattr(self, f"k_cache_{index}"), getattr(self, f"v_cache_{index}")
@@ -150,8 +133,9 @@ class WhisperTextDecoderModule(nn.Module):
         mask = torch.where(positions <= cache_position[0], torch.zeros(1), blocked)
         for index, layer in enumerate(self.layers):
             x = x + self._self_attention(index, layer, layer.self_attn_layer_norm(x), cache_position, mask)
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross[2 * index],
-                                          cross[2 * index + 1])
+            x = x + self._cross_attention(
+                layer, layer.encoder_attn_layer_norm(x), cross[2 * index], cross[2 * index + 1]
+            )
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
         return self.proj_out(self.layer_norm(x))

@@ -15,9 +15,9 @@ import torch
 from tokenizers import Tokenizer
 from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-from exporter.errors import EdgeAsrError
 from exporter.models.bundled import BUNDLED_MODELS, ensure_converted
-from exporter.tokenizer import SpecialTokens, special_tokens
+from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import SpecialTokens, special_tokens
 
 __all__ = ["BUNDLED_MODELS", "WhisperBundle", "load_whisper", "resolve_model_folder"]
 
@@ -97,8 +97,9 @@ def load_whisper(name: str) -> WhisperBundle:
         raise
     except (OSError, ValueError) as exc:
         if isinstance(source, Path):
-            raise EdgeAsrError(f"model folder {source} is not a loadable Whisper checkpoint: "
-                               f"{str(exc).splitlines()[0]}") from exc
+            raise EdgeAsrError(
+                f"model folder {source} is not a loadable Whisper checkpoint: {str(exc).splitlines()[0]}"
+            ) from exc
         raise _unknown_model(name, exc) from exc
     if model.config.model_type != "whisper":
         raise EdgeAsrError(f"model {name!r} is a {model.config.model_type!r} model; edgeasr needs Whisper")

@@ -16,10 +16,10 @@ from platformdirs import user_cache_dir
 from tokenizers import Tokenizer
 from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-from exporter.errors import EdgeAsrError
 from exporter.models.convert import whisper_config, whisper_state_dict
 from exporter.models.ct2 import read_ct2_stream
-from exporter.tokenizer import special_tokens
+from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import special_tokens
 
 # Bump when the conversion changes, so stale caches are not reused.
 CONVERTER_VERSION = 1
@@ -107,8 +107,9 @@ def convert_bundled(model: BundledModel, out: Path) -> None:
     ct2_config = json.loads((extras / "config.json").read_text())
     ct2 = read_ct2_stream(model.model_parts())
     vocab_size = ct2["decoder/embeddings/weight"].shape[0]
-    special = special_tokens(tokenizer, vocab_size, ct2_config.get("suppress_ids", []),
-                             ct2_config.get("suppress_ids_begin", []))
+    special = special_tokens(
+        tokenizer, vocab_size, ct2_config.get("suppress_ids", []), ct2_config.get("suppress_ids_begin", [])
+    )
     config = whisper_config(ct2, {"sot": special.sot, "eot": special.eot})
     with torch.device("meta"):
         hf_model = WhisperForConditionalGeneration(config)
@@ -123,13 +124,18 @@ def convert_bundled(model: BundledModel, out: Path) -> None:
     hf_model.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out)
     shutil.copyfile(extras / "tokenizer.json", out / "tokenizer.json")
-    (out / "edgeasr_source.json").write_text(json.dumps({
-        "bundled_model": model.name,
-        "distributions": list(model.distributions),
-        "versions": model.version_tag(),
-        "converter_version": CONVERTER_VERSION,
-        "source_dtype": str(state["model.encoder.conv1.weight"].dtype),
-    }, indent=2))
+    (out / "edgeasr_source.json").write_text(
+        json.dumps(
+            {
+                "bundled_model": model.name,
+                "distributions": list(model.distributions),
+                "versions": model.version_tag(),
+                "converter_version": CONVERTER_VERSION,
+                "source_dtype": str(state["model.encoder.conv1.weight"].dtype),
+            },
+            indent=2,
+        )
+    )
 
 
 def ensure_converted(model: BundledModel) -> Path:

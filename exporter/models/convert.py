@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from transformers import WhisperConfig
 
-from exporter.errors import EdgeAsrError
 from exporter.models.ct2 import CT2Model
+from runtimes.errors import EdgeAsrError
 
 # Whisper's fixed context sizes (30 s of audio -> 1500 encoder frames, 448 text positions).
 _MAX_SOURCE_POSITIONS = 1500

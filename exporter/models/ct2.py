@@ -16,13 +16,14 @@ Only what Whisper needs is supported; anything else raises `EdgeAsrError` naming
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 import numpy as np
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 # CTranslate2's DataType enum.
 _DTYPES = {
@@ -113,8 +114,10 @@ def read_ct2_stream(parts: Iterable[Path]) -> CT2Model:
         reader = _Reader(stream, source)
         version = reader.u32()
         if version not in _SUPPORTED_VERSIONS:
-            raise EdgeAsrError(f"{source}: CTranslate2 binary version {version} is not supported "
-                               f"(supported: {', '.join(map(str, _SUPPORTED_VERSIONS))})")
+            raise EdgeAsrError(
+                f"{source}: CTranslate2 binary version {version} is not supported "
+                f"(supported: {', '.join(map(str, _SUPPORTED_VERSIONS))})"
+            )
         spec_name = reader.string()
         spec_revision = reader.u32()
         variables = dict(_read_variable(reader) for _ in range(reader.u32()))
@@ -138,7 +141,7 @@ class _ConcatStream:
         self.files: list[BinaryIO] = []
         self.index = 0
 
-    def __enter__(self) -> "_ConcatStream":
+    def __enter__(self) -> _ConcatStream:
         self.files = [open(p, "rb") for p in self.parts]
         return self
 

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from exporter.errors import EdgeAsrError
+from exporter.choices import DEFAULT_EMBEDDING
 from exporter.models import WhisperBundle
 from exporter.quant.formats import FP32, QuantFormat, int_format, nf4_format
 from exporter.quant.layers import quantisable_layers, unquantised_bytes
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.simulate import simulate
+from runtimes.errors import EdgeAsrError
 
-EMBEDDING_FORMATS = {"int4": int_format(4, "group", 32, prefix="gbq"), "int8": int_format(8, "group", 32, prefix="gbq"),
-                     "fp32": FP32}
+EMBEDDING_FORMATS = {
+    "int4": int_format(4, "group", 32, prefix="gbq"),
+    "int8": int_format(8, "group", 32, prefix="gbq"),
+    "fp32": FP32,
+}
 
 
 @dataclass(frozen=True)
 class Nf4Options:
     block_size: int = 64
     double_quant_block: int | None = None  # e.g. 256: block absmaxes as uint8 per 256 blocks
-    embedding: str = "int4"  # int4 | int8 | fp32
+    embedding: str = DEFAULT_EMBEDDING  # one of EMBEDDINGS
 
     def validate(self) -> None:
         if self.block_size < 2 or self.block_size % 2:
@@ -44,7 +48,7 @@ class Nf4Options:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Nf4Options":
+    def from_dict(cls, data: dict) -> Nf4Options:
         return cls(**data)
 
 
@@ -56,12 +60,29 @@ def nf4_plan(bundle: WhisperBundle, options: Nf4Options = Nf4Options()) -> Quant
     planned = []
     for layer in layers:
         fmt = formats[layer.kind]
-        planned.append(LayerPlan(name=layer.name, kind=layer.kind, category=layer.category, shape=list(layer.shape),
-                                 format=fmt, sensitivity=None, bytes=fmt.weight_bytes(layer.shape)))
+        planned.append(
+            LayerPlan(
+                name=layer.name,
+                kind=layer.kind,
+                category=layer.category,
+                shape=list(layer.shape),
+                format=fmt,
+                sensitivity=None,
+                bytes=fmt.weight_bytes(layer.shape),
+            )
+        )
     return QuantPlan(
-        model_id=bundle.model_id, target="nf4", budget_bytes=None, order="uniform", calibration="minmax",
-        sensitivity_metric="none", calibration_clips=0, calibration_source="none", personalised=False,
-        layers=planned, unquantised_bytes=unquantised_bytes(bundle.model, layers),
+        model_id=bundle.model_id,
+        target="nf4",
+        budget_bytes=None,
+        order="uniform",
+        calibration="minmax",
+        sensitivity_metric="none",
+        calibration_clips=0,
+        calibration_source="none",
+        personalised=False,
+        layers=planned,
+        unquantised_bytes=unquantised_bytes(bundle.model, layers),
         notes=[f"PQM NF4 base: {options.linear_format.name} Linears, {options.embedding} embedding, fp32 convs"],
     )
 

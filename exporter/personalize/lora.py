@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporter.errors import EdgeAsrError
 from exporter.io import atomic_path, write_json
+from runtimes.errors import EdgeAsrError
 
 TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj", "fc1": "fc1", "fc2": "fc2"}
 SCOPES = ("encoder", "decoder")
@@ -58,8 +58,9 @@ class LoraConfig:
             raise EdgeAsrError(f"LoRA dropout must be in [0, 1), not {self.dropout}")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
-            raise EdgeAsrError(f"unknown LoRA target(s) {', '.join(unknown) or '(none)'}; "
-                               f"choose from {', '.join(TARGETS)}")
+            raise EdgeAsrError(
+                f"unknown LoRA target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}"
+            )
         bad_scope = [s for s in self.scope if s not in SCOPES]
         if bad_scope or not self.scope:
             raise EdgeAsrError(f"unknown LoRA scope {', '.join(bad_scope) or '(none)'}; choose encoder, decoder")
@@ -72,7 +73,7 @@ class LoraConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LoraConfig":
+    def from_dict(cls, data: dict) -> LoraConfig:
         data = dict(data)
         data["targets"] = tuple(data["targets"])
         data["scope"] = tuple(data["scope"])
@@ -86,8 +87,9 @@ def parse_targets(text: str) -> tuple[str, ...]:
 class LoRALinear(nn.Linear):
     """A frozen Linear plus a trainable low-rank branch (see the module docstring)."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, generator: torch.Generator | None = None
+    ):
         nn.Module.__init__(self)  # not nn.Linear.__init__: reuse the base's tensors, allocate nothing
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight = base.weight
@@ -111,7 +113,8 @@ class LoRALinear(nn.Linear):
     def merged_weight(self) -> torch.Tensor:
         """W + s B A in float32: the single matrix with the same outputs (without dropout)."""
         return (self.weight.detach().float() + self.scaling * (self.lora_B @ self.lora_A).detach()).to(
-            self.weight.dtype)
+            self.weight.dtype
+        )
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
@@ -163,17 +166,22 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
     expected = {f"{n}.lora_{p}" for n in modules for p in "AB"}
     missing, extra = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or extra:
-        detail = (f"missing {', '.join(missing[:2])}" if missing else "") + \
-                 (f"{'; ' if missing else ''}unexpected {', '.join(extra[:2])}" if extra else "")
-        raise EdgeAsrError(f"{source} does not match this model's LoRA layers ({detail}); was it trained for "
-                           "another model or other --targets?")
+        detail = (f"missing {', '.join(missing[:2])}" if missing else "") + (
+            f"{'; ' if missing else ''}unexpected {', '.join(extra[:2])}" if extra else ""
+        )
+        raise EdgeAsrError(
+            f"{source} does not match this model's LoRA layers ({detail}); was it trained for "
+            "another model or other --targets?"
+        )
     for name, module in modules.items():
         for part in "AB":
             tensor = state[f"{name}.lora_{part}"]
             param = getattr(module, f"lora_{part}")
             if tuple(tensor.shape) != tuple(param.shape):
-                raise EdgeAsrError(f"{source}: {name}.lora_{part} has shape {tuple(tensor.shape)}, the model "
-                                   f"expects {tuple(param.shape)} (another model size or rank?)")
+                raise EdgeAsrError(
+                    f"{source}: {name}.lora_{part} has shape {tuple(tensor.shape)}, the model "
+                    f"expects {tuple(param.shape)} (another model size or rank?)"
+                )
             with torch.no_grad():
                 param.copy_(tensor.float())
 
@@ -189,14 +197,20 @@ class AdapterInfo:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
-        return {"schema_version": self.schema_version, "model_id": self.model_id, "lora": self.lora.to_dict(),
-                "base": self.base, "training": self.training}
+        return {
+            "schema_version": self.schema_version,
+            "model_id": self.model_id,
+            "lora": self.lora.to_dict(),
+            "base": self.base,
+            "training": self.training,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AdapterInfo":
+    def from_dict(cls, data: dict) -> AdapterInfo:
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise EdgeAsrError(f"adapter schema version {data.get('schema_version')!r} is not supported "
-                               f"(expected {SCHEMA_VERSION})")
+            raise EdgeAsrError(
+                f"adapter schema version {data.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})"
+            )
         return cls(data["model_id"], LoraConfig.from_dict(data["lora"]), data["base"], data.get("training", {}))
 
 
@@ -218,8 +232,10 @@ def load_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
     folder = Path(folder)
     weights, config = folder / ADAPTER_WEIGHTS, folder / ADAPTER_CONFIG
     if not weights.is_file() or not config.is_file():
-        raise EdgeAsrError(f"{folder} is not an adapter folder (needs {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG}; "
-                           "write one with `edgeasr personalize --out`)")
+        raise EdgeAsrError(
+            f"{folder} is not an adapter folder (needs {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG}; "
+            "write one with `edgeasr personalize --out`)"
+        )
     try:
         info = AdapterInfo.from_dict(json.loads(config.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -233,11 +249,14 @@ def load_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
 
 def check_adapter_matches(info: AdapterInfo, model_id: str, base: dict, source: str) -> None:
     if info.model_id != model_id:
-        raise EdgeAsrError(f"{source} was trained for model {info.model_id!r}, not {model_id!r}; "
-                           f"pass --model {info.model_id}")
+        raise EdgeAsrError(
+            f"{source} was trained for model {info.model_id!r}, not {model_id!r}; pass --model {info.model_id}"
+        )
     if info.base != base:
-        raise EdgeAsrError(f"{source} was trained on NF4 base {info.base}, not {base}; use the same "
-                           "--block-size / --double-quant / --embedding")
+        raise EdgeAsrError(
+            f"{source} was trained on NF4 base {info.base}, not {base}; use the same "
+            "--block-size / --double-quant / --embedding"
+        )
 
 
 def adapter_parameters(state: dict[str, torch.Tensor]) -> int:

@@ -8,22 +8,16 @@ transcripts with --transcripts, else the full-precision model's greedy transcrip
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from exporter.audio import load_audio
 from exporter.data import Dataset, Utterance, load_dataset
-from exporter.errors import EdgeAsrError
-from exporter.io import _umask
+from exporter.io import staged_dir
 from exporter.models import WhisperBundle, load_whisper
 from exporter.personalize.base import Nf4Options, nf4_bundle
-from exporter.procmem import peak_rss_bytes, reset_peak_rss
 from exporter.personalize.lora import (
     AdapterInfo,
     LoraConfig,
@@ -36,6 +30,9 @@ from exporter.personalize.lora import (
     save_adapter,
 )
 from exporter.personalize.train import Example, TrainOptions, make_example, text_tokens, train_lora
+from exporter.procmem import peak_rss_bytes, reset_peak_rss
+from runtimes.audio import load_audio
+from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
 
 LABEL_MODES = ("transcripts", "pseudo")
@@ -84,9 +81,11 @@ def choose_clips(options: PersonalizeOptions) -> Dataset:
     if options.labels == "transcripts":
         missing = [u.utt_id for u in utterances if not u.transcript]
         if missing:
-            raise EdgeAsrError(f"--transcripts was asked but {len(missing)} of {len(utterances)} clips have no "
-                               f"transcript (e.g. {missing[0]}); give a manifest with a 'transcript' column or "
-                               "use --pseudo-labels")
+            raise EdgeAsrError(
+                f"--transcripts was asked but {len(missing)} of {len(utterances)} clips have no "
+                f"transcript (e.g. {missing[0]}); give a manifest with a 'transcript' column or "
+                "use --pseudo-labels"
+            )
     return Dataset(dataset.source, utterances)
 
 
@@ -121,8 +120,7 @@ def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], style:
     return examples
 
 
-def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance],
-                             progress: bool = False) -> list[Example]:
+def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance], progress: bool = False) -> list[Example]:
     """Examples whose targets are the full-precision model's own greedy tokens."""
     runner = TorchRunner(fp)
     examples = []
@@ -135,8 +133,9 @@ def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance],
     return examples
 
 
-def adapted_model(base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None,
-                  source: str = "adapter") -> WhisperBundle:
+def adapted_model(
+    base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None, source: str = "adapter"
+) -> WhisperBundle:
     """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected. Without encoder
     adapters the (frozen, unmodified) encoder is shared with `base` instead of copied: less memory, and
     training reuses encoder outputs cached for the base (train.cache_frozen_encoder)."""
@@ -159,9 +158,11 @@ def load_start(options: PersonalizeOptions) -> tuple[LoraConfig, dict | None, Ad
     state, info = load_adapter(options.pretrained)
     check_adapter_matches(info, options.model, options.base.to_dict(), str(options.pretrained))
     if options.lora is not None and options.lora != info.lora:
-        raise EdgeAsrError(f"--pretrained-lora {options.pretrained} has LoRA settings {info.lora.to_dict()}, "
-                           f"which differ from the ones given ({options.lora.to_dict()}); drop --rank/--alpha/"
-                           "--targets to continue from it")
+        raise EdgeAsrError(
+            f"--pretrained-lora {options.pretrained} has LoRA settings {info.lora.to_dict()}, "
+            f"which differ from the ones given ({options.lora.to_dict()}); drop --rank/--alpha/"
+            "--targets to continue from it"
+        )
     return info.lora, state, info
 
 
@@ -173,46 +174,51 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
         raise EdgeAsrError(f"output folder {out_dir} exists and is not empty; choose a new one or remove it")
     clips = choose_clips(options)
     lora, start, start_info = load_start(options)
-    say(f"{len(clips)} clips from {clips.source}; labels: "
-        f"{'manifest transcripts' if options.labels == 'transcripts' else 'pseudo-labels from the FP model'}")
+    say(
+        f"{len(clips)} clips from {clips.source}; labels: "
+        f"{'manifest transcripts' if options.labels == 'transcripts' else 'pseudo-labels from the FP model'}"
+    )
     fp = load_whisper(options.model)
-    examples = (labelled_examples(fp, list(clips), options.label_style) if options.labels == "transcripts"
-                else pseudo_labelled_examples(fp, list(clips), progress))
+    examples = (
+        labelled_examples(fp, list(clips), options.label_style)
+        if options.labels == "transcripts"
+        else pseudo_labelled_examples(fp, list(clips), progress)
+    )
     say(f"building the NF4 base ({options.base.linear_format.name}, embedding {options.base.embedding})")
     base, plan = nf4_bundle(fp, options.base)
     bundle = adapted_model(base, lora, options.train.seed, start, str(options.pretrained))
     del fp
-    say(f"LoRA rank {lora.rank}, alpha {lora.alpha}, targets {','.join(lora.targets)} in "
-        f"{','.join(lora.scope)}" + (f", starting from {options.pretrained}" if start is not None else ""))
+    say(
+        f"LoRA rank {lora.rank}, alpha {lora.alpha}, targets {','.join(lora.targets)} in "
+        f"{','.join(lora.scope)}" + (f", starting from {options.pretrained}" if start is not None else "")
+    )
     reset_peak_rss()
 
     def show(record: dict) -> None:
         if progress:
-            say(f"step {record['step']}/{options.train.steps} loss {record['loss']:.4f} "
-                f"({record['seconds']:.0f} s)")
+            say(f"step {record['step']}/{options.train.steps} loss {record['loss']:.4f} ({record['seconds']:.0f} s)")
 
     result = train_lora(bundle.model, examples, bundle.special.eot, options.train, show)
     state = lora_state(bundle.model)
     training = {
-        "labels": options.labels, "label_style": options.label_style, "clips": [e.utt_id for e in examples], "texts": [e.text for e in examples],
-        "source": str(clips.source), "speaker": options.speaker, "options": options.train.to_dict(),
+        "labels": options.labels,
+        "label_style": options.label_style,
+        "clips": [e.utt_id for e in examples],
+        "texts": [e.text for e in examples],
+        "source": str(clips.source),
+        "speaker": options.speaker,
+        "options": options.train.to_dict(),
         "pretrained_from": str(options.pretrained) if options.pretrained else None,
         "pretrained_training": start_info.training if start_info else None,
-        "curve": result.curve, "seconds": result.seconds, "peak_rss_bytes": peak_rss_bytes(),
-        "torch_threads": torch.get_num_threads(), "adapter_parameters": adapter_parameters(state),
+        "curve": result.curve,
+        "seconds": result.seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "torch_threads": torch.get_num_threads(),
+        "adapter_parameters": adapter_parameters(state),
         "base_plan_bytes": plan.total_bytes,
     }
     info = AdapterInfo(options.model, lora, options.base.to_dict(), training)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as staging:
         save_adapter(staging, state, info)
-        staging.chmod(0o777 & ~_umask())
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     say(f"loss {result.first_loss:.4f} -> {result.last_loss:.4f} in {result.seconds:.0f} s; wrote {out_dir}")
     return info.to_dict()

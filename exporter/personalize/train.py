@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exporter.audio import CHUNK_SAMPLES, log_mel
-from exporter.errors import EdgeAsrError
 from exporter.models import WhisperBundle
 from exporter.personalize.lora import LoRALinear, lora_modules
+from runtimes.audio import CHUNK_SAMPLES, log_mel
+from runtimes.errors import EdgeAsrError
 
 IGNORE = -100
 
@@ -87,8 +87,9 @@ def text_tokens(bundle: WhisperBundle, text: str) -> list[int]:
     return bundle.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
 
 
-def make_example(bundle: WhisperBundle, utt_id: str, samples: np.ndarray, text_ids: list[int], text: str,
-                 language: str | None) -> Example:
+def make_example(
+    bundle: WhisperBundle, utt_id: str, samples: np.ndarray, text_ids: list[int], text: str, language: str | None
+) -> Example:
     if samples.size > CHUNK_SAMPLES:
         raise EdgeAsrError(f"{utt_id}: clips for personalisation must be at most 30 s (one Whisper window)")
     prompt = bundle.special.prompt(language if bundle.special.is_multilingual else None)
@@ -160,8 +161,9 @@ def batch_loss(model, examples: list[Example], eot: int, start: int | None = Non
         encoder_states = model.model.encoder(features).last_hidden_state
     else:
         encoder_states = encoder_suffix(model, torch.stack([e.encoder_prefix for e in examples]), start)
-    hidden = model.model.decoder(input_ids=inputs, encoder_hidden_states=encoder_states,
-                                 use_cache=False).last_hidden_state
+    hidden = model.model.decoder(
+        input_ids=inputs, encoder_hidden_states=encoder_states, use_cache=False
+    ).last_hidden_state
     logits = model.proj_out(hidden)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
 
@@ -188,8 +190,9 @@ def _lr_at(step: int, options: TrainOptions) -> float:
     return options.lr * min(1.0, (step + 1) / warmup)
 
 
-def train_lora(model, examples: list[Example], eot: int, options: TrainOptions,
-               on_step: Callable[[dict], None] | None = None) -> TrainResult:
+def train_lora(
+    model, examples: list[Example], eot: int, options: TrainOptions, on_step: Callable[[dict], None] | None = None
+) -> TrainResult:
     """Train the LoRA parameters of `model` in place; returns the loss curve."""
     options.validate()
     if not examples:
@@ -217,8 +220,12 @@ def train_lora(model, examples: list[Example], eot: int, options: TrainOptions,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
             optimiser.step()
-            record = {"step": step + 1, "loss": round(loss.item(), 5), "lr": lr,
-                      "seconds": round(time.perf_counter() - started, 2)}
+            record = {
+                "step": step + 1,
+                "loss": round(loss.item(), 5),
+                "lr": lr,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             result.curve.append(record)
             if on_step:
                 on_step(record)

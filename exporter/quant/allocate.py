@@ -24,12 +24,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from exporter.errors import EdgeAsrError
+from exporter.choices import ORDERS
 from exporter.quant.budget import format_bytes
 from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.targets import Target
-
-ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
+from runtimes.errors import EdgeAsrError
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,7 @@ def layer_bytes(layer: QuantLayer, target: Target, rung: int, tied: bool = False
 
 def plan_bytes(layers: list[QuantLayer], rungs: dict[str, int], target: Target, fixed_bytes: int) -> int:
     tied = followers(layers, target)
-    return fixed_bytes + sum(layer_bytes(layer, target, rungs[layer.name], layer.name in tied)
-                             for layer in layers)
+    return fixed_bytes + sum(layer_bytes(layer, target, rungs[layer.name], layer.name in tied) for layer in layers)
 
 
 def _units(layers: list[QuantLayer], target: Target) -> dict[str, list[QuantLayer]]:
@@ -95,13 +93,17 @@ def visit_order(layers: list[QuantLayer], sensitivity: dict[str, float], order: 
 
 def check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
     if budget >= hi:
-        raise EdgeAsrError(f"budget {format_bytes(budget)} is not below the full-precision size "
-                           f"{format_bytes(hi)}: nothing to quantise. Reachable on target {target.name}: "
-                           f"{format_bytes(lo)} to {format_bytes(hi)}")
+        raise EdgeAsrError(
+            f"budget {format_bytes(budget)} is not below the full-precision size "
+            f"{format_bytes(hi)}: nothing to quantise. Reachable on target {target.name}: "
+            f"{format_bytes(lo)} to {format_bytes(hi)}"
+        )
     if budget < lo:
-        raise EdgeAsrError(f"budget {format_bytes(budget)} cannot be met on target {target.name}: the smallest "
-                           f"plan (every layer on its lowest format) is {format_bytes(lo)}. Reachable: "
-                           f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model")
+        raise EdgeAsrError(
+            f"budget {format_bytes(budget)} cannot be met on target {target.name}: the smallest "
+            f"plan (every layer on its lowest format) is {format_bytes(lo)}. Reachable: "
+            f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model"
+        )
 
 
 def _uniform(layers, target, budget, fixed_bytes) -> Allocation:
@@ -115,8 +117,15 @@ def _uniform(layers, target, budget, fixed_bytes) -> Allocation:
     raise AssertionError("unreachable: the budget was checked against the smallest plan")
 
 
-def allocate(layers: list[QuantLayer], sensitivity: dict[str, float], target: Target, budget: int,
-             order: str = "myqasr", seed: int = 0, fixed_bytes: int = 0) -> Allocation:
+def allocate(
+    layers: list[QuantLayer],
+    sensitivity: dict[str, float],
+    target: Target,
+    budget: int,
+    order: str = "myqasr",
+    seed: int = 0,
+    fixed_bytes: int = 0,
+) -> Allocation:
     """The first plan, in the given order, whose exact size fits `budget` bytes."""
     lo, hi = reachable_range(layers, target, fixed_bytes)
     check_budget(budget, lo, hi, target)

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from exporter.choices import CALIBRATIONS
 from exporter.models import WhisperBundle
 from exporter.quant.observe import Observations
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import fake_quantize_activation_per_token, fake_quantize_weight
 
-CALIBRATIONS = ("minmax", "cosine", "hessian")
 # Coarse grid of clip ratios, then one refinement step around the best (17 evaluations per layer).
 COARSE_GRID = tuple(round(0.30 + 0.05 * i, 3) for i in range(15))  # 0.30 .. 1.00
 REFINE_STEP = 0.025
@@ -38,12 +38,12 @@ def _layer_inputs(layer: LayerPlan, inputs: list[torch.Tensor], quantise_input: 
     return [fake_quantize_activation_per_token(rows) if quantise_input else rows]
 
 
-def _layer_outputs(layer: LayerPlan, module: torch.nn.Module, inputs: list[torch.Tensor],
-                   weight: torch.Tensor) -> torch.Tensor:
+def _layer_outputs(
+    layer: LayerPlan, module: torch.nn.Module, inputs: list[torch.Tensor], weight: torch.Tensor
+) -> torch.Tensor:
     """The layer's outputs on prepared inputs, as one (positions, channels) matrix."""
     if layer.kind == "conv":
-        return torch.cat([F.conv1d(x[None], weight, module.bias, module.stride, module.padding)[0].T
-                          for x in inputs])
+        return torch.cat([F.conv1d(x[None], weight, module.bias, module.stride, module.padding)[0].T for x in inputs])
     return F.linear(inputs[0], weight, module.bias)
 
 
@@ -67,8 +67,13 @@ def _search(objective) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def calibrate_layer(layer: LayerPlan, module: torch.nn.Module, observations: Observations, method: str,
-                    grads: list[torch.Tensor] | None = None) -> tuple[float, float | None]:
+def calibrate_layer(
+    layer: LayerPlan,
+    module: torch.nn.Module,
+    observations: Observations,
+    method: str,
+    grads: list[torch.Tensor] | None = None,
+) -> tuple[float, float | None]:
     """(clip ratio, objective value) for one layer."""
     if layer.format.is_float or method == "minmax":
         return 1.0, None
@@ -87,14 +92,17 @@ def calibrate_layer(layer: LayerPlan, module: torch.nn.Module, observations: Obs
             out = _layer_outputs(layer, module, inputs, fake_quantize_weight(weight, layer.format, clip))
             return _hessian(reference, out, g)
     else:
+
         def objective(clip: float) -> float:
             out = _layer_outputs(layer, module, inputs, fake_quantize_weight(weight, layer.format, clip))
             return _cosine(reference, out)
+
     return _search(objective)
 
 
-def output_gradients(bundle: WhisperBundle, plan: QuantPlan, observations: Observations,
-                     progress: bool = True) -> dict[str, list[torch.Tensor]]:
+def output_gradients(
+    bundle: WhisperBundle, plan: QuantPlan, observations: Observations, progress: bool = True
+) -> dict[str, list[torch.Tensor]]:
     """dL/d(layer output) at the recorded rows, L = KL(minmax-quantised model || FP model), per clip."""
     from exporter.quant.simulate import apply_plan
 
@@ -104,11 +112,16 @@ def output_gradients(bundle: WhisperBundle, plan: QuantPlan, observations: Obser
         p.requires_grad_(True)  # so layer outputs are part of the graph; only output grads are taken
     wanted = [lp for lp in plan.layers if not lp.format.is_float and lp.kind != "embedding"]
     grads: dict[str, list[torch.Tensor]] = {lp.name: [] for lp in wanted}
-    for index, record in enumerate(tqdm(observations.clips, desc="hessian gradients", unit="clip",
-                                        disable=not progress)):
+    for index, record in enumerate(
+        tqdm(observations.clips, desc="hessian gradients", unit="clip", disable=not progress)
+    ):
         captured: dict[str, torch.Tensor] = {}
-        handles = [qmodel.get_submodule(lp.name).register_forward_hook(
-            lambda m, a, out, name=lp.name: captured.__setitem__(name, out)) for lp in wanted]
+        handles = [
+            qmodel.get_submodule(lp.name).register_forward_hook(
+                lambda m, a, out, name=lp.name: captured.__setitem__(name, out)
+            )
+            for lp in wanted
+        ]
         features = torch.from_numpy(record.features)[None]
         tokens = torch.tensor([record.tokens])
         with torch.no_grad():
@@ -127,8 +140,9 @@ def output_gradients(bundle: WhisperBundle, plan: QuantPlan, observations: Obser
     return grads
 
 
-def _rows_like_inputs(layer: LayerPlan, grad: torch.Tensor | None, observations: Observations,
-                      clip_index: int) -> torch.Tensor | None:
+def _rows_like_inputs(
+    layer: LayerPlan, grad: torch.Tensor | None, observations: Observations, clip_index: int
+) -> torch.Tensor | None:
     """Cut a full output gradient to the rows whose inputs were recorded for this clip."""
     obs = observations.per_layer[layer.name]
     record = observations.clips[clip_index]
@@ -148,11 +162,12 @@ def _with_clip(layer: LayerPlan, clip: float) -> LayerPlan:
     return LayerPlan(**{**layer.__dict__, "clip": clip})
 
 
-def calibrate(bundle: WhisperBundle, plan: QuantPlan, observations: Observations, method: str,
-              progress: bool = True) -> QuantPlan:
+def calibrate(
+    bundle: WhisperBundle, plan: QuantPlan, observations: Observations, method: str, progress: bool = True
+) -> QuantPlan:
     """The plan with every quantised layer's clip ratio calibrated by `method`."""
     if method not in CALIBRATIONS:
-        from exporter.errors import EdgeAsrError
+        from runtimes.errors import EdgeAsrError
 
         raise EdgeAsrError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
     grads = output_gradients(bundle, plan, observations, progress) if method == "hessian" else {}

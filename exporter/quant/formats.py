@@ -91,7 +91,7 @@ class QuantFormat:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuantFormat":
+    def from_dict(cls, data: dict) -> QuantFormat:
         return cls(**data)
 
 
@@ -105,15 +105,21 @@ def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 FP32 = QuantFormat("fp32", 32, kind="float")
 
 
-def int_format(bits: int, granularity: str = "per_channel", group_size: int | None = None,
-               scale_dtype: str = "float32", activation: str = "float", prefix: str = "int") -> QuantFormat:
+def int_format(
+    bits: int,
+    granularity: str = "per_channel",
+    group_size: int | None = None,
+    scale_dtype: str = "float32",
+    activation: str = "float",
+    prefix: str = "int",
+) -> QuantFormat:
     suffix = {"per_channel": "pc", "per_tensor": "pt"}.get(granularity, f"g{group_size}")
-    return QuantFormat(f"{prefix}{bits}_{suffix}", bits, "int", granularity, group_size, True, scale_dtype,
-                       activation)
+    return QuantFormat(f"{prefix}{bits}_{suffix}", bits, "int", granularity, group_size, True, scale_dtype, activation)
 
 
 def nf4_format(block_size: int = 64, double_quant_block: int | None = None) -> QuantFormat:
     """Block-wise NormalFloat4 (bitsandbytes / ONNX Runtime MatMulBnb4 layout), float32 block absmax."""
     suffix = f"_dq{double_quant_block}" if double_quant_block else ""
-    return QuantFormat(f"nf4_b{block_size}{suffix}", 4, "nf4", "group", block_size, True, "float32", "float",
-                       double_quant_block)
+    return QuantFormat(
+        f"nf4_b{block_size}{suffix}", 4, "nf4", "group", block_size, True, "float32", "float", double_quant_block
+    )

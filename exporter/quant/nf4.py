@@ -30,9 +30,22 @@ from exporter.quant.formats import QuantFormat
 # The NormalFloat4 code book (QLoRA, Dettmers et al. 2023): quantiles of N(0, 1) scaled to [-1, 1], with an
 # exact zero; these are the float32 constants of bitsandbytes and of ORT's nf4 map.
 NF4_LEVELS = (
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+    -1.0,
+    -0.6961928009986877,
+    -0.5250730514526367,
+    -0.39491748809814453,
+    -0.28444138169288635,
+    -0.18477343022823334,
+    -0.09105003625154495,
+    0.0,
+    0.07958029955625534,
+    0.16093020141124725,
+    0.24611230194568634,
+    0.33791524171829224,
+    0.44070982933044434,
+    0.5626170039176941,
+    0.7229568362236023,
+    1.0,
 )
 ZERO_CODE = 7  # index of the level 0.0: padding and all-zero blocks
 _DQ_LEVELS = 255
@@ -92,8 +105,9 @@ def dequantize_absmax(codes: torch.Tensor, offset: torch.Tensor, step: torch.Ten
 
 def _codes_for(blocks: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
     # x * (1 / absmax) in float32, as ORT's quantiser; an all-zero block maps to the zero level
-    reciprocal = torch.where(absmax > 0, 1.0 / torch.where(absmax > 0, absmax, torch.ones_like(absmax)),
-                             torch.zeros_like(absmax))
+    reciprocal = torch.where(
+        absmax > 0, 1.0 / torch.where(absmax > 0, absmax, torch.ones_like(absmax)), torch.zeros_like(absmax)
+    )
     scaled = blocks * reciprocal[:, None]
     # bucketize(right=False): index i with t[i-1] < x <= t[i], so a midpoint goes to the lower level
     return torch.bucketize(scaled, thresholds(), right=False).to(torch.uint8)
@@ -142,5 +156,16 @@ def unpack_nf4(packed: torch.Tensor, numel: int) -> torch.Tensor:
     return torch.stack([packed >> 4, packed & 0x0F], dim=1).reshape(-1)[:numel]
 
 
-__all__ = ["NF4_LEVELS", "Nf4Weight", "dequantize_absmax", "dequantize_nf4", "fake_quantize_nf4", "levels",
-           "pack_nf4", "quantize_absmax", "quantize_nf4", "thresholds", "unpack_nf4"]
+__all__ = [
+    "NF4_LEVELS",
+    "Nf4Weight",
+    "dequantize_absmax",
+    "dequantize_nf4",
+    "fake_quantize_nf4",
+    "levels",
+    "pack_nf4",
+    "quantize_absmax",
+    "quantize_nf4",
+    "thresholds",
+    "unpack_nf4",
+]

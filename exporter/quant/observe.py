@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from exporter.audio import log_mel
+from exporter.choices import SENSITIVITY_METRICS
 from exporter.models import WhisperBundle
 from exporter.quant.layers import QuantLayer
+from runtimes.audio import log_mel
 from runtimes.decoding import DecodingOptions
 from runtimes.torch_runner import TorchRunner
 
@@ -127,8 +128,13 @@ class _Recorder:
 
 
 @torch.inference_mode()
-def observe(bundle: WhisperBundle, layers: list[QuantLayer], clips: list[np.ndarray],
-            languages: list[str | None] | None = None, progress: bool = True) -> Observations:
+def observe(
+    bundle: WhisperBundle,
+    layers: list[QuantLayer],
+    clips: list[np.ndarray],
+    languages: list[str | None] | None = None,
+    progress: bool = True,
+) -> Observations:
     """Pseudo-label each clip with the FP model and record every quantisable layer, one encoder pass per clip.
 
     The encoder runs once with the hooks on; the FP model's greedy transcript of that encoder output (hooks
@@ -140,12 +146,12 @@ def observe(bundle: WhisperBundle, layers: list[QuantLayer], clips: list[np.ndar
     languages = languages or [None] * len(clips)
     recorder = _Recorder(layers, len(clips))
     runner = TorchRunner(bundle)
-    handles = [bundle.model.get_submodule(layer.name).register_forward_hook(recorder.hook(layer))
-               for layer in layers]
+    handles = [bundle.model.get_submodule(layer.name).register_forward_hook(recorder.hook(layer)) for layer in layers]
     records = []
     try:
-        for index, (samples, language) in enumerate(tqdm(list(zip(clips, languages)), unit="clip",
-                                                         desc="observing layers (FP model)", disable=not progress)):
+        for index, (samples, language) in enumerate(
+            tqdm(list(zip(clips, languages)), unit="clip", desc="observing layers (FP model)", disable=not progress)
+        ):
             window = samples[: 30 * 16000]
             record = ClipRecord(log_mel(window, bundle.n_mels), [], window.size)
             recorder.clip, recorder.clip_index = record, index
@@ -161,9 +167,6 @@ def observe(bundle: WhisperBundle, layers: list[QuantLayer], clips: list[np.ndar
         for handle in handles:
             handle.remove()
     return Observations(layers, recorder.per_layer, records)
-
-
-SENSITIVITY_METRICS = ("median", "mean", "max", "std")
 
 
 def sensitivities(observations: Observations, metric: str = "median") -> dict[str, float]:

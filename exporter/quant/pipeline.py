@@ -11,17 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
-from exporter.audio import load_audio
+from exporter.choices import CALIBRATIONS, ORDERS, SENSITIVITY_METRICS
 from exporter.data import Dataset
-from exporter.errors import EdgeAsrError
 from exporter.models import WhisperBundle
-from exporter.quant.allocate import ORDERS, allocate, followers, layer_bytes
+from exporter.quant.allocate import allocate, followers, layer_bytes
 from exporter.quant.budget import parse_budget
-from exporter.quant.calibrate import CALIBRATIONS, calibrate
+from exporter.quant.calibrate import calibrate
 from exporter.quant.layers import quantisable_layers, unquantised_bytes
-from exporter.quant.observe import SENSITIVITY_METRICS, Observations, observe, sensitivities
+from exporter.quant.observe import Observations, observe, sensitivities
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.targets import get_target
+from runtimes.audio import load_audio
+from runtimes.errors import EdgeAsrError
 
 DEFAULT_CALIB_CLIPS = 32
 
@@ -42,15 +43,22 @@ class PlanOptions:
         if self.calibration not in CALIBRATIONS:
             raise EdgeAsrError(f"unknown calibration {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
         if self.sensitivity_metric not in SENSITIVITY_METRICS:
-            raise EdgeAsrError(f"unknown sensitivity metric {self.sensitivity_metric!r}; choose one of "
-                               f"{', '.join(SENSITIVITY_METRICS)}")
-        if not has_calibration_data and (self.order not in ("uniform",) or self.calibration != "minmax"
-                                         or self.activation_bits):
-            raise EdgeAsrError(f"order {self.order!r} with calibration {self.calibration!r} needs calibration "
-                               "clips (--calib); without clips only --order uniform --calibration minmax works")
+            raise EdgeAsrError(
+                f"unknown sensitivity metric {self.sensitivity_metric!r}; choose one of "
+                f"{', '.join(SENSITIVITY_METRICS)}"
+            )
+        if not has_calibration_data and (
+            self.order not in ("uniform",) or self.calibration != "minmax" or self.activation_bits
+        ):
+            raise EdgeAsrError(
+                f"order {self.order!r} with calibration {self.calibration!r} needs calibration "
+                "clips (--calib); without clips only --order uniform --calibration minmax works"
+            )
         if self.activation_bits is not None and self.target != "sim":
-            raise EdgeAsrError("--activation-bits is a simulation setting (target sim); runtime targets quantise "
-                               "activations as their kernels do")
+            raise EdgeAsrError(
+                "--activation-bits is a simulation setting (target sim); runtime targets quantise "
+                "activations as their kernels do"
+            )
 
 
 @dataclass
@@ -67,8 +75,9 @@ def select_clips(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     return Dataset(dataset.source, utterances)
 
 
-def observe_user(bundle: WhisperBundle, dataset: Dataset, n_clips: int = DEFAULT_CALIB_CLIPS, seed: int = 0,
-                 progress: bool = True) -> UserObservations:
+def observe_user(
+    bundle: WhisperBundle, dataset: Dataset, n_clips: int = DEFAULT_CALIB_CLIPS, seed: int = 0, progress: bool = True
+) -> UserObservations:
     """Pseudo-label and observe the user's unlabelled clips with the FP model (transcripts are ignored)."""
     chosen = select_clips(dataset, n_clips, seed)
     clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in chosen]
@@ -82,8 +91,9 @@ def _input_absmax(observations: Observations, name: str) -> float | None:
     return max(float(x.abs().max()) for x in inputs) if inputs else None
 
 
-def make_plan(bundle: WhisperBundle, user: UserObservations | None, options: PlanOptions,
-              progress: bool = True) -> QuantPlan:
+def make_plan(
+    bundle: WhisperBundle, user: UserObservations | None, options: PlanOptions, progress: bool = True
+) -> QuantPlan:
     """Allocate formats under the budget and calibrate their scales; returns the plan."""
     options.validate(user is not None)
     target = get_target(options.target)
@@ -100,19 +110,33 @@ def make_plan(bundle: WhisperBundle, user: UserObservations | None, options: Pla
     for layer in layers:
         rung = allocation.rungs[layer.name]
         fmt = target.ladder(layer.kind)[rung]
-        layer_plans.append(LayerPlan(
-            name=layer.name, kind=layer.kind, category=layer.category, shape=list(layer.shape), format=fmt,
-            sensitivity=sens[layer.name] if user is not None else None,
-            bytes=layer_bytes(layer, target, rung, layer.name in tied), tied_to=tied.get(layer.name),
-            input_absmax=_input_absmax(user.observations, layer.name) if user and options.activation_bits
-            else None,
-        ))
+        layer_plans.append(
+            LayerPlan(
+                name=layer.name,
+                kind=layer.kind,
+                category=layer.category,
+                shape=list(layer.shape),
+                format=fmt,
+                sensitivity=sens[layer.name] if user is not None else None,
+                bytes=layer_bytes(layer, target, rung, layer.name in tied),
+                tied_to=tied.get(layer.name),
+                input_absmax=_input_absmax(user.observations, layer.name) if user and options.activation_bits else None,
+            )
+        )
     plan = QuantPlan(
-        model_id=bundle.model_id, target=target.name, budget_bytes=budget, order=options.order,
-        calibration=options.calibration, sensitivity_metric=options.sensitivity_metric,
+        model_id=bundle.model_id,
+        target=target.name,
+        budget_bytes=budget,
+        order=options.order,
+        calibration=options.calibration,
+        sensitivity_metric=options.sensitivity_metric,
         calibration_clips=len(user.observations.clips) if user else 0,
-        calibration_source=user.source if user else "none", personalised=user is not None,
-        layers=layer_plans, unquantised_bytes=fixed, seed=options.seed, activation_bits=options.activation_bits,
+        calibration_source=user.source if user else "none",
+        personalised=user is not None,
+        layers=layer_plans,
+        unquantised_bytes=fixed,
+        seed=options.seed,
+        activation_bits=options.activation_bits,
     )
     if user is not None and options.calibration != "minmax":
         torch.manual_seed(options.seed)

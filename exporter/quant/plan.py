@@ -11,10 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exporter.errors import EdgeAsrError
 from exporter.io import write_text
 from exporter.quant.formats import QuantFormat
 from exporter.quant.layers import CATEGORIES
+from runtimes.errors import EdgeAsrError
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +39,7 @@ class LayerPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LayerPlan":
+    def from_dict(cls, data: dict) -> LayerPlan:
         data = dict(data)
         data["format"] = QuantFormat.from_dict(data["format"])
         return cls(**data)
@@ -98,7 +98,7 @@ class QuantPlan:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuantPlan":
+    def from_dict(cls, data: dict) -> QuantPlan:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise EdgeAsrError(f"plan schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
@@ -110,7 +110,7 @@ class QuantPlan:
         write_text(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "QuantPlan":
+    def load(cls, path: str | Path) -> QuantPlan:
         path = Path(path)
         if not path.is_file():
             raise EdgeAsrError(f"plan not found: {path}")
@@ -129,8 +129,7 @@ def format_plan_table(plan: QuantPlan, max_rows: int | None = None) -> str:
     for layer in rows:
         sens = "-" if layer.sensitivity is None else f"{layer.sensitivity:.4g}"
         tied = f"  (shares {layer.tied_to})" if layer.tied_to and not layer.format.is_float else ""
-        lines.append(f"{layer.name:<52} {layer.format.name:<12} {layer.clip:>5.2f} {sens:>11} {layer.bytes:>12,}"
-                     f"{tied}")
+        lines.append(f"{layer.name:<52} {layer.format.name:<12} {layer.clip:>5.2f} {sens:>11} {layer.bytes:>12,}{tied}")
     if max_rows is not None and len(plan.layers) > max_rows:
         lines.append(f"... {len(plan.layers) - max_rows} more layers")
     lines.append("")

@@ -86,8 +86,7 @@ def _round_scale(scale: torch.Tensor, dtype: str) -> torch.Tensor:
     return scale
 
 
-def dequantize_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: QuantFormat,
-                      shape: torch.Size) -> torch.Tensor:
+def dequantize_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: QuantFormat, shape: torch.Size) -> torch.Tensor:
     values = codes.float() * scale
     rows = shape[0]
     flat = values.reshape(rows, -1)

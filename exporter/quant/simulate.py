@@ -9,6 +9,7 @@ The token embedding and output projection are untied, each with its own format.
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import nn
 
@@ -27,8 +28,9 @@ def _activation_hook(layer: LayerPlan, bits: int | None):
     if layer.format.activation == "dynamic_int8_per_token":
         return lambda module, args: (fake_quantize_activation_per_token(args[0], 8),) + tuple(args[1:])
     if bits is not None and layer.input_absmax is not None:
-        return lambda module, args: (fake_quantize_activation_static(args[0], layer.input_absmax, bits),) + \
-            tuple(args[1:])
+        return lambda module, args: (
+            (fake_quantize_activation_static(args[0], layer.input_absmax, bits),) + tuple(args[1:])
+        )
     return None
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.errors import EdgeAsrError
 from exporter.quant.formats import FP32, QuantFormat, int_format, nf4_format
+from runtimes.errors import EdgeAsrError
 
 KINDS = ("linear", "conv", "embedding")
 
@@ -61,22 +61,26 @@ def _executorch() -> Target:
         int_format(4, "group", 32, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da"),
     )
     embedding = (FP32, int_format(8, "group", 32), int_format(4, "group", 32), int_format(2, "group", 32))
-    return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding},
-                  "ExecuTorch XNNPACK")
+    return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ExecuTorch XNNPACK")
 
 
 def _onnx() -> Target:
     linear = (FP32,) + tuple(int_format(b, "group", 32, prefix="mnb") for b in (8, 4, 2))
     embedding = (FP32,) + tuple(int_format(b, "group", 32, prefix="gbq") for b in (8, 4))
-    return Target("onnx", {"linear": linear, "conv": (FP32,), "embedding": embedding},
-                  "ONNX Runtime MatMulNBits", shares_tied_weights=True)
+    return Target(
+        "onnx",
+        {"linear": linear, "conv": (FP32,), "embedding": embedding},
+        "ONNX Runtime MatMulNBits",
+        shares_tied_weights=True,
+    )
 
 
 def _nf4() -> Target:
     linear = (FP32, nf4_format(64), nf4_format(64, double_quant_block=256))
     onnx = _onnx()
-    return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": onnx.ladder("embedding")},
-                  "ONNX Runtime MatMulBnb4")
+    return Target(
+        "nf4", {"linear": linear, "conv": (FP32,), "embedding": onnx.ladder("embedding")}, "ONNX Runtime MatMulBnb4"
+    )
 
 
 def _sim() -> Target:

@@ -1,7 +1,7 @@
 package org.edgeasr.core
 
 /**
- * Whisper's log-mel input for one 30 s window, as exporter/audio.py `log_mel` computes it (transformers'
+ * Whisper's log-mel input for one 30 s window, as runtimes/audio.py `log_mel` computes it (transformers'
  * WhisperFeatureExtractor): zero-pad to 480000 samples; STFT with n_fft 400, hop 160, periodic Hann window,
  * centred frames with reflect padding; power spectrum; Slaney mel filter bank (0-8 kHz, area-normalised);
  * log10 floored at 1e-10; clamp to (max - 8); (x + 4) / 4; the last frame dropped -> (n_mels, 3000).

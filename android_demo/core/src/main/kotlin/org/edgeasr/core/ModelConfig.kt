@@ -14,7 +14,7 @@ class SpecialTokens(
     val suppress: IntArray,
     val suppressBegin: IntArray
 ) {
-    /** Decoder prompt without timestamps, as exporter/tokenizer.py `SpecialTokens.prompt`. */
+    /** Decoder prompt without timestamps, as runtimes/tokenizer.py `SpecialTokens.prompt`. */
     fun prompt(language: String?, task: String = "transcribe"): IntArray {
         if (!isMultilingual) {
             if (language != null && language != "en") {

@@ -2,7 +2,7 @@ package org.edgeasr.core
 
 /**
  * Token ids -> text with the exported `tokenizer.json` (byte-level BPE, as Whisper's), the way
- * exporter/tokenizer.py `decode_text` does it with Hugging Face tokenizers:
+ * runtimes/tokenizer.py `decode_text` does it with Hugging Face tokenizers:
  *
  *  1. ids at or above end-of-text (special, timestamp) are dropped, and so are added tokens marked special;
  *  2. each token string is mapped back to bytes through the byte-level alphabet (GPT-2's bytes_to_unicode);

@@ -5,7 +5,7 @@ import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
 /**
- * WAV reading for 16 kHz speech, with the same sample values and checks as exporter/audio.py `load_audio`.
+ * WAV reading for 16 kHz speech, with the same sample values and checks as runtimes/audio.py `load_audio`.
  *
  * Integer PCM is scaled the way libsndfile (behind Python's soundfile) scales it to float32: 16-bit by
  * 1/32768, 24-bit by 1/2^23, 32-bit by 1/2^31, unsigned 8-bit as (x - 128)/128; float WAVs are read as

@@ -116,7 +116,7 @@ private fun logMelTests(checks: Checks, vectors: Map<String, Any?>, dir: File) {
     val logMel = LogMel(80)
     for (clipValue in vectors.list("clips", "vectors")) {
         val clip = asObject(clipValue, "clip")
-        checks.test("log-mel: ${clip["id"]} matches exporter.audio.log_mel") {
+        checks.test("log-mel: ${clip["id"]} matches runtimes.audio.log_mel") {
             val reference = readF32(file(dir, clip.string("mel80", "clip")))
             val ours = logMel.compute(readF32(file(dir, clip.string("samples", "clip"))))
             val diff = maxAbsDiff(reference, ours)

@@ -7,10 +7,11 @@ runners that have no transformers model, e.g. an ONNX or ExecuTorch runner, or t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 # Whisper's language codes in token order (<|en|> is the first language token).
 LANGUAGES = (
@@ -37,8 +38,10 @@ class SpecialTokens:
         """Decoder prompt without timestamps. English-only models take no language or task token."""
         if not self.is_multilingual:
             if language not in (None, "en"):
-                raise EdgeAsrError(f"this model is English-only; cannot transcribe language {language!r} "
-                                   "(use a multilingual model such as --model base)")
+                raise EdgeAsrError(
+                    f"this model is English-only; cannot transcribe language {language!r} "
+                    "(use a multilingual model such as --model base)"
+                )
             if task != "transcribe":
                 raise EdgeAsrError("this model is English-only; it cannot translate (use --model base)")
             return [self.sot, self.no_timestamps]
@@ -58,7 +61,7 @@ class SpecialTokens:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SpecialTokens":
+    def from_dict(cls, data: dict) -> SpecialTokens:
         fields = dict(data)
         fields["suppress"] = tuple(fields.get("suppress", ()))
         fields["suppress_begin"] = tuple(fields.get("suppress_begin", ()))
@@ -97,6 +100,17 @@ def special_tokens(
         suppress=tuple(int(t) for t in suppress),
         suppress_begin=tuple(int(t) for t in suppress_begin),
     )
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer.json an artifact ships beside its model files."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeAsrError(f"tokenizer not found: {path} (it is written next to the model files)")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
+        raise EdgeAsrError(f"{path} is not a readable tokenizer.json ({exc})") from exc
 
 
 def decode_text(tokenizer: Tokenizer, tokens: list[int], special: SpecialTokens) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from exporter.errors import EdgeAsrError
+from runtimes.errors import EdgeAsrError
 
 SAMPLE_RATE = 16_000
 # Whisper's window: 30 s of audio -> 3000 log-mel frames -> 1500 encoder positions.
@@ -38,8 +38,9 @@ def load_audio(path: str | Path, expected_rate: int | None = None) -> np.ndarray
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise EdgeAsrError(f"cannot decode audio file {path}: {exc} (use wav, flac or ogg)") from exc
     if expected_rate is not None and rate != expected_rate:
-        raise EdgeAsrError(f"{path}: sample rate is {rate} Hz but the manifest says {expected_rate} Hz; "
-                           "fix the manifest or the file")
+        raise EdgeAsrError(
+            f"{path}: sample rate is {rate} Hz but the manifest says {expected_rate} Hz; fix the manifest or the file"
+        )
     mono = samples.mean(axis=1)
     check_speech_like(mono, path)
     if rate != SAMPLE_RATE:

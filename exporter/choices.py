@@ -1,0 +1,31 @@
+"""The named choices of the library, in one module that imports nothing heavy.
+
+The modules that implement a choice validate against these tuples (and import them from here), and the
+CLI offers them, so a misspelt option is refused before torch or a model is loaded. Export targets and
+artifact formats live with the backends (`exporter.lower.registry`), lowering options in
+`exporter.lower.settings`.
+"""
+
+from __future__ import annotations
+
+# myQASR planning (exporter/quant/): the order layers are lowered in, how scales are calibrated, and the
+# statistic of |output| that ranks a layer's sensitivity.
+ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
+CALIBRATIONS = ("minmax", "cosine", "hessian")
+SENSITIVITY_METRICS = ("median", "mean", "max", "std")
+# Planning ladders (exporter/quant/targets.py); "android" plans on the executorch ladder.
+PLAN_TARGETS = ("android", "executorch", "onnx", "sim", "nf4")
+
+# Scoring (exporter/scoring.py) and grouping of results (exporter/data.py).
+METRICS = ("wer", "wer_plain", "cer")
+GROUP_KEYS = ("gender", "speaker", "language", "split")
+
+# Decoding (runtimes/decoding.py).
+TASKS = ("transcribe", "translate")
+
+# `edgeasr bench` runtimes (exporter/bench.py).
+BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch")
+
+# PQM (exporter/personalize/): the NF4 base's token-embedding format.
+EMBEDDINGS = ("int4", "int8", "fp32")
+DEFAULT_EMBEDDING = EMBEDDINGS[0]

@@ -1,0 +1,125 @@
+"""`edgeasr export --lora DIR`: the NF4 base plus a speaker's adapters, lowered and verified.
+
+The base is fixed by the adapter (it was trained against that NF4 plan), so there is no budget search: the
+artifact is lowered, measured and must fit the budget. Per artifact format (each backend's `lower_lora`):
+
+  onnx  MatMulBnb4 NF4 base + LoRA MatMuls on overridable inputs, plus .onnx_adapter files
+        (exporter/lower/onnx_lora.py): numerically the trained model;
+  pte   XNNPACK has no NF4: the base is re-quantised per --lora-pte-mode, LoRA branches kept in float32 or
+        merged (exporter/lower/executorch_lora.py).
+
+Parity: the artifact must reproduce the transcripts of the PyTorch model the adapter was trained as (the
+simulated NF4 base + LoRA), on the user's clips (--calib) or the generic set, within export's tolerances.
+Output is staged and renamed into place like `edgeasr export`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from exporter.data import load_dataset
+from exporter.export.inputs import check_output_folder, generic_calibration_set
+from exporter.export.options import ExportOptions
+from exporter.export.parity import check_parity
+from exporter.export.report import render_lora_report
+from exporter.export.result import ArtifactResult
+from exporter.export.stages import say
+from exporter.io import staged_dir, write_json, write_text
+from exporter.lower.registry import get_backend
+from exporter.models import load_whisper
+from exporter.personalize.base import Nf4Options, nf4_plan
+from exporter.personalize.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_matches, load_adapter
+from exporter.personalize.run import adapted_model
+from exporter.quant.budget import format_bytes
+from exporter.quant.pipeline import select_clips
+from exporter.quant.plan import QuantPlan
+from exporter.quant.simulate import simulate
+from runtimes.artifact import open_artifact
+from runtimes.audio import load_audio
+from runtimes.contract import PLAN_FILE, REPORT_FILE, SUMMARY_FILE
+from runtimes.errors import EdgeAsrError
+from runtimes.torch_runner import TorchRunner
+
+
+def lower_lora_artifact(
+    fmt: str, lora_bundle, plan: QuantPlan, folder: Path, lora_info: dict, pte_mode: str
+) -> tuple[QuantPlan, dict[str, int]]:
+    """(the plan the artifact stores, its files and bytes) after lowering with the format's backend."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = get_backend(fmt).lower_lora(lora_bundle, plan, folder, lora_info, pte_mode)
+    stored.save(folder / PLAN_FILE)
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != PLAN_FILE}
+    return stored, files
+
+
+def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict:
+    formats = options.resolved_formats()
+    budget = options.budget_bytes
+    out_dir = check_output_folder(out_dir)
+    state, info = load_adapter(options.lora)
+    base_options = Nf4Options.from_dict(info.base)
+    check_adapter_matches(info, options.model, info.base, str(options.lora))  # the model id must match
+    started = time.perf_counter()
+    say(f"loading {options.model} and the adapter {options.lora}")
+    fp = load_whisper(options.model)
+    plan = nf4_plan(fp, base_options)
+    lora_bundle = adapted_model(fp, info.lora, 0, state, str(options.lora))
+    reference = TorchRunner(simulate(lora_bundle, plan))
+    clips_set = load_dataset(options.calib) if options.calib else generic_calibration_set()
+    parity_set = select_clips(clips_set, options.parity_clips, options.seed + 1)
+    parity_clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in parity_set]
+    lora_info = {
+        "adapter": str(options.lora),
+        "model_id": info.model_id,
+        "lora": info.lora.to_dict(),
+        "base": info.base,
+    }
+
+    with staged_dir(out_dir) as staging:
+        results = []
+        for index, fmt in enumerate(formats):
+            folder = staging if index == 0 else staging / fmt
+            t0 = time.perf_counter()
+            say(f"{fmt}: lowering NF4 + LoRA" + (f" (mode {options.lora_pte_mode})" if fmt == "pte" else ""))
+            stored, files = lower_lora_artifact(fmt, lora_bundle, plan, folder, lora_info, options.lora_pte_mode)
+            size = get_backend(fmt).budget_bytes(files)
+            if size > budget:
+                raise EdgeAsrError(
+                    f"the {fmt} NF4 + LoRA artifact is {format_bytes(size)}, over the budget "
+                    f"{format_bytes(budget)}; the base is fixed by the adapter, so raise the budget"
+                    + (" or use --lora-pte-mode branch-int4" if fmt == "pte" else "")
+                )
+            say(f"{fmt}: parity check on {len(parity_clips)} clips")
+            parity = check_parity(open_artifact(folder), reference, parity_clips, options)
+            result = ArtifactResult(
+                fmt,
+                "." if index == 0 else fmt,
+                files,
+                stored.total_bytes,
+                1,
+                parity,
+                round(time.perf_counter() - t0, 1),
+            )
+            results.append((result, stored))
+        for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):  # the training record travels with the artifact
+            shutil.copyfile(Path(options.lora) / name, staging / name)
+        seconds = time.perf_counter() - started
+        summary = {
+            "schema_version": 1,
+            "model": options.model,
+            "target": options.target,
+            "budget_bytes": budget,
+            "personalised": True,
+            "lora": lora_info,
+            "lora_pte_mode": options.lora_pte_mode,
+            "options": options.to_dict(),
+            "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
+            "seconds": round(seconds, 1),
+        }
+        write_json(staging / SUMMARY_FILE, summary)
+        write_text(staging / REPORT_FILE, render_lora_report(options, budget, info, results, seconds))
+    say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
+    return summary

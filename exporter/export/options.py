@@ -1,0 +1,53 @@
+"""What an export is asked to do: one dataclass of options, checked before anything expensive runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from exporter.lower.registry import resolve_formats
+from exporter.lower.settings import DEFAULT_PTE_MODE
+from exporter.quant.budget import parse_budget
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: str = "base"
+    target: str = "android"
+    budget: str = "80MB"  # as the user wrote it (kept for export.json); `budget_bytes` is the parsed value
+    formats: tuple[str, ...] = ()
+    calib: Path | None = None
+    n_calib: int = 32
+    order: str = "myqasr"
+    calibration: str = "cosine"
+    seed: int = 0
+    parity_clips: int = 4
+    # Parity tolerances. Each XNNPACK layer equals the simulation to float round-off, but the runtimes sum
+    # in different orders and the differences flip a few int8 activation codes per layer, which changes a
+    # word now and then on hard clips; a runtime that drops scales or mis-packs weights is off by orders of
+    # magnitude and produces unrelated text.
+    max_transcript_wer: float = 0.35  # artifact vs simulated transcripts: per-clip error rate (capped), mean
+    max_logits_error: float = 0.5  # max |logits_artifact - logits_sim| / max |logits_sim|, first step
+    max_plan_disagreement: float = 0.5  # beyond this the simulated plan itself has lost the FP transcripts
+    memory_budget: str | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
+    max_audio_seconds: float | None = None  # audio context of the encoder (None: 30 s, or the budget's choice)
+    attention: str | None = None  # ExecuTorch encoder attention, eager or sdpa (None: eager)
+    # NF4 + LoRA (exporter/export/lora.py): an adapter folder from `edgeasr personalize`, and how the
+    # .pte carries it (XNNPACK has no NF4; see exporter/lower/executorch_lora.py)
+    lora: Path | None = None
+    lora_pte_mode: str = DEFAULT_PTE_MODE
+
+    def resolved_formats(self) -> tuple[str, ...]:
+        return resolve_formats(self.target, self.formats)
+
+    @property
+    def budget_bytes(self) -> int:
+        return parse_budget(self.budget)
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        return None if self.memory_budget is None else parse_budget(self.memory_budget)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as export.json records it."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

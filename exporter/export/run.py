@@ -1,0 +1,124 @@
+"""`edgeasr export`: model + user clips + budget -> verified on-device artifacts, in explicit stages.
+
+1. load      the full-precision model;
+2. observe   the user's unlabelled clips (or the generic set shipped in the package: not personalised);
+3. plan      per artifact format, a myQASR plan on that backend's ladder whose *artifact file* fits the
+             budget (exporter/export/budgeted.py);
+4. lower     with the format's backend (exporter/lower/registry.py): ExecuTorch (.pte) and/or ONNX;
+5. verify    parity: calibration clips through the artifact and through the simulated plan in PyTorch must
+             give the same transcripts (and close first-step logits), else the export fails;
+5b. memory  with --memory-budget, the audio context / attention that fit are chosen before lowering
+             (exporter.memory_budget) and the lowered artifact's own memory estimate is checked again;
+             every artifact gets memory.json (exporter.memory) beside plan.json;
+6. write     everything is staged in a temporary folder beside the output and renamed into place at the
+             end (exporter.io.staged_dir), so an interrupted or failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from exporter.data import load_dataset
+from exporter.export.budgeted import check_reachable, export_artifact
+from exporter.export.bundle import bundle_artifacts, check_bundle_folder
+from exporter.export.inputs import check_output_folder, generic_calibration_set
+from exporter.export.options import ExportOptions
+from exporter.export.report import render_report
+from exporter.export.stages import StageTimes, say
+from exporter.io import staged_dir, write_json, write_text
+from exporter.models import load_whisper
+from exporter.quant.pipeline import observe_user, select_clips
+from runtimes.audio import load_audio
+from runtimes.contract import REPORT_FILE, SUMMARY_FILE
+from runtimes.errors import EdgeAsrError
+
+
+def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_dir: Path | None = None) -> dict:
+    """Run every stage; the finished folder appears at `out_dir` only if all of them succeed.
+
+    With `bundle_dir`, the .pte artifact's files are then copied there too (see `bundle_artifacts`); that
+    folder is checked for writability before anything expensive runs.
+    """
+    if options.lora is not None:  # NF4 base + adapters: the base is fixed by the adapter, no budget search
+        from exporter.export.lora import export_lora
+
+        unsupported = [
+            flag
+            for flag, value in (
+                ("--bundle", bundle_dir),
+                ("--memory-budget", options.memory_budget),
+                ("--max-audio-seconds", options.max_audio_seconds),
+                ("--attention", options.attention),
+            )
+            if value is not None
+        ]
+        if unsupported:
+            raise EdgeAsrError(
+                f"{', '.join(unsupported)} cannot be combined with --lora yet: NF4 + LoRA exports "
+                "keep the 30 s audio context; export without them, then copy the .pte by hand"
+            )
+
+        return export_lora(options, out_dir, progress)
+    formats = options.resolved_formats()
+    if bundle_dir is not None:
+        if "pte" not in formats:
+            raise EdgeAsrError(
+                "--bundle copies the ExecuTorch (.pte) artifact into the Android app, but this "
+                f"export makes only {', '.join(formats)}; add --formats pte"
+            )
+        check_bundle_folder(bundle_dir)
+    budget = options.budget_bytes
+    calib = load_dataset(options.calib) if options.calib else None
+    started = time.perf_counter()
+    out_dir = check_output_folder(out_dir)
+    stage = StageTimes()
+    say(f"loading {options.model}")
+    with stage("load"):
+        bundle = load_whisper(options.model)
+    for fmt in formats:  # an impossible budget is reported before any expensive stage
+        check_reachable(bundle, fmt, budget, options)
+    personalised = calib is not None
+    clips_set = calib if calib is not None else generic_calibration_set()
+    say(
+        f"observing {min(options.n_calib, len(clips_set))} calibration clips "
+        f"({'user' if personalised else 'generic, not personalised'})"
+    )
+    with stage("observe"):
+        user = observe_user(bundle, clips_set, options.n_calib, options.seed, progress)
+    parity_set = select_clips(clips_set, options.parity_clips, options.seed + 1)
+    parity_clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in parity_set]
+
+    with staged_dir(out_dir) as staging:
+        results = []
+        for index, fmt in enumerate(formats):
+            # the first format's files sit at the top of the output folder, any other in a subfolder
+            folder = staging if index == 0 else staging / fmt
+            results.append(export_artifact(fmt, bundle, user, options, budget, folder, parity_clips, progress))
+            results[-1][0].folder = "." if index == 0 else fmt
+        seconds = time.perf_counter() - started
+        summary = {
+            "schema_version": 1,
+            "model": options.model,
+            "target": options.target,
+            "budget_bytes": budget,
+            "personalised": personalised,
+            "calibration_source": str(options.calib) if calib else "generic",
+            "options": options.to_dict(),
+            "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
+            "seconds": round(seconds, 1),
+            "stages": stage.seconds,  # shared stages; each artifact lists its own
+            "stage_peak_rss_mb": stage.peak_rss_mb,
+        }
+        write_json(staging / SUMMARY_FILE, summary)
+        write_text(
+            staging / REPORT_FILE,
+            render_report(options, budget, personalised, str(options.calib), results, seconds, stage),
+        )
+    say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
+    if bundle_dir is not None:
+        copied = bundle_artifacts(out_dir, bundle_dir)
+        summary["bundled"] = [str(p) for p in copied]
+        say(f"bundled {', '.join(p.name for p in copied)} into {bundle_dir}")
+    return summary

@@ -1,0 +1,43 @@
+"""What a lowering backend is: one artifact format, the ladder it is planned on, and how it is lowered.
+
+Each backend is one module in this package that defines a `Backend` (`pte_backend.py`, `onnx_backend.py`);
+`registry.py` lists them. A new backend adds:
+  - its lowering module (e.g. `exporter/lower/litert.py`) and a `<name>_backend.py` defining `BACKEND`;
+  - its planning ladder in `exporter/quant/targets.py` (the formats the runtime really executes);
+  - its runner in `runtimes/` and one `ArtifactKind` in `runtimes/artifact.py` (files, where they sit);
+  - one line in `registry.py`.
+Export, parity, inspect and bench then find it through the registry and the artifact contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes.contract import TOKENIZER_FILE, ArtifactKind, kind_for_format
+
+
+@dataclass(frozen=True)
+class Backend:
+    format: str  # `edgeasr export --formats` value, and the subfolder of a second format in an export
+    target: str  # the planning ladder (exporter.quant.targets) its plans are made on
+    description: str
+    # lower(bundle, plan, folder, n_frames, attention): write the artifact's files into folder
+    lower: Callable[..., None]
+    # lower_lora(lora_bundle, nf4_plan, folder, lora_info, pte_mode) -> the plan actually stored
+    lower_lora: Callable[..., object]
+
+    @property
+    def kind(self) -> ArtifactKind:
+        """The artifact contract (files, runtime) this backend writes."""
+        return kind_for_format(self.format)
+
+    @property
+    def runtime(self) -> str:
+        return self.kind.runtime
+
+    @staticmethod
+    def budget_bytes(files: dict[str, int]) -> int:
+        """What the budget counts: every artifact file except the tokenizer (the app has it anyway)."""
+        return sum(size for name, size in files.items() if Path(name).name != TOKENIZER_FILE)

@@ -1,0 +1,75 @@
+"""Opening an artifact: find which kind a path holds (runtimes.contract) and build its runner.
+
+Every caller (transcribe, eval, bench, export's parity check, inspect) opens artifacts here. Nothing here
+imports torch or the exporter: an app-side process opens an ONNX artifact with numpy and onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtimes.contract import KINDS, PTE_FILE, ArtifactKind
+from runtimes.errors import EdgeAsrError
+
+
+def artifact_runtimes(root: str | Path) -> tuple[str, ...]:
+    """The runtimes that have an artifact under `root`, in the order of KINDS."""
+    return tuple(name for name, kind in KINDS.items() if kind.find(root) is not None)
+
+
+def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, Path]:
+    """(kind, folder) of the artifact at `path`: a folder holding one, an export folder, or the entry file
+    itself. `runtime` picks one kind where the folder holds several (default: the first found)."""
+    path = Path(path)
+    if path.is_file():
+        for kind in KINDS.values():
+            if path.name == kind.entry_file or path.suffix == Path(kind.entry_file).suffix:
+                if runtime in (None, kind.runtime):
+                    return kind, path.parent
+    if runtime is not None and runtime not in KINDS:
+        raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(KINDS)}")
+    if path.is_dir():
+        for name, kind in KINDS.items():
+            if runtime in (None, name):
+                folder = kind.find(path)
+                if folder is not None:
+                    return kind, folder
+    wanted = KINDS[runtime].entry_file if runtime else " or ".join(k.entry_file for k in KINDS.values())
+    raise EdgeAsrError(f"{path} holds no edgeasr artifact ({wanted}); give a folder written by `edgeasr export`")
+
+
+def open_artifact(
+    path: str | Path,
+    threads: int | None = None,
+    runtime: str | None = None,
+    adapters: str | Path | None = None,
+    onnx_memory_arena: bool = True,
+):
+    """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
+
+    `adapters`: a folder of per-user LoRA adapter files for an NF4 + LoRA ONNX artifact.
+    """
+    kind, folder = locate(path, runtime)
+    if kind.runtime == "onnx":
+        from runtimes.onnx_runner import OnnxRunner
+
+        return OnnxRunner(folder, threads=threads, adapters=adapters, memory_arena=onnx_memory_arena)
+    if adapters is not None:
+        raise EdgeAsrError("per-user adapter files are an ONNX feature; a .pte carries its adapter inside")
+    from runtimes.executorch_runner import ExecutorchRunner
+
+    pte = Path(path) if Path(path).is_file() else folder / PTE_FILE
+    return ExecutorchRunner.open(pte, threads=threads)
+
+
+def read_plan(path: str | Path) -> tuple[Path, dict]:
+    """(entry file, plan dict) stored inside the artifact at `path`, for `edgeasr inspect` and the bench."""
+    kind, folder = locate(path)
+    entry = Path(path) if Path(path).is_file() else folder / kind.entry_file
+    if kind.runtime == "onnx":
+        from runtimes.onnx_runner import read_plan_from_onnx
+
+        return entry, read_plan_from_onnx(entry)
+    from runtimes.executorch_runner import read_plan_from_pte
+
+    return entry, read_plan_from_pte(entry)

@@ -1,0 +1,82 @@
+"""The artifact contract, spelled once: file names, metadata keys and program methods of an edgeasr artifact.
+
+The lowering (`exporter.lower`) writes these names and the runners read them, so both import them from
+here, below either of them (as gguf-py keeps its keys below both writer and reader). This module imports
+nothing but the error type.
+
+An export folder holds its first format's files at the top and any other format in a subfolder named
+after that format (`edgeasr export --formats pte,onnx` puts the ONNX pair in `onnx/`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes.errors import EdgeAsrError
+
+# Files.
+PTE_FILE = "model.pte"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"  # the runners decode with it; the budget does not count it
+PLAN_FILE = "plan.json"  # the plan the artifact was lowered from (the artifact carries it too)
+MEMORY_FILE = "memory.json"  # predicted runtime memory (exporter.memory)
+SUMMARY_FILE = "export.json"  # what `edgeasr export` did, per artifact
+REPORT_FILE = "report.md"
+ENCODER_ADAPTER_FILE = "encoder.onnx_adapter"  # one user's LoRA parameters for an NF4 + LoRA ONNX pair
+DECODER_ADAPTER_FILE = "decoder.onnx_adapter"
+
+# ONNX metadata_props keys (on both graphs of the pair).
+META_PLAN = "edgeasr.plan"
+META_SPECIAL = "edgeasr.special_tokens"
+META_N_MELS = "edgeasr.n_mels"
+META_MODEL_ID = "edgeasr.model_id"
+META_GRAPH = "edgeasr.graph"
+META_N_FRAMES = "edgeasr.n_frames"  # the encoder's input frames (3000 unless a shorter audio context)
+META_LORA = "edgeasr.lora"
+
+# ExecuTorch program methods: the two the runner executes, and constant methods (a list of one value).
+PTE_ENCODER = "encoder"
+PTE_TEXT_DECODER = "text_decoder"
+PTE_PLAN = "edgeasr_plan"
+PTE_SPECIAL = "edgeasr_special_tokens"
+PTE_ATTENTION = "edgeasr_attention"
+PTE_N_MELS = "get_n_mels"
+PTE_N_FRAMES = "get_n_frames"
+PTE_MAX_SEQ_LEN = "get_max_seq_len"
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """One kind of artifact a runtime runs: its export format, its files, where an export folder keeps it."""
+
+    runtime: str  # the runner's name (`edgeasr bench --runtime`)
+    format: str  # the export format (`edgeasr export --formats`)
+    entry_file: str  # the file whose presence marks a folder as holding this kind
+    files: tuple[str, ...]  # what the runner loads
+    subfolders: tuple[str, ...]  # where to look below an export folder ("" is the folder itself)
+
+    def find(self, root: str | Path) -> Path | None:
+        """The folder under `root` that holds this kind, or None."""
+        root = Path(root)
+        for name in self.subfolders:
+            candidate = root / name if name else root
+            if (candidate / self.entry_file).is_file():
+                return candidate
+        return None
+
+
+# Runtime name -> kind. A new artifact runtime adds its runner module and one entry here.
+KINDS = {
+    # "executorch": older export folders named the .pte subfolder after the runtime, not the format
+    "executorch": ArtifactKind("executorch", "pte", PTE_FILE, (PTE_FILE, TOKENIZER_FILE), ("", "pte", "executorch")),
+    "onnx": ArtifactKind("onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx")),
+}
+
+
+def kind_for_format(fmt: str) -> ArtifactKind:
+    for kind in KINDS.values():
+        if kind.format == fmt:
+            return kind
+    raise EdgeAsrError(f"unknown artifact format {fmt!r}; choose from {', '.join(k.format for k in KINDS.values())}")
