@@ -51,7 +51,7 @@ class Toy(nn.Module):
         return self.base(x) + F.linear(F.linear(x, self.lora_a), self.lora_b)
 
 
-def quantised_users() -> tuple[nn.Module, nn.Module]:
+def quantized_users() -> tuple[nn.Module, nn.Module]:
     from torchao.quantization import FqnToConfig, Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerAxis
 
@@ -95,7 +95,7 @@ def run(pte: Path, ptd: Path, example: torch.Tensor):
 
 
 def main() -> None:
-    user1, user2 = quantised_users()
+    user1, user2 = quantized_users()
     example = torch.randn(1, 4, DIM)
     expected = {1: user1(example), 2: user2(example)}
     layouts = {

@@ -362,9 +362,9 @@ def main() -> None:
         result = evaluate(TorchRunner(evaluated), test, model_id=row["key"], group_by="gender").to_dict()
         size = plan.total_bytes if plan else 0
         if plan is None:
-            from exporter.quant.layers import quantisable_layers, unquantised_bytes
+            from exporter.quant.layers import quantizable_layers, unquantised_bytes
 
-            layers = quantisable_layers(bundle.model)
+            layers = quantizable_layers(bundle.model)
             size = unquantised_bytes(bundle.model, layers) + sum(4 * layer.numel for layer in layers)
         done[row["key"]] = {
             **row,

@@ -26,6 +26,7 @@ TASKS = ("transcribe", "translate")
 # `edgeasr bench` runtimes (exporter/bench.py).
 BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch")
 
-# PQM (exporter/personalize/): the NF4 base's token-embedding format.
+# PQM (exporter/personalize/): how transcripts become training text, and the NF4 base's token-embedding format.
+LABEL_STYLES = ("lower", "keep", "normalized")
 EMBEDDINGS = ("int4", "int8", "fp32")
 DEFAULT_EMBEDDING = EMBEDDINGS[0]

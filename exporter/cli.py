@@ -16,6 +16,7 @@ from exporter.choices import (
     DEFAULT_EMBEDDING,
     EMBEDDINGS,
     GROUP_KEYS,
+    LABEL_STYLES,
     METRICS,
     ORDERS,
     PLAN_TARGETS,
@@ -129,12 +130,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from exporter.data import load_dataset
-    from exporter.quant.budget import parse_budget
     from exporter.quant.pipeline import PlanOptions
 
     options = PlanOptions(
         target=args.target,
-        budget=parse_budget(args.budget),
+        budget=args.budget,
         order=args.order,
         calibration=args.calibration,
         sensitivity_metric=args.sensitivity,
@@ -460,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--label-style",
-        default="lower",
-        choices=["lower", "keep", "normalized"],
+        default=LABEL_STYLES[0],
+        choices=LABEL_STYLES,
         help="transcripts as training text: lower-case all-caps ones (default), keep, or the scoring normaliser's form",
     )
     p.add_argument("--speaker", help="only clips of this speaker (manifest column)")

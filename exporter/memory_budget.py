@@ -23,17 +23,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from exporter.lower.registry import get_backend
 from exporter.memory import MemoryEstimate, estimate_artifact, predict_before_lowering
 from exporter.quant.budget import format_bytes
 from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES
 from runtimes.errors import EdgeAsrError
 
 CONTEXT_LADDER = (3000, 2000, 1500, 1000, 500)  # encoder frames tried, longest first (30, 20, 15, 10, 5 s)
-RUNTIME_OF_FORMAT = {"pte": "executorch", "onnx": "onnx"}
-# The budget is checked for the device the artifact is for: ExecuTorch's C++ Module on Android (an arena per
-# method); ONNX Runtime behaves the same on host and device.
-HOST_OF_FORMAT = {"pte": "android", "onnx": "python"}
-ATTENTIONS_OF_FORMAT = {"pte": ("eager", "sdpa"), "onnx": ("explicit",)}  # the default first
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def frames_for_seconds(seconds: float) -> int:
 
 def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None) -> list[MemorySettings]:
     """Settings to try, in order of preference; options the user fixed are not varied."""
-    allowed = ATTENTIONS_OF_FORMAT[fmt]
+    allowed = get_backend(fmt).attentions
     if attention is not None and fmt == "pte" and attention not in allowed:
         raise EdgeAsrError(f"--attention {attention!r}: choose one of {', '.join(allowed)}")
     # Left open, the attention is the default: the other one (sdpa) plans more memory, so it never fits first.
@@ -103,10 +99,10 @@ def choose_settings(
             config,
             weight_bytes,
             largest_layer_bytes,
-            RUNTIME_OF_FORMAT[fmt],
+            get_backend(fmt).runtime,
             settings.n_frames,
             settings.attention,
-            HOST_OF_FORMAT[fmt],
+            get_backend(fmt).memory_host,
         )
         if estimate.peak_bytes <= memory_budget:
             return settings, estimate
@@ -122,13 +118,13 @@ def choose_settings(
 
 def check_artifact(folder, fmt: str, config, memory_budget: int | None) -> dict[str, MemoryEstimate]:
     """Estimates from the lowered artifact for both hosts; raises if the target host's is over budget."""
-    runtime = RUNTIME_OF_FORMAT[fmt]
+    runtime = get_backend(fmt).runtime
     estimates = {host: estimate_artifact(folder, runtime, config, host) for host in ("python", "android")}
-    target = estimates[HOST_OF_FORMAT[fmt]]
+    target = estimates[get_backend(fmt).memory_host]
     if memory_budget is not None and target.peak_bytes > memory_budget:
         raise EdgeAsrError(
             f"the lowered {fmt} artifact needs {format_bytes(target.peak_bytes)} at its predicted peak "
-            f"({HOST_OF_FORMAT[fmt]}), over the memory budget of {format_bytes(memory_budget)}, although the "
+            f"({get_backend(fmt).memory_host}), over the memory budget of {format_bytes(memory_budget)}, although the "
             "estimate before lowering fitted; give a shorter --max-audio-seconds or a larger --memory-budget"
         )
     return estimates

@@ -140,6 +140,19 @@ def test_bad_budget_strings(text):
         parse_budget(text)
 
 
+def test_options_parse_the_budget_once_and_keep_its_text():
+    from exporter.export.options import ExportOptions
+    from exporter.quant.pipeline import PlanOptions
+
+    options = ExportOptions(budget="76MiB", memory_budget="250MB")
+    assert options.budget_bytes == 76 * 2**20 and options.memory_budget_bytes == 250_000_000
+    assert options.to_dict()["budget"] == "76MiB" and options.to_dict()["memory_budget"] == "250MB"
+    assert PlanOptions(budget=options.budget).budget.bytes == 76 * 2**20
+    for bad in (lambda: ExportOptions(budget="80XB"), lambda: PlanOptions(budget="-5MB")):
+        with pytest.raises(EdgeAsrError, match="cannot read budget"):  # at construction, before any work
+            bad()
+
+
 @pytest.mark.parametrize("order", ["myqasr", "reversed", "shuffled", "uniform"])
 def test_tied_pair_moves_together_and_is_stored_once_on_onnx(order):
     target = get_target("onnx")

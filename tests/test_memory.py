@@ -98,11 +98,12 @@ def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}
     assert {c.attention for c in candidates("pte", None, None)} == {"eager"}
+    from exporter.lower.registry import get_backend
     from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
-    from exporter.memory_budget import ATTENTIONS_OF_FORMAT, MemorySettings
+    from exporter.memory_budget import MemorySettings
 
-    assert MemorySettings().attention == DEFAULT_ATTENTION == ATTENTIONS_OF_FORMAT["pte"][0]
-    assert set(ATTENTIONS) == set(ATTENTIONS_OF_FORMAT["pte"])
+    assert MemorySettings().attention == DEFAULT_ATTENTION == get_backend("pte").attentions[0]
+    assert set(ATTENTIONS) == set(get_backend("pte").attentions)
     assert frames_for_seconds(7.5) == 750
     with pytest.raises(EdgeAsrError, match="outside"):
         frames_for_seconds(45)

@@ -78,7 +78,7 @@ def test_nf4_clip_saturates_and_pack_round_trip():
     assert pack_nf4(torch.tensor([1, 2], dtype=torch.uint8)).tolist() == [0x12]  # first value in the high nibble
 
 
-def test_double_quantised_absmax_is_close_and_positive():
+def test_double_quantized_absmax_is_close_and_positive():
     w = _weight(300, 128, seed=4)
     q = quantize_nf4(w, nf4_format(64, 256))
     true_absmax = _blocks_absmax(w, 64)
@@ -96,7 +96,7 @@ def _blocks_absmax(w, block):
 
 
 @pytest.mark.parametrize("shape", [(48, 192), (7, 9)])
-def test_codes_and_absmax_equal_ort_quantiser(shape):
+def test_codes_and_absmax_equal_ort_quantizer(shape):
     from onnxruntime.capi._pybind_state import quantize_matmul_bnb4
 
     w = _weight(*shape, seed=sum(shape))
@@ -157,7 +157,7 @@ def _run_bnb4(layer_fmt, weight, x):
 
 
 @pytest.mark.parametrize("fmt", [nf4_format(64), nf4_format(32), nf4_format(64, 256)], ids=lambda f: f.name)
-def test_matmul_bnb4_dequantises_bit_identically(fmt):
+def test_matmul_bnb4_dequantizes_bit_identically(fmt):
     weight = _weight(96, 128, seed=7)
     weight[0, :64] = 0.0
     k = weight.shape[1]

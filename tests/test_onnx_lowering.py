@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.lower.onnx import lower_onnx, pack_codes, quantised_nodes
+from exporter.lower.onnx import lower_onnx, pack_codes, quantized_nodes
 from exporter.quant.formats import FP32, int_format
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
@@ -217,7 +217,7 @@ def test_plan_and_tokens_in_metadata(lowered, mixed_plan, tiny_en):
 
 @pytest.mark.slow
 def test_every_int_layer_is_a_labelled_contrib_node(lowered, mixed_plan):
-    nodes = quantised_nodes(lowered.encoder) + quantised_nodes(lowered.decoder)
+    nodes = quantized_nodes(lowered.encoder) + quantized_nodes(lowered.decoder)
     by_layer = {node["layer"]: node for node in nodes}
     assert len(by_layer) == len(nodes)  # one node per layer
     int_layers = [layer for layer in mixed_plan.layers if not layer.format.is_float]

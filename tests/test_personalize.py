@@ -44,7 +44,7 @@ def examples(tiny_en, an4_clips):
     return labelled_examples(tiny_en, an4_clips[:2])
 
 
-def test_nf4_base_plan_quantises_every_linear(tiny_en, nf4_tiny):
+def test_nf4_base_plan_quantizes_every_linear(tiny_en, nf4_tiny):
     from exporter.personalize.base import nf4_plan
 
     plan = nf4_plan(tiny_en)

@@ -9,7 +9,7 @@ import torch
 
 from exporter.data import load_dataset
 from exporter.quant.formats import FP32
-from exporter.quant.layers import quantisable_layers
+from exporter.quant.layers import quantizable_layers
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
 from exporter.quant.plan import QuantPlan
 from exporter.quant.primitives import fake_quantize_weight, quantize_weight
@@ -19,7 +19,7 @@ from runtimes.audio import load_audio
 from runtimes.torch_runner import TorchRunner
 
 
-def test_fake_quantisation_error_shrinks_with_bits():
+def test_fake_quantization_error_shrinks_with_bits():
     w = torch.randn(64, 96, generator=torch.Generator().manual_seed(0))
     errors = [
         float((fake_quantize_weight(w, get_target("sim").format_by_name(f"int{b}_pc")) - w).abs().mean())
@@ -38,7 +38,7 @@ def user(tiny_en, shared_data):
 
 @pytest.mark.slow
 def test_sensitivity_uses_real_frames_and_all_layers(tiny_en, user):
-    layers = quantisable_layers(tiny_en.model)
+    layers = quantizable_layers(tiny_en.model)
     assert len(layers) == 68  # 2 convs + 4*6 encoder + 4*10 decoder linears + embedding + output projection
     obs = user.observations
     first = obs.clips[0]

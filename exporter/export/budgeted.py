@@ -40,10 +40,10 @@ def check_reachable(bundle: WhisperBundle, fmt: str, budget: int, options: Expor
     """Refuse a budget the format's ladder cannot meet (and, with a memory budget, a memory budget no audio
     context meets), from the model's shapes alone: before any calibration clip is observed."""
     from exporter.quant.allocate import check_budget, reachable_range
-    from exporter.quant.layers import quantisable_layers, unquantised_bytes
+    from exporter.quant.layers import quantizable_layers, unquantised_bytes
     from exporter.quant.targets import get_target
 
-    layers = quantisable_layers(bundle.model)
+    layers = quantizable_layers(bundle.model)
     target = get_target(get_backend(fmt).target)
     lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers))
     check_budget(budget - OVERHEAD_ALLOWANCE, lo, hi, target)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
-from exporter.quant.budget import parse_budget
+from exporter.quant.budget import Budget
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     model: str = "base"
     target: str = "android"
-    budget: str = "80MB"  # as the user wrote it (kept for export.json); `budget_bytes` is the parsed value
+    budget: Budget | str | int = "80MB"  # parsed into a Budget when the options are made
     formats: tuple[str, ...] = ()
     calib: Path | None = None
     n_calib: int = 32
@@ -29,7 +29,7 @@ class ExportOptions:
     max_transcript_wer: float = 0.35  # artifact vs simulated transcripts: per-clip error rate (capped), mean
     max_logits_error: float = 0.5  # max |logits_artifact - logits_sim| / max |logits_sim|, first step
     max_plan_disagreement: float = 0.5  # beyond this the simulated plan itself has lost the FP transcripts
-    memory_budget: str | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
+    memory_budget: Budget | str | int | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
     max_audio_seconds: float | None = None  # audio context of the encoder (None: 30 s, or the budget's choice)
     attention: str | None = None  # ExecuTorch encoder attention, eager or sdpa (None: eager)
     # NF4 + LoRA (exporter/export/lora.py): an adapter folder from `edgeasr personalize`, and how the
@@ -37,17 +37,29 @@ class ExportOptions:
     lora: Path | None = None
     lora_pte_mode: str = DEFAULT_PTE_MODE
 
+    def __post_init__(self) -> None:
+        # Parsed once, here: a malformed budget is refused before any file is read or model loaded.
+        object.__setattr__(self, "budget", Budget.parse(self.budget))
+        if self.memory_budget is not None:
+            object.__setattr__(self, "memory_budget", Budget.parse(self.memory_budget))
+
     def resolved_formats(self) -> tuple[str, ...]:
         return resolve_formats(self.target, self.formats)
 
     @property
     def budget_bytes(self) -> int:
-        return parse_budget(self.budget)
+        return self.budget.bytes
 
     @property
     def memory_budget_bytes(self) -> int | None:
-        return None if self.memory_budget is None else parse_budget(self.memory_budget)
+        return None if self.memory_budget is None else self.memory_budget.bytes
 
     def to_dict(self) -> dict:
-        """JSON-ready, as export.json records it."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """JSON-ready, as export.json records it: paths and budgets as text (budgets as the user wrote them)."""
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
+
+
+def _json_value(value):
+    if isinstance(value, Path | Budget):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value

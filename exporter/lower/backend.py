@@ -27,6 +27,10 @@ class Backend:
     lower: Callable[..., None]
     # lower_lora(lora_bundle, nf4_plan, folder, lora_info, pte_mode) -> the plan actually stored
     lower_lora: Callable[..., object]
+    attentions: tuple[str, ...]  # how its encoder attention can be captured, the default first
+    # The host whose predicted memory a --memory-budget is checked against (exporter.memory_budget): the
+    # device the artifact is for where its runtime's memory differs there.
+    memory_host: str
 
     @property
     def kind(self) -> ArtifactKind:

@@ -84,7 +84,7 @@ def torchao_config(fmt: QuantFormat, kind: str):
     raise EdgeAsrError(f"format {fmt.name} on a {kind} layer has no XNNPACK lowering")
 
 
-def quantise_model(model: nn.Module, plan: QuantPlan) -> None:
+def quantize_model(model: nn.Module, plan: QuantPlan) -> None:
     from torchao.quantization import FqnToConfig, quantize_
 
     mapping = OrderedDict((layer.name, torchao_config(layer.format, layer.kind)) for layer in plan.layers)
@@ -162,7 +162,7 @@ def lower_executorch(
     """
     _check_target(plan)
     model = prepare_model(bundle, plan, attention)
-    quantise_model(model, plan)
+    quantize_model(model, plan)
     programs = capture(model, bundle.n_mels, n_frames)
     data = lower(programs, constant_methods(bundle, plan, n_frames, attention))
     with atomic_path(out_path) as tmp:

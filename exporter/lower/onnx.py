@@ -313,7 +313,7 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return packed
 
 
-def _quantised(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.ndarray, int]:
+def _quantized(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.ndarray, int]:
     """(packed uint8 [rows, blocks, blob], scales float32 [rows, blocks], blocks) of a 2-D weight."""
     fmt = layer.format
     if fmt.granularity != "group" or not fmt.symmetric or fmt.scale_dtype != "float32":
@@ -335,7 +335,7 @@ def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.No
     fmt = layer.format
     if fmt.bits not in _LINEAR_BITS:
         raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
-    packed, scales, _ = _quantised(weight, layer)
+    packed, scales, _ = _quantized(weight, layer)
     n, k = weight.shape
     names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
     new = helper.make_node(
@@ -360,7 +360,7 @@ def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tup
     if weight.shape[1] % fmt.group_size:
         # Padded blocks would widen every gathered row; Whisper's widths are multiples of 32.
         raise EdgeAsrError(f"{layer.name}: width {weight.shape[1]} is not a multiple of {fmt.group_size}")
-    packed, scales, _ = _quantised(weight, layer)
+    packed, scales, _ = _quantized(weight, layer)
     rows = weight.shape[0]
     names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
     new = helper.make_node(
@@ -539,7 +539,7 @@ def lower_onnx(
     return OnnxArtifacts(out_dir, files["encoder"], files["decoder"], out_dir / TOKENIZER_FILE)
 
 
-def quantised_nodes(path: str | Path) -> list[dict]:
+def quantized_nodes(path: str | Path) -> list[dict]:
     """Per quantised node: op type, the layer/format it was lowered from, and its bits attribute."""
     proto = onnx.load(str(path))
     found = []
@@ -550,4 +550,4 @@ def quantised_nodes(path: str | Path) -> list[dict]:
     return found
 
 
-__all__ = ["OnnxArtifacts", "lower_onnx", "pack_codes", "quantised_nodes"]
+__all__ = ["OnnxArtifacts", "lower_onnx", "pack_codes", "quantized_nodes"]

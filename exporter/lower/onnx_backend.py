@@ -21,5 +21,11 @@ def lower_lora(lora_bundle, nf4_plan, folder: Path, lora_info: dict, pte_mode: s
 
 
 BACKEND = Backend(
-    format="onnx", target="onnx", description="ONNX pair (ONNX Runtime, CPU)", lower=lower, lower_lora=lower_lora
+    format="onnx",
+    target="onnx",
+    description="ONNX pair (ONNX Runtime, CPU)",
+    lower=lower,
+    lower_lora=lower_lora,
+    attentions=("explicit",),  # written out in the graph
+    memory_host="python",  # ONNX Runtime behaves the same on host and device
 )

@@ -66,15 +66,15 @@ class _LoraBranchFn(torch.autograd.Function):
 
 
 class _MarkedLoraLinear(nn.Module):
-    def __init__(self, name: str, module: LoRALinear, quantised: bool):
+    def __init__(self, name: str, module: LoRALinear, quantized: bool):
         super().__init__()
         self.layer_name = name
         self.weight, self.bias = module.weight, module.bias
         self.lora_A, self.lora_B, self.scaling = module.lora_A, module.lora_B, module.scaling
-        self.quantised = quantised
+        self.quantized = quantized
 
     def forward(self, x):
-        if self.quantised:
+        if self.quantized:
             y = base_onnx.QuantLinearFn.apply(x, self.weight, self.layer_name)
         else:
             y = F.linear(x, self.weight)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from exporter.lower.backend import Backend
+from exporter.lower.settings import ATTENTIONS
 from runtimes.contract import PTE_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 
@@ -33,5 +34,11 @@ def lower_lora(lora_bundle, nf4_plan, folder: Path, lora_info: dict, pte_mode: s
 
 
 BACKEND = Backend(
-    format="pte", target="android", description="ExecuTorch .pte (XNNPACK)", lower=lower, lower_lora=lower_lora
+    format="pte",
+    target="android",
+    description="ExecuTorch .pte (XNNPACK)",
+    lower=lower,
+    lower_lora=lower_lora,
+    attentions=ATTENTIONS,
+    memory_host="android",  # ExecuTorch's C++ Module on the phone plans an arena per method
 )

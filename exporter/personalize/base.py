@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from exporter.choices import DEFAULT_EMBEDDING
 from exporter.models import WhisperBundle
 from exporter.quant.formats import FP32, QuantFormat, int_format, nf4_format
-from exporter.quant.layers import quantisable_layers, unquantised_bytes
+from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.errors import EdgeAsrError
@@ -56,7 +56,7 @@ def nf4_plan(bundle: WhisperBundle, options: Nf4Options = Nf4Options()) -> Quant
     """Every Linear NF4, the embedding in `options.embedding`, convolutions float32."""
     options.validate()
     formats = {"linear": options.linear_format, "embedding": EMBEDDING_FORMATS[options.embedding], "conv": FP32}
-    layers = quantisable_layers(bundle.model)
+    layers = quantizable_layers(bundle.model)
     planned = []
     for layer in layers:
         fmt = formats[layer.kind]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from exporter.choices import LABEL_STYLES
 from exporter.data import Dataset, Utterance, load_dataset
 from exporter.io import staged_dir
 from exporter.models import WhisperBundle, load_whisper
@@ -36,7 +37,6 @@ from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
 
 LABEL_MODES = ("transcripts", "pseudo")
-LABEL_STYLES = ("lower", "keep", "normalized")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class PersonalizeOptions:
     lora: LoraConfig | None = None  # None: the defaults, or the pre-trained adapter's settings
     train: TrainOptions = TrainOptions()
     base: Nf4Options = Nf4Options()
-    label_style: str = "lower"  # how transcripts become training text, see label_text
+    label_style: str = LABEL_STYLES[0]  # how transcripts become training text, see label_text
 
     def validate(self) -> None:
         if self.label_style not in LABEL_STYLES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from runtimes.errors import EdgeAsrError
 
@@ -29,6 +30,24 @@ def parse_budget(text: str | int) -> int:
     if value < 1:
         raise EdgeAsrError(f"budget {text!r} is not a positive size")
     return int(value)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A byte budget, parsed once from what the user wrote: `bytes` for the arithmetic, `text` for records
+    (str() gives it back, so export.json keeps "80MB" as written)."""
+
+    bytes: int
+    text: str
+
+    @classmethod
+    def parse(cls, value: str | int | Budget) -> Budget:
+        if isinstance(value, Budget):
+            return value
+        return cls(parse_budget(value), value if isinstance(value, str) else str(value))
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def format_bytes(n: int) -> str:

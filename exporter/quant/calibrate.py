@@ -30,12 +30,12 @@ COARSE_GRID = tuple(round(0.30 + 0.05 * i, 3) for i in range(15))  # 0.30 .. 1.0
 REFINE_STEP = 0.025
 
 
-def _layer_inputs(layer: LayerPlan, inputs: list[torch.Tensor], quantise_input: bool) -> list[torch.Tensor]:
+def _layer_inputs(layer: LayerPlan, inputs: list[torch.Tensor], quantize_input: bool) -> list[torch.Tensor]:
     """Recorded inputs as the runtime sees them (per-token int8 for 8da* formats): done once per layer."""
     if layer.kind == "conv":
-        return [fake_quantize_activation_per_token(x.T).T if quantise_input else x for x in inputs]
+        return [fake_quantize_activation_per_token(x.T).T if quantize_input else x for x in inputs]
     rows = torch.cat(inputs)  # one matrix: a single matmul per candidate
-    return [fake_quantize_activation_per_token(rows) if quantise_input else rows]
+    return [fake_quantize_activation_per_token(rows) if quantize_input else rows]
 
 
 def _layer_outputs(

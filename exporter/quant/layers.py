@@ -50,7 +50,7 @@ def _category(name: str, module: nn.Module) -> tuple[str, str] | None:
     return None
 
 
-def quantisable_layers(model: nn.Module) -> list[QuantLayer]:
+def quantizable_layers(model: nn.Module) -> list[QuantLayer]:
     """Quantisable layers in module order (the order ties in sensitivity are broken by)."""
     layers = []
     for name, module in model.named_modules():

@@ -15,9 +15,9 @@ from exporter.choices import CALIBRATIONS, ORDERS, SENSITIVITY_METRICS
 from exporter.data import Dataset
 from exporter.models import WhisperBundle
 from exporter.quant.allocate import allocate, followers, layer_bytes
-from exporter.quant.budget import parse_budget
+from exporter.quant.budget import Budget
 from exporter.quant.calibrate import calibrate
-from exporter.quant.layers import quantisable_layers, unquantised_bytes
+from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.observe import Observations, observe, sensitivities
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.targets import get_target
@@ -30,12 +30,15 @@ DEFAULT_CALIB_CLIPS = 32
 @dataclass(frozen=True)
 class PlanOptions:
     target: str = "android"
-    budget: str | int = "80MB"
+    budget: Budget | str | int = "80MB"  # parsed into a Budget when the options are made
     order: str = "myqasr"
     calibration: str = "cosine"
     sensitivity_metric: str = "median"
     seed: int = 0
     activation_bits: int | None = None  # static A-bit input quantisation, sim target only
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", Budget.parse(self.budget))  # a malformed budget fails here, early
 
     def validate(self, has_calibration_data: bool) -> None:
         if self.order not in ORDERS:
@@ -82,7 +85,7 @@ def observe_user(
     chosen = select_clips(dataset, n_clips, seed)
     clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in chosen]
     languages = [u.language if bundle.special.is_multilingual else None for u in chosen]
-    layers = quantisable_layers(bundle.model)
+    layers = quantizable_layers(bundle.model)
     return UserObservations(str(dataset.source), observe(bundle, layers, clips, languages, progress))
 
 
@@ -97,8 +100,8 @@ def make_plan(
     """Allocate formats under the budget and calibrate their scales; returns the plan."""
     options.validate(user is not None)
     target = get_target(options.target)
-    budget = parse_budget(options.budget)
-    layers = quantisable_layers(bundle.model)
+    budget = options.budget.bytes
+    layers = quantizable_layers(bundle.model)
     fixed = unquantised_bytes(bundle.model, layers)
     if user is not None:
         sens = sensitivities(user.observations, options.sensitivity_metric)
