@@ -29,11 +29,15 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
     if runtime is not None and runtime not in KINDS:
         raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(KINDS)}")
     if path.is_dir():
-        for name, kind in KINDS.items():
-            if runtime in (None, name):
-                folder = kind.find(path)
-                if folder is not None:
-                    return kind, folder
+        wanted = [kind for name, kind in KINDS.items() if runtime in (None, name)]
+        # the export's first format sits at the top of its folder: it wins over a second one in a subfolder
+        for kind in wanted:
+            if (path / kind.entry_file).is_file():
+                return kind, path
+        for kind in wanted:
+            folder = kind.find(path)
+            if folder is not None:
+                return kind, folder
     wanted = KINDS[runtime].entry_file if runtime else " or ".join(k.entry_file for k in KINDS.values())
     raise EdgeAsrError(f"{path} holds no edgeasr artifact ({wanted}); give a folder written by `edgeasr export`")
 
