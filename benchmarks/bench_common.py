@@ -82,23 +82,18 @@ def is_current(folder: Path) -> bool:
 def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "eager") -> Path:
     """`folder` with the plan lowered as `edgeasr export` lays it out (model.pte or the .onnx pair, plan.json,
     tokenizer.json); reused when it is already complete."""
-    done = folder / ("model.pte" if fmt == "pte" else "decoder.onnx")
-    if done.is_file() and (folder / "plan.json").is_file() and is_current(folder):
+    from exporter.lower.registry import get_backend
+
+    backend = get_backend(fmt)
+    complete = all((folder / name).is_file() for name in (*backend.kind.files, "plan.json"))
+    if complete and is_current(folder):
         return folder
     if folder.exists():
         say(f"{folder.name}: lowered by other code than this checkout's; lowering again")
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    if fmt == "pte":
-        from exporter.lower.executorch import lower_executorch
-
-        lower_executorch(bundle, plan, staging / "model.pte", n_frames, attention)
-        shutil.copyfile(bundle.folder / "tokenizer.json", staging / "tokenizer.json")
-    else:
-        from exporter.lower.onnx import lower_onnx
-
-        lower_onnx(bundle, plan, staging, n_frames)
+    backend.lower(bundle, plan, staging, n_frames, attention)  # the export's own lowering, per format
     plan.save(staging / "plan.json")
     (staging / STAMP_FILE).write_text(lowering_stamp() + "\n")
     shutil.rmtree(folder, ignore_errors=True)

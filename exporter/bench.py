@@ -42,9 +42,7 @@ from runtimes.audio import FULL_FRAMES
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, KINDS, META_N_FRAMES, PLAN_FILE, PTE_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 
-RUNTIMES = BENCH_RUNTIMES
 BACKENDS = {"torch-fp": "eager", "torch": "eager, simulated plan", "onnx": "cpu", "executorch": "xnnpack"}
-ARTIFACT_RUNTIMES = ("onnx", "executorch")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,9 +59,9 @@ class BenchOptions:
     onnx_memory_arena: bool = True  # ONNX Runtime's CPU memory arena (its default); off: less memory
 
     def check(self) -> None:
-        unknown = [r for r in self.runtimes if r not in RUNTIMES]
+        unknown = [r for r in self.runtimes if r not in BENCH_RUNTIMES]
         if unknown:
-            raise EdgeAsrError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+            raise EdgeAsrError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(BENCH_RUNTIMES)}")
         if self.warmup < 0 or self.threads < 1:
             raise EdgeAsrError("--warmup must be >= 0 and --threads >= 1")
         if self.limit is not None and self.limit < 1:
@@ -148,11 +146,11 @@ def _executorch_target(root: Path) -> Target:
         raise EdgeAsrError(f"{root} holds no model.pte, so runtime executorch has nothing to run")
     from runtimes.executorch_runner import read_pte_info
 
-    info = read_pte_info(folder / PTE_FILE)  # a corrupt file fails here, with a clear error
+    pte = folder / PTE_FILE
+    info = read_pte_info(pte)  # a corrupt file fails here, with a clear error
     plan, n_frames, attention = info.plan, info.n_frames, info.attention
     if not (folder / TOKENIZER_FILE).is_file():
         raise EdgeAsrError(f"{folder} has {PTE_FILE} but no {TOKENIZER_FILE}")
-    pte = folder / PTE_FILE
     artifact = {
         "name": _label(folder, root, [PTE_FILE]),
         "format": "pte",
@@ -166,16 +164,17 @@ def _executorch_target(root: Path) -> Target:
 
 
 def _onnx_target(root: Path) -> Target:
-    from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
+    from runtimes.onnx_runner import plan_from_metadata, read_metadata
 
     folder = KINDS["onnx"].find(root)
     if folder is None:
         raise EdgeAsrError(f"{root} holds no encoder.onnx, so runtime onnx has nothing to run")
     files = [folder / ENCODER_FILE, folder / DECODER_FILE]
-    for path in files:
-        read_metadata(path)  # parses the protobuf: a corrupt file fails here, with a clear error
-    plan = read_plan_from_onnx(files[0])
-    n_frames = int(read_metadata(files[0]).get(META_N_FRAMES, FULL_FRAMES))
+    # each graph parsed once: a corrupt file fails here, with a clear error
+    encoder_metadata = read_metadata(files[0])
+    read_metadata(files[1])
+    plan = plan_from_metadata(encoder_metadata, files[0])
+    n_frames = int(encoder_metadata.get(META_N_FRAMES, FULL_FRAMES))
     artifact = {
         "name": _label(folder, root, [ENCODER_FILE, DECODER_FILE]),
         "format": "onnx",
@@ -397,7 +396,7 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
 
 def predicted_memory(target: Target, onnx_memory_arena: bool = True):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
-    if target.runtime not in ARTIFACT_RUNTIMES:
+    if target.runtime not in KINDS:  # the torch runtimes run a plan, not an artifact file
         return None
     from exporter.memory import estimate_artifact, model_config
 
@@ -554,4 +553,4 @@ def bench(options: BenchOptions, dataset: Dataset | None = None) -> BenchResult:
     return result
 
 
-__all__ = ["BenchOptions", "BenchResult", "RUNTIMES", "bench", "check_runtime_available", "resolve_targets"]
+__all__ = ["BenchOptions", "BenchResult", "bench", "check_runtime_available", "resolve_targets"]

@@ -13,6 +13,10 @@ from __future__ import annotations
 ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
 CALIBRATIONS = ("minmax", "cosine", "hessian")
 SENSITIVITY_METRICS = ("median", "mean", "max", "std")
+DEFAULT_ORDER = ORDERS[0]
+DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
+DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
+DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)
 # Planning ladders (exporter/quant/targets.py); "android" plans on the executorch ladder.
 PLAN_TARGETS = ("android", "executorch", "onnx", "sim", "nf4")
 

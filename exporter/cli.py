@@ -13,7 +13,11 @@ from pathlib import Path
 from exporter.choices import (
     BENCH_RUNTIMES,
     CALIBRATIONS,
+    DEFAULT_CALIB_CLIPS,
+    DEFAULT_CALIBRATION,
     DEFAULT_EMBEDDING,
+    DEFAULT_ORDER,
+    DEFAULT_SENSITIVITY,
     EMBEDDINGS,
     GROUP_KEYS,
     LABEL_STYLES,
@@ -160,7 +164,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from exporter.export import ExportOptions, export
+    from exporter.export.run import export
 
     formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
     options = ExportOptions(
@@ -353,11 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True, help="size budget: 80MB (10^6 bytes), 76MiB (2^20), or bytes")
     p.add_argument("--calib", type=Path, help="the user's unlabelled clips: folder or manifest")
     p.add_argument(
-        "--n-calib", type=int, default=_EXPORT.n_calib, help=f"calibration clips to use (default {_EXPORT.n_calib})"
+        "--n-calib",
+        type=int,
+        default=DEFAULT_CALIB_CLIPS,
+        help=f"calibration clips to use (default {DEFAULT_CALIB_CLIPS})",
     )
-    p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
-    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
-    p.add_argument("--sensitivity", default=SENSITIVITY_METRICS[0], choices=SENSITIVITY_METRICS)
+    p.add_argument("--order", default=DEFAULT_ORDER, choices=ORDERS)
+    p.add_argument("--calibration", default=DEFAULT_CALIBRATION, choices=CALIBRATIONS)
+    p.add_argument("--sensitivity", default=DEFAULT_SENSITIVITY, choices=SENSITIVITY_METRICS)
     p.add_argument("--activation-bits", type=int, choices=[8], help="sim target: static A8 inputs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the plan here")

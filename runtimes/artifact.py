@@ -1,6 +1,6 @@
 """Opening an artifact: find which kind a path holds (runtimes.contract) and build its runner.
 
-Every caller (transcribe, eval, bench, export's parity check, inspect) opens artifacts here. Nothing here
+Every caller (transcribe, the bench workers, export's parity check, inspect) opens artifacts here. Nothing here
 imports torch or the exporter: an app-side process opens an ONNX artifact with numpy and onnxruntime alone.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.contract import KINDS, PTE_FILE, ArtifactKind
+from runtimes.contract import KINDS, ArtifactKind
 from runtimes.errors import EdgeAsrError
 
 
@@ -23,9 +23,8 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
     path = Path(path)
     if path.is_file():
         for kind in KINDS.values():
-            if path.name == kind.entry_file or path.suffix == Path(kind.entry_file).suffix:
-                if runtime in (None, kind.runtime):
-                    return kind, path.parent
+            if path.suffix == Path(kind.entry_file).suffix and runtime in (None, kind.runtime):
+                return kind, path.parent
     if runtime is not None and runtime not in KINDS:
         raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(KINDS)}")
     if path.is_dir():
@@ -40,6 +39,11 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
                 return kind, folder
     wanted = KINDS[runtime].entry_file if runtime else " or ".join(k.entry_file for k in KINDS.values())
     raise EdgeAsrError(f"{path} holds no edgeasr artifact ({wanted}); give a folder written by `edgeasr export`")
+
+
+def _entry_file(path: str | Path, kind: ArtifactKind, folder: Path) -> Path:
+    """The file `locate` matched: `path` itself when a file was given, else the kind's entry file."""
+    return Path(path) if Path(path).is_file() else folder / kind.entry_file
 
 
 def open_artifact(
@@ -62,14 +66,13 @@ def open_artifact(
         raise EdgeAsrError("per-user adapter files are an ONNX feature; a .pte carries its adapter inside")
     from runtimes.executorch_runner import ExecutorchRunner
 
-    pte = Path(path) if Path(path).is_file() else folder / PTE_FILE
-    return ExecutorchRunner.open(pte, threads=threads)
+    return ExecutorchRunner.open(_entry_file(path, kind, folder), threads=threads)
 
 
 def read_plan(path: str | Path) -> tuple[Path, dict]:
     """(entry file, plan dict) stored inside the artifact at `path`, for `edgeasr inspect` and the bench."""
     kind, folder = locate(path)
-    entry = Path(path) if Path(path).is_file() else folder / kind.entry_file
+    entry = _entry_file(path, kind, folder)
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import read_plan_from_onnx
 

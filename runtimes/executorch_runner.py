@@ -80,11 +80,19 @@ def read_pte_info(path: Path) -> PteInfo:
     return PteInfo(json.loads(constant(program, PTE_PLAN)), n_frames, attention)
 
 
+_pool_threads: int | None = None  # what set_threads last sized the pool to (None: ExecuTorch's default)
+
+
 def set_threads(threads: int) -> None:
-    """Size XNNPACK's threadpool (process-wide in the Python runtime)."""
+    """Size XNNPACK's threadpool (process-wide in the Python runtime). Resetting the pool tears its threads
+    down and starts new ones, so a request for the size it already has is a no-op."""
+    global _pool_threads
+    if threads == _pool_threads:
+        return
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
     _unsafe_reset_threadpool(threads)
+    _pool_threads = threads
 
 
 class _ExecutorchDecoderSession:

@@ -70,7 +70,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def read_plan_from_onnx(path: str | Path) -> dict:
     """The plan JSON (as a dict) an edgeasr .onnx file was lowered from."""
-    metadata = read_metadata(path)
+    return plan_from_metadata(read_metadata(path), path)
+
+
+def plan_from_metadata(metadata: dict[str, str], path: str | Path) -> dict:
+    """The plan in metadata already read from `path` (see `read_metadata`)."""
     if META_PLAN not in metadata:
         raise EdgeAsrError(f"{path} carries no edgeasr plan (was it written by edgeasr?)")
     return json.loads(metadata[META_PLAN])

@@ -15,7 +15,7 @@ import numpy as np
 
 from exporter.export.options import ExportOptions
 from exporter.export.parity import check_parity
-from exporter.export.result import ArtifactResult
+from exporter.export.result import ArtifactResult, artifact_files
 from exporter.export.stages import StageTimes, describe_stages, say
 from exporter.io import write_json
 from exporter.lower.registry import get_backend
@@ -36,7 +36,7 @@ OVERHEAD_ALLOWANCE = 400_000
 MAX_ATTEMPTS = 3
 
 
-def check_reachable(bundle: WhisperBundle, fmt: str, budget: int, options: ExportOptions) -> None:
+def check_reachable(bundle: WhisperBundle, fmt: str, options: ExportOptions) -> None:
     """Refuse a budget the format's ladder cannot meet (and, with a memory budget, a memory budget no audio
     context meets), from the model's shapes alone: before any calibration clip is observed."""
     from exporter.quant.allocate import check_budget, reachable_range
@@ -46,6 +46,7 @@ def check_reachable(bundle: WhisperBundle, fmt: str, budget: int, options: Expor
     layers = quantizable_layers(bundle.model)
     target = get_target(get_backend(fmt).target)
     lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers))
+    budget = options.budget_bytes
     check_budget(budget - OVERHEAD_ALLOWANCE, lo, hi, target)
     if options.memory_budget is not None:  # weights fill the size budget, so this is the most they can be
         choose_settings(
@@ -66,7 +67,7 @@ def lower_artifact(
     folder.mkdir(parents=True, exist_ok=True)
     get_backend(fmt).lower(bundle, plan, folder, settings.n_frames, settings.attention)
     plan.save(folder / PLAN_FILE)
-    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != PLAN_FILE}
+    return artifact_files(folder)
 
 
 def export_artifact(
@@ -74,13 +75,13 @@ def export_artifact(
     bundle: WhisperBundle,
     user,
     options: ExportOptions,
-    budget: int,
     folder: Path,
     parity_clips: list[np.ndarray],
     progress: bool,
 ) -> tuple[ArtifactResult, QuantPlan]:
     started = time.perf_counter()
     stage = StageTimes()
+    budget = options.budget_bytes
     plan_budget = budget - OVERHEAD_ALLOWANCE
     for attempt in range(1, MAX_ATTEMPTS + 1):
         plan_options = PlanOptions(

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from exporter.data import load_dataset
-from exporter.export.inputs import check_output_folder, generic_calibration_set
+from exporter.export.inputs import check_output_folder, generic_calibration_set, parity_clips
 from exporter.export.options import ExportOptions
 from exporter.export.parity import check_parity
 from exporter.export.report import render_lora_report
-from exporter.export.result import ArtifactResult
+from exporter.export.result import ArtifactResult, artifact_files, artifact_folder, export_summary
 from exporter.export.stages import say
 from exporter.io import staged_dir, write_json, write_text
 from exporter.lower.registry import get_backend
@@ -34,11 +33,9 @@ from exporter.personalize.base import Nf4Options, nf4_plan
 from exporter.personalize.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_matches, load_adapter
 from exporter.personalize.run import adapted_model
 from exporter.quant.budget import format_bytes
-from exporter.quant.pipeline import select_clips
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.artifact import open_artifact
-from runtimes.audio import load_audio
 from runtimes.contract import PLAN_FILE, REPORT_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
@@ -51,8 +48,7 @@ def lower_lora_artifact(
     folder.mkdir(parents=True, exist_ok=True)
     stored = get_backend(fmt).lower_lora(lora_bundle, plan, folder, lora_info, pte_mode)
     stored.save(folder / PLAN_FILE)
-    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != PLAN_FILE}
-    return stored, files
+    return stored, artifact_files(folder)
 
 
 def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict:
@@ -69,8 +65,7 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
     lora_bundle = adapted_model(fp, info.lora, 0, state, str(options.lora))
     reference = TorchRunner(simulate(lora_bundle, plan))
     clips_set = load_dataset(options.calib) if options.calib else generic_calibration_set()
-    parity_set = select_clips(clips_set, options.parity_clips, options.seed + 1)
-    parity_clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in parity_set]
+    clips = parity_clips(clips_set, options.parity_clips, options.seed)
     lora_info = {
         "adapter": str(options.lora),
         "model_id": info.model_id,
@@ -81,7 +76,7 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
     with staged_dir(out_dir) as staging:
         results = []
         for index, fmt in enumerate(formats):
-            folder = staging if index == 0 else staging / fmt
+            folder, label = artifact_folder(staging, index, fmt)
             t0 = time.perf_counter()
             say(f"{fmt}: lowering NF4 + LoRA" + (f" (mode {options.lora_pte_mode})" if fmt == "pte" else ""))
             stored, files = lower_lora_artifact(fmt, lora_bundle, plan, folder, lora_info, options.lora_pte_mode)
@@ -92,11 +87,11 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
                     f"{format_bytes(budget)}; the base is fixed by the adapter, so raise the budget"
                     + (" or use --lora-pte-mode branch-int4" if fmt == "pte" else "")
                 )
-            say(f"{fmt}: parity check on {len(parity_clips)} clips")
-            parity = check_parity(open_artifact(folder), reference, parity_clips, options)
+            say(f"{fmt}: parity check on {len(clips)} clips")
+            parity = check_parity(open_artifact(folder), reference, clips, options)
             result = ArtifactResult(
                 fmt,
-                "." if index == 0 else fmt,
+                label,
                 files,
                 stored.total_bytes,
                 1,
@@ -107,19 +102,9 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
         for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):  # the training record travels with the artifact
             shutil.copyfile(Path(options.lora) / name, staging / name)
         seconds = time.perf_counter() - started
-        summary = {
-            "schema_version": 1,
-            "model": options.model,
-            "target": options.target,
-            "budget_bytes": budget,
-            "personalised": True,
-            "lora": lora_info,
-            "lora_pte_mode": options.lora_pte_mode,
-            "options": options.to_dict(),
-            "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
-            "seconds": round(seconds, 1),
-        }
+        details = {"lora": lora_info, "lora_pte_mode": options.lora_pte_mode}
+        summary = export_summary(options, True, details, results, seconds)
         write_json(staging / SUMMARY_FILE, summary)
-        write_text(staging / REPORT_FILE, render_lora_report(options, budget, info, results, seconds))
+        write_text(staging / REPORT_FILE, render_lora_report(options, info, results, seconds))
     say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
     return summary

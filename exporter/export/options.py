@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from exporter.choices import DEFAULT_CALIB_CLIPS, DEFAULT_CALIBRATION, DEFAULT_ORDER
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
 from exporter.quant.budget import Budget
@@ -17,9 +18,9 @@ class ExportOptions:
     budget: Budget | str | int = "80MB"  # parsed into a Budget when the options are made
     formats: tuple[str, ...] = ()
     calib: Path | None = None
-    n_calib: int = 32
-    order: str = "myqasr"
-    calibration: str = "cosine"
+    n_calib: int = DEFAULT_CALIB_CLIPS
+    order: str = DEFAULT_ORDER
+    calibration: str = DEFAULT_CALIBRATION
     seed: int = 0
     parity_clips: int = 4
     # Parity tolerances. Each XNNPACK layer equals the simulation to float round-off, but the runtimes sum

@@ -13,16 +13,15 @@ from exporter.quant.plan import QuantPlan
 
 def render_report(
     options: ExportOptions,
-    budget: int,
     personalised: bool,
-    calib_source: str,
     results: list[tuple[ArtifactResult, QuantPlan]],
     seconds: float,
     stages: StageTimes | None = None,
 ) -> str:
+    budget = options.budget_bytes
     lines = [f"# edgeasr export: {options.model} for {options.target}", ""]
     if personalised:
-        lines.append(f"Personalised: calibrated on the user's clips from `{calib_source}`.")
+        lines.append(f"Personalised: calibrated on the user's clips from `{options.calib}`.")
     else:
         lines.append(
             "**Not personalised**: no --calib was given, so scales were calibrated on the generic "
@@ -77,8 +76,9 @@ def memory_report(memory: dict) -> list[str]:
 
 
 def render_lora_report(
-    options: ExportOptions, budget: int, info, results: list[tuple[ArtifactResult, QuantPlan]], seconds: float
+    options: ExportOptions, info, results: list[tuple[ArtifactResult, QuantPlan]], seconds: float
 ) -> str:
+    budget = options.budget_bytes
     lines = [
         f"# edgeasr export: {options.model} NF4 + LoRA for {options.target}",
         "",

@@ -1,10 +1,12 @@
-"""What one lowered artifact of an export came to (a row of export.json)."""
+"""What an export's artifacts came to: where each sits in the output folder, and export.json."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from exporter.lower.backend import Backend
+from runtimes.contract import PLAN_FILE
 
 
 @dataclass
@@ -23,3 +25,30 @@ class ArtifactResult:
     @property
     def artifact_bytes(self) -> int:
         return Backend.budget_bytes(self.files)
+
+
+def artifact_files(folder: Path) -> dict[str, int]:
+    """Bytes of each file an artifact folder holds (its subfolders and plan.json, a copy of what the
+    artifact carries inside, not counted)."""
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != PLAN_FILE}
+
+
+def artifact_folder(staging: Path, index: int, fmt: str) -> tuple[Path, str]:
+    """(folder, its name in export.json) of the export's `index`-th format: the first format's files sit at
+    the top of the output folder, any other in a subfolder named after its format (runtimes.contract)."""
+    return (staging, ".") if index == 0 else (staging / fmt, fmt)
+
+
+def export_summary(options, personalised: bool, details: dict, results: list, seconds: float) -> dict:
+    """export.json's fields shared by both kinds of export; `details` follow `personalised`."""
+    return {
+        "schema_version": 1,
+        "model": options.model,
+        "target": options.target,
+        "budget_bytes": options.budget_bytes,
+        "personalised": personalised,
+        **details,
+        "options": options.to_dict(),
+        "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
+        "seconds": round(seconds, 1),
+    }

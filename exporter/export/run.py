@@ -17,20 +17,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from exporter.data import load_dataset
 from exporter.export.budgeted import check_reachable, export_artifact
 from exporter.export.bundle import bundle_artifacts, check_bundle_folder
-from exporter.export.inputs import check_output_folder, generic_calibration_set
+from exporter.export.inputs import check_output_folder, generic_calibration_set, parity_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
+from exporter.export.result import artifact_folder, export_summary
 from exporter.export.stages import StageTimes, say
 from exporter.io import staged_dir, write_json, write_text
 from exporter.models import load_whisper
-from exporter.quant.pipeline import observe_user, select_clips
-from runtimes.audio import load_audio
+from exporter.quant.pipeline import observe_user
 from runtimes.contract import REPORT_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
 
@@ -69,7 +68,6 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
                 f"export makes only {', '.join(formats)}; add --formats pte"
             )
         check_bundle_folder(bundle_dir)
-    budget = options.budget_bytes
     calib = load_dataset(options.calib) if options.calib else None
     started = time.perf_counter()
     out_dir = check_output_folder(out_dir)
@@ -78,7 +76,7 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     with stage("load"):
         bundle = load_whisper(options.model)
     for fmt in formats:  # an impossible budget is reported before any expensive stage
-        check_reachable(bundle, fmt, budget, options)
+        check_reachable(bundle, fmt, options)
     personalised = calib is not None
     clips_set = calib if calib is not None else generic_calibration_set()
     say(
@@ -87,34 +85,23 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     )
     with stage("observe"):
         user = observe_user(bundle, clips_set, options.n_calib, options.seed, progress)
-    parity_set = select_clips(clips_set, options.parity_clips, options.seed + 1)
-    parity_clips = [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in parity_set]
+    clips = parity_clips(clips_set, options.parity_clips, options.seed)
 
     with staged_dir(out_dir) as staging:
         results = []
         for index, fmt in enumerate(formats):
-            # the first format's files sit at the top of the output folder, any other in a subfolder
-            folder = staging if index == 0 else staging / fmt
-            results.append(export_artifact(fmt, bundle, user, options, budget, folder, parity_clips, progress))
-            results[-1][0].folder = "." if index == 0 else fmt
+            folder, label = artifact_folder(staging, index, fmt)
+            results.append(export_artifact(fmt, bundle, user, options, folder, clips, progress))
+            results[-1][0].folder = label
         seconds = time.perf_counter() - started
-        summary = {
-            "schema_version": 1,
-            "model": options.model,
-            "target": options.target,
-            "budget_bytes": budget,
-            "personalised": personalised,
-            "calibration_source": str(options.calib) if calib else "generic",
-            "options": options.to_dict(),
-            "artifacts": [{**asdict(r), "artifact_bytes": r.artifact_bytes} for r, _ in results],
-            "seconds": round(seconds, 1),
-            "stages": stage.seconds,  # shared stages; each artifact lists its own
-            "stage_peak_rss_mb": stage.peak_rss_mb,
-        }
+        source = {"calibration_source": str(options.calib) if calib else "generic"}
+        summary = export_summary(options, personalised, source, results, seconds)
+        summary["stages"] = stage.seconds  # shared stages; each artifact lists its own
+        summary["stage_peak_rss_mb"] = stage.peak_rss_mb
         write_json(staging / SUMMARY_FILE, summary)
         write_text(
             staging / REPORT_FILE,
-            render_report(options, budget, personalised, str(options.calib), results, seconds, stage),
+            render_report(options, personalised, results, seconds, stage),
         )
     say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
     if bundle_dir is not None:

@@ -331,16 +331,14 @@ def _doc(layer: LayerPlan) -> str:
     return json.dumps({"layer": layer.name, "format": layer.format.to_dict(), "clip": layer.clip}, sort_keys=True)
 
 
-def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
+def _matmul_nbits_node(node, layer: LayerPlan, codes: str, scales: str, n: int, k: int) -> onnx.NodeProto:
+    """MatMulNBits for `layer` in place of the marker `node`, reading its packed codes and scales by name."""
     fmt = layer.format
     if fmt.bits not in _LINEAR_BITS:
         raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
-    packed, scales, _ = _quantized(weight, layer)
-    n, k = weight.shape
-    names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
-    new = helper.make_node(
+    return helper.make_node(
         "MatMulNBits",
-        [node.input[0], *names],
+        [node.input[0], codes, scales],
         list(node.output),
         name=f"{layer.name}/MatMulNBits",
         domain=MS_DOMAIN,
@@ -350,6 +348,13 @@ def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.No
         block_size=fmt.group_size,
         doc_string=_doc(layer),
     )
+
+
+def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
+    n, k = weight.shape
+    names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
+    new = _matmul_nbits_node(node, layer, *names, n, k)
+    packed, scales, _ = _quantized(weight, layer)
     return new, [numpy_helper.from_array(packed, names[0]), numpy_helper.from_array(scales.reshape(-1), names[1])]
 
 
@@ -391,8 +396,6 @@ def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[
             f"{layer.name} is tied to {leader.name} but the plan gives them different formats "
             f"or clips ({fmt.name} x{layer.clip} vs {lead.name} x{leader.clip}); re-make the plan"
         )
-    if fmt.bits not in _LINEAR_BITS:
-        raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
     n, k = layer.shape
     blocks = k // fmt.group_size
     shapes = {
@@ -413,18 +416,7 @@ def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[
             [s_name],
             name=f"{layer.name}/tied_scales",
         ),
-        helper.make_node(
-            "MatMulNBits",
-            [node.input[0], b_name, s_name],
-            list(node.output),
-            name=f"{layer.name}/MatMulNBits",
-            domain=MS_DOMAIN,
-            K=k,
-            N=n,
-            bits=fmt.bits,
-            block_size=fmt.group_size,
-            doc_string=_doc(layer),
-        ),
+        _matmul_nbits_node(node, layer, b_name, s_name, n, k),
     ]
     return nodes, [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in shapes.items()]
 

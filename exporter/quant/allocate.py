@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from exporter.choices import ORDERS
+from exporter.choices import DEFAULT_ORDER, ORDERS
 from exporter.quant.budget import format_bytes
 from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.targets import Target
@@ -122,7 +122,7 @@ def allocate(
     sensitivity: dict[str, float],
     target: Target,
     budget: int,
-    order: str = "myqasr",
+    order: str = DEFAULT_ORDER,
     seed: int = 0,
     fixed_bytes: int = 0,
 ) -> Allocation:

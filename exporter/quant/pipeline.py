@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from exporter.choices import CALIBRATIONS, ORDERS, SENSITIVITY_METRICS
+from exporter.choices import (
+    CALIBRATIONS,
+    DEFAULT_CALIB_CLIPS,
+    DEFAULT_CALIBRATION,
+    DEFAULT_ORDER,
+    DEFAULT_SENSITIVITY,
+    ORDERS,
+    SENSITIVITY_METRICS,
+)
 from exporter.data import Dataset
 from exporter.models import WhisperBundle
 from exporter.quant.allocate import allocate, followers, layer_bytes
@@ -24,16 +32,14 @@ from exporter.quant.targets import get_target
 from runtimes.audio import load_audio
 from runtimes.errors import EdgeAsrError
 
-DEFAULT_CALIB_CLIPS = 32
-
 
 @dataclass(frozen=True)
 class PlanOptions:
     target: str = "android"
     budget: Budget | str | int = "80MB"  # parsed into a Budget when the options are made
-    order: str = "myqasr"
-    calibration: str = "cosine"
-    sensitivity_metric: str = "median"
+    order: str = DEFAULT_ORDER
+    calibration: str = DEFAULT_CALIBRATION
+    sensitivity_metric: str = DEFAULT_SENSITIVITY
     seed: int = 0
     activation_bits: int | None = None  # static A-bit input quantisation, sim target only
 
