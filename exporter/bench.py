@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import numpy as np
 from exporter.bench_schema import SCHEMA_VERSION
 from exporter.bench_worker import RUNTIME_IMPORTS
 from exporter.choices import BENCH_RUNTIMES
-from exporter.data import Dataset, load_dataset
+from exporter.data import Dataset, check_audio, load_dataset
 from exporter.scoring import aggregate, count_errors
 from runtimes.artifact import artifact_runtimes
 from runtimes.audio import FULL_FRAMES
@@ -44,6 +45,10 @@ from runtimes.errors import EdgeAsrError
 
 BACKENDS = {"torch-fp": "eager", "torch": "eager, simulated plan", "onnx": "cpu", "executorch": "xnnpack"}
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+WORKER_BASE_SECONDS = 300.0  # start-up: imports and loading the artifact
+WORKER_SECONDS_PER_CLIP = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,14 @@ class BenchOptions:
     warmup: int = 1
     threads: int = 1
     onnx_memory_arena: bool = True  # ONNX Runtime's CPU memory arena (its default); off: less memory
+    # A worker that hangs (a deadlocked runtime, a swapping machine) is killed after this many seconds
+    # (None: WORKER_BASE_SECONDS plus WORKER_SECONDS_PER_CLIP for each clip, generous on a loaded phone-class CPU).
+    worker_timeout: float | None = None
+
+    def worker_limit(self, n_clips: int) -> float:
+        if self.worker_timeout is not None:
+            return self.worker_timeout
+        return WORKER_BASE_SECONDS + WORKER_SECONDS_PER_CLIP * (n_clips + self.warmup)
 
     def check(self) -> None:
         unknown = [r for r in self.runtimes if r not in BENCH_RUNTIMES]
@@ -66,6 +79,8 @@ class BenchOptions:
             raise EdgeAsrError("--warmup must be >= 0 and --threads >= 1")
         if self.limit is not None and self.limit < 1:
             raise EdgeAsrError("--limit must be at least 1")
+        if self.worker_timeout is not None and not self.worker_timeout > 0:
+            raise EdgeAsrError(f"--worker-timeout must be a positive number of seconds, not {self.worker_timeout}")
 
 
 @dataclass
@@ -299,13 +314,33 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
             stderr=subprocess.PIPE,
             text=True,
         )
+        limit = options.worker_limit(len(clips))
+        timed_out = threading.Event()
+
+        def stop() -> None:  # the read loop below blocks until the worker's stderr closes: kill it from here
+            timed_out.set()
+            proc.kill()
+
+        watchdog = threading.Timer(limit, stop)
+        watchdog.start()
         tail: deque[str] = deque(maxlen=5)
-        for line in proc.stderr:  # the worker's progress lines are shown; runtime chatter only on failure
-            if line.startswith("[bench]"):
-                print(line, end="", file=sys.stderr, flush=True)
-            else:
-                tail.append(line.rstrip())
-        proc.wait()
+        try:
+            for line in proc.stderr:  # the worker's progress lines are shown; runtime chatter only on failure
+                if line.startswith("[bench]"):
+                    print(line, end="", file=sys.stderr, flush=True)
+                else:
+                    tail.append(line.rstrip())
+            proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:  # interrupted (Ctrl-C): the worker goes too
+                proc.kill()
+                proc.wait()
+        if timed_out.is_set():
+            raise EdgeAsrError(
+                f"the measured {target.runtime} process ran over its time limit of {limit:g} s on "
+                f"{len(clips)} clips and was stopped; raise --worker-timeout or use fewer clips (--limit)"
+            )
         if not result_path.is_file():
             raise EdgeAsrError(
                 f"the measured {target.runtime} process died (exit {proc.returncode}) "
@@ -514,6 +549,7 @@ def _check_dataset(dataset: Dataset, group_by: str | None) -> None:
     ids = [u.utt_id for u in dataset]
     if len(set(ids)) != len(ids):
         raise EdgeAsrError(f"{dataset.source}: utterance ids are not unique; give each clip its own utt_id")
+    check_audio(dataset)  # a corrupt clip is named here, not as a worker's failure minutes in
 
 
 def _data_notes(dataset: Dataset) -> list[str]:

@@ -13,6 +13,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from exporter.io import read_json
 from runtimes.errors import EdgeAsrError
 
 SCHEMA_VERSION = 1
@@ -152,13 +153,7 @@ def validate_results(data, source: str = "results") -> None:
 
 def load_results(path: Path) -> dict:
     """A results file, validated."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise EdgeAsrError(f"results file not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise EdgeAsrError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from exc
+    data = read_json(path, "an edgeasr bench results file", "write one with `edgeasr bench --json`")
     validate_results(data, str(path))
     return data
 

@@ -1,12 +1,14 @@
 """The `edgeasr` command line.
 
-Every subcommand is a small function over the library. `EdgeAsrError` becomes a one-line message on stderr
-and exit status 2; anything else is a bug and keeps its traceback.
+Every subcommand is a small function over the library. A bad input is one line on stderr and exit status 2:
+an `EdgeAsrError` from the library, an argument argparse refuses, or a file-system failure no stage caught
+(`--debug` shows the traceback of these). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -28,11 +30,47 @@ from exporter.choices import (
     TASKS,
 )
 from exporter.export.options import ExportOptions
+from exporter.io import check_output_file
 from exporter.logs import quiet_libraries
 from exporter.lower.registry import EXPORT_TARGETS, FORMATS
 from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION, DEFAULT_PTE_MODE, PTE_MODES
 
 _EXPORT = ExportOptions()  # the defaults `edgeasr export` shows
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its refusals on one line (usage is one `--help` away) like every other error."""
+
+    def error(self, message: str):
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' is written --option=VALUE)"
+        self.exit(2, f"edgeasr: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(text: str, kind, lowest: float, strict: bool, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value) or value < lowest or (strict and value == lowest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, 0, True, "a whole number >= 1")
+
+
+def _count(text: str) -> int:
+    return _number(text, int, 0, False, "a whole number >= 0")
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, 0.0, True, "a finite number > 0")
+
+
+def _fraction(text: str) -> float:
+    return _number(text, float, 0.0, False, "a finite number >= 0")
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
@@ -67,25 +105,28 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    check_output_file(args.json, "--json")
     if args.compare:
         return _compare(args)
     if args.data is None:
         raise_usage("eval needs --data (or --compare A.json B.json)")
-    from exporter.data import load_dataset
+    from exporter.data import check_audio, load_dataset
 
     dataset = load_dataset(args.data).filter(split=args.split).head(args.limit)
     plan = _load_plan(args.plan)
+    check_audio(dataset)  # every clip decodes at its stated rate before the model loads
     from exporter.evaluate import evaluate, format_table
     from exporter.io import write_json
     from exporter.models import load_whisper
     from runtimes.torch_runner import TorchRunner
 
+    if plan is not None:
+        _check_plan_model(plan, args.model)  # before the model loads
     bundle = load_whisper(args.model)
     model_id = args.model
     if plan is not None:
         from exporter.quant.simulate import simulate
 
-        _check_plan_model(plan, args.model)
         bundle = simulate(bundle, plan)
         model_id = bundle.model_id
     result = evaluate(
@@ -134,6 +175,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from exporter.data import load_dataset
+
+    check_output_file(args.json, "--json")
     from exporter.quant.pipeline import PlanOptions
 
     options = PlanOptions(
@@ -147,11 +190,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     )
     calib = load_dataset(args.calib) if args.calib else None
     options.validate(calib is not None)
+    if calib is not None:  # every clip the plan observes is decoded before the model loads
+        from exporter.data import check_audio
+        from exporter.quant.pipeline import select_clips
+
+        check_audio(select_clips(calib, args.n_calib, args.seed))
     from exporter.models import load_whisper
-    from exporter.quant.pipeline import make_plan, observe_user
+    from exporter.quant.pipeline import check_plan_budget, make_plan, observe_user
     from exporter.quant.plan import format_plan_table
 
     bundle = load_whisper(args.model)
+    check_plan_budget(bundle, options)  # an impossible budget is refused before any clip is observed
     user = observe_user(bundle, calib, args.n_calib, args.seed, progress=not args.no_progress) if calib else None
     plan = make_plan(bundle, user, options, progress=not args.no_progress)
     print(format_plan_table(plan, max_rows=None if args.all_layers else 20))
@@ -212,6 +261,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from exporter.bench_schema import load_results, validate_results
     from exporter.io import write_json, write_text
 
+    for option, path in (("--json", args.json), ("--md", args.md), ("--plot", args.plot)):
+        check_output_file(path, option)
     options = BenchOptions(
         artifact=args.artifact,
         data=args.data,
@@ -221,6 +272,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         limit=args.limit,
         warmup=args.warmup,
         threads=args.threads,
+        worker_timeout=args.worker_timeout,
     )
     previous = load_results(args.json) if args.append and args.json.exists() else None
     result = bench(options)
@@ -313,7 +365,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeasr", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="edgeasr", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of input errors too (for reporting a problem)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("transcribe", help="transcribe audio clips with a full-precision model")
@@ -330,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", type=Path, help="simulate this quantisation plan (from `edgeasr plan`)")
     p.add_argument("--group-by", choices=GROUP_KEYS)
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
-    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--limit", type=_positive_int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="write the full result (per clip and per group) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -347,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["group"],
         help="for --compare: resample whole groups (use with results grouped by speaker)",
     )
-    p.add_argument("--resamples", type=int, default=2000, help="for --compare (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="for --compare (default 0)")
+    p.add_argument("--resamples", type=_positive_int, default=2000, help="for --compare (default 2000)")
+    p.add_argument("--seed", type=_count, default=0, help="for --compare (default 0)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("plan", help="personalised mixed-precision plan (myQASR) under a byte budget")
@@ -358,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=Path, help="the user's unlabelled clips: folder or manifest")
     p.add_argument(
         "--n-calib",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_CALIB_CLIPS,
         help=f"calibration clips to use (default {DEFAULT_CALIB_CLIPS})",
     )
@@ -366,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", default=DEFAULT_CALIBRATION, choices=CALIBRATIONS)
     p.add_argument("--sensitivity", default=DEFAULT_SENSITIVITY, choices=SENSITIVITY_METRICS)
     p.add_argument("--activation-bits", type=int, choices=[8], help="sim target: static A8 inputs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_count, default=0)
     p.add_argument("--json", type=Path, help="write the plan here")
     p.add_argument("--all-layers", action="store_true", help="print every layer, not the first 20")
     p.add_argument("--no-progress", action="store_true")
@@ -393,10 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="after a successful export, also copy model.pte, tokenizer.json and plan.json here "
         "(e.g. android_demo/app/src/main/assets/) for the Android app",
     )
-    p.add_argument("--n-calib", type=int, default=_EXPORT.n_calib)
+    p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
     p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_count, default=0)
     p.add_argument(
         "--memory-budget",
         help="runtime RAM budget for the predicted peak (weights + activations + "
@@ -405,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-audio-seconds",
-        type=float,
+        type=_positive_float,
         help="audio context of the encoder (default 30 s): shorter means far smaller attention maps; "
         "longer clips are transcribed in windows of this length",
     )
@@ -442,9 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="folder of audio, or .jsonl/.csv manifest")
     p.add_argument("--group-by", choices=GROUP_KEYS)
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
-    p.add_argument("--limit", type=int, help="only the first N utterances")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs of the first clip before timing (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="compute threads per runtime (default 1)")
+    p.add_argument("--limit", type=_positive_int, help="only the first N utterances")
+    p.add_argument("--warmup", type=_count, default=1, help="untimed runs of the first clip before timing (default 1)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="compute threads per runtime (default 1)")
+    p.add_argument(
+        "--worker-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop a runtime's process that runs longer than this (default: 300 s + 60 s per clip)",
+    )
     p.add_argument(
         "--json", type=Path, required=True, help="results file (schema: exporter/schemas/bench_result.schema.json)"
     )
@@ -473,25 +534,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speaker", help="only clips of this speaker (manifest column)")
     p.add_argument("--split", help="only clips of this split (manifest column)")
-    p.add_argument("--n-clips", type=int, help="use the first N clips (default: all)")
+    p.add_argument("--n-clips", type=_positive_int, help="use the first N clips (default: all)")
     p.add_argument(
         "--pretrained-lora",
         type=Path,
         help="start from this adapter folder (e.g. multi-speaker pre-training); its LoRA settings are used",
     )
-    p.add_argument("--rank", type=int, help="LoRA rank (default 8)")
-    p.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
-    p.add_argument("--dropout", type=float, help="LoRA dropout (default 0.05)")
+    p.add_argument("--rank", type=_positive_int, help="LoRA rank (default 8)")
+    p.add_argument("--alpha", type=_positive_float, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--dropout", type=_fraction, help="LoRA dropout (default 0.05)")
     p.add_argument("--targets", help="comma list of q,k,v,out,fc1,fc2 (default q,v)")
     p.add_argument("--scope", help="comma list of encoder,decoder (default decoder: self- and cross-attention)")
-    p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--block-size", type=int, default=64, help="NF4 block size (default 64)")
+    p.add_argument("--steps", type=_positive_int, default=30, help="optimiser steps (default 30)")
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")
+    p.add_argument("--seed", type=_count, default=0)
+    p.add_argument("--block-size", type=_positive_int, default=64, help="NF4 block size (default 64)")
     p.add_argument(
         "--double-quant",
-        type=int,
+        type=_positive_int,
         metavar="BLOCKS",
         help="store NF4 block scales as uint8 in chunks of BLOCKS blocks (e.g. 256)",
     )
@@ -519,7 +580,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EdgeAsrError as exc:
+        if args.debug:
+            raise
         print(f"edgeasr: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system failed somewhere no stage expected it: still the user's to fix
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"edgeasr: error: file system error{where}: {exc.strerror or exc}; check the path, its "
+            "permissions and free space (--debug shows where it happened)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("edgeasr: interrupted", file=sys.stderr)

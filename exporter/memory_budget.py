@@ -21,6 +21,7 @@ artifact itself (its memory plan / graph) and fails if that is over the budget.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from exporter.lower.registry import get_backend
@@ -51,7 +52,7 @@ class MemorySettings:
 
 def frames_for_seconds(seconds: float) -> int:
     """Encoder frames for an audio context of `seconds` (even, at most 3000)."""
-    frames = int(round(seconds * FRAMES_PER_SECOND / 2)) * 2
+    frames = int(round(seconds * FRAMES_PER_SECOND / 2)) * 2 if math.isfinite(seconds) else 0
     if not 2 <= frames <= FULL_FRAMES:
         raise EdgeAsrError(f"--max-audio-seconds {seconds:g} is outside (0, 30]: Whisper's window is 30 s")
     return frames

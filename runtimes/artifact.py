@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runtimes.contract import KINDS, ArtifactKind
 from runtimes.errors import EdgeAsrError
+from runtimes.integrity import verify_checksums
 
 
 def artifact_runtimes(root: str | Path) -> tuple[str, ...]:
@@ -55,9 +56,11 @@ def open_artifact(
 ):
     """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
 
-    `adapters`: a folder of per-user LoRA adapter files for an NF4 + LoRA ONNX artifact.
+    `adapters`: a folder of per-user LoRA adapter files for an NF4 + LoRA ONNX artifact. The folder's files
+    are checked against the checksums its export recorded (runtimes.integrity) before anything is loaded.
     """
     kind, folder = locate(path, runtime)
+    verify_checksums(folder)
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 

@@ -26,6 +26,7 @@ SUMMARY_FILE = "export.json"  # what `edgeasr export` did, per artifact
 REPORT_FILE = "report.md"
 ENCODER_ADAPTER_FILE = "encoder.onnx_adapter"  # one user's LoRA parameters for an NF4 + LoRA ONNX pair
 DECODER_ADAPTER_FILE = "decoder.onnx_adapter"
+CHECKSUM_FILE = "checksums.json"  # sha256 of each file the export wrote in the folder (runtimes.integrity)
 
 # ONNX metadata_props keys (on both graphs of the pair).
 META_PLAN = "edgeasr.plan"

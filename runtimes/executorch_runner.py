@@ -6,6 +6,8 @@ way the Android app reads them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +44,17 @@ def executorch_runtime():
 def load_program(path: Path):
     if not path.is_file():
         raise EdgeAsrError(f"ExecuTorch program not found: {path}")
+    runtime = executorch_runtime()
+    log = io.StringIO()  # the runtime's own log of why it refused: folded into the one-line error
     try:
-        return executorch_runtime().load_program(str(path))
-    except EdgeAsrError:
-        raise
+        with contextlib.redirect_stderr(log):
+            return runtime.load_program(str(path))
     except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
-        raise EdgeAsrError(f"cannot load ExecuTorch program {path}: {exc} (corrupt or not a .pte?)") from exc
+        said = "; ".join(line.split("] ", 1)[-1] for line in log.getvalue().splitlines() if line.strip())
+        raise EdgeAsrError(
+            f"cannot load ExecuTorch program {path}: {exc}{f' ({said})' if said else ''}; the file is "
+            "damaged or not a .pte: copy it again or re-export"
+        ) from exc
 
 
 def constant(program, name: str):

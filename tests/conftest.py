@@ -55,6 +55,67 @@ def base():
     return _load("base")
 
 
+# The main job on tiny.en: personalised on real clips (english_misc, unlabelled use), both formats, in budget.
+# tests/test_export.py runs the same export through the console command in a second process and compares.
+TINY_EXPORT_ARGS = (
+    "--model", "tiny.en", "--target", "android", "--budget", "45MB", "--formats", "pte,onnx",
+    "--n-calib", "4", "--calibration", "minmax",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_en, shared_data):
+    """(folder, summary) of `edgeasr export TINY_EXPORT_ARGS --calib english_misc` made once, in-process.
+    Read-only for tests: copy what you want to damage."""
+    from exporter.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("export") / "tiny-45MB"
+    summary = export(
+        ExportOptions(
+            model="tiny.en",
+            target="android",
+            budget="45MB",
+            formats=("pte", "onnx"),
+            calib=shared_data / "english_misc" / "manifest.jsonl",
+            n_calib=4,
+            calibration="minmax",
+        ),
+        out,
+        progress=False,
+    )
+    return out, summary
+
+
+SHARED_MODELS = ("tiny_en", "base")
+
+
+def model_fingerprint(bundle) -> tuple:
+    """What a test could change in a shared model: its module tree, every tensor's identity, values (their
+    sum), grad flag, and the train/eval mode. Cheap enough (tens of ms) to take around every test."""
+    import torch
+
+    model = bundle.model
+    with torch.no_grad():
+        tensors = tuple(
+            (name, t.data_ptr(), tuple(t.shape), str(t.dtype), t.requires_grad, float(t.double().sum()))
+            for name, t in [*model.named_parameters(), *model.named_buffers()]
+        )
+    modules = tuple((name, type(m).__name__, m.training) for name, m in model.named_modules())
+    return bundle.model_id, id(model), modules, tensors
+
+
+@pytest.fixture(autouse=True)
+def shared_models_unchanged(request):
+    """Fail the test that mutates a session-scoped model (e.g. injecting LoRA or flipping grad flags in place):
+    later tests would silently run on a different model, and their results would depend on test order."""
+    names = [n for n in SHARED_MODELS if n in request.fixturenames]
+    before = {n: model_fingerprint(request.getfixturevalue(n)) for n in names}
+    yield
+    for name in names:
+        if model_fingerprint(request.getfixturevalue(name)) != before[name]:
+            pytest.fail(f"this test changed the shared {name} model; work on a copy (copy.deepcopy) instead")
+
+
 @pytest.fixture()
 def run_cli(capsys):
     """Run `edgeasr ARGS...` in-process; returns (exit status, stdout, stderr)."""
@@ -66,6 +127,18 @@ def run_cli(capsys):
         return status, out.out, out.err
 
     return run
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI every requirement is installed and the data is present, so a skip means something is
+    missing that should not be: it fails, with the skip's reason, instead of passing unnoticed."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where nothing may be missing: {reason}"
 
 
 sys.path.insert(0, str(ROOT))

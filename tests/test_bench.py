@@ -7,6 +7,7 @@ import copy
 import json
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -227,3 +228,20 @@ def test_markdown_renders_appended_phone_records():
     text = format_markdown({"schema_version": 1, "records": [host, _record(), phone_wer]})
     assert "| executorch | executorch-android |" in text
     assert "25.0 (n=20)" in text and "301.0" in text
+
+
+def test_a_hung_worker_is_stopped_at_its_time_limit(tiny_export, shared_data):
+    """A runtime process that runs past --worker-timeout is killed and reported, not waited on forever
+    (here the limit is shorter than the worker's imports, so it cannot finish)."""
+    from exporter.bench import BenchOptions, Target, run_worker
+
+    folder, _ = tiny_export
+    plan = json.loads((folder / "plan.json").read_text())
+    target = Target("executorch", folder, plan, {}, plan["model_id"])
+    clip = shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav"
+    clips = [{"utt_id": "a", "audio_path": str(clip), "sample_rate": 16000, "language": None}]
+    options = BenchOptions(artifact=folder, data=clip, worker_timeout=0.5)
+    started = time.perf_counter()
+    with pytest.raises(EdgeAsrError, match="ran over its time limit of 0.5 s on 1 clips"):
+        run_worker(target, clips, options)
+    assert time.perf_counter() - started < 30

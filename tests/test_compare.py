@@ -22,9 +22,7 @@ N_CLIPS = 120  # enough clips, from several speakers, for a clear verdict; still
 
 @pytest.fixture(scope="module")
 def an4_rows(shared_data: Path) -> list[dict]:
-    manifest = shared_data / "an4" / "manifest.jsonl"
-    if not manifest.exists():
-        pytest.skip(f"AN4 manifest not found at {manifest}")
+    manifest = shared_data / "an4" / "manifest.jsonl"  # shared_data fails in CI when the data is missing
     with manifest.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return rows[:N_CLIPS]

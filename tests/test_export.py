@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,22 +15,8 @@ from runtimes.errors import EdgeAsrError
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_en):
-    out = tmp_path_factory.mktemp("export") / "tiny-45MB"
-    summary = export(
-        ExportOptions(
-            model="tiny.en",
-            target="android",
-            budget="45MB",
-            formats=("pte", "onnx"),
-            calibration="minmax",
-            n_calib=4,
-            parity_clips=2,
-        ),
-        out,
-        progress=False,
-    )
-    return out, summary
+def exported(tiny_export):
+    return tiny_export
 
 
 @pytest.mark.slow
@@ -45,11 +34,58 @@ def test_export_writes_both_artifacts_within_budget(exported):
     assert (out / "model.pte").stat().st_size <= 45_000_000
     onnx_bytes = (out / "onnx" / "encoder.onnx").stat().st_size + (out / "onnx" / "decoder.onnx").stat().st_size
     assert onnx_bytes <= 45_000_000
-    assert not summary["personalised"]
-    assert "Not personalised" in (out / "report.md").read_text()
+    assert summary["personalised"] and summary["calibration_source"].endswith("manifest.jsonl")
+    assert "Not personalised" not in (out / "report.md").read_text()
     for artifact in summary["artifacts"]:
         assert artifact["parity"]["transcript_disagreement"] <= 0.35
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
+
+
+# export.json fields that measure the run (seconds, memory peaks) rather than describe what was made
+RUN_MEASURES = ("seconds", "stages", "stage_peak_rss_mb")
+
+
+def _tree_digests(root):
+    from runtimes.integrity import sha256_file
+
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _described(summary: dict) -> dict:
+    """export.json without what measures the run (timings, peaks), which no two runs share."""
+    kept = {k: v for k, v in summary.items() if k not in RUN_MEASURES}
+    kept["artifacts"] = [{k: v for k, v in a.items() if k not in RUN_MEASURES} for a in summary["artifacts"]]
+    for artifact in kept["artifacts"]:
+        artifact["parity"] = {k: v for k, v in artifact["parity"].items() if k != "seconds"}
+    return kept
+
+
+@pytest.mark.slow
+def test_console_export_with_calib_is_byte_identical_in_another_process(exported, shared_data, tmp_path):
+    """The main job end to end: `edgeasr export --calib <clips>` through the console command, in a fresh
+    process, writes the same files, byte for byte, as the in-process export with the same options."""
+    from tests.conftest import ROOT, TINY_EXPORT_ARGS
+
+    first, _ = exported
+    second = tmp_path / "again"
+    calib = shared_data / "english_misc" / "manifest.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "export", *TINY_EXPORT_ARGS, "--calib", str(calib)]
+        + ["--out", str(second), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pte: " in proc.stdout and "onnx: " in proc.stdout and "not personalised" not in proc.stdout
+    a, b = _tree_digests(first), _tree_digests(second)
+    measured = {"export.json", "report.md"}  # they hold timings; compared below without them
+    assert {k: v for k, v in a.items() if k not in measured} == {k: v for k, v in b.items() if k not in measured}
+    assert {"model.pte", "checksums.json", "onnx/encoder.onnx", "onnx/checksums.json"} <= set(a)
+    summaries = [json.loads((root / "export.json").read_text()) for root in (first, second)]
+    assert _described(summaries[0]) == _described(summaries[1])
 
 
 @pytest.mark.slow

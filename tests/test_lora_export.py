@@ -15,8 +15,6 @@ from exporter.personalize.base import Nf4Options, nf4_plan
 from exporter.personalize.lora import AdapterInfo, LoraConfig, lora_modules, lora_state, save_adapter
 from runtimes.errors import EdgeAsrError
 
-pytest.importorskip("onnxruntime")
-
 CONFIG = LoraConfig(rank=4, alpha=8, dropout=0.0, targets=("q", "v"), scope=("decoder",))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -18,8 +19,6 @@ from exporter.quant.nf4 import (
     unpack_nf4,
 )
 from exporter.quant.primitives import fake_quantize_weight
-
-ort = pytest.importorskip("onnxruntime")
 
 
 def _weight(rows, cols, seed=0, scale=0.05):

@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -20,8 +21,6 @@ from exporter.quant.formats import FP32, int_format
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
-
-ort = pytest.importorskip("onnxruntime")
 
 CLIPS = ["ls_1089-134691-0000.wav", "ls_1089-134686-0001.wav", "ls_1089-134686-0000.wav"]
 

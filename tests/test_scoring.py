@@ -21,14 +21,10 @@ from exporter.scoring import (
 )
 from runtimes.errors import EdgeAsrError
 
-AN4_MANIFEST = Path("/work/shared/data/an4/manifest.jsonl")
-
 
 @pytest.fixture(scope="module")
-def an4_transcripts() -> list[str]:
-    if not AN4_MANIFEST.exists():
-        pytest.skip(f"AN4 manifest not found at {AN4_MANIFEST}")
-    with AN4_MANIFEST.open(encoding="utf-8") as f:
+def an4_transcripts(shared_data: Path) -> list[str]:
+    with (shared_data / "an4" / "manifest.jsonl").open(encoding="utf-8") as f:
         return [json.loads(line)["transcript"] for line in f if line.strip()]
 
 

@@ -22,7 +22,7 @@ from exporter.lower.registry import get_backend
 from exporter.memory_budget import MemorySettings, check_artifact, choose_settings, fixed_settings
 from exporter.models import WhisperBundle
 from exporter.quant.budget import format_bytes
-from exporter.quant.pipeline import PlanOptions, make_plan
+from exporter.quant.pipeline import PlanOptions, check_plan_budget, make_plan
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.artifact import open_artifact
@@ -39,15 +39,8 @@ MAX_ATTEMPTS = 3
 def check_reachable(bundle: WhisperBundle, fmt: str, options: ExportOptions) -> None:
     """Refuse a budget the format's ladder cannot meet (and, with a memory budget, a memory budget no audio
     context meets), from the model's shapes alone: before any calibration clip is observed."""
-    from exporter.quant.allocate import check_budget, reachable_range
-    from exporter.quant.layers import quantizable_layers, unquantised_bytes
-    from exporter.quant.targets import get_target
-
-    layers = quantizable_layers(bundle.model)
-    target = get_target(get_backend(fmt).target)
-    lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers))
     budget = options.budget_bytes
-    check_budget(budget - OVERHEAD_ALLOWANCE, lo, hi, target)
+    check_plan_budget(bundle, PlanOptions(target=get_backend(fmt).target, budget=budget), OVERHEAD_ALLOWANCE)
     if options.memory_budget is not None:  # weights fill the size budget, so this is the most they can be
         choose_settings(
             bundle.model.config,

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.data import Dataset, load_dataset
+from exporter.data import Dataset, check_audio, load_dataset
 from exporter.quant.pipeline import select_clips
 from runtimes.audio import load_audio
-from runtimes.errors import EdgeAsrError
 
 
 def generic_calibration_set() -> Dataset:
@@ -18,14 +17,13 @@ def generic_calibration_set() -> Dataset:
     return load_dataset(folder)
 
 
-def check_output_folder(out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise EdgeAsrError(f"output folder {out_dir} exists and is not empty; choose a new one or remove it")
-    return out_dir
-
-
 def parity_clips(clips: Dataset, count: int, seed: int) -> list[np.ndarray]:
     """The clips the artifact's parity is checked on: a seeded sample of the calibration set (seed + 1, so a
     different draw from the clips the plan observed where the set is larger than both)."""
     return [load_audio(u.audio_path, expected_rate=u.sample_rate) for u in select_clips(clips, count, seed + 1)]
+
+
+def check_clips(clips: Dataset, n_calib: int, n_parity: int, seed: int) -> None:
+    """Decode every clip the export will observe or check parity on, before the model loads: a corrupt
+    clip or a wrong sample rate is refused in a second, not after the model load and part of the work."""
+    check_audio([*select_clips(clips, n_calib, seed), *select_clips(clips, n_parity, seed + 1)])

@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 from exporter.data import load_dataset
-from exporter.export.inputs import check_output_folder, generic_calibration_set, parity_clips
+from exporter.export.inputs import generic_calibration_set, parity_clips
 from exporter.export.options import ExportOptions
 from exporter.export.parity import check_parity
 from exporter.export.report import render_lora_report
-from exporter.export.result import ArtifactResult, artifact_files, artifact_folder, export_summary
+from exporter.export.result import ArtifactResult, artifact_files, artifact_folder, export_summary, seal_artifact
 from exporter.export.stages import say
-from exporter.io import staged_dir, write_json, write_text
+from exporter.io import check_output_folder, staged_dir, write_json, write_text
 from exporter.lower.registry import get_backend
 from exporter.models import load_whisper
 from exporter.personalize.base import Nf4Options, nf4_plan
@@ -56,16 +56,20 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
     budget = options.budget_bytes
     out_dir = check_output_folder(out_dir)
     state, info = load_adapter(options.lora)
-    base_options = Nf4Options.from_dict(info.base)
+    try:
+        base_options = Nf4Options.from_dict(info.base)
+    except TypeError as exc:
+        raise EdgeAsrError(f"{options.lora}: adapter.json's 'base' is not an NF4 base description ({exc})") from exc
+    base_options.validate()
     check_adapter_matches(info, options.model, info.base, str(options.lora))  # the model id must match
+    clips_set = load_dataset(options.calib) if options.calib else generic_calibration_set()
+    clips = parity_clips(clips_set, options.parity_clips, options.seed)  # decoded before the model loads
     started = time.perf_counter()
     say(f"loading {options.model} and the adapter {options.lora}")
     fp = load_whisper(options.model)
     plan = nf4_plan(fp, base_options)
     lora_bundle = adapted_model(fp, info.lora, 0, state, str(options.lora))
     reference = TorchRunner(simulate(lora_bundle, plan))
-    clips_set = load_dataset(options.calib) if options.calib else generic_calibration_set()
-    clips = parity_clips(clips_set, options.parity_clips, options.seed)
     lora_info = {
         "adapter": str(options.lora),
         "model_id": info.model_id,
@@ -99,6 +103,7 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
                 round(time.perf_counter() - t0, 1),
             )
             results.append((result, stored))
+            seal_artifact(folder)
         for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):  # the training record travels with the artifact
             shutil.copyfile(Path(options.lora) / name, staging / name)
         seconds = time.perf_counter() - started

@@ -8,7 +8,9 @@ from pathlib import Path
 from exporter.choices import DEFAULT_CALIB_CLIPS, DEFAULT_CALIBRATION, DEFAULT_ORDER
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
+from exporter.memory_budget import frames_for_seconds
 from exporter.quant.budget import Budget
+from runtimes.errors import EdgeAsrError
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,16 @@ class ExportOptions:
     lora_pte_mode: str = DEFAULT_PTE_MODE
 
     def __post_init__(self) -> None:
-        # Parsed once, here: a malformed budget is refused before any file is read or model loaded.
+        # Parsed and checked once, here: a malformed option is refused before any file is read or model loaded.
         object.__setattr__(self, "budget", Budget.parse(self.budget))
         if self.memory_budget is not None:
             object.__setattr__(self, "memory_budget", Budget.parse(self.memory_budget))
+        for name in ("n_calib", "parity_clips"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise EdgeAsrError(f"{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
+        if self.max_audio_seconds is not None:
+            frames_for_seconds(self.max_audio_seconds)  # refuses NaN, infinity and anything outside (0, 30]
 
     def resolved_formats(self) -> tuple[str, ...]:
         return resolve_formats(self.target, self.formats)

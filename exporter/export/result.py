@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from exporter.io import write_json
 from exporter.lower.backend import Backend
-from runtimes.contract import PLAN_FILE
+from runtimes.contract import CHECKSUM_FILE, PLAN_FILE
+from runtimes.integrity import folder_checksums
 
 
 @dataclass
@@ -30,7 +32,14 @@ class ArtifactResult:
 def artifact_files(folder: Path) -> dict[str, int]:
     """Bytes of each file an artifact folder holds (its subfolders and plan.json, a copy of what the
     artifact carries inside, not counted)."""
-    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != PLAN_FILE}
+    skip = (PLAN_FILE, CHECKSUM_FILE)
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name not in skip}
+
+
+def seal_artifact(folder: Path) -> None:
+    """Record the sha256 of every file in the finished artifact folder (runtimes.integrity), so a runner
+    refuses a file changed or damaged after the export. Called last, once the folder's files are final."""
+    write_json(folder / CHECKSUM_FILE, folder_checksums(folder))
 
 
 def artifact_folder(staging: Path, index: int, fmt: str) -> tuple[Path, str]:

@@ -22,12 +22,12 @@ from pathlib import Path
 from exporter.data import load_dataset
 from exporter.export.budgeted import check_reachable, export_artifact
 from exporter.export.bundle import bundle_artifacts, check_bundle_folder
-from exporter.export.inputs import check_output_folder, generic_calibration_set, parity_clips
+from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
-from exporter.export.result import artifact_folder, export_summary
+from exporter.export.result import artifact_folder, export_summary, seal_artifact
 from exporter.export.stages import StageTimes, say
-from exporter.io import staged_dir, write_json, write_text
+from exporter.io import check_output_folder, staged_dir, write_json, write_text
 from exporter.models import load_whisper
 from exporter.quant.pipeline import observe_user
 from runtimes.contract import REPORT_FILE, SUMMARY_FILE
@@ -71,6 +71,8 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     calib = load_dataset(options.calib) if options.calib else None
     started = time.perf_counter()
     out_dir = check_output_folder(out_dir)
+    if calib is not None:
+        check_clips(calib, options.n_calib, options.parity_clips, options.seed)
     stage = StageTimes()
     say(f"loading {options.model}")
     with stage("load"):
@@ -93,6 +95,7 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
             folder, label = artifact_folder(staging, index, fmt)
             results.append(export_artifact(fmt, bundle, user, options, folder, clips, progress))
             results[-1][0].folder = label
+            seal_artifact(folder)
         seconds = time.perf_counter() - started
         source = {"calibration_source": str(options.calib) if calib else "generic"}
         summary = export_summary(options, personalised, source, results, seconds)

@@ -15,6 +15,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
+from exporter.io import read_json_object
 from exporter.models.bundled import BUNDLED_MODELS, ensure_converted
 from runtimes.errors import EdgeAsrError
 from runtimes.tokenizer import SpecialTokens, special_tokens
@@ -83,13 +84,45 @@ def _check_hub(name: str) -> None:
         raise _unknown_model(name, exc) from exc
 
 
+# Weight files that are Python pickles: loading one can run arbitrary code, so they are never opened.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse a local folder that is not a safetensors Whisper checkpoint before transformers or torch
+    open anything in it: no config, another architecture, or pickle-only weights."""
+    if not (folder / "config.json").is_file():
+        raise EdgeAsrError(f"model folder {folder} has no config.json; {_HF_FOLDER}")
+    config = read_json_object(folder / "config.json", "a model configuration (config.json)", _HF_FOLDER)
+    if config.get("model_type") != "whisper":
+        raise EdgeAsrError(
+            f"model folder {folder} holds a {config.get('model_type')!r} model (config.json); edgeasr needs Whisper"
+        )
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise EdgeAsrError(
+            f"model folder {folder} has no safetensors weights, only pickle files ({', '.join(pickles[:3])}); "
+            "refusing to unpickle them, since a pickle can run code. On a machine you trust, load it with "
+            "transformers and save_pretrained() it (safetensors is the default), then pass that folder"
+        )
+    raise EdgeAsrError(f"model folder {folder} has no weights (*.safetensors); {_HF_FOLDER}")
+
+
+_HF_FOLDER = "a Hugging Face Whisper folder has config.json and model.safetensors"
+
+
 def load_whisper(name: str) -> WhisperBundle:
     """Load a Whisper model by bundled name, local folder or hub id, in float32 and eval mode."""
     source = resolve_model_folder(name)
-    if not isinstance(source, Path):
+    if isinstance(source, Path):
+        check_model_folder(source)
+    else:
         _check_hub(name)
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+        # safetensors only, from the hub too: never a pickle (see check_model_folder)
+        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
         feature_extractor = WhisperFeatureExtractor.from_pretrained(source)
         tokenizer = _load_tokenizer(source)
         generation = GenerationConfig.from_pretrained(source)

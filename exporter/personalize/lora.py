@@ -18,7 +18,6 @@ An adapter folder holds `adapter.safetensors` (tensors `<layer>.lora_A`, `<layer
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporter.io import atomic_path, write_json
+from exporter.io import atomic_path, json_type, read_json, write_json
 from runtimes.errors import EdgeAsrError
 
 TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj", "fc1": "fc1", "fc2": "fc2"}
@@ -75,8 +74,13 @@ class LoraConfig:
     @classmethod
     def from_dict(cls, data: dict) -> LoraConfig:
         data = dict(data)
-        data["targets"] = tuple(data["targets"])
-        data["scope"] = tuple(data["scope"])
+        for key in ("targets", "scope"):
+            if not isinstance(data.get(key), list | tuple) or not all(isinstance(v, str) for v in data[key]):
+                raise TypeError(f"{key!r} must be a list of names")
+            data[key] = tuple(data[key])
+        for key, kind in (("rank", int), ("alpha", int | float), ("dropout", int | float)):
+            if key in data and (isinstance(data[key], bool) or not isinstance(data[key], kind)):
+                raise TypeError(f"{key!r} must be a number")
         return cls(**data)
 
 
@@ -173,17 +177,20 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
             f"{source} does not match this model's LoRA layers ({detail}); was it trained for "
             "another model or other --targets?"
         )
-    for name, module in modules.items():
-        for part in "AB":
-            tensor = state[f"{name}.lora_{part}"]
-            param = getattr(module, f"lora_{part}")
-            if tuple(tensor.shape) != tuple(param.shape):
-                raise EdgeAsrError(
-                    f"{source}: {name}.lora_{part} has shape {tuple(tensor.shape)}, the model "
-                    f"expects {tuple(param.shape)} (another model size or rank?)"
-                )
-            with torch.no_grad():
-                param.copy_(tensor.float())
+    pairs = [
+        (state[f"{n}.lora_{p}"], getattr(m, f"lora_{p}"), f"{n}.lora_{p}") for n, m in modules.items() for p in "AB"
+    ]
+    for tensor, param, key in pairs:  # every tensor is checked before any is copied: never half-applied
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise EdgeAsrError(
+                f"{source}: {key} has shape {tuple(tensor.shape)}, the model "
+                f"expects {tuple(param.shape)} (another model size or rank?)"
+            )
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+            raise EdgeAsrError(f"{source}: {key} is not finite floating-point data (a corrupt adapter?)")
+    with torch.no_grad():
+        for tensor, param, _ in pairs:
+            param.copy_(tensor.float())
 
 
 @dataclass
@@ -206,12 +213,28 @@ class AdapterInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> AdapterInfo:
+    def from_dict(cls, data: dict, source: str = "adapter.json") -> AdapterInfo:
+        """adapter.json's content, checked field by field; anything else is an `EdgeAsrError` naming `source`."""
+        if not isinstance(data, dict):
+            raise EdgeAsrError(f"{source} is not an adapter description: it holds a JSON {json_type(data)}")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise EdgeAsrError(
                 f"adapter schema version {data.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})"
             )
-        return cls(data["model_id"], LoraConfig.from_dict(data["lora"]), data["base"], data.get("training", {}))
+        expected = {"model_id": str, "lora": dict, "base": dict}
+        for key, kind in expected.items():
+            if not isinstance(data.get(key), kind):
+                raise EdgeAsrError(
+                    f"{source}: {key!r} must be a JSON {json_type(kind())}, not {json_type(data.get(key))}; "
+                    "write the adapter again with `edgeasr personalize`"
+                )
+        try:
+            lora = LoraConfig.from_dict(data["lora"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgeAsrError(f"{source}: 'lora' is not a LoRA configuration ({type(exc).__name__}: {exc})") from exc
+        lora.validate()
+        training = data.get("training", {})
+        return cls(data["model_id"], lora, data["base"], training if isinstance(training, dict) else {})
 
 
 def save_adapter(folder: Path, state: dict[str, torch.Tensor], info: AdapterInfo) -> None:
@@ -225,6 +248,9 @@ def save_adapter(folder: Path, state: dict[str, torch.Tensor], info: AdapterInfo
     write_json(folder / ADAPTER_CONFIG, info.to_dict())
 
 
+_REWRITE = "write the adapter again with `edgeasr personalize --out`"
+
+
 def load_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -236,10 +262,7 @@ def load_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
             f"{folder} is not an adapter folder (needs {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG}; "
             "write one with `edgeasr personalize --out`)"
         )
-    try:
-        info = AdapterInfo.from_dict(json.loads(config.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise EdgeAsrError(f"{config} is not a valid adapter description ({exc})") from exc
+    info = AdapterInfo.from_dict(read_json(config, "an adapter description", _REWRITE), str(config))
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:

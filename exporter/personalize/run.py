@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from exporter.choices import LABEL_STYLES
-from exporter.data import Dataset, Utterance, load_dataset
-from exporter.io import staged_dir
+from exporter.data import Dataset, Utterance, check_audio, load_dataset
+from exporter.io import check_output_folder, staged_dir
 from exporter.models import WhisperBundle, load_whisper
 from exporter.personalize.base import Nf4Options, nf4_bundle
 from exporter.personalize.lora import (
@@ -86,6 +86,7 @@ def choose_clips(options: PersonalizeOptions) -> Dataset:
                 f"transcript (e.g. {missing[0]}); give a manifest with a 'transcript' column or "
                 "use --pseudo-labels"
             )
+    check_audio(utterances)  # decoded now, before the model loads: a corrupt clip fails in a second
     return Dataset(dataset.source, utterances)
 
 
@@ -137,13 +138,19 @@ def adapted_model(
     base: WhisperBundle, lora: LoraConfig, seed: int, start: dict | None = None, source: str = "adapter"
 ) -> WhisperBundle:
     """A copy of the NF4 `base` bundle with fresh (or `start`) LoRA adapters injected. Without encoder
-    adapters the (frozen, unmodified) encoder is shared with `base` instead of copied: less memory, and
-    training reuses encoder outputs cached for the base (train.cache_frozen_encoder)."""
+    adapters the (frozen, unmodified) encoder weights are shared with `base` instead of copied: less memory,
+    and training reuses encoder outputs cached for the same weights (train.cache_frozen_encoder)."""
     import copy
 
+    from torch import nn
+
     bundle = copy.copy(base)
-    encoder = base.model.model.encoder
-    memo = {} if "encoder" in lora.scope else {id(encoder): encoder}
+    memo = {}
+    if "encoder" not in lora.scope:
+        # the encoder's weights are shared, not copied: its parameters become frozen views of the caller's
+        # tensors (same storage), so freezing them below leaves the caller's model and its flags untouched
+        for param in base.model.model.encoder.parameters():
+            memo[id(param)] = nn.Parameter(param.detach(), requires_grad=False)
     bundle.model = copy.deepcopy(base.model, memo)
     inject_lora(bundle.model, lora, seed)
     if start is not None:
@@ -169,9 +176,7 @@ def load_start(options: PersonalizeOptions) -> tuple[LoraConfig, dict | None, Ad
 def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = True) -> dict:
     """Train adapters for one speaker; the finished folder appears at `out_dir` only on success."""
     options.validate()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise EdgeAsrError(f"output folder {out_dir} exists and is not empty; choose a new one or remove it")
+    out_dir = check_output_folder(out_dir)
     clips = choose_clips(options)
     lora, start, start_info = load_start(options)
     say(

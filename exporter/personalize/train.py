@@ -137,19 +137,34 @@ def encoder_suffix(model, h: torch.Tensor, start: int) -> torch.Tensor:
     return encoder.layer_norm(h)
 
 
+def _same_weights(cached: list | None, params: list) -> bool:
+    """Whether a cached prefix came from these encoder weights. The storage, not the module, identifies them:
+    adapted copies share their base's encoder storage (personalize.run.adapted_model). The cache holds the
+    tensors it was made from, so their storage cannot be freed and its address reused by other weights."""
+    return (
+        cached is not None
+        and len(cached) == len(params)
+        and all(a.data_ptr() == b.data_ptr() for a, b in zip(cached, params))
+    )
+
+
 @torch.no_grad()
 def cache_frozen_encoder(model, examples: list[Example], batch_size: int = 4) -> int:
     """Store each example's frozen-encoder output; returns the first encoder layer that still trains."""
     start = first_adapted_encoder_layer(model)
-    encoder = model.model.encoder
+    owner = list(model.model.encoder.parameters())
     was_training = model.training
     model.eval()
     for i in range(0, len(examples), batch_size):
-        chunk = [e for e in examples[i : i + batch_size] if e.prefix_owner is not encoder or e.prefix_start != start]
+        chunk = [
+            e
+            for e in examples[i : i + batch_size]
+            if not _same_weights(e.prefix_owner, owner) or e.prefix_start != start
+        ]
         if chunk:
             states = encoder_prefix(model, torch.stack([e.features for e in chunk]), start)
             for e, h in zip(chunk, states):
-                e.encoder_prefix, e.prefix_owner, e.prefix_start = h.clone(), encoder, start
+                e.encoder_prefix, e.prefix_owner, e.prefix_start = h.clone(), owner, start
     model.train(was_training)
     return start
 

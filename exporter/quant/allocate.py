@@ -91,17 +91,21 @@ def visit_order(layers: list[QuantLayer], sensitivity: dict[str, float], order: 
     raise EdgeAsrError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
 
 
-def check_budget(budget: int, lo: int, hi: int, target: Target) -> None:
+def check_budget(budget: int, lo: int, hi: int, target: Target, overhead: int = 0) -> None:
+    """Refuse a budget outside the plans' sizes [lo, hi). `overhead` is what the artifact file holds
+    beyond the plan (graph, metadata): the budget must cover it too, and the message says so."""
+    lo, hi = lo + overhead, hi + overhead
+    extra = f" (plan plus an allowance of {format_bytes(overhead)} for the file's graph)" if overhead else ""
     if budget >= hi:
         raise EdgeAsrError(
             f"budget {format_bytes(budget)} is not below the full-precision size "
-            f"{format_bytes(hi)}: nothing to quantise. Reachable on target {target.name}: "
+            f"{format_bytes(hi)}{extra}: nothing to quantise. Reachable on target {target.name}: "
             f"{format_bytes(lo)} to {format_bytes(hi)}"
         )
     if budget < lo:
         raise EdgeAsrError(
             f"budget {format_bytes(budget)} cannot be met on target {target.name}: the smallest "
-            f"plan (every layer on its lowest format) is {format_bytes(lo)}. Reachable: "
+            f"plan (every layer on its lowest format) is {format_bytes(lo)}{extra}. Reachable: "
             f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model"
         )
 

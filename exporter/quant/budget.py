@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from runtimes.errors import EdgeAsrError
 
@@ -19,16 +20,26 @@ _UNITS = {
 }
 
 
+# No Whisper comes near this; a larger number is a typo (or 400 pasted digits), not a budget.
+MAX_BUDGET = 10**13  # 10 TB
+
+
 def parse_budget(text: str | int) -> int:
     """Bytes for '80MB', '76MiB', '1.5GB', '80000000'. Units are case-insensitive; MB is decimal."""
+    shown = repr(text) if len(str(text)) <= 40 else repr(f"{str(text)[:20]}...{str(text)[-8:]}")
+    if isinstance(text, bool):
+        raise EdgeAsrError(f"budget {shown} is not a size")
     if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise EdgeAsrError(f"cannot read budget {text!r}: write e.g. 80MB (10^6 bytes), 76MiB (2^20) or bytes")
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+        value = Decimal(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise EdgeAsrError(f"cannot read budget {shown}: write e.g. 80MB (10^6 bytes), 76MiB (2^20) or bytes")
+        value = Decimal(match.group(1)) * _UNITS[match.group(2).lower()]  # exact: no float overflow or rounding
     if value < 1:
-        raise EdgeAsrError(f"budget {text!r} is not a positive size")
+        raise EdgeAsrError(f"budget {shown} is not a positive size")
+    if value > MAX_BUDGET:
+        raise EdgeAsrError(f"budget {shown} is larger than {MAX_BUDGET // 10**12} TB; write e.g. 80MB")
     return int(value)
 
 

@@ -22,7 +22,7 @@ from exporter.choices import (
 )
 from exporter.data import Dataset
 from exporter.models import WhisperBundle
-from exporter.quant.allocate import allocate, followers, layer_bytes
+from exporter.quant.allocate import allocate, check_budget, followers, layer_bytes, reachable_range
 from exporter.quant.budget import Budget
 from exporter.quant.calibrate import calibrate
 from exporter.quant.layers import quantizable_layers, unquantised_bytes
@@ -78,6 +78,8 @@ class UserObservations:
 
 def select_clips(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     """`n` clips, a seeded sample when the set is larger (so the choice does not follow file order)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise EdgeAsrError(f"the number of clips to use must be a whole number >= 1, not {n!r}")
     utterances = list(dataset)
     if len(utterances) > n:
         utterances = sorted(random.Random(seed).sample(utterances, n), key=lambda u: str(u.audio_path))
@@ -98,6 +100,15 @@ def observe_user(
 def _input_absmax(observations: Observations, name: str) -> float | None:
     inputs = observations.per_layer[name].inputs
     return max(float(x.abs().max()) for x in inputs) if inputs else None
+
+
+def check_plan_budget(bundle: WhisperBundle, options: PlanOptions, overhead: int = 0) -> None:
+    """Refuse a budget the target's ladder cannot meet, from the model's shapes alone (milliseconds), so
+    callers can check it before observing any clip. `overhead`: bytes the artifact adds beyond the plan."""
+    layers = quantizable_layers(bundle.model)
+    target = get_target(options.target)
+    lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers))
+    check_budget(options.budget.bytes, lo, hi, target, overhead)
 
 
 def make_plan(

@@ -8,10 +8,11 @@ plus the totals by category, the budget, and how the plan was made.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
-from exporter.io import write_text
+from exporter.io import json_type, read_json, write_text
 from exporter.quant.formats import QuantFormat
 from exporter.quant.layers import CATEGORIES
 from runtimes.errors import EdgeAsrError
@@ -40,7 +41,11 @@ class LayerPlan:
 
     @classmethod
     def from_dict(cls, data: dict) -> LayerPlan:
+        if not isinstance(data, dict):
+            raise TypeError(f"a layer must be a JSON object, not a JSON {json_type(data)}")
         data = dict(data)
+        if not isinstance(data.get("format"), dict):
+            raise TypeError("'format' must be a JSON object (name, bits, kind, ...)")
         data["format"] = QuantFormat.from_dict(data["format"])
         return cls(**data)
 
@@ -98,27 +103,46 @@ class QuantPlan:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> QuantPlan:
+    def from_dict(cls, data: dict, source: str = "the plan") -> QuantPlan:
+        """The plan in `data`, checked: anything that is not a whole plan is an `EdgeAsrError` naming
+        `source` and what is wrong, never a half-read plan."""
+        if not isinstance(data, dict):
+            raise EdgeAsrError(f"{source} is not a plan: it holds a JSON {json_type(data)}, not an object{_MAKE}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise EdgeAsrError(f"plan schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
-        fields = {k: v for k, v in data.items() if k not in ("totals", "format_counts")}
-        fields["layers"] = [LayerPlan.from_dict(layer) for layer in data["layers"]]
-        return cls(**fields)
+        required = [f.name for f in dataclass_fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise EdgeAsrError(f"{source} is not a whole plan: it lacks {', '.join(missing)}{_MAKE}")
+        layers = data["layers"]
+        if not isinstance(layers, list) or not layers:
+            raise EdgeAsrError(f"{source} is not a plan: 'layers' must be a non-empty list of layers{_MAKE}")
+        parsed = []
+        for index, layer in enumerate(layers):
+            try:
+                parsed.append(LayerPlan.from_dict(layer))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                name = layer.get("name") if isinstance(layer, dict) else None
+                raise EdgeAsrError(
+                    f"{source}: layer {index}{f' ({name})' if name else ''} is not a valid layer plan "
+                    f"({type(exc).__name__}: {exc}){_MAKE}"
+                ) from exc
+        values = {k: v for k, v in data.items() if k not in ("totals", "format_counts")}
+        try:
+            return cls(**{**values, "layers": parsed})
+        except TypeError as exc:
+            raise EdgeAsrError(f"{source} is not a plan: {exc}{_MAKE}") from exc
 
     def save(self, path: str | Path) -> None:
         write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> QuantPlan:
-        path = Path(path)
-        if not path.is_file():
-            raise EdgeAsrError(f"plan not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise EdgeAsrError(f"{path} is not a plan JSON file ({exc.msg})") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "a plan JSON file", _MAKE.removeprefix("; ")), str(path))
+
+
+_MAKE = "; make one with `edgeasr plan --json` (or use an export's plan.json)"
 
 
 def format_plan_table(plan: QuantPlan, max_rows: int | None = None) -> str:

@@ -20,6 +20,7 @@ from exporter.quant.primitives import (
     fake_quantize_activation_static,
     fake_quantize_weight,
 )
+from runtimes.errors import EdgeAsrError
 
 
 def _activation_hook(layer: LayerPlan, bits: int | None):
@@ -34,9 +35,23 @@ def _activation_hook(layer: LayerPlan, bits: int | None):
     return None
 
 
+def check_plan_fits(model: nn.Module, plan: QuantPlan) -> None:
+    """Refuse a plan whose layers are not this model's (another size or architecture), before any copy."""
+    modules = dict(model.named_modules())
+    for layer in plan.layers:
+        weight = getattr(modules.get(layer.name), "weight", None)
+        if weight is None or list(weight.shape) != list(layer.shape):
+            found = "absent" if weight is None else f"of shape {list(weight.shape)}"
+            raise EdgeAsrError(
+                f"the plan's layer {layer.name} (shape {layer.shape}) is {found} in this model: the plan was "
+                f"made for another model ({plan.model_id}); make one for this model with `edgeasr plan`"
+            )
+
+
 @torch.no_grad()
 def apply_plan(model: nn.Module, plan: QuantPlan) -> nn.Module:
     """A fake-quantised copy of `model` (the original is not modified)."""
+    check_plan_fits(model, plan)
     model = copy.deepcopy(model)
     for layer in plan.layers:
         module = model.get_submodule(layer.name)
