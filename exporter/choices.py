@@ -14,6 +14,10 @@ ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
 CALIBRATIONS = ("minmax", "cosine", "hessian")
 SENSITIVITY_METRICS = ("median", "mean", "max", "std")
 DEFAULT_ORDER = ORDERS[0]
+# How rungs are allocated under the budget (exporter/quant/allocate.py): myQASR's first fit in `ORDERS` order,
+# that plan filled back up to the budget, or the least-cost plan by measured per-layer costs.
+ALLOCATIONS = ("myqasr", "fill", "knapsack")
+DEFAULT_ALLOCATION = "myqasr"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)

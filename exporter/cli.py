@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 from exporter.choices import (
+    ALLOCATIONS,
     BENCH_RUNTIMES,
     CALIBRATIONS,
+    DEFAULT_ALLOCATION,
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
     DEFAULT_EMBEDDING,
@@ -71,6 +73,16 @@ def _positive_float(text: str) -> float:
 
 def _fraction(text: str) -> float:
     return _number(text, float, 0.0, False, "a finite number >= 0")
+
+
+def _add_allocation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allocation",
+        default=DEFAULT_ALLOCATION,
+        choices=ALLOCATIONS,
+        help="myqasr: the paper's first fit; fill: then spend what is left of the budget, most sensitive "
+        f"layers first; knapsack: least measured damage (default {DEFAULT_ALLOCATION})",
+    )
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
@@ -183,6 +195,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         target=args.target,
         budget=args.budget,
         order=args.order,
+        allocation=args.allocation,
+        one_rung=args.one_rung,
         calibration=args.calibration,
         sensitivity_metric=args.sensitivity,
         seed=args.seed,
@@ -224,6 +238,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         calib=args.calib,
         n_calib=args.n_calib,
         order=args.order,
+        allocation=args.allocation,
         calibration=args.calibration,
         seed=args.seed,
         memory_budget=args.memory_budget,
@@ -418,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"calibration clips to use (default {DEFAULT_CALIB_CLIPS})",
     )
     p.add_argument("--order", default=DEFAULT_ORDER, choices=ORDERS)
+    _add_allocation(p)
+    p.add_argument(
+        "--one-rung",
+        action="store_true",
+        help="with --allocation fill: keep every layer within one rung of the others (myQASR's constraint)",
+    )
     p.add_argument("--calibration", default=DEFAULT_CALIBRATION, choices=CALIBRATIONS)
     p.add_argument("--sensitivity", default=DEFAULT_SENSITIVITY, choices=SENSITIVITY_METRICS)
     p.add_argument("--activation-bits", type=int, choices=[8], help="sim target: static A8 inputs")
@@ -450,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
+    _add_allocation(p)
     p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 
-from exporter.quant.allocate import allocate, plan_bytes, reachable_range, visit_order
+from exporter.quant.allocate import allocate, followers, plan_bytes, reachable_range, visit_order
 from exporter.quant.budget import parse_budget
 from exporter.quant.formats import FP32, int_format
 from exporter.quant.layers import QuantLayer
@@ -178,3 +179,115 @@ def test_tied_pair_is_untied_where_the_runtime_cannot_share():
     result = allocate(layers, _sens(layers), target, lo, "myqasr")
     assert result.rungs["proj_out"] != result.rungs["model.decoder.embed_tokens"]  # int4 linear vs int2 table
     assert result.total_bytes == lo
+
+
+# --- fill and knapsack ----------------------------------------------------------------------
+
+
+def _costs(layers, target, seed=2):
+    """Synthetic per-rung costs: 0 on float, growing down the ladder, different per layer."""
+    rng = random.Random(seed)
+    costs = {}
+    for layer in layers:
+        scale = rng.random()
+        costs[layer.name] = [0.0] + [
+            scale * (2**r) * rng.uniform(0.5, 1.5) for r in range(1, len(target.ladder(layer.kind)))
+        ]
+    return costs
+
+
+@pytest.mark.parametrize("target_name", ["android", "onnx", "sim"])
+@pytest.mark.parametrize("method", ["fill", "knapsack"])
+def test_fill_and_knapsack_fit_the_budget_and_are_deterministic(target_name, method):
+    target = get_target(target_name)
+    layers = _layers()
+    sens, costs = _sens(layers), _costs(layers, target)
+    lo, hi = reachable_range(layers, target, fixed_bytes=1000)
+    for fraction in (0.0, 0.02, 0.3, 0.7, 0.99):
+        budget = int(lo + fraction * (hi - lo))
+        runs = [allocate(layers, sens, target, budget, fixed_bytes=1000, method=method, costs=costs) for _ in range(2)]
+        assert runs[0] == runs[1]
+        assert runs[0].total_bytes <= budget
+        assert runs[0].total_bytes == plan_bytes(layers, runs[0].rungs, target, 1000)
+
+
+@pytest.mark.parametrize("target_name", ["android", "onnx"])
+def test_fill_spends_what_the_first_fit_left_and_never_less(target_name):
+    target = get_target(target_name)
+    layers = _layers(seed=4)
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, fixed_bytes=0)
+    grew = 0
+    for fraction in (0.05, 0.25, 0.5, 0.75):
+        budget = int(lo + fraction * (hi - lo))
+        first = allocate(layers, sens, target, budget)
+        filled = allocate(layers, sens, target, budget, method="fill")
+        assert first.total_bytes <= filled.total_bytes <= budget
+        assert all(filled.rungs[n] <= first.rungs[n] for n in first.rungs)  # only ever moves layers up
+        # nothing left that could still move up and fit
+        for layer in layers:
+            rung = filled.rungs[layer.name]
+            if rung > 0 and layer.name not in followers(layers, target):
+                up = dict(filled.rungs, **{layer.name: rung - 1})
+                for follower, leader in followers(layers, target).items():
+                    up[follower] = up[leader]
+                assert plan_bytes(layers, up, target, 0) > budget
+        grew += filled.total_bytes > first.total_bytes
+    assert grew  # the synthetic first fits leave budget unused somewhere
+
+
+def test_fill_with_one_rung_keeps_myqasrs_constraint():
+    target = get_target("android")
+    layers = _layers(seed=5)
+    sens = _sens(layers)
+    lo, hi = reachable_range(layers, target, fixed_bytes=0)
+    for fraction in (0.1, 0.4, 0.8):
+        budget = int(lo + fraction * (hi - lo))
+        result = allocate(layers, sens, target, budget, method="fill", one_rung=True)
+        assert result.total_bytes <= budget
+        _check_one_rung(layers, result.rungs, target)
+
+
+def test_knapsack_is_optimal_on_small_instances_by_brute_force():
+    from exporter.quant.knapsack import Option, solve
+
+    rng = random.Random(7)
+    for _ in range(60):
+        units = {
+            f"u{i}": [Option(rng.randint(1, 40), rng.uniform(0, 10)) for _ in range(rng.randint(1, 4))]
+            for i in range(rng.randint(1, 5))
+        }
+        capacity = rng.randint(0, 120)
+        best = None
+        for choice in itertools.product(*(range(len(o)) for o in units.values())):
+            picked = [opts[c] for opts, c in zip(units.values(), choice)]
+            if sum(o.bytes for o in picked) <= capacity:
+                cost = sum(o.cost for o in picked)
+                best = cost if best is None else min(best, cost)
+        chosen = solve(units, capacity, slots=capacity or 1)  # one byte per slot: exact
+        if best is None:
+            assert chosen is None
+            continue
+        assert sum(units[n][i].bytes for n, i in chosen.items()) <= capacity
+        assert sum(units[n][i].cost for n, i in chosen.items()) == pytest.approx(best)
+
+
+def test_knapsack_with_coarse_slots_still_fits_the_budget():
+    """Slots of many bytes round each option up and the capacity down: never over, close to the best."""
+    from exporter.quant.knapsack import Option, solve
+
+    rng = random.Random(8)
+    units = {f"u{i}": [Option(rng.randint(1000, 90_000), rng.uniform(0, 5)) for _ in range(4)] for i in range(30)}
+    capacity = 900_000
+    chosen = solve(units, capacity, slots=500)
+    assert sum(units[n][i].bytes for n, i in chosen.items()) <= capacity
+
+
+def test_knapsack_without_costs_is_refused():
+    target = get_target("android")
+    layers = _layers()
+    lo, _ = reachable_range(layers, target, fixed_bytes=0)
+    with pytest.raises(EdgeAsrError, match="needs measured layer costs"):
+        allocate(layers, _sens(layers), target, lo, method="knapsack")
+    with pytest.raises(EdgeAsrError, match="unknown allocation"):
+        allocate(layers, _sens(layers), target, lo, method="greedy")

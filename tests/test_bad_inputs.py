@@ -67,6 +67,8 @@ CORPUS = [
     ("personalize-dropout-too-big", [*PERSONALIZE, "--out", "{t}/new", "--dropout", "2"], "dropout must be in [0, 1)"),
     ("personalize-block-odd", [*PERSONALIZE, "--out", "{t}/new", "--block-size", "7"], "block size must be an even"),
     ("personalize-unknown-target", [*PERSONALIZE, "--out", "{t}/new", "--targets", "q,zz"], "unknown LoRA target"),
+    ("knapsack-without-clips", [*PLAN, "--allocation", "knapsack"], "knapsack measures each layer's cost"),
+    ("unknown-allocation", [*PLAN, "--allocation", "greedy"], "argument --allocation: invalid choice"),
     ("unknown-format", [*EXPORT, "--out", "{t}/new", "--formats", "tflite"], "unknown artifact format"),
     ("unknown-flag", [*EXPORT, "--out", "{t}/new", "--bugdet", "4MB"], "unrecognized arguments"),
     # data sets and clips

@@ -16,6 +16,7 @@ from exporter.quant.primitives import fake_quantize_weight, quantize_weight
 from exporter.quant.simulate import apply_plan, simulate
 from exporter.quant.targets import get_target
 from runtimes.audio import load_audio
+from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
 
 
@@ -143,3 +144,29 @@ def test_plan_errors(run_cli, tmp_path, shared_data):
     (tmp_path / "bad.json").write_text("{}")
     status, _, err = run_cli("eval", "--data", shared_data / "an4" / "manifest.jsonl", "--plan", tmp_path / "bad.json")
     assert status == 2 and "schema version" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["android", "onnx"])
+def test_fill_and_knapsack_plans_use_the_budget_and_record_how(tiny_en, user, tmp_path, target):
+    """On the real model: fill never ends below myQASR's first fit, knapsack records its measured per-rung
+    costs (0 on float, none negative), both fit and round-trip through the plan JSON."""
+    budget = {"android": "45MB", "onnx": "33MB"}[target]
+    plans = {
+        method: make_plan(
+            tiny_en, user, PlanOptions(target=target, budget=budget, calibration="minmax", allocation=method), False
+        )
+        for method in ("myqasr", "fill", "knapsack")
+    }
+    for method, plan in plans.items():
+        assert plan.allocation == method and plan.total_bytes <= plan.budget_bytes
+        plan.save(tmp_path / f"{method}.json")
+        assert QuantPlan.load(tmp_path / f"{method}.json").to_dict() == plan.to_dict()
+    assert plans["myqasr"].total_bytes <= plans["fill"].total_bytes
+    ladders = get_target(target).ladders
+    for layer in plans["knapsack"].layers:
+        assert len(layer.costs) == len(ladders[layer.kind]) and layer.costs[0] == 0.0
+        assert all(c >= 0 for c in layer.costs)
+    assert all(layer.costs is None for layer in plans["fill"].layers)
+    with pytest.raises(EdgeAsrError, match="knapsack measures each layer's cost on calibration clips"):
+        make_plan(tiny_en, None, PlanOptions(target=target, budget=budget, allocation="knapsack"), False)

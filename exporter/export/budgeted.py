@@ -81,6 +81,7 @@ def export_artifact(
             target=get_backend(fmt).target,
             budget=plan_budget,
             order=options.order,
+            allocation=options.allocation,
             calibration=options.calibration if user else "minmax",
             seed=options.seed,
         )

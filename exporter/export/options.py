@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from exporter.choices import DEFAULT_CALIB_CLIPS, DEFAULT_CALIBRATION, DEFAULT_ORDER
+from exporter.choices import DEFAULT_ALLOCATION, DEFAULT_CALIB_CLIPS, DEFAULT_CALIBRATION, DEFAULT_ORDER
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
 from exporter.memory_budget import frames_for_seconds
@@ -22,6 +22,7 @@ class ExportOptions:
     calib: Path | None = None
     n_calib: int = DEFAULT_CALIB_CLIPS
     order: str = DEFAULT_ORDER
+    allocation: str = DEFAULT_ALLOCATION
     calibration: str = DEFAULT_CALIBRATION
     seed: int = 0
     parity_clips: int = 4

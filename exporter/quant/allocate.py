@@ -1,6 +1,6 @@
-"""Bit allocation under a byte budget with myQASR's uniformity constraint.
+"""Bit allocation under a byte budget: myQASR's first fit, that plan filled up to the budget, or a knapsack.
 
-Every layer starts on the top rung (float32) of its kind's ladder. Layers are visited in a fixed order and
+myqasr (the paper's procedure, with its uniformity constraint). Every layer starts on the top rung (float32) of its kind's ladder. Layers are visited in a fixed order and
 each visit moves one layer down one rung; after every single move the exact plan size is recomputed, and
 the first plan that fits the budget is returned. A full pass moves every layer once, so at any moment all
 layers are on rung r or r + 1: within one rung of each other. A layer that has reached the bottom of its
@@ -14,6 +14,11 @@ Orders (all deterministic):
   uniform   every layer on the same rung: the highest rung whose size fits.
 Ties in sensitivity keep the model's module order.
 
+The first fit can stop well short of the budget when the move that crossed it was a big layer (base android
+80 MB came out at 64.7 MB). `fill` then moves units back up one rung, most sensitive first, while the plan
+fits; `knapsack` instead takes measured per-layer, per-rung costs (exporter/quant/costs.py) and returns the
+plan of least total cost that fits, exactly for byte sizes rounded to slots (exporter/quant/knapsack.py).
+
 On a target that stores a tied pair once (`Target.shares_tied_weights`), the output projection is not a
 unit of its own: it moves with the token embedding (one visit moves both), the pair's bottom is the
 shorter ladder's, its sensitivity is the larger of the two, and once quantised the follower costs 0 bytes.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from exporter.choices import DEFAULT_ORDER, ORDERS
+from exporter.choices import ALLOCATIONS, DEFAULT_ALLOCATION, DEFAULT_ORDER, ORDERS
 from exporter.quant.budget import format_bytes
 from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.targets import Target
@@ -129,10 +134,33 @@ def allocate(
     order: str = DEFAULT_ORDER,
     seed: int = 0,
     fixed_bytes: int = 0,
+    method: str = DEFAULT_ALLOCATION,
+    costs: dict[str, list[float]] | None = None,
+    one_rung: bool = False,
 ) -> Allocation:
-    """The first plan, in the given order, whose exact size fits `budget` bytes."""
+    """Rungs for every layer whose exact plan size fits `budget` bytes, by `method`:
+
+    myqasr    the first plan, in the given order, that fits (the paper's procedure; see the module doc);
+    fill      that plan, then layers moved back up one rung at a time, most sensitive first, while the
+              plan still fits (`one_rung`: only while all layers stay within one rung of each other);
+    knapsack  the plan of least summed `costs` (per layer and rung, exporter/quant/costs.py) that fits,
+              solved by dynamic programming over bytes (exporter/quant/knapsack.py); `order` is unused.
+    """
+    if method not in ALLOCATIONS:
+        raise EdgeAsrError(f"unknown allocation {method!r}; choose one of {', '.join(ALLOCATIONS)}")
     lo, hi = reachable_range(layers, target, fixed_bytes)
     check_budget(budget, lo, hi, target)
+    if method == "knapsack":
+        if costs is None:
+            raise EdgeAsrError("the knapsack allocation needs measured layer costs (calibration clips)")
+        return _knapsack(layers, target, budget, fixed_bytes, costs)
+    first = _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes)
+    if method == "fill":
+        return _fill(layers, sensitivity, target, budget, fixed_bytes, first, one_rung)
+    return first
+
+
+def _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes) -> Allocation:
     if order == "uniform":
         return _uniform(layers, target, budget, fixed_bytes)
     units = _units(layers, target)
@@ -141,7 +169,7 @@ def allocate(
     unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
     sequence = visit_order(leaders, unit_sensitivity, order, seed)
     rungs = {layer.name: 0 for layer in layers}
-    size = hi
+    size = plan_bytes(layers, rungs, target, fixed_bytes)
     moves = 0
     while True:
         moved = False
@@ -159,3 +187,55 @@ def allocate(
                 return Allocation(dict(rungs), size, moves)
         if not moved:
             raise AssertionError("unreachable: the budget was checked against the smallest plan")
+
+
+def _unit_bytes(unit: list[QuantLayer], target: Target, rung: int, tied: dict[str, str]) -> int:
+    return sum(layer_bytes(layer, target, rung, layer.name in tied) for layer in unit)
+
+
+def _fill(layers, sensitivity, target, budget, fixed_bytes, first: Allocation, one_rung: bool) -> Allocation:
+    """Spend what the first fit left of the budget: raise units one rung (toward float), most sensitive
+    first, as long as the plan still fits; passes repeat until no unit can move."""
+    units = _units(layers, target)
+    tied = followers(layers, target)
+    unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
+    sequence = sorted(units, key=lambda n: -unit_sensitivity[n])  # stable: ties keep module order
+    rungs = dict(first.rungs)
+    size, moves = first.total_bytes, first.moves
+    moved = True
+    while moved:
+        moved = False
+        for name in sequence:
+            unit, rung = units[name], rungs[name]
+            if rung == 0:
+                continue
+            if one_rung and rung - 1 < max(rungs[n] for n in units) - 1:
+                continue  # would leave the lowest units more than one rung below it
+            grow = _unit_bytes(unit, target, rung - 1, tied) - _unit_bytes(unit, target, rung, tied)
+            if size + grow > budget:
+                continue
+            for layer in unit:
+                rungs[layer.name] = rung - 1
+            size += grow
+            moves += 1
+            moved = True
+    return Allocation(rungs, size, moves)
+
+
+def _knapsack(layers, target, budget, fixed_bytes, costs: dict[str, list[float]]) -> Allocation:
+    from exporter.quant.knapsack import Option, solve
+
+    units = _units(layers, target)
+    tied = followers(layers, target)
+    options = {
+        name: [
+            Option(_unit_bytes(unit, target, rung, tied), sum(costs[layer.name][rung] for layer in unit))
+            for rung in range(_bottom(unit, target) + 1)
+        ]
+        for name, unit in units.items()
+    }
+    chosen = solve(options, budget - fixed_bytes)
+    if chosen is None:
+        raise AssertionError("unreachable: the budget was checked against the smallest plan")
+    rungs = {layer.name: chosen[name] for name, unit in units.items() for layer in unit}
+    return Allocation(rungs, plan_bytes(layers, rungs, target, fixed_bytes), moves=0)

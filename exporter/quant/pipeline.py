@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from exporter.choices import (
+    ALLOCATIONS,
     CALIBRATIONS,
+    DEFAULT_ALLOCATION,
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
     DEFAULT_ORDER,
@@ -25,6 +27,7 @@ from exporter.models import WhisperBundle
 from exporter.quant.allocate import allocate, check_budget, followers, layer_bytes, reachable_range
 from exporter.quant.budget import Budget
 from exporter.quant.calibrate import calibrate
+from exporter.quant.costs import layer_costs
 from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.observe import Observations, observe, sensitivities
 from exporter.quant.plan import LayerPlan, QuantPlan
@@ -42,6 +45,8 @@ class PlanOptions:
     sensitivity_metric: str = DEFAULT_SENSITIVITY
     seed: int = 0
     activation_bits: int | None = None  # static A-bit input quantisation, sim target only
+    allocation: str = DEFAULT_ALLOCATION
+    one_rung: bool = False  # fill only: keep every layer within one rung of the others (myQASR's constraint)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", Budget.parse(self.budget))  # a malformed budget fails here, early
@@ -49,6 +54,13 @@ class PlanOptions:
     def validate(self, has_calibration_data: bool) -> None:
         if self.order not in ORDERS:
             raise EdgeAsrError(f"unknown order {self.order!r}; choose one of {', '.join(ORDERS)}")
+        if self.allocation not in ALLOCATIONS:
+            raise EdgeAsrError(f"unknown allocation {self.allocation!r}; choose one of {', '.join(ALLOCATIONS)}")
+        if self.allocation == "knapsack" and not has_calibration_data:
+            raise EdgeAsrError(
+                "--allocation knapsack measures each layer's cost on calibration clips; give --calib "
+                "(or use --allocation myqasr / fill)"
+            )
         if self.calibration not in CALIBRATIONS:
             raise EdgeAsrError(f"unknown calibration {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
         if self.sensitivity_metric not in SENSITIVITY_METRICS:
@@ -124,7 +136,19 @@ def make_plan(
         sens = sensitivities(user.observations, options.sensitivity_metric)
     else:
         sens = {layer.name: 0.0 for layer in layers}
-    allocation = allocate(layers, sens, target, budget, options.order, options.seed, fixed)
+    costs = layer_costs(bundle, user.observations, target) if options.allocation == "knapsack" else None
+    allocation = allocate(
+        layers,
+        sens,
+        target,
+        budget,
+        options.order,
+        options.seed,
+        fixed,
+        method=options.allocation,
+        costs=costs,
+        one_rung=options.one_rung,
+    )
     tied = followers(layers, target)
     layer_plans = []
     for layer in layers:
@@ -141,6 +165,7 @@ def make_plan(
                 bytes=layer_bytes(layer, target, rung, layer.name in tied),
                 tied_to=tied.get(layer.name),
                 input_absmax=_input_absmax(user.observations, layer.name) if user and options.activation_bits else None,
+                costs=[round(c, 8) for c in costs[layer.name]] if costs else None,
             )
         )
     plan = QuantPlan(
@@ -157,6 +182,7 @@ def make_plan(
         unquantised_bytes=fixed,
         seed=options.seed,
         activation_bits=options.activation_bits,
+        allocation=options.allocation,
     )
     if user is not None and options.calibration != "minmax":
         torch.manual_seed(options.seed)

@@ -33,6 +33,7 @@ class LayerPlan:
     calibration_score: float | None = None  # objective reached (cosine similarity, -hessian loss), if searched
     input_absmax: float | None = None  # calibrated input range, for static activation quantisation
     tied_to: str | None = None  # leader whose quantised tensor this layer reads (0 bytes of its own)
+    costs: list[float] | None = None  # knapsack allocation: measured cost of each rung of its ladder (costs.py)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -66,6 +67,7 @@ class QuantPlan:
     seed: int = 0
     activation_bits: int | None = None  # simulated static activation quantisation (sim target only)
     notes: list[str] = field(default_factory=list)
+    allocation: str = "myqasr"  # how rungs were allocated (exporter/quant/allocate.py)
     schema_version: int = SCHEMA_VERSION
 
     @property

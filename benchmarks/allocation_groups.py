@@ -1,0 +1,311 @@
+"""Personalised allocation on speechocean762's user groups: myQASR's first fit vs fill vs knapsack.
+
+Children and adults (Mandarin-L1 speakers of English) are the user groups. Speakers are split once, per age
+group and gender: a few speakers give the calibration clips (32 unlabelled clips, transcripts unused), the
+others give the test clips, so no test speaker was ever seen by a plan. For each target budget, rows: FP,
+uniform (no clips), and each allocation (myqasr, fill, knapsack) calibrated on children, on adults, or on the
+generic synthetic clips shipped in the package. Every row is tested on both groups: matched calibration
+(children-calibrated on children) against mismatched and generic. WER with n words per group; paired
+bootstrap intervals resampled by speaker for: best allocation vs uniform, vs myqasr, and matched vs
+mismatched. Simulated in PyTorch with the target's real formats (see exporter/quant/targets.py).
+
+Resumable: rows already in the results JSON are skipped; JSON, table and plot are rewritten after each row.
+
+    python benchmarks/allocation_groups.py --model tiny.en [--target android] [--budgets 55MB 45MB 40MB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from bench_common import DATA, RESULTS, say  # noqa: E402  (sets sys.path and quiets libraries)
+
+from exporter.data import Dataset, load_dataset  # noqa: E402
+from exporter.evaluate import evaluate  # noqa: E402
+from exporter.export.inputs import generic_calibration_set  # noqa: E402
+from exporter.io import read_json, write_json, write_text  # noqa: E402
+from exporter.models import load_whisper  # noqa: E402
+from exporter.quant.layers import quantizable_layers, unquantised_bytes  # noqa: E402
+from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa: E402
+from exporter.quant.simulate import simulate  # noqa: E402
+from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
+from runtimes.torch_runner import TorchRunner  # noqa: E402
+
+SPEECHOCEAN = DATA / "speechocean762" / "manifest.jsonl"
+GROUPS = ("child", "adult")
+ALLOCATIONS = ("myqasr", "fill", "knapsack")
+CALIBS = ("child", "adult", "generic")
+BUDGETS = {"tiny.en": {"android": ["55MB", "45MB", "40MB"], "onnx": ["45MB", "33MB", "28MB"]}}
+
+
+def split_speakers(n_calib_speakers: int, n_calib: int, n_test: int, seed: int) -> tuple[dict, Dataset]:
+    """({group: calibration clips}, test clips of both groups): disjoint speakers, balanced by gender."""
+    data = load_dataset(SPEECHOCEAN)
+    rng = random.Random(seed)
+    calib, test = {}, []
+    for group in GROUPS:
+        clips = [u for u in data if u.extra["age_group"] == group]
+        calib_speakers = set()
+        for gender in ("female", "male"):
+            speakers = sorted({u.speaker for u in clips if u.gender == gender})
+            calib_speakers |= set(rng.sample(speakers, n_calib_speakers // 2))
+        pool = [u for u in clips if u.speaker in calib_speakers]
+        calib[group] = Dataset(data.source, sorted(rng.sample(pool, n_calib), key=lambda u: u.utt_id))
+        held_out = [u for u in clips if u.speaker not in calib_speakers]
+        test += sorted(rng.sample(held_out, n_test), key=lambda u: u.utt_id)
+    return calib, Dataset(data.source, test)
+
+
+def row_plan(model_id: str, target: str, budgets: list[str]) -> list[dict]:
+    rows = [{"key": "fp", "system": "FP", "budget": None, "calib": None, "allocation": None}]
+    for budget in budgets:
+        rows.append(
+            {
+                "key": f"{target}/{budget}/uniform",
+                "system": "uniform",
+                "budget": budget,
+                "calib": None,
+                "allocation": None,
+            }
+        )
+        for calib in CALIBS:  # calibration-major: each group's matched rows come in together
+            for allocation in ALLOCATIONS:
+                key = f"{target}/{budget}/{allocation}/{calib}"
+                rows.append(
+                    {"key": key, "system": allocation, "budget": budget, "calib": calib, "allocation": allocation}
+                )
+    return rows
+
+
+def plan_digest(plan) -> str:
+    """What the simulated model depends on (formats, clips, input ranges), so identical plans are tested once."""
+    layers = [[layer.name, layer.format.to_dict(), layer.clip, layer.input_absmax] for layer in plan.layers]
+    return hashlib.sha256(json.dumps(layers, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _counts(row: dict, group: str) -> tuple[list[UtteranceCounts], list[str]]:
+    kept = [u for u in row["utterances"] if u["group"] == group]
+    return [UtteranceCounts(**u["counts"]) for u in kept], [u["speaker"] for u in kept]
+
+
+def _compare(a: dict, b: dict, group: str) -> str:
+    counts_a, speakers = _counts(a, group)
+    counts_b, _ = _counts(b, group)
+    c = paired_bootstrap(counts_a, counts_b, clusters=speakers, n_resamples=2000, seed=0)
+    mark = " *" if c.significant else ""
+    return f"{100 * c.delta:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]{mark}"
+
+
+def _wer(row: dict, group: str) -> str:
+    g = row["groups"][group]
+    return f"{100 * g['wer']:.1f} ({g['n_words']})"
+
+
+def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict) -> str:
+    shown = [r for r in rows if r["key"] in done]
+    lines = [
+        f"# Allocation on user groups: Whisper {model_id}, target {target}, speechocean762",
+        "",
+        f"Produced by `python benchmarks/allocation_groups.py --model {model_id} --target {target}`. "
+        f"Calibration: {meta['n_calib']} unlabelled clips of {meta['n_calib_speakers']} speakers per group "
+        f"(children, adults; half female); test: {meta['n_test']} clips per group from the other speakers. "
+        "WER = collapsed-token WER, n = scored words. Simulated in PyTorch with the target's formats; sizes are "
+        "the plans' exact bytes (MB = 10^6). Intervals: 95 % paired bootstrap resampled by speaker "
+        "(B - A in WER points; * = excludes 0).",
+        "",
+        "| row | MB | WER children % (n) | WER adults % (n) | formats |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in shown:
+        r = done[row["key"]]
+        formats = ", ".join(f"{k} x{v}" for k, v in sorted(r["format_counts"].items()))
+        if r.get("same_plan_as"):
+            formats = f"same plan as {r['same_plan_as']}"
+        lines.append(f"| {row['key']} | {r['megabytes']:.1f} | {_wer(r, 'child')} | {_wer(r, 'adult')} | {formats} |")
+    lines += ["", "## Comparisons at equal budget (tested on each group)", ""]
+    lines += ["| budget | group | B vs A | delta WER (B - A) |", "|---|---|---|---|"]
+    for budget in meta["budgets"]:
+        uniform = done.get(f"{target}/{budget}/uniform")
+        for group in GROUPS:
+            other = "adult" if group == "child" else "child"
+            for allocation in ALLOCATIONS:
+                matched = done.get(f"{target}/{budget}/{allocation}/{group}")
+                if matched is None:
+                    continue
+                if uniform is not None:
+                    lines.append(
+                        f"| {budget} | {group} | {allocation}/{group} vs uniform | {_compare(uniform, matched, group)} |"
+                    )
+                first = done.get(f"{target}/{budget}/myqasr/{group}")
+                if allocation != "myqasr" and first is not None:
+                    lines.append(
+                        f"| {budget} | {group} | {allocation}/{group} vs myqasr/{group} | {_compare(first, matched, group)} |"
+                    )
+                for rival in (other, "generic"):
+                    mismatched = done.get(f"{target}/{budget}/{allocation}/{rival}")
+                    if mismatched is not None:
+                        lines.append(
+                            f"| {budget} | {group} | {allocation}/{group} vs {allocation}/{rival} | "
+                            f"{_compare(mismatched, matched, group)} |"
+                        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(model_id: str, target: str, done: dict, stem: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, group in zip(axes, GROUPS):
+        for system, marker in (("uniform", "s"), ("myqasr", "o"), ("fill", "^"), ("knapsack", "D")):
+            points = sorted(
+                (r["megabytes"], 100 * r["groups"][group]["wer"])
+                for r in done.values()
+                if r["system"] == system and r["calib"] in (group, None)
+            )
+            if points:
+                ax.plot(
+                    *zip(*points), marker=marker, label=f"{system} ({'matched' if system != 'uniform' else 'no clips'})"
+                )
+        if "fp" in done:
+            ax.axhline(100 * done["fp"]["groups"][group]["wer"], color="grey", linestyle="--", label="FP")
+        ax.set_title(f"test: {group}ren" if group == "child" else "test: adults")
+        ax.set_xlabel("MB")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("WER %")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Whisper {model_id}, {target}: WER vs bytes on speechocean762")
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny.en", choices=sorted(BUDGETS))
+    parser.add_argument("--target", default="android", choices=["android", "onnx"])
+    parser.add_argument("--budgets", nargs="+", help="default: the design's three budgets for the target")
+    parser.add_argument("--n-calib", type=int, default=32)
+    parser.add_argument("--n-calib-speakers", type=int, default=8)
+    parser.add_argument("--n-test", type=int, default=60, help="test clips per group")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    budgets = args.budgets or BUDGETS[args.model][args.target]
+    stem = RESULTS / f"allocation_{args.model.replace('.', '_')}_{args.target}"
+    json_path = stem.with_suffix(".json")
+    meta = {
+        "model": args.model,
+        "target": args.target,
+        "budgets": budgets,
+        "n_calib": args.n_calib,
+        "n_calib_speakers": args.n_calib_speakers,
+        "n_test": args.n_test,
+        "seed": args.seed,
+    }
+    done = {}
+    if json_path.is_file():
+        stored = read_json(json_path, "a results file")
+        if stored["meta"] != meta:
+            sys.exit(f"{json_path} was measured with {stored['meta']}: delete it or pass the same settings")
+        done = stored["rows"]
+    rows = row_plan(args.model, args.target, budgets)
+
+    def save() -> None:
+        write_json(json_path, {"meta": meta, "rows": done})
+        write_text(stem.with_suffix(".md"), report(args.model, args.target, done, rows, meta))
+        plot(args.model, args.target, done, stem)
+
+    if args.report_only:
+        save()
+        return
+    bundle = load_whisper(args.model)
+    calib, test = split_speakers(args.n_calib_speakers, args.n_calib, args.n_test, args.seed)
+    calib["generic"] = generic_calibration_set()
+    users, timings = {}, {}
+    for row in rows:
+        if row["key"] in done:
+            continue
+        started = time.perf_counter()
+        plan = None
+        if row["system"] == "FP":
+            evaluated = bundle
+        else:
+            user = None
+            if row["calib"]:
+                if row["calib"] not in users:
+                    t0 = time.perf_counter()
+                    users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
+                    timings[f"observe/{row['calib']}"] = round(time.perf_counter() - t0, 1)
+                user = users[row["calib"]]
+            options = PlanOptions(
+                target=args.target,
+                budget=row["budget"],
+                order="uniform" if row["system"] == "uniform" else "myqasr",
+                calibration="minmax" if row["system"] == "uniform" else "cosine",
+                allocation=row["allocation"] or "myqasr",
+                seed=args.seed,
+            )
+            t0 = time.perf_counter()
+            plan = make_plan(bundle, user, options, progress=False)
+            plan_seconds = round(time.perf_counter() - t0, 1)
+            digest = plan_digest(plan)
+            twin = next((r for r in done.values() if r.get("plan_digest") == digest), None)
+            if twin is not None:  # same formats and scales as a row already tested: same transcripts
+                done[row["key"]] = {**twin, **row, "plan_seconds": plan_seconds, "same_plan_as": twin["key"]}
+                save()
+                say(f"{row['key']}: same plan as {twin['key']}")
+                continue
+            evaluated = simulate(bundle, plan)
+        result = evaluate(TorchRunner(evaluated), test, model_id=row["key"], group_by=None, progress=False).to_dict()
+        by_path = {str(u.audio_path): u for u in test}
+        utterances = []
+        for u in result["utterances"]:
+            source = by_path[u["audio_path"]]
+            utterances.append(
+                {
+                    "utt_id": source.utt_id,
+                    "group": source.extra["age_group"],
+                    "speaker": source.speaker,
+                    "hypothesis": u["hypothesis"],
+                    "counts": u["counts"],
+                }
+            )
+        groups = {}
+        for group in GROUPS:
+            score = aggregate([UtteranceCounts(**u["counts"]) for u in utterances if u["group"] == group])
+            groups[group] = {"wer": score.wer, "n_words": score.n_words, "n_clips": score.n_clips}
+        if plan is None:
+            layers = quantizable_layers(bundle.model)
+            size = unquantised_bytes(bundle.model, layers) + sum(4 * layer.numel for layer in layers)
+        else:
+            size = plan.total_bytes
+        done[row["key"]] = {
+            **row,
+            "bytes": size,
+            "megabytes": size / 1e6,
+            "format_counts": plan.format_counts() if plan else {},
+            "plan_seconds": plan_seconds if plan else None,
+            "plan_digest": plan_digest(plan) if plan else "fp",
+            "groups": groups,
+            "wall_s": round(time.perf_counter() - started, 1),
+            "utterances": utterances,
+        }
+        save()
+        say(
+            f"{row['key']}: children {groups['child']['wer']:.3f} adults {groups['adult']['wer']:.3f} "
+            f"({done[row['key']]['wall_s']} s)"
+        )
+    say(f"observation seconds: {timings}")
+
+
+if __name__ == "__main__":
+    main()
