@@ -48,6 +48,19 @@ SECTIONS = (
     ("export_cost", "Export cost", "Wall time and peak memory of `edgeasr export` (`export_cost.py`)."),
     ("export_", "Export parity", "Artifact against the simulated plan on held-out clips (`export_parity.py`)."),
     (
+        "clients_",
+        "Client runtimes",
+        "sherpa-onnx itself on edgeasr's sherpa-layout pair, beside edgeasr's ONNX runner on the same pair and "
+        "ExecuTorch on the .pte of the same export (`clients.py`).",
+    ),
+    (
+        "allocation_",
+        "Allocation on user groups",
+        "myQASR's first fit, fill and knapsack against uniform precision at equal budgets, calibrated on "
+        "speechocean762 children, adults or the generic clips, tested on held-out speakers of both groups, "
+        "with speaker-resampled paired intervals (`allocation_groups.py`).",
+    ),
+    (
         "gender_",
         "myQASR gender experiment",
         "Matched, mismatched and uniform calibration per gender and budget on three ladders (`gender_myqasr.py`).",
@@ -165,11 +178,41 @@ def pqm_table(data: dict) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Allocation on user groups (allocation_groups.py): one row per plan.
+
+
+def _group_wer(row: dict, group: str, cap: bool) -> tuple[float, int]:
+    """(WER, scored words) of `group` in an allocation row; `cap`: each clip's errors capped at its words."""
+    kept = [u["counts"] for u in row["utterances"] if u["group"] == group]
+    words = sum(c["ref_tokens"] for c in kept)
+    errors = sum(min(c["token_errors"], c["ref_tokens"]) if cap else c["token_errors"] for c in kept)
+    return errors / words, words
+
+
+def allocation_table(data: dict) -> list[str]:
+    lines = [
+        "Capped: each clip's errors capped at its reference words (a decoder loop counts as one wrong clip).",
+        "",
+        "| plan | MB | WER children % (n) | capped | WER adults % (n) | capped |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in data["rows"].items():
+        cells = []
+        for group in ("child", "adult"):
+            wer, words = _group_wer(row, group, False)
+            cells.append(f"{_pct(wer)} ({words}) | {_pct(_group_wer(row, group, True)[0])}")
+        lines.append(f"| {key} | {row['megabytes']:.1f} | {' | '.join(cells)} |")
+    return lines
+
+
 def summary_lines(stem: str, data) -> list[str]:
     if isinstance(data, dict) and "records" in data and data["records"] and "metric" in data["records"][0]:
         return bench_table(data)
     if isinstance(data, dict) and "summary" in data and "systems" in data.get("summary", {}):
         return pqm_table(data)
+    if stem.startswith("allocation_") and isinstance(data, dict) and "rows" in data:
+        return allocation_table(data)
     return []
 
 
@@ -224,7 +267,7 @@ def headline_lines(paths: list[Path]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for path in paths:
-        if not path.stem.startswith("runtimes_"):
+        if not path.stem.startswith(("runtimes_", "clients_")):
             continue
         for r in bench_rows(_load(path)):
             rtf, peak = _field(r, "real_time_factor", ".2f"), _field(r, "memory_run_peak", ",.0f")
@@ -232,6 +275,19 @@ def headline_lines(paths: list[Path]) -> list[str]:
                 f"| {path.stem.removeprefix('runtimes_')}: {r['runtime']} | `{r['artifact']}` | "
                 f"{_mb(r['bytes'])} | {_pct(r.get('wer'))} ({r.get('n_words', '-')}) | {rtf} | {peak} | "
                 f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
+            )
+    for path in paths:
+        if not path.stem.startswith("allocation_"):
+            continue
+        rows = _load(path)["rows"]
+        # children, the group the general model serves worst: FP, uniform, and each allocation calibrated on them
+        shown = [k for k in rows if k == "fp" or k.endswith(("/uniform", "/child")) and "same_plan_as" not in rows[k]]
+        for key in shown:
+            wer, words = _group_wer(rows[key], "child", False)
+            capped = _group_wer(rows[key], "child", True)[0]
+            lines.append(
+                f"| {path.stem}, children: {key} | simulated plan | {rows[key]['megabytes']:.1f} | "
+                f"{_pct(wer)} ({words}); capped {_pct(capped)} | - | - | [{path.stem}.md](benchmarks/results/{path.stem}.md) |"
             )
     for path in paths:
         if not (path.stem.startswith("pqm_") and not path.stem.startswith(("pqm_export", "pqm_pilot"))):

@@ -43,7 +43,13 @@ from runtimes.audio import FULL_FRAMES
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, KINDS, META_N_FRAMES, PLAN_FILE, PTE_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 
-BACKENDS = {"torch-fp": "eager", "torch": "eager, simulated plan", "onnx": "cpu", "executorch": "xnnpack"}
+BACKENDS = {
+    "torch-fp": "eager",
+    "torch": "eager, simulated plan",
+    "onnx": "cpu",
+    "executorch": "xnnpack",
+    "sherpa-onnx": "OfflineRecognizer (ONNX Runtime cpu), its own features and greedy search",
+}
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -178,12 +184,14 @@ def _executorch_target(root: Path) -> Target:
     return Target("executorch", folder, plan, artifact, plan["model_id"], n_frames)
 
 
-def _onnx_target(root: Path) -> Target:
+def _onnx_target(root: Path, runtime: str = "onnx") -> Target:
+    """edgeasr's ONNX runner, or (runtime sherpa-onnx) the client itself on a sherpa-layout pair."""
     from runtimes.onnx_runner import plan_from_metadata, read_metadata
 
-    folder = KINDS["onnx"].find(root)
+    kind = KINDS[runtime]
+    folder = kind.find(root)
     if folder is None:
-        raise EdgeAsrError(f"{root} holds no encoder.onnx, so runtime onnx has nothing to run")
+        raise EdgeAsrError(f"{root} holds no {kind.entry_file}, so runtime {runtime} has nothing to run")
     files = [folder / ENCODER_FILE, folder / DECODER_FILE]
     # each graph parsed once: a corrupt file fails here, with a clear error
     encoder_metadata = read_metadata(files[0])
@@ -192,14 +200,14 @@ def _onnx_target(root: Path) -> Target:
     n_frames = int(encoder_metadata.get(META_N_FRAMES, FULL_FRAMES))
     artifact = {
         "name": _label(folder, root, [ENCODER_FILE, DECODER_FILE]),
-        "format": "onnx",
+        "format": kind.format,
         "sha256": sha256_of(files),
         "bytes": sum(p.stat().st_size for p in files),
         "budget_bytes": plan.get("budget_bytes"),
         "n_frames": n_frames,
         "attention": "explicit",
     }
-    return Target("onnx", folder, plan, artifact, plan["model_id"], n_frames)
+    return Target(runtime, folder, plan, artifact, plan["model_id"], n_frames)
 
 
 def _torch_target(root: Path, runtime: str, n_frames: int) -> Target:
@@ -240,9 +248,8 @@ def default_runtimes(root: Path) -> tuple[str, ...]:
 def _artifact_context(root: Path) -> int:
     """The audio context (encoder frames) of the artifact in `root`, for torch runtimes benchmarked without
     its own runtime; 3000 where the folder holds only a plan."""
-    builders = {"executorch": _executorch_target, "onnx": _onnx_target}
     for runtime in artifact_runtimes(root):
-        return builders[runtime](root).n_frames
+        return (_executorch_target(root) if runtime == "executorch" else _onnx_target(root, runtime)).n_frames
     return FULL_FRAMES
 
 
@@ -255,8 +262,8 @@ def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
     for runtime in runtimes:
         if runtime == "executorch":
             built[runtime] = _executorch_target(root)
-        elif runtime == "onnx":
-            built[runtime] = _onnx_target(root)
+        elif runtime in ("onnx", "sherpa-onnx"):
+            built[runtime] = _onnx_target(root, runtime)
     primary = next(iter(built.values()), None)
     n_frames = primary.n_frames if primary else _artifact_context(root)
     for runtime in runtimes:
@@ -435,9 +442,8 @@ def predicted_memory(target: Target, onnx_memory_arena: bool = True):
         return None
     from exporter.memory import estimate_artifact, model_config
 
-    return estimate_artifact(
-        target.folder, target.runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena
-    )
+    runtime = "onnx" if target.runtime == "sherpa-onnx" else target.runtime  # ONNX Runtime inside sherpa
+    return estimate_artifact(target.folder, runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena)
 
 
 def _scores(dataset: Dataset, texts: dict[str, str], group_by: str | None) -> list[tuple[str, object]]:

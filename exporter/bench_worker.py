@@ -35,6 +35,7 @@ RUNTIME_IMPORTS = {  # runtime -> (module to import, what to install when it is 
     "torch-fp": ("torch", "pip install torch==2.13.0"),
     "onnx": ("onnxruntime", "pip install onnxruntime==1.31.1"),
     "executorch": ("executorch.runtime", "pip install executorch==1.5.1"),
+    "sherpa-onnx": ("sherpa_onnx", "pip install sherpa-onnx==2.0.1"),
 }
 _STATUS = Path("/proc/self/status")
 
@@ -135,7 +136,7 @@ def _set_threads(runtime: str, threads: int) -> None:
 def _runtime_version(runtime: str) -> str:
     from importlib.metadata import version
 
-    package = {"onnx": "onnxruntime", "executorch": "executorch"}.get(runtime, "torch")
+    package = {"onnx": "onnxruntime", "executorch": "executorch", "sherpa-onnx": "sherpa-onnx"}.get(runtime, "torch")
     return f"{package} {version(package)}"
 
 
@@ -155,6 +156,8 @@ def _import_runtime(runtime: str) -> None:
         import runtimes.executorch_runner  # noqa: F401
     elif runtime == "onnx":
         import runtimes.onnx_runner  # noqa: F401
+    elif runtime == "sherpa-onnx":
+        import runtimes.sherpa_runner  # noqa: F401
     else:
         import exporter.models  # noqa: F401
         import exporter.quant.simulate  # noqa: F401
@@ -162,7 +165,7 @@ def _import_runtime(runtime: str) -> None:
 
 
 def _build_runner(spec: WorkerSpec):
-    if spec.runtime in ("onnx", "executorch"):
+    if spec.runtime in ("onnx", "executorch", "sherpa-onnx"):
         from runtimes.artifact import open_artifact
 
         return open_artifact(

@@ -17,7 +17,13 @@ DEFAULT_ORDER = ORDERS[0]
 # How rungs are allocated under the budget (exporter/quant/allocate.py): myQASR's first fit in `ORDERS` order,
 # that plan filled back up to the budget, or the least-cost plan by measured per-layer costs.
 ALLOCATIONS = ("myqasr", "fill", "knapsack")
-DEFAULT_ALLOCATION = "myqasr"
+# fill: never worse than the first fit in benchmarks/results/allocation_tiny_en_android.md, and the same
+# plan where the first fit already reaches the budget.
+DEFAULT_ALLOCATION = "fill"
+# The ONNX pair's layout: edgeasr's own (growing cache, full 30 s window) or the one sherpa-onnx loads
+# (exporter/lower/onnx_sherpa.py); `--onnx-layout sherpa` makes the "sherpa" format in place of "onnx".
+ONNX_LAYOUTS = ("edgeasr", "sherpa")
+DEFAULT_ONNX_LAYOUT = "edgeasr"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)
@@ -32,7 +38,7 @@ GROUP_KEYS = ("gender", "speaker", "language", "split")
 TASKS = ("transcribe", "translate")
 
 # `edgeasr bench` runtimes (exporter/bench.py).
-BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch")
+BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch", "sherpa-onnx")
 
 # PQM (exporter/personalize/): how transcripts become training text, and the NF4 base's token-embedding format.
 LABEL_STYLES = ("lower", "keep", "normalized")

@@ -26,6 +26,7 @@ from exporter.choices import (
     GROUP_KEYS,
     LABEL_STYLES,
     METRICS,
+    ONNX_LAYOUTS,
     ORDERS,
     PLAN_TARGETS,
     SENSITIVITY_METRICS,
@@ -246,6 +247,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         attention=args.attention,
         lora=args.lora,
         lora_pte_mode=args.lora_pte_mode,
+        onnx_layout=args.onnx_layout,
     )
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
@@ -461,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
         "a generic synthetic set is used and the result is not personalised",
     )
     p.add_argument("--formats", help=f"comma list of {','.join(FORMATS)} (default: pte for android, onnx for onnx)")
+    p.add_argument(
+        "--onnx-layout",
+        default=_EXPORT.onnx_layout,
+        choices=ONNX_LAYOUTS,
+        help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads, in place of "
+        f"edgeasr's own layout (default {_EXPORT.onnx_layout})",
+    )
     p.add_argument("--out", type=Path, required=True, help="new output folder")
     p.add_argument(
         "--bundle",

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runtimes.audio import FULL_FRAMES
-from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_N_FRAMES, PTE_FILE
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, META_N_FRAMES, PTE_FILE
 from runtimes.errors import EdgeAsrError
 
 MAX_POSITIONS = 448  # Whisper's text context: the self-attention cache length of every lowering
@@ -337,9 +337,15 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
 
     folder = Path(folder)
     encoder, decoder = folder / ENCODER_FILE, folder / DECODER_FILE
-    n_frames = int(read_metadata(encoder).get(META_N_FRAMES, FULL_FRAMES))
-    encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
-    decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
+    metadata = read_metadata(encoder)
+    n_frames = int(metadata.get(META_N_FRAMES, FULL_FRAMES))
+    if metadata.get(META_LAYOUT) == "sherpa":  # dynamic batch and frames (exporter/lower/onnx_sherpa.py): the most
+        dims = {"N": 1, "T": n_frames, "T2": n_frames // 2, "n": 1}
+        encoder_peak = live_peak_bytes(encoder, dims, count_outputs=False)
+        decoder_peak = live_peak_bytes(decoder, dims, count_outputs=False)
+    else:
+        encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
+        decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
     return _onnx_estimate(
         WhisperShape.from_config(config),

@@ -100,7 +100,7 @@ def choose_settings(
             config,
             weight_bytes,
             largest_layer_bytes,
-            get_backend(fmt).runtime,
+            get_backend(fmt).memory_runtime,
             settings.n_frames,
             settings.attention,
             get_backend(fmt).memory_host,
@@ -119,7 +119,7 @@ def choose_settings(
 
 def check_artifact(folder, fmt: str, config, memory_budget: int | None) -> dict[str, MemoryEstimate]:
     """Estimates from the lowered artifact for both hosts; raises if the target host's is over budget."""
-    runtime = get_backend(fmt).runtime
+    runtime = get_backend(fmt).memory_runtime
     estimates = {host: estimate_artifact(folder, runtime, config, host) for host in ("python", "android")}
     target = estimates[get_backend(fmt).memory_host]
     if memory_budget is not None and target.peak_bytes > memory_budget:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.contract import KINDS, ArtifactKind
+from runtimes.contract import ENCODER_FILE, KINDS, ArtifactKind
 from runtimes.errors import EdgeAsrError
 from runtimes.integrity import verify_checksums
 
@@ -24,7 +24,9 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
     path = Path(path)
     if path.is_file():
         for kind in KINDS.values():
-            if path.suffix == Path(kind.entry_file).suffix and runtime in (None, kind.runtime):
+            # a model file by its suffix (any name); sherpa's tokens.txt by its name
+            by_suffix = path.suffix in (".pte", ".onnx") and path.suffix == Path(kind.entry_file).suffix
+            if (by_suffix or path.name == kind.entry_file) and runtime in (None, kind.runtime):
                 return kind, path.parent
     if runtime is not None and runtime not in KINDS:
         raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(KINDS)}")
@@ -65,6 +67,12 @@ def open_artifact(
         from runtimes.onnx_runner import OnnxRunner
 
         return OnnxRunner(folder, threads=threads, adapters=adapters, memory_arena=onnx_memory_arena)
+    if kind.runtime == "sherpa-onnx":
+        if adapters is not None:
+            raise EdgeAsrError("sherpa-onnx takes no per-user adapter files; run the pair with --runtime onnx")
+        from runtimes.sherpa_runner import SherpaOnnxRunner
+
+        return SherpaOnnxRunner(folder, threads=threads)
     if adapters is not None:
         raise EdgeAsrError("per-user adapter files are an ONNX feature; a .pte carries its adapter inside")
     from runtimes.executorch_runner import ExecutorchRunner
@@ -76,9 +84,10 @@ def read_plan(path: str | Path) -> tuple[Path, dict]:
     """(entry file, plan dict) stored inside the artifact at `path`, for `edgeasr inspect` and the bench."""
     kind, folder = locate(path)
     entry = _entry_file(path, kind, folder)
-    if kind.runtime == "onnx":
+    if kind.runtime in ("onnx", "sherpa-onnx"):
         from runtimes.onnx_runner import read_plan_from_onnx
 
+        entry = folder / ENCODER_FILE  # both graphs carry the plan; the encoder is the one always there
         return entry, read_plan_from_onnx(entry)
     from runtimes.executorch_runner import read_plan_from_pte
 

@@ -49,6 +49,10 @@ class Runner(ABC):
     def window_samples(self) -> int:
         return self.n_frames * SAMPLE_RATE // FRAMES_PER_SECOND
 
+    def features(self, window: np.ndarray) -> np.ndarray:
+        """The encoder's input for one window of samples: (n_mels, n_frames) log-mel features."""
+        return log_mel_frames(window, self.n_mels, self.n_frames)
+
     @abstractmethod
     def encode(self, features: np.ndarray) -> Any:
         """Run the encoder on (n_mels, n_frames) features; return whatever `start_decoder` needs."""
@@ -75,7 +79,7 @@ class Runner(ABC):
         texts, tokens, language = [], [], options.language
         for window in chunks(samples, self.window_samples):
             t0 = time.perf_counter()
-            features = log_mel_frames(window, self.n_mels, self.n_frames)
+            features = self.features(window)
             t1 = time.perf_counter()
             encoded = self.encode(features)
             t2 = time.perf_counter()

@@ -27,6 +27,7 @@ REPORT_FILE = "report.md"
 ENCODER_ADAPTER_FILE = "encoder.onnx_adapter"  # one user's LoRA parameters for an NF4 + LoRA ONNX pair
 DECODER_ADAPTER_FILE = "decoder.onnx_adapter"
 CHECKSUM_FILE = "checksums.json"  # sha256 of each file the export wrote in the folder (runtimes.integrity)
+SHERPA_TOKENS_FILE = "tokens.txt"  # sherpa-onnx's vocabulary, beside a sherpa-layout ONNX pair
 
 # ONNX metadata_props keys (on both graphs of the pair).
 META_PLAN = "edgeasr.plan"
@@ -36,6 +37,7 @@ META_MODEL_ID = "edgeasr.model_id"
 META_GRAPH = "edgeasr.graph"
 META_N_FRAMES = "edgeasr.n_frames"  # the encoder's input frames (3000 unless a shorter audio context)
 META_LORA = "edgeasr.lora"
+META_LAYOUT = "edgeasr.layout"  # "sherpa" for the pair sherpa-onnx loads; absent on edgeasr's own layout
 
 # ExecuTorch program methods: the two the runner executes, and constant methods (a list of one value).
 PTE_ENCODER = "encoder"
@@ -72,7 +74,14 @@ class ArtifactKind:
 KINDS = {
     # "executorch": older export folders named the .pte subfolder after the runtime, not the format
     "executorch": ArtifactKind("executorch", "pte", PTE_FILE, (PTE_FILE, TOKENIZER_FILE), ("", "pte", "executorch")),
-    "onnx": ArtifactKind("onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx")),
+    # edgeasr's ONNX runner runs both ONNX layouts (its own, and sherpa's in a `sherpa/` subfolder)
+    "onnx": ArtifactKind(
+        "onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx", "sherpa")
+    ),
+    # sherpa-onnx itself, on the sherpa layout only: tokens.txt marks it
+    "sherpa-onnx": ArtifactKind(
+        "sherpa-onnx", "sherpa", SHERPA_TOKENS_FILE, (ENCODER_FILE, DECODER_FILE, SHERPA_TOKENS_FILE), ("", "sherpa")
+    ),
 }
 
 

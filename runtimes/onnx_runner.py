@@ -1,7 +1,9 @@
-"""ONNX Runtime runner: the encoder.onnx / decoder.onnx pair written by `exporter.lower.onnx`.
+"""ONNX Runtime runner: the encoder.onnx / decoder.onnx pair written by `exporter.lower.onnx` (edgeasr's
+layout) or by `exporter.lower.onnx_sherpa` (the layout sherpa-onnx loads; `edgeasr.layout` says which).
 
 The encoder returns every decoder layer's cross-attention keys and values; a decoder session keeps them and
-the growing self-attention cache as numpy arrays and feeds them back on every step.
+the self-attention cache (growing, or fixed-size with an offset in the sherpa layout) as numpy arrays and
+feeds them back on every step.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.audio import FULL_FRAMES
+from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, log_mel_frames
 from runtimes.base import Runner
 from runtimes.contract import (
     DECODER_FILE,
     ENCODER_FILE,
+    META_LAYOUT,
     META_N_FRAMES,
     META_N_MELS,
     META_PLAN,
@@ -125,6 +128,52 @@ class _OnnxDecoderSession:
         return logits[0]
 
 
+class _SherpaLayoutDecoderSession:
+    """The sherpa-layout decoder (exporter/lower/onnx_sherpa.py): a fixed-size self-attention cache the graph
+    writes at `offset`, which this session advances by the tokens it passed."""
+
+    def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray, run_options=None):
+        self.session = session
+        self.run_options = run_options
+        self.cross_k = cross_k
+        self.cross_v = cross_v
+        layers, batch, _, width = cross_k.shape
+        context = session.get_inputs()[1].shape[2]  # fixed in the graph (448)
+        self.self_k = np.zeros((layers, batch, context, width), dtype=np.float32)
+        self.self_v = np.zeros_like(self.self_k)
+        self.offset = 0
+
+    def step(self, tokens: list[int]) -> np.ndarray:
+        logits, self.self_k, self.self_v = self.session.run(
+            None,
+            {
+                "tokens": np.asarray([tokens], dtype=np.int64),
+                "in_self_k": self.self_k,
+                "in_self_v": self.self_v,
+                "cross_k": self.cross_k,
+                "cross_v": self.cross_v,
+                "offset": np.asarray([self.offset], dtype=np.int64),
+            },
+            self.run_options,
+        )
+        self.offset += len(tokens)
+        return logits[0, -1]
+
+
+# sherpa-onnx's default `tail_paddings` (Python and Kotlin): the zero frames it appends to a clip's features.
+CLIENT_TAIL_FRAMES = 1000
+
+
+def client_features(runner: Runner, window: np.ndarray, tail_frames: int = CLIENT_TAIL_FRAMES) -> np.ndarray:
+    """Features framed as sherpa-onnx frames them: the clip's own frames (normalised as in the 30 s window),
+    then `tail_frames` zero frames, at most 3000 in all; a short clip's encoder pass is that much shorter."""
+    frames = min(len(window) * FRAMES_PER_SECOND // SAMPLE_RATE, FULL_FRAMES - 50)
+    total = min(frames + tail_frames, FULL_FRAMES)
+    features = np.zeros((runner.n_mels, total), dtype=np.float32)
+    features[:, :frames] = log_mel_frames(window, runner.n_mels, FULL_FRAMES)[:, :frames]
+    return features
+
+
 class OnnxRunner(Runner):
     name = "onnx"
 
@@ -152,6 +201,11 @@ class OnnxRunner(Runner):
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
         super().__init__(load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
+        # Either edgeasr's own pair or the one sherpa-onnx loads; this runner feeds both a full 30 s window.
+        self.layout = self.encoder.get_modelmeta().custom_metadata_map.get(META_LAYOUT, "edgeasr")
+        if self.layout not in ("edgeasr", "sherpa"):
+            raise EdgeAsrError(f"{folder / ENCODER_FILE} has an unknown layout {self.layout!r}; update edgeasr")
+        self._encoder_input = self.encoder.get_inputs()[0].name
         self.run_options = {"encoder": None, "decoder": None}
         self._adapters = {}  # keeps the LoraAdapter objects the run options point to alive
         if adapters is not None:
@@ -160,11 +214,16 @@ class OnnxRunner(Runner):
                     Path(adapters) / f"{graph}.onnx_adapter"
                 )
 
+    def features(self, window: np.ndarray) -> np.ndarray:
+        # The sherpa layout is run as its client runs it, so this runner and sherpa-onnx see the same input.
+        return client_features(self, window) if self.layout == "sherpa" else super().features(window)
+
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cross_k, cross_v = self.encoder.run(
-            None, {"input_features": features[None].astype(np.float32)}, self.run_options["encoder"]
+            None, {self._encoder_input: features[None].astype(np.float32)}, self.run_options["encoder"]
         )
         return cross_k, cross_v
 
     def start_decoder(self, encoded: tuple[np.ndarray, np.ndarray]) -> _OnnxDecoderSession:
-        return _OnnxDecoderSession(self.decoder, *encoded, run_options=self.run_options["decoder"])
+        session = _SherpaLayoutDecoderSession if self.layout == "sherpa" else _OnnxDecoderSession
+        return session(self.decoder, *encoded, run_options=self.run_options["decoder"])

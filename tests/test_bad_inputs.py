@@ -70,6 +70,17 @@ CORPUS = [
     ("knapsack-without-clips", [*PLAN, "--allocation", "knapsack"], "knapsack measures each layer's cost"),
     ("unknown-allocation", [*PLAN, "--allocation", "greedy"], "argument --allocation: invalid choice"),
     ("unknown-format", [*EXPORT, "--out", "{t}/new", "--formats", "tflite"], "unknown artifact format"),
+    ("unknown-onnx-layout", [*EXPORT, "--out", "{t}/new", "--onnx-layout", "ort"], "argument --onnx-layout"),
+    (
+        "sherpa-short-context",
+        [*EXPORT, "--out", "{t}/new", "--target", "onnx", "--onnx-layout", "sherpa", "--max-audio-seconds", "10"],
+        "the sherpa layout needs the full 30 s audio context",
+    ),
+    (
+        "sherpa-lora",
+        [*EXPORT, "--out", "{t}/new", "--formats", "sherpa", "--lora", "{t}"],
+        "NF4 + LoRA exports are not built for the sherpa layout",
+    ),
     ("unknown-flag", [*EXPORT, "--out", "{t}/new", "--bugdet", "4MB"], "unrecognized arguments"),
     # data sets and clips
     ("manifest-not-utf8", ["eval", "--data", "{t}/not_utf8.jsonl"], "line 2: bytes that are not UTF-8"),

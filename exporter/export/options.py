@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from exporter.choices import DEFAULT_ALLOCATION, DEFAULT_CALIB_CLIPS, DEFAULT_CALIBRATION, DEFAULT_ORDER
+from exporter.choices import (
+    DEFAULT_ALLOCATION,
+    DEFAULT_CALIB_CLIPS,
+    DEFAULT_CALIBRATION,
+    DEFAULT_ONNX_LAYOUT,
+    DEFAULT_ORDER,
+    ONNX_LAYOUTS,
+)
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
 from exporter.memory_budget import frames_for_seconds
@@ -40,6 +47,7 @@ class ExportOptions:
     # .pte carries it (XNNPACK has no NF4; see exporter/lower/executorch_lora.py)
     lora: Path | None = None
     lora_pte_mode: str = DEFAULT_PTE_MODE
+    onnx_layout: str = DEFAULT_ONNX_LAYOUT  # "sherpa": the ONNX pair sherpa-onnx loads (format "sherpa")
 
     def __post_init__(self) -> None:
         # Parsed and checked once, here: a malformed option is refused before any file is read or model loaded.
@@ -52,9 +60,29 @@ class ExportOptions:
                 raise EdgeAsrError(f"{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
         if self.max_audio_seconds is not None:
             frames_for_seconds(self.max_audio_seconds)  # refuses NaN, infinity and anything outside (0, 30]
+        if self.onnx_layout not in ONNX_LAYOUTS:
+            raise EdgeAsrError(f"unknown ONNX layout {self.onnx_layout!r}; choose {' or '.join(ONNX_LAYOUTS)}")
+        if "sherpa" in self.resolved_formats():
+            self._check_sherpa()
+
+    def _check_sherpa(self) -> None:
+        # sherpa-onnx feeds the encoder the clip's frames plus its tail padding, up to 3000: an encoder cut
+        # to a shorter audio context would be fed more frames than it has positions for.
+        if self.max_audio_seconds is not None and self.max_audio_seconds < 30:
+            raise EdgeAsrError(
+                f"the sherpa layout needs the full 30 s audio context (sherpa-onnx feeds up to 3000 frames); "
+                f"drop --max-audio-seconds {self.max_audio_seconds:g} or use --onnx-layout edgeasr"
+            )
+        if self.lora is not None:
+            raise EdgeAsrError(
+                "NF4 + LoRA exports are not built for the sherpa layout yet; use --onnx-layout edgeasr with --lora"
+            )
 
     def resolved_formats(self) -> tuple[str, ...]:
-        return resolve_formats(self.target, self.formats)
+        formats = resolve_formats(self.target, self.formats)
+        if self.onnx_layout == "sherpa":  # the layout picks which ONNX pair "onnx" means
+            formats = tuple(dict.fromkeys("sherpa" if f == "onnx" else f for f in formats))
+        return formats
 
     @property
     def budget_bytes(self) -> int:

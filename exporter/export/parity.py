@@ -77,3 +77,27 @@ def check_parity(artifact, simulated, clips: list[np.ndarray], options, full_pre
             "(edgeasr plan ... --json)"
         )
     return result
+
+
+def check_client(client, clips: list[np.ndarray], reference: list[str], options) -> dict:
+    """The same clips through a client runtime (e.g. sherpa-onnx) that runs the artifact with its own
+    features and decoding, against edgeasr's runner's transcripts `reference`; raises when they diverge."""
+    rows = []
+    for samples, expected in zip(clips, reference):
+        text = client.transcribe(samples).text
+        rows.append({"client": text, "edgeasr": expected, "match": normalize(text) == normalize(expected)})
+    agreement = disagreement(reference, [r["client"] for r in rows])
+    matching = sum(r["match"] for r in rows)
+    if agreement > options.max_transcript_wer:
+        raise EdgeAsrError(
+            f"{client.name} runs the artifact but its transcripts differ from edgeasr's runner's on "
+            f"{100 * agreement:.0f} % of words (allowed {100 * options.max_transcript_wer:.0f} %), so no artifact "
+            "was written. Report this with the plan (edgeasr plan ... --json)"
+        )
+    return {
+        "clips": len(rows),
+        "matching": matching,
+        "share": matching / len(rows) if rows else 0.0,
+        "transcript_disagreement": round(agreement, 4),
+        "rows": rows,
+    }

@@ -45,6 +45,11 @@ def render_report(
             f"clips with identical normalised text; word disagreement with the simulation (scoring tokens, "
             f"capped at 1 per clip, mean) {result.parity['transcript_disagreement']}; first-step logits relative max error "
             f"{result.parity['logits_relative_max_error']}",
+            *(
+                f"- {name} (the client itself) against edgeasr's runner: {check['matching']}/{check['clips']} clips "
+                f"with identical normalised text; word disagreement {check['transcript_disagreement']}"
+                for name, check in result.parity.get("clients", {}).items()
+            ),
             f"- time: {result.seconds:.0f} s ({describe_stages(result.stages, result.stage_peak_rss_mb)})",
             "",
             "| file | bytes |",

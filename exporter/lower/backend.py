@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes.contract import TOKENIZER_FILE, ArtifactKind, kind_for_format
+from runtimes.contract import SHERPA_TOKENS_FILE, TOKENIZER_FILE, ArtifactKind, kind_for_format
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,14 @@ class Backend:
     # The host whose predicted memory a --memory-budget is checked against (exporter.memory_budget): the
     # device the artifact is for where its runtime's memory differs there.
     memory_host: str
+    memory_model: str | None = None  # the runtime whose memory model (exporter.memory) fits it; None: its own
+    # Client runtimes (runtimes.contract.KINDS) that also run this artifact, with their own features and
+    # decoding: the export checks that they transcribe the parity clips as edgeasr's runner does.
+    clients: tuple[str, ...] = ()
+
+    @property
+    def memory_runtime(self) -> str:
+        return self.memory_model or self.runtime
 
     @property
     def kind(self) -> ArtifactKind:
@@ -43,5 +51,6 @@ class Backend:
 
     @staticmethod
     def budget_bytes(files: dict[str, int]) -> int:
-        """What the budget counts: every artifact file except the tokenizer (the app has it anyway)."""
-        return sum(size for name, size in files.items() if Path(name).name != TOKENIZER_FILE)
+        """What the budget counts: every artifact file except the vocabulary (tokenizer.json, sherpa's
+        tokens.txt): the same for every budget and model size, and the app has it anyway."""
+        return sum(size for name, size in files.items() if Path(name).name not in (TOKENIZER_FILE, SHERPA_TOKENS_FILE))

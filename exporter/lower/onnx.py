@@ -234,7 +234,7 @@ class _DecoderGraph(nn.Module):
         return self.proj_out(last), torch.stack(new_k), torch.stack(new_v)
 
 
-def _export(
+def export_graph(
     module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], dynamic: dict[str, dict[int, str]]
 ) -> onnx.ModelProto:
     buffer = io.BytesIO()
@@ -263,7 +263,7 @@ def _cache_shape(model, length: int) -> tuple[int, ...]:
 
 def export_encoder(model, n_mels: int, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
     features = torch.zeros(1, n_mels, n_frames)
-    return _export(_EncoderGraph(model), (features,), ["input_features"], ["cross_k", "cross_v"], {})
+    return export_graph(_EncoderGraph(model), (features,), ["input_features"], ["cross_k", "cross_v"], {})
 
 
 def _fix_logits_shape(proto: onnx.ModelProto, vocab: int) -> None:
@@ -287,7 +287,7 @@ def export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
         "new_self_k": {3: "total"},
         "new_self_v": {3: "total"},
     }
-    proto = _export(
+    proto = export_graph(
         _DecoderGraph(model),
         (tokens, past, past, cross, cross),
         ["tokens", "self_k", "self_v", "cross_k", "cross_v"],

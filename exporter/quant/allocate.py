@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from exporter.choices import ALLOCATIONS, DEFAULT_ALLOCATION, DEFAULT_ORDER, ORDERS
+from exporter.choices import ALLOCATIONS, DEFAULT_ORDER, ORDERS
 from exporter.quant.budget import format_bytes
 from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.targets import Target
@@ -134,7 +134,7 @@ def allocate(
     order: str = DEFAULT_ORDER,
     seed: int = 0,
     fixed_bytes: int = 0,
-    method: str = DEFAULT_ALLOCATION,
+    method: str = "myqasr",
     costs: dict[str, list[float]] | None = None,
     one_rung: bool = False,
 ) -> Allocation:

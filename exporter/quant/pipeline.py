@@ -50,6 +50,10 @@ class PlanOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", Budget.parse(self.budget))  # a malformed budget fails here, early
+        if self.order == "uniform" and self.allocation == "fill":
+            # The uniform order means every layer on one rung; filling would move some up, so a uniform plan
+            # is the first fit (and the plan records allocation myqasr).
+            object.__setattr__(self, "allocation", "myqasr")
 
     def validate(self, has_calibration_data: bool) -> None:
         if self.order not in ORDERS:

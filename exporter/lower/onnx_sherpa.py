@@ -1,0 +1,260 @@
+"""Lower a plan to the ONNX pair sherpa-onnx's Whisper recognizer loads (`--onnx-layout sherpa`).
+
+sherpa-onnx binds its two sessions by position and reads its settings from the encoder's metadata
+(../shared/research/clients.md), so this layout differs from edgeasr's own ONNX pair (exporter/lower/onnx.py)
+in shapes and calling convention, not in how layers are quantised (the same placeholders, MatMulNBits /
+GatherBlockQuantized / MatMulBnb4 rewrite and plan metadata):
+
+* `encoder.onnx`: mel[N, n_mels, T] with T dynamic up to 3000 (sherpa feeds the clip's frames plus
+  `tail_paddings`, not a padded 30 s window) -> cross_k, cross_v [L, N, ceil(T / 2), d]: every decoder
+  layer's cross-attention keys and values, heads merged, computed once per clip.
+* `decoder.onnx`: tokens[N, n], self_k, self_v [L, N, 448, d], cross_k, cross_v, offset[1] -> logits
+  [N, n, V], self_k, self_v (same fixed shape). The self-attention cache has a fixed size: the n new keys
+  are written at offset .. offset + n - 1 (a gather and a select, so neither n nor the offset is baked
+  into the graph), later slots are masked. The first call takes the whole prompt at offset 0.
+* `tokens.txt`: `<base64 of the token's bytes> <id>` per id below end-of-text, sherpa's vocabulary file;
+  `tokenizer.json` as well, for edgeasr's runners.
+
+The encoder carries every metadata key sherpa requires (its process exits when one is missing).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from exporter.io import write_bytes
+from exporter.lower.onnx import (
+    OnnxArtifacts,
+    check_plan,
+    export_graph,
+    graph_metadata,
+    marked_model,
+    replace_markers,
+    serialise_graph,
+    tokenizer_json,
+)
+from exporter.lower.whisper_modules import attend, split_heads
+from exporter.models import WhisperBundle
+from exporter.quant.plan import QuantPlan
+from runtimes.audio import FULL_FRAMES
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
+from runtimes.errors import EdgeAsrError
+
+LAYOUT = "sherpa"
+TEXT_CONTEXT = 448  # Whisper's decoder positions: the fixed self-attention cache length sherpa allocates
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+class SherpaEncoderGraph(nn.Module):
+    """mel [N, n_mels, T] -> cross_k, cross_v [L, N, ceil(T/2), d], for any T up to 3000."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.model.encoder
+        self.decoder_layers = model.model.decoder.layers
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        encoder = self.encoder
+        # HF's encoder forward refuses anything but 3000 frames; this is its computation without the check,
+        # with the positional table cut to the frames given (as runtimes.torch_runner.encode_frames does).
+        x = nn.functional.gelu(encoder.conv1(mel))
+        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        x = x + encoder.embed_positions.weight[: x.shape[1]]
+        for layer in encoder.layers:
+            x = layer(x, None)
+        states = encoder.layer_norm(x)
+        keys = [layer.encoder_attn.k_proj(states) for layer in self.decoder_layers]
+        values = [layer.encoder_attn.v_proj(states) for layer in self.decoder_layers]
+        return torch.stack(keys), torch.stack(values)
+
+
+class SherpaDecoderGraph(nn.Module):
+    """tokens, self_k, self_v, cross_k, cross_v, offset -> logits [N, n, V], self_k, self_v."""
+
+    def __init__(self, model):
+        super().__init__()
+        decoder = model.model.decoder
+        self.embed_tokens = decoder.embed_tokens
+        self.embed_positions = decoder.embed_positions
+        self.layers = decoder.layers
+        self.layer_norm = decoder.layer_norm
+        self.proj_out = model.proj_out
+        self.n_heads = model.config.decoder_attention_heads
+        self.scaling = (model.config.d_model // self.n_heads) ** -0.5
+
+    @staticmethod
+    def _write(cache: torch.Tensor, new: torch.Tensor, inside: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """`cache` [N, ctx, d] with slots where `inside` replaced by rows `source` of `new` [N, n, d]."""
+        return torch.where(inside[None, :, None], new.index_select(1, source), cache)
+
+    def forward(self, tokens, self_k, self_v, cross_k, cross_v, offset):
+        # n and the positions as tensors computed from the inputs, so the trace keeps them dynamic.
+        ones = torch.ones_like(tokens[0])
+        count = ones.sum()
+        positions = ones.cumsum(0) - 1 + offset  # [n]: offset .. offset + n - 1
+        slots = torch.arange(self_k.shape[2])
+        relative = slots - offset
+        inside = (relative >= 0) & (relative < count)  # the slots this call writes
+        source = torch.minimum(relative.clamp(min=0), count - 1)
+        # Query i (at positions[i]) sees slots 0 .. positions[i]; later slots hold zeros or an older clip.
+        blocked = torch.full((1,), torch.finfo(torch.float32).min)
+        mask = torch.where(slots[None, :] > positions[:, None], blocked, torch.zeros(1))
+        x = self.embed_tokens(tokens) + self.embed_positions.weight.index_select(0, positions).unsqueeze(0)
+        new_k, new_v = [], []
+        for index, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            k = self._write(self_k[index], attn.k_proj(h), inside, source)
+            v = self._write(self_v[index], attn.v_proj(h), inside, source)
+            new_k.append(k)
+            new_v.append(v)
+            q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
+            heads = attend(q, split_heads(k, self.n_heads), split_heads(v, self.n_heads), mask)
+            x = x + attn.out_proj(_merge_heads(heads))
+            cross = layer.encoder_attn
+            h = layer.encoder_attn_layer_norm(x)
+            q = split_heads(cross.q_proj(h) * self.scaling, self.n_heads)
+            heads = attend(q, split_heads(cross_k[index], self.n_heads), split_heads(cross_v[index], self.n_heads))
+            x = x + cross.out_proj(_merge_heads(heads))
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        return self.proj_out(self.layer_norm(x)), torch.stack(new_k), torch.stack(new_v)
+
+
+def export_encoder(model, n_mels: int) -> object:
+    # Traced on an odd length below 3000 so the frame axis is not specialised to a constant.
+    features = torch.zeros(1, n_mels, 1001)
+    dynamic = {"mel": {0: "N", 2: "T"}, "cross_k": {1: "N", 2: "T2"}, "cross_v": {1: "N", 2: "T2"}}
+    return export_graph(SherpaEncoderGraph(model), (features,), ["mel"], ["cross_k", "cross_v"], dynamic)
+
+
+def export_decoder(model) -> object:
+    config = model.config
+    tokens = torch.zeros(1, 3, dtype=torch.long)
+    cache = torch.zeros(config.decoder_layers, 1, TEXT_CONTEXT, config.d_model)
+    cross = torch.zeros(config.decoder_layers, 1, 501, config.d_model)
+    offset = torch.zeros(1, dtype=torch.long)
+    dynamic = {
+        "tokens": {0: "N", 1: "n"},
+        "in_self_k": {1: "N"},
+        "in_self_v": {1: "N"},
+        "cross_k": {1: "N", 2: "T2"},
+        "cross_v": {1: "N", 2: "T2"},
+        "logits": {0: "N", 1: "n"},
+        "out_self_k": {1: "N"},
+        "out_self_v": {1: "N"},
+    }
+    return export_graph(
+        SherpaDecoderGraph(model),
+        (tokens, cache, cache, cross, cross, offset),
+        ["tokens", "in_self_k", "in_self_v", "cross_k", "cross_v", "offset"],
+        ["logits", "out_self_k", "out_self_v"],
+        dynamic,
+    )
+
+
+def _token_id(tokenizer, token: str) -> int | None:
+    value = tokenizer.token_to_id(token)
+    return None if value is None else int(value)
+
+
+def sherpa_metadata(bundle: WhisperBundle) -> dict[str, str]:
+    """The encoder metadata sherpa-onnx reads (all required; the language lists when multilingual)."""
+    config, special, tokenizer = bundle.model.config, bundle.special, bundle.tokenizer
+    no_speech = _token_id(tokenizer, "<|nospeech|>") or _token_id(tokenizer, "<|nocaptions|>")
+    blank = tokenizer.encode(" ", add_special_tokens=False).ids
+    if no_speech is None or not blank:
+        raise EdgeAsrError(f"model {bundle.model_id}: its tokenizer lacks the no-speech or blank token sherpa needs")
+    # Whisper's default prompt: start, then (multilingual) English and transcribe; sherpa replaces the
+    # language and task entries with what the app configures, and appends no-timestamps itself.
+    sot_sequence = [special.sot]
+    if special.is_multilingual:
+        sot_sequence += [special.languages["en"], special.transcribe]
+    values = {
+        "model_type": f"whisper-{bundle.model_id}",
+        "version": "1",
+        "n_mels": bundle.n_mels,
+        "n_audio_ctx": config.max_source_positions,
+        "n_audio_state": config.d_model,
+        "n_audio_head": config.encoder_attention_heads,
+        "n_audio_layer": config.encoder_layers,
+        "n_vocab": config.vocab_size,
+        "n_text_ctx": TEXT_CONTEXT,
+        "n_text_state": config.d_model,
+        "n_text_head": config.decoder_attention_heads,
+        "n_text_layer": config.decoder_layers,
+        "sot": special.sot,
+        "sot_index": 0,
+        "eot": special.eot,
+        "blank_id": blank[0],
+        "is_multilingual": int(special.is_multilingual),
+        "no_speech": no_speech,
+        "translate": special.translate,
+        "transcribe": special.transcribe,
+        "no_timestamps": special.no_timestamps,
+        "sot_sequence": ",".join(str(t) for t in sot_sequence),
+    }
+    if special.is_multilingual:
+        codes = sorted(special.languages, key=special.languages.get)
+        values["all_language_tokens"] = ",".join(str(special.languages[c]) for c in codes)
+        values["all_language_codes"] = ",".join(codes)
+    return {key: str(value) for key, value in values.items()}
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character -> the byte it stands for (GPT-2's reversible map:
+    printable Latin-1 bytes stand for themselves, the others are shifted to code points from 256 on)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            mapping[chr(byte)] = byte
+        else:
+            mapping[chr(256 + shifted)] = byte
+            shifted += 1
+    return mapping
+
+
+def tokens_txt(bundle: WhisperBundle) -> bytes:
+    """sherpa's vocabulary: one line per id below end-of-text, the token's bytes in base64, then the id."""
+    decoder = _byte_decoder()
+    lines = []
+    for token_id in range(bundle.special.eot):
+        piece = bundle.tokenizer.id_to_token(token_id)
+        if piece is None or any(ch not in decoder for ch in piece):
+            raise EdgeAsrError(f"token {token_id} ({piece!r}) is not a byte-level BPE token; not a Whisper tokenizer")
+        raw = bytes(decoder[ch] for ch in piece)
+        lines.append(f"{base64.b64encode(raw).decode('ascii')} {token_id}")
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def lower_onnx_sherpa(
+    bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_frames: int = FULL_FRAMES
+) -> OnnxArtifacts:
+    """Write the sherpa-layout encoder.onnx, decoder.onnx, tokens.txt and tokenizer.json into `out_dir`."""
+    if n_frames != FULL_FRAMES:
+        raise EdgeAsrError(
+            "the sherpa layout takes up to 30 s of audio (sherpa-onnx feeds the clip plus its tail padding, up "
+            "to 3000 frames); drop --max-audio-seconds / the memory budget that needs a shorter context"
+        )
+    check_plan(bundle, plan)
+    out_dir = Path(out_dir)
+    model = marked_model(bundle, plan)
+    graphs = {"encoder": export_encoder(model, bundle.n_mels), "decoder": export_decoder(model)}
+    files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
+    for graph, proto in graphs.items():
+        replace_markers(proto, plan, model)
+        metadata = {**graph_metadata(bundle, plan, graph, n_frames), META_LAYOUT: LAYOUT}
+        if graph == "encoder":
+            metadata.update(sherpa_metadata(bundle))
+        write_bytes(files[graph], serialise_graph(proto, metadata))
+    write_bytes(out_dir / SHERPA_TOKENS_FILE, tokens_txt(bundle))
+    write_bytes(out_dir / TOKENIZER_FILE, tokenizer_json(bundle))
+    return OnnxArtifacts(out_dir, files["encoder"], files["decoder"], out_dir / TOKENIZER_FILE)

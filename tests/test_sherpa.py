@@ -1,0 +1,159 @@
+"""The sherpa layout (exporter/lower/onnx_sherpa.py), run by sherpa-onnx itself and by edgeasr's ONNX runner.
+
+The slow tests lower one mixed 8/4-bit plan of tiny.en once per module, load the pair in
+`sherpa_onnx.OfflineRecognizer.from_whisper` (the client apps link), and check its transcripts of real
+clips against edgeasr's runner on the same files, and edgeasr's runner against the simulated plan.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from exporter.lower.onnx_sherpa import _byte_decoder, lower_onnx_sherpa, sherpa_metadata, tokens_txt
+from exporter.normalize import normalize
+from runtimes.audio import FULL_FRAMES, load_audio
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
+from runtimes.errors import EdgeAsrError
+
+# Every key sherpa-onnx 2.0.1 reads from the encoder's metadata; it exits when one is missing.
+SHERPA_REQUIRED = (
+    "n_mels n_text_layer n_text_ctx n_text_state n_vocab sot eot blank_id translate transcribe is_multilingual "
+    "no_timestamps no_speech sot_sequence"
+).split()
+
+
+def test_byte_decoder_is_a_bijection_onto_the_256_bytes():
+    mapping = _byte_decoder()
+    assert sorted(mapping.values()) == list(range(256))
+    assert mapping["A"] == ord("A") and mapping["Ġ"] == ord(" ")  # GPT-2's stand-in for the space
+
+
+def test_tokens_txt_spells_every_token_below_end_of_text(tiny_en):
+    lines = tokens_txt(tiny_en).decode("ascii").splitlines()
+    assert len(lines) == tiny_en.special.eot
+    pieces = {}
+    for line in lines:
+        encoded, token_id = line.split(" ")
+        pieces[int(token_id)] = base64.b64decode(encoded)
+    assert sorted(pieces) == list(range(tiny_en.special.eot))
+    ids = tiny_en.tokenizer.encode(" He could wait no longer.", add_special_tokens=False).ids
+    assert b"".join(pieces[i] for i in ids).decode("utf-8") == " He could wait no longer."
+
+
+@pytest.mark.parametrize("model", ["tiny_en", "base"])
+def test_metadata_has_every_key_sherpa_requires(model, request):
+    bundle = request.getfixturevalue(model)
+    metadata = sherpa_metadata(bundle)
+    assert all(key in metadata for key in SHERPA_REQUIRED)
+    assert metadata["is_multilingual"] == str(int(bundle.special.is_multilingual))
+    assert metadata["sot_sequence"].split(",")[0] == str(bundle.special.sot)
+    if bundle.special.is_multilingual:
+        codes = metadata["all_language_codes"].split(",")
+        tokens = [int(t) for t in metadata["all_language_tokens"].split(",")]
+        assert len(codes) == len(tokens) == len(bundle.special.languages) and codes[0] == "en"
+        assert tokens == sorted(tokens) and tokens[codes.index("de")] == bundle.special.languages["de"]
+    else:
+        assert "all_language_codes" not in metadata
+
+
+def test_a_shorter_audio_context_is_refused(tiny_en, tmp_path):
+    with pytest.raises(EdgeAsrError, match="needs the full 30 s audio context|takes up to 30 s"):
+        lower_onnx_sherpa(tiny_en, None, tmp_path, n_frames=1000)
+    assert not any(tmp_path.iterdir())
+
+
+def test_sherpa_runner_refuses_a_folder_without_the_sherpa_layout(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from runtimes.sherpa_runner import SherpaOnnxRunner
+
+    with pytest.raises(EdgeAsrError, match="has no encoder.onnx: sherpa-onnx runs the sherpa layout"):
+        SherpaOnnxRunner(tmp_path)
+    # A pair without the layout mark (edgeasr's own layout): refused before sherpa-onnx would exit on it.
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [value], [value])
+    for name in (ENCODER_FILE, DECODER_FILE):
+        onnx.save(helper.make_model(graph), tmp_path / name)
+    (tmp_path / SHERPA_TOKENS_FILE).write_text("IQ== 0\n")
+    with pytest.raises(EdgeAsrError, match="edgeasr's own ONNX layout, which sherpa-onnx cannot load"):
+        SherpaOnnxRunner(tmp_path)
+
+
+# --- one mixed 8/4-bit plan of tiny.en, lowered once ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sherpa_plan(tiny_en, shared_data):
+    """myQASR + fill on the onnx ladder at 39 MB: Linears on 8 and 4 bits, a 4-bit embedding."""
+    from exporter.data import load_dataset
+    from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
+
+    user = observe_user(tiny_en, load_dataset(shared_data / "english_misc" / "manifest.jsonl"), 4, 0)
+    options = PlanOptions(target="onnx", budget="39MB", calibration="minmax", allocation="fill")
+    plan = make_plan(tiny_en, user, options, progress=False)
+    assert {layer.format.bits for layer in plan.layers if layer.kind == "linear"} >= {4, 8}
+    return plan
+
+
+@pytest.fixture(scope="module")
+def sherpa_pair(tiny_en, sherpa_plan, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sherpa")
+    lower_onnx_sherpa(tiny_en, sherpa_plan, folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_pair_is_the_sherpa_layout_and_near_plan_size(sherpa_pair, sherpa_plan):
+    from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
+
+    names = sorted(p.name for p in sherpa_pair.iterdir())
+    assert names == sorted([ENCODER_FILE, DECODER_FILE, SHERPA_TOKENS_FILE, TOKENIZER_FILE])
+    metadata = read_metadata(sherpa_pair / ENCODER_FILE)
+    assert metadata[META_LAYOUT] == "sherpa" and all(key in metadata for key in SHERPA_REQUIRED)
+    assert read_plan_from_onnx(sherpa_pair / DECODER_FILE) == sherpa_plan.to_dict()
+    graphs = sum((sherpa_pair / name).stat().st_size for name in (ENCODER_FILE, DECODER_FILE))
+    assert sherpa_plan.total_bytes <= graphs <= sherpa_plan.total_bytes * 1.01
+
+
+@pytest.mark.slow
+def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_plan, sherpa_pair, shared_data):
+    """Prompt in one call at offset 0, then single tokens: the fixed cache is written where it should be."""
+    from exporter.quant.simulate import simulate
+    from runtimes.audio import log_mel_frames
+    from runtimes.onnx_runner import OnnxRunner
+    from runtimes.torch_runner import TorchRunner
+
+    simulated, runner = TorchRunner(simulate(tiny_en, sherpa_plan)), OnnxRunner(sherpa_pair)
+    samples = load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav")
+    for frames in (FULL_FRAMES, 1208):  # the 30 s window, and the client's shorter framing
+        features = log_mel_frames(samples, tiny_en.n_mels, frames)
+        reference = simulated.start_decoder(simulated.encode(features))
+        session = runner.start_decoder(runner.encode(features))
+        for tokens in (tiny_en.special.prompt(None), [679], [714], [339]):
+            expected, got = reference.step(tokens), session.step(tokens)
+            np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+
+
+@pytest.mark.slow
+def test_sherpa_onnx_itself_transcribes_like_edgeasr_s_runner(sherpa_pair, shared_data):
+    """The client apps use, on real clips: the same normalised text as edgeasr's runner on >= 90 % of them."""
+    from exporter.data import load_dataset
+    from runtimes.artifact import open_artifact
+
+    client = open_artifact(sherpa_pair, runtime="sherpa-onnx")
+    ours = open_artifact(sherpa_pair)
+    assert client.name == "sherpa-onnx" and ours.name == "onnx"
+    clips = load_dataset(shared_data / "english_misc" / "manifest.jsonl").utterances[:12]
+    same, wrong_words = 0, []
+    for clip in clips:
+        samples = load_audio(clip.audio_path)
+        theirs, mine = client.transcribe(samples).text, ours.transcribe(samples).text
+        same += normalize(theirs) == normalize(mine)
+        assert theirs.strip(), clip.utt_id  # a mis-bound input or missing metadata gives "" in sherpa
+        wrong_words.append(normalize(theirs) != normalize(clip.transcript))
+    assert same >= 0.9 * len(clips), f"{same}/{len(clips)} clips identical"
+    assert sum(wrong_words) < len(clips)  # and it hears: not every clip is wrong against the reference
