@@ -54,6 +54,11 @@ SECTIONS = (
         "ExecuTorch on the .pte of the same export (`clients.py`).",
     ),
     (
+        "pte_layouts_",
+        ".pte layouts",
+        "Per-token cost of edgeasr's .pte layout against the one ExecuTorch's ASR runner calls (`pte_layouts.py`).",
+    ),
+    (
         "allocation_",
         "Allocation on user groups",
         "myQASR's first fit, fill and knapsack against uniform precision at equal budgets, calibrated on "

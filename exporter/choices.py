@@ -24,6 +24,9 @@ DEFAULT_ALLOCATION = "fill"
 # (exporter/lower/onnx_sherpa.py); `--onnx-layout sherpa` makes the "sherpa" format in place of "onnx".
 ONNX_LAYOUTS = ("edgeasr", "sherpa")
 DEFAULT_ONNX_LAYOUT = "edgeasr"
+# The .pte's methods: edgeasr's (2L encoder outputs) or ExecuTorch's ASR runner contract (format pte-runner).
+PTE_LAYOUTS = ("edgeasr", "runner")
+DEFAULT_PTE_LAYOUT = "edgeasr"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)

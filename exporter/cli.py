@@ -29,6 +29,7 @@ from exporter.choices import (
     ONNX_LAYOUTS,
     ORDERS,
     PLAN_TARGETS,
+    PTE_LAYOUTS,
     SENSITIVITY_METRICS,
     TASKS,
 )
@@ -248,6 +249,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         lora=args.lora,
         lora_pte_mode=args.lora_pte_mode,
         onnx_layout=args.onnx_layout,
+        pte_layout=args.pte_layout,
     )
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
@@ -469,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ONNX_LAYOUTS,
         help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads, in place of "
         f"edgeasr's own layout (default {_EXPORT.onnx_layout})",
+    )
+    p.add_argument(
+        "--pte-layout",
+        default=_EXPORT.pte_layout,
+        choices=PTE_LAYOUTS,
+        help="runner: a .pte with the methods ExecuTorch's ASR runner (Seq2SeqRunner, Android AsrModule) calls, "
+        f"one encoder output unpacked in text_decoder (default {_EXPORT.pte_layout})",
     )
     p.add_argument("--out", type=Path, required=True, help="new output folder")
     p.add_argument(

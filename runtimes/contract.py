@@ -48,6 +48,8 @@ PTE_ATTENTION = "edgeasr_attention"
 PTE_N_MELS = "get_n_mels"
 PTE_N_FRAMES = "get_n_frames"
 PTE_MAX_SEQ_LEN = "get_max_seq_len"
+PTE_LAYOUT = "edgeasr_layout"  # "runner" for ExecuTorch's ASR-runner layout; absent on edgeasr's own
+PTE_EOS_IDS = "get_eos_ids"  # the ASR runner's end-of-sequence ids (runner layout)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ArtifactKind:
     entry_file: str  # the file whose presence marks a folder as holding this kind
     files: tuple[str, ...]  # what the runner loads
     subfolders: tuple[str, ...]  # where to look below an export folder ("" is the folder itself)
+    also_formats: tuple[str, ...] = ()  # other export formats whose files this runtime runs (other layouts)
 
     def find(self, root: str | Path) -> Path | None:
         """The folder under `root` that holds this kind, or None."""
@@ -73,7 +76,15 @@ class ArtifactKind:
 # Runtime name -> kind. A new artifact runtime adds its runner module and one entry here.
 KINDS = {
     # "executorch": older export folders named the .pte subfolder after the runtime, not the format
-    "executorch": ArtifactKind("executorch", "pte", PTE_FILE, (PTE_FILE, TOKENIZER_FILE), ("", "pte", "executorch")),
+    # (and the ASR-runner layout, format pte-runner, in its own subfolder when it is a second format)
+    "executorch": ArtifactKind(
+        "executorch",
+        "pte",
+        PTE_FILE,
+        (PTE_FILE, TOKENIZER_FILE),
+        ("", "pte", "executorch", "pte-runner"),
+        ("pte-runner",),
+    ),
     # edgeasr's ONNX runner runs both ONNX layouts (its own, and sherpa's in a `sherpa/` subfolder)
     "onnx": ArtifactKind(
         "onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx", "sherpa")
@@ -88,5 +99,8 @@ KINDS = {
 def kind_for_format(fmt: str) -> ArtifactKind:
     for kind in KINDS.values():
         if kind.format == fmt:
+            return kind
+    for kind in KINDS.values():
+        if fmt in kind.also_formats:
             return kind
     raise EdgeAsrError(f"unknown artifact format {fmt!r}; choose from {', '.join(k.format for k in KINDS.values())}")

@@ -221,7 +221,11 @@ def test_every_backend_is_registered_consistently():
         assert backend.format == fmt and backend.target in TARGETS
         assert backend.kind.entry_file in backend.kind.files
     assert all(f in BACKENDS for formats in TARGET_FORMATS.values() for f in formats)
-    with pytest.raises(EdgeAsrError, match="unknown artifact format 'tflite'; choose from pte, onnx"):
+    for fmt, backend in BACKENDS.items():  # every format's files are found by the kind that runs them
+        assert fmt == backend.kind.format or fmt in backend.kind.also_formats
+    with pytest.raises(
+        EdgeAsrError, match="unknown artifact format 'tflite'; choose from pte, pte-runner, onnx, sherpa"
+    ):
         get_backend("tflite")
 
 

@@ -11,7 +11,9 @@ from exporter.choices import (
     DEFAULT_CALIBRATION,
     DEFAULT_ONNX_LAYOUT,
     DEFAULT_ORDER,
+    DEFAULT_PTE_LAYOUT,
     ONNX_LAYOUTS,
+    PTE_LAYOUTS,
 )
 from exporter.lower.registry import resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
@@ -48,6 +50,7 @@ class ExportOptions:
     lora: Path | None = None
     lora_pte_mode: str = DEFAULT_PTE_MODE
     onnx_layout: str = DEFAULT_ONNX_LAYOUT  # "sherpa": the ONNX pair sherpa-onnx loads (format "sherpa")
+    pte_layout: str = DEFAULT_PTE_LAYOUT  # "runner": the methods ExecuTorch's ASR runner calls (format "pte-runner")
 
     def __post_init__(self) -> None:
         # Parsed and checked once, here: a malformed option is refused before any file is read or model loaded.
@@ -62,6 +65,12 @@ class ExportOptions:
             frames_for_seconds(self.max_audio_seconds)  # refuses NaN, infinity and anything outside (0, 30]
         if self.onnx_layout not in ONNX_LAYOUTS:
             raise EdgeAsrError(f"unknown ONNX layout {self.onnx_layout!r}; choose {' or '.join(ONNX_LAYOUTS)}")
+        if self.pte_layout not in PTE_LAYOUTS:
+            raise EdgeAsrError(f"unknown .pte layout {self.pte_layout!r}; choose {' or '.join(PTE_LAYOUTS)}")
+        if "pte-runner" in self.resolved_formats() and self.lora is not None:
+            raise EdgeAsrError(
+                "NF4 + LoRA .pte files are not built in the ASR-runner layout yet; use --pte-layout edgeasr"
+            )
         if "sherpa" in self.resolved_formats():
             self._check_sherpa()
 
@@ -80,9 +89,10 @@ class ExportOptions:
 
     def resolved_formats(self) -> tuple[str, ...]:
         formats = resolve_formats(self.target, self.formats)
-        if self.onnx_layout == "sherpa":  # the layout picks which ONNX pair "onnx" means
-            formats = tuple(dict.fromkeys("sherpa" if f == "onnx" else f for f in formats))
-        return formats
+        # the layouts pick which files "onnx" and "pte" mean
+        renamed = {"onnx": "sherpa" if self.onnx_layout == "sherpa" else "onnx"}
+        renamed["pte"] = "pte-runner" if self.pte_layout == "runner" else "pte"
+        return tuple(dict.fromkeys(renamed.get(f, f) for f in formats))
 
     @property
     def budget_bytes(self) -> int:

@@ -22,17 +22,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from exporter.choices import PTE_LAYOUTS
 from exporter.io import atomic_path
 from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
-from exporter.lower.whisper_modules import WhisperEncoderModule, WhisperTextDecoderModule
+from exporter.lower.whisper_modules import (
+    RunnerEncoderModule,
+    RunnerTextDecoderModule,
+    WhisperEncoderModule,
+    WhisperTextDecoderModule,
+)
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import QuantPlan
 from exporter.quant.primitives import clip_weight
 from runtimes.audio import FULL_FRAMES
+from runtimes.contract import PTE_EOS_IDS, PTE_LAYOUT
 from runtimes.errors import EdgeAsrError
 
 MAX_SEQ_LEN = 448
+# Program layouts: edgeasr's (the encoder returns each layer's cross K and V, 2L outputs, the decoder takes
+# them all), and the one ExecuTorch's ASR runner (`Seq2SeqRunner`, Android `AsrModule`) calls: one encoder
+# output, text_decoder(ids, encoder_output, cache_position), and `get_eos_ids`.
 EXECUTORCH_TARGETS = ("android", "executorch")
 # HF attention implementations the encoder can be captured with, the default first. Eager: XNNPACK takes
 # every op of it; sdpa decomposes with a "safe softmax" (eq / any / where over each attention map) that runs
@@ -92,10 +102,15 @@ def quantize_model(model: nn.Module, plan: QuantPlan) -> None:
 
 
 def constant_methods(
-    bundle: WhisperBundle, plan: QuantPlan, n_frames: int = FULL_FRAMES, attention: str = DEFAULT_ATTENTION
+    bundle: WhisperBundle,
+    plan: QuantPlan,
+    n_frames: int = FULL_FRAMES,
+    attention: str = DEFAULT_ATTENTION,
+    layout: str = "edgeasr",
 ) -> dict:
     config = bundle.model.config
-    return {
+    extra = {PTE_LAYOUT: layout, PTE_EOS_IDS: [bundle.special.eot]} if layout == "runner" else {}
+    return extra | {
         "get_n_frames": n_frames,  # the encoder's input length: the runner windows audio to n_frames / 100 s
         "edgeasr_attention": attention,  # how the encoder was captured (for the memory model and reports)
         "edgeasr_plan": plan.to_json(),
@@ -109,12 +124,16 @@ def constant_methods(
     }
 
 
-def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES) -> dict:
-    encoder = WhisperEncoderModule(model).eval()
-    decoder = WhisperTextDecoderModule(model, MAX_SEQ_LEN).eval()
+def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES, layout: str = "edgeasr") -> dict:
+    if layout not in PTE_LAYOUTS:
+        raise EdgeAsrError(f"unknown .pte layout {layout!r}; choose {' or '.join(PTE_LAYOUTS)}")
+    runner = layout == "runner"
+    encoder = (RunnerEncoderModule if runner else WhisperEncoderModule)(model).eval()
+    decoder = (RunnerTextDecoderModule if runner else WhisperTextDecoderModule)(model, MAX_SEQ_LEN).eval()
     features = torch.zeros(1, n_mels, n_frames)
     with torch.no_grad():
-        cross = encoder(features)
+        encoded = encoder(features)
+        cross = (encoded,) if runner else tuple(encoded)
         programs = {
             "encoder": torch.export.export(encoder, (features,), strict=False),
             "text_decoder": torch.export.export(
@@ -154,17 +173,19 @@ def lower_executorch(
     out_path: Path,
     n_frames: int = FULL_FRAMES,
     attention: str = DEFAULT_ATTENTION,
+    layout: str = "edgeasr",
 ) -> Path:
     """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails.
 
     `n_frames` < 3000 exports a shorter audio context (encoder input frames, see whisper_modules);
     `attention` the encoder's attention implementation. Both only change activation memory, not weights.
+    `layout` "runner": the methods ExecuTorch's ASR runner calls (see PTE_LAYOUTS).
     """
     _check_target(plan)
     model = prepare_model(bundle, plan, attention)
     quantize_model(model, plan)
-    programs = capture(model, bundle.n_mels, n_frames)
-    data = lower(programs, constant_methods(bundle, plan, n_frames, attention))
+    programs = capture(model, bundle.n_mels, n_frames, layout)
+    data = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout))
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
     return out_path

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from exporter.lower import onnx_backend, pte_backend, sherpa_backend
+from exporter.lower import onnx_backend, pte_backend, pte_runner_backend, sherpa_backend
 from exporter.lower.backend import Backend
 from runtimes.errors import EdgeAsrError
 
 BACKENDS: dict[str, Backend] = {
-    b.format: b for b in (pte_backend.BACKEND, onnx_backend.BACKEND, sherpa_backend.BACKEND)
+    b.format: b for b in (pte_backend.BACKEND, pte_runner_backend.BACKEND, onnx_backend.BACKEND, sherpa_backend.BACKEND)
 }
 FORMATS = tuple(BACKENDS)
 

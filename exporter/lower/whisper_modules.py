@@ -85,6 +85,33 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(batch, length, n_heads, dim // n_heads).transpose(1, 2)
 
 
+class RunnerEncoderModule(nn.Module):
+    """ExecuTorch's ASR runner contract: `encoder` returns exactly one tensor. The cross-attention keys and
+    values are still computed once per clip, stacked as [2L, H, T, D] (k_0, v_0, k_1, v_1, ...)."""
+
+    def __init__(self, hf_model):
+        super().__init__()
+        self.inner = WhisperEncoderModule(hf_model)
+
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.inner(input_features))
+
+
+class RunnerTextDecoderModule(nn.Module):
+    """ExecuTorch's ASR runner contract: text_decoder(decoder_input_ids[1, 1], encoder_output, cache_position[1])
+    -> logits. The stacked keys and values are taken apart inside the method: one copy of each layer's
+    slice per step (select_copy), the price of the single encoder output."""
+
+    def __init__(self, hf_model, max_seq_len: int = 448):
+        super().__init__()
+        self.inner = WhisperTextDecoderModule(hf_model, max_seq_len)
+
+    def forward(
+        self, decoder_input_ids: torch.Tensor, encoder_output: torch.Tensor, cache_position: torch.Tensor
+    ) -> torch.Tensor:
+        return self.inner(decoder_input_ids, *encoder_output.unbind(0), cache_position)
+
+
 class WhisperTextDecoderModule(nn.Module):
     def __init__(self, hf_model, max_seq_len: int = 448):
         super().__init__()
