@@ -157,3 +157,10 @@ def test_sherpa_onnx_itself_transcribes_like_edgeasr_s_runner(sherpa_pair, share
         wrong_words.append(normalize(theirs) != normalize(clip.transcript))
     assert same >= 0.9 * len(clips), f"{same}/{len(clips)} clips identical"
     assert sum(wrong_words) < len(clips)  # and it hears: not every clip is wrong against the reference
+
+
+@pytest.mark.slow
+def test_lowering_the_same_plan_again_gives_the_same_bytes(tiny_en, sherpa_plan, sherpa_pair, tmp_path):
+    lower_onnx_sherpa(tiny_en, sherpa_plan, tmp_path)
+    for name in (ENCODER_FILE, DECODER_FILE, SHERPA_TOKENS_FILE, TOKENIZER_FILE):
+        assert (tmp_path / name).read_bytes() == (sherpa_pair / name).read_bytes(), name

@@ -169,7 +169,7 @@ def marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
 # Export wrappers around the HF modules.
 
 
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
     batch, heads, length, head_dim = x.shape
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
@@ -186,7 +186,9 @@ class _EncoderGraph(nn.Module):
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
-class _DecoderGraph(nn.Module):
+class DecoderGraph(nn.Module):
+    """edgeasr's ONNX decoder with past; its pieces are shared by the sherpa layout (onnx_sherpa.py)."""
+
     def __init__(self, model):
         super().__init__()
         decoder = model.model.decoder
@@ -210,12 +212,12 @@ class _DecoderGraph(nn.Module):
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
         k = torch.cat([past_k, split_heads(attn.k_proj(h), self.n_heads)], dim=2)
         v = torch.cat([past_v, split_heads(attn.v_proj(h), self.n_heads)], dim=2)
-        return attn.out_proj(_merge_heads(attend(q, k, v, mask))), k, v
+        return attn.out_proj(merge_heads(attend(q, k, v, mask))), k, v
 
     def _cross_attention(self, layer, h, cross_k, cross_v):
         attn = layer.encoder_attn
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        return attn.out_proj(_merge_heads(attend(q, cross_k, cross_v)))
+        return attn.out_proj(merge_heads(attend(q, cross_k, cross_v)))
 
     def forward(self, tokens, self_k, self_v, cross_k, cross_v):
         length, past = tokens.shape[1], self_k.shape[3]
@@ -288,7 +290,7 @@ def export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
         "new_self_v": {3: "total"},
     }
     proto = export_graph(
-        _DecoderGraph(model),
+        DecoderGraph(model),
         (tokens, past, past, cross, cross),
         ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
         ["logits", "new_self_k", "new_self_v"],

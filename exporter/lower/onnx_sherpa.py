@@ -28,11 +28,13 @@ from torch import nn
 
 from exporter.io import write_bytes
 from exporter.lower.onnx import (
+    DecoderGraph,
     OnnxArtifacts,
     check_plan,
     export_graph,
     graph_metadata,
     marked_model,
+    merge_heads,
     replace_markers,
     serialise_graph,
     tokenizer_json,
@@ -46,11 +48,6 @@ from runtimes.errors import EdgeAsrError
 
 LAYOUT = "sherpa"
 TEXT_CONTEXT = 448  # Whisper's decoder positions: the fixed self-attention cache length sherpa allocates
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    batch, heads, length, head_dim = x.shape
-    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
 class SherpaEncoderGraph(nn.Module):
@@ -76,19 +73,8 @@ class SherpaEncoderGraph(nn.Module):
         return torch.stack(keys), torch.stack(values)
 
 
-class SherpaDecoderGraph(nn.Module):
+class SherpaDecoderGraph(DecoderGraph):
     """tokens, self_k, self_v, cross_k, cross_v, offset -> logits [N, n, V], self_k, self_v."""
-
-    def __init__(self, model):
-        super().__init__()
-        decoder = model.model.decoder
-        self.embed_tokens = decoder.embed_tokens
-        self.embed_positions = decoder.embed_positions
-        self.layers = decoder.layers
-        self.layer_norm = decoder.layer_norm
-        self.proj_out = model.proj_out
-        self.n_heads = model.config.decoder_attention_heads
-        self.scaling = (model.config.d_model // self.n_heads) ** -0.5
 
     @staticmethod
     def _write(cache: torch.Tensor, new: torch.Tensor, inside: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -118,12 +104,9 @@ class SherpaDecoderGraph(nn.Module):
             new_v.append(v)
             q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
             heads = attend(q, split_heads(k, self.n_heads), split_heads(v, self.n_heads), mask)
-            x = x + attn.out_proj(_merge_heads(heads))
-            cross = layer.encoder_attn
-            h = layer.encoder_attn_layer_norm(x)
-            q = split_heads(cross.q_proj(h) * self.scaling, self.n_heads)
-            heads = attend(q, split_heads(cross_k[index], self.n_heads), split_heads(cross_v[index], self.n_heads))
-            x = x + cross.out_proj(_merge_heads(heads))
+            x = x + attn.out_proj(merge_heads(heads))
+            keys, values = split_heads(cross_k[index], self.n_heads), split_heads(cross_v[index], self.n_heads)
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), keys, values)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         return self.proj_out(self.layer_norm(x)), torch.stack(new_k), torch.stack(new_v)
 
