@@ -440,9 +440,10 @@ def predicted_memory(target: Target, onnx_memory_arena: bool = True):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
     if target.runtime not in KINDS:  # the torch runtimes run a plan, not an artifact file
         return None
+    from exporter.lower.registry import get_backend
     from exporter.memory import estimate_artifact, model_config
 
-    runtime = "onnx" if target.runtime == "sherpa-onnx" else target.runtime  # ONNX Runtime inside sherpa
+    runtime = get_backend(KINDS[target.runtime].format).memory_runtime  # sherpa-onnx: ONNX Runtime's model
     return estimate_artifact(target.folder, runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena)
 
 

@@ -128,15 +128,12 @@ class _OnnxDecoderSession:
         return logits[0]
 
 
-class _SherpaLayoutDecoderSession:
+class _SherpaLayoutDecoderSession(_OnnxDecoderSession):
     """The sherpa-layout decoder (exporter/lower/onnx_sherpa.py): a fixed-size self-attention cache the graph
     writes at `offset`, which this session advances by the tokens it passed."""
 
     def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray, run_options=None):
-        self.session = session
-        self.run_options = run_options
-        self.cross_k = cross_k
-        self.cross_v = cross_v
+        super().__init__(session, cross_k, cross_v, run_options)
         layers, batch, _, width = cross_k.shape
         context = session.get_inputs()[1].shape[2]  # fixed in the graph (448)
         self.self_k = np.zeros((layers, batch, context, width), dtype=np.float32)
@@ -201,7 +198,7 @@ class OnnxRunner(Runner):
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
         super().__init__(load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
-        # Either edgeasr's own pair or the one sherpa-onnx loads; this runner feeds both a full 30 s window.
+        # Either edgeasr's own pair (fed a full 30 s window) or the one sherpa-onnx loads (fed as sherpa does).
         self.layout = self.encoder.get_modelmeta().custom_metadata_map.get(META_LAYOUT, "edgeasr")
         if self.layout not in ("edgeasr", "sherpa"):
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has an unknown layout {self.layout!r}; update edgeasr")

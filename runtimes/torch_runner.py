@@ -27,6 +27,12 @@ def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
         return encoder(input_features).last_hidden_state
     if frames % 2 or not 0 < frames < FULL_FRAMES:
         raise ValueError(f"the encoder takes an even number of frames up to {FULL_FRAMES}, not {frames}")
+    return encode_unchecked(encoder, input_features)
+
+
+def encode_unchecked(encoder, input_features: torch.Tensor) -> torch.Tensor:
+    """HF's encoder computation on however many frames `input_features` has, with no branch on the count,
+    so a trace of it keeps the frame axis dynamic (the sherpa layout's encoder)."""
     x = F.gelu(encoder.conv1(input_features))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = x + encoder.embed_positions.weight[: x.shape[1]]

@@ -76,6 +76,12 @@ CORPUS = [
         [*EXPORT, "--out", "{t}/new", "--target", "onnx", "--onnx-layout", "sherpa", "--max-audio-seconds", "10"],
         "the sherpa layout needs the full 30 s audio context",
     ),
+    ("unknown-pte-layout", [*EXPORT, "--out", "{t}/new", "--pte-layout", "asr"], "argument --pte-layout"),
+    (
+        "pte-runner-lora",
+        [*EXPORT, "--out", "{t}/new", "--pte-layout", "runner", "--lora", "{t}"],
+        "NF4 + LoRA .pte files are not built in the ASR-runner layout",
+    ),
     (
         "sherpa-lora",
         [*EXPORT, "--out", "{t}/new", "--formats", "sherpa", "--lora", "{t}"],

@@ -40,9 +40,6 @@ from runtimes.contract import PTE_EOS_IDS, PTE_LAYOUT
 from runtimes.errors import EdgeAsrError
 
 MAX_SEQ_LEN = 448
-# Program layouts: edgeasr's (the encoder returns each layer's cross K and V, 2L outputs, the decoder takes
-# them all), and the one ExecuTorch's ASR runner (`Seq2SeqRunner`, Android `AsrModule`) calls: one encoder
-# output, text_decoder(ids, encoder_output, cache_position), and `get_eos_ids`.
 EXECUTORCH_TARGETS = ("android", "executorch")
 # HF attention implementations the encoder can be captured with, the default first. Eager: XNNPACK takes
 # every op of it; sdpa decomposes with a "safe softmax" (eq / any / where over each attention map) that runs
@@ -179,7 +176,8 @@ def lower_executorch(
 
     `n_frames` < 3000 exports a shorter audio context (encoder input frames, see whisper_modules);
     `attention` the encoder's attention implementation. Both only change activation memory, not weights.
-    `layout` "runner": the methods ExecuTorch's ASR runner calls (see PTE_LAYOUTS).
+    `layout` "runner": the methods ExecuTorch's ASR runner (`Seq2SeqRunner`, Android `AsrModule`) calls: one
+    encoder output, text_decoder(ids, encoder_output, cache_position), and `get_eos_ids`.
     """
     _check_target(plan)
     model = prepare_model(bundle, plan, attention)

@@ -45,6 +45,7 @@ from exporter.quant.plan import QuantPlan
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
+from runtimes.torch_runner import encode_unchecked
 
 LAYOUT = "sherpa"
 TEXT_CONTEXT = 448  # Whisper's decoder positions: the fixed self-attention cache length sherpa allocates
@@ -59,15 +60,7 @@ class SherpaEncoderGraph(nn.Module):
         self.decoder_layers = model.model.decoder.layers
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        encoder = self.encoder
-        # HF's encoder forward refuses anything but 3000 frames; this is its computation without the check,
-        # with the positional table cut to the frames given (as runtimes.torch_runner.encode_frames does).
-        x = nn.functional.gelu(encoder.conv1(mel))
-        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
-        x = x + encoder.embed_positions.weight[: x.shape[1]]
-        for layer in encoder.layers:
-            x = layer(x, None)
-        states = encoder.layer_norm(x)
+        states = encode_unchecked(self.encoder, mel)  # HF's forward refuses anything but 3000 frames
         keys = [layer.encoder_attn.k_proj(states) for layer in self.decoder_layers]
         values = [layer.encoder_attn.v_proj(states) for layer in self.decoder_layers]
         return torch.stack(keys), torch.stack(values)

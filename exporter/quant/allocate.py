@@ -1,6 +1,7 @@
 """Bit allocation under a byte budget: myQASR's first fit, that plan filled up to the budget, or a knapsack.
 
-myqasr (the paper's procedure, with its uniformity constraint). Every layer starts on the top rung (float32) of its kind's ladder. Layers are visited in a fixed order and
+myqasr (the paper's procedure, with its uniformity constraint). Every layer starts on the top rung
+(float32) of its kind's ladder. Layers are visited in a fixed order and
 each visit moves one layer down one rung; after every single move the exact plan size is recomputed, and
 the first plan that fits the budget is returned. A full pass moves every layer once, so at any moment all
 layers are on rung r or r + 1: within one rung of each other. A layer that has reached the bottom of its
@@ -154,22 +155,27 @@ def allocate(
         if costs is None:
             raise EdgeAsrError("the knapsack allocation needs measured layer costs (calibration clips)")
         return _knapsack(layers, target, budget, fixed_bytes, costs)
-    first = _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes)
+    first = _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes, hi)
     if method == "fill":
         return _fill(layers, sensitivity, target, budget, fixed_bytes, first, one_rung)
     return first
 
 
-def _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes) -> Allocation:
+def _unit_order(units: dict[str, list[QuantLayer]], sensitivity: dict[str, float], order: str, seed: int) -> list[str]:
+    """The units' leaders in visiting order; a unit's sensitivity is the largest of its layers'."""
+    unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
+    return visit_order([unit[0] for unit in units.values()], unit_sensitivity, order, seed)
+
+
+def _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes, full_bytes: int) -> Allocation:
+    """`full_bytes`: the size with every layer in float32, where the descent starts."""
     if order == "uniform":
         return _uniform(layers, target, budget, fixed_bytes)
     units = _units(layers, target)
     tied = followers(layers, target)
-    leaders = [unit[0] for unit in units.values()]
-    unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
-    sequence = visit_order(leaders, unit_sensitivity, order, seed)
+    sequence = _unit_order(units, sensitivity, order, seed)
     rungs = {layer.name: 0 for layer in layers}
-    size = plan_bytes(layers, rungs, target, fixed_bytes)
+    size = full_bytes
     moves = 0
     while True:
         moved = False
@@ -198,8 +204,7 @@ def _fill(layers, sensitivity, target, budget, fixed_bytes, first: Allocation, o
     first, as long as the plan still fits; passes repeat until no unit can move."""
     units = _units(layers, target)
     tied = followers(layers, target)
-    unit_sensitivity = {name: max(sensitivity[layer.name] for layer in unit) for name, unit in units.items()}
-    sequence = sorted(units, key=lambda n: -unit_sensitivity[n])  # stable: ties keep module order
+    sequence = _unit_order(units, sensitivity, "myqasr", 0)  # most sensitive first; ties keep module order
     rungs = dict(first.rungs)
     size, moves = first.total_bytes, first.moves
     moved = True
