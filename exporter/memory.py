@@ -4,7 +4,7 @@ Weights are not the whole story: on a 30 s window the encoder's attention maps (
 map) dwarf a quantised tiny model's weights. An estimate has these terms, in bytes:
 
   weights      the packed weights the runtime keeps resident: the artifact's bytes (the plan's weight bytes
-               before lowering);
+               before lowering); ONNX: plus the float32 copies of half initializers, which ORT widens;
   activations  activation memory the runtime plans:
                ExecuTorch: the lowered program's memory plan (`non_const_buffer_sizes`, read from the .pte).
                  The Python runtime gives all host methods ONE shared arena sized to the largest method;
@@ -41,6 +41,7 @@ measurement). `predict_before_lowering` uses them to choose controls before the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -228,8 +229,10 @@ def _onnx_estimate(
     decoder_peak: int,
     source: str,
     memory_arena: bool = True,
+    half_bytes: int = 0,
 ) -> MemoryEstimate:
-    resident = int(ORT_LOAD_FACTOR * file_bytes)
+    # Half-precision initializers are widened to float32 when the session folds their Casts: resident twice.
+    resident = int(ORT_LOAD_FACTOR * file_bytes) + half_bytes
     live = encoder_peak + decoder_peak
     return MemoryEstimate(
         runtime="onnx",
@@ -250,6 +253,7 @@ def _onnx_estimate(
             "encoder_live_peak": encoder_peak,
             "decoder_live_peak": decoder_peak,
             "memory_arena": memory_arena,
+            "half_initializer_bytes": half_bytes,
         },
     )
 
@@ -347,6 +351,7 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
         encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
         decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
+    half_bytes = sum(_half_initializer_bytes(path) for path in (encoder, decoder))
     return _onnx_estimate(
         WhisperShape.from_config(config),
         file_bytes,
@@ -356,6 +361,16 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
         decoder_peak,
         "liveness over the ONNX graphs' inferred shapes",
         memory_arena,
+        half_bytes,
+    )
+
+
+def _half_initializer_bytes(path: Path) -> int:
+    import onnx
+
+    proto = onnx.load(str(path))
+    return sum(
+        2 * math.prod(init.dims) for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT16
     )
 
 

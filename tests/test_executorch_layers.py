@@ -25,7 +25,7 @@ def _run_pte(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("clip", [1.0, 0.9])
-@pytest.mark.parametrize("fmt_name", ["8da8_pc", "8da4_g32"])
+@pytest.mark.parametrize("fmt_name", ["8da8_pc", "8da4_g32", "8da4_g64", "8da4_g128"])
 def test_quantized_linear_matches_simulation(fmt_name, clip):
     """int8 per channel and int4 groups (bf16 scales, codes from float32 scales) equal the simulation to
     float round-off; simulating int4 with float32 scales instead is off by ~1e-3 relative. With a
@@ -51,7 +51,7 @@ def test_quantized_linear_matches_simulation(fmt_name, clip):
 
 
 @pytest.mark.parametrize("clip", [1.0, 0.8])
-@pytest.mark.parametrize("fmt_name", ["int8_g32", "int4_g32", "int2_g32"])
+@pytest.mark.parametrize("fmt_name", ["int8_g32", "int4_g32", "int4_g64", "int4_g128", "int2_g32"])
 def test_quantized_embedding_matches_simulation(fmt_name, clip):
     from torchao.quantization import FqnToConfig, quantize_
 

@@ -1,7 +1,7 @@
 """ONNX lowering: packing against ORT's kernels, parity with the simulated plan, metadata, determinism.
 
 The fast tests check the packing on single contrib-op graphs. The slow ones lower one mixed plan of tiny.en
-(fp32 / 8 / 4 / 2-bit Linears, an 8-bit embedding, clip ratios below 1) once per module and compare it with
+(fp16 / 8 / 4 / 2-bit Linears, 4-bit groups of 32, 64 and 128, an 8-bit embedding, clip ratios below 1) once per module and compare it with
 `apply_plan`, the simulation every WER number comes from.
 """
 
@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.lower.onnx import lower_onnx, pack_codes, quantized_nodes
-from exporter.quant.formats import FP32, int_format
+from exporter.lower.onnx import lower_onnx, pack_codes, quantized_nodes, store_half_floats
+from exporter.quant.formats import FP16, int_format
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
@@ -39,20 +39,21 @@ def _run_single(node, inputs, initializers, feeds):
     return session.run(None, feeds)[0]
 
 
-def _random_codes(bits, rows, blocks, rng):
-    codes = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(rows, blocks, 32))
+def _random_codes(bits, rows, blocks, rng, block=32):
+    codes = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(rows, blocks, block))
     scales = (rng.random((rows, blocks)) + 0.1).astype(np.float32)
-    weight = (codes * scales[..., None]).reshape(rows, blocks * 32).astype(np.float32)
+    weight = (codes * scales[..., None]).reshape(rows, blocks * block).astype(np.float32)
     return codes, scales, weight
 
 
-@pytest.mark.parametrize("bits", [2, 4, 8])
-def test_matmul_nbits_packing_matches_ort(bits):
+# Every (bits, block) pair the onnx ladders use.
+@pytest.mark.parametrize(("bits", "block"), [(2, 32), (4, 32), (4, 64), (4, 128), (8, 32)])
+def test_matmul_nbits_packing_matches_ort(bits, block):
     rng = np.random.default_rng(bits)
-    n, k = 48, 96
-    codes, scales, weight = _random_codes(bits, n, k // 32, rng)
+    n, k = 48, 384
+    codes, scales, weight = _random_codes(bits, n, k // block, rng, block)
     node = helper.make_node(
-        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=32
+        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=block
     )
     x = rng.standard_normal((1, 3, k)).astype(np.float32)
     y = _run_single(
@@ -65,10 +66,10 @@ def test_matmul_nbits_packing_matches_ort(bits):
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
 
 
-@pytest.mark.parametrize("bits", [4, 8])
-def test_gather_block_quantized_packing_matches_ort(bits):
+@pytest.mark.parametrize(("bits", "block"), [(4, 32), (4, 64), (4, 128), (8, 32)])
+def test_gather_block_quantized_packing_matches_ort(bits, block):
     rng = np.random.default_rng(bits)
-    codes, scales, weight = _random_codes(bits, 40, 2, rng)
+    codes, scales, weight = _random_codes(bits, 40, 2, rng, block)
     node = helper.make_node(
         "GatherBlockQuantized",
         ["B", "I", "S"],
@@ -76,7 +77,7 @@ def test_gather_block_quantized_packing_matches_ort(bits):
         domain="com.microsoft",
         gather_axis=0,
         quantize_axis=1,
-        block_size=32,
+        block_size=block,
         bits=bits,
     )
     ids = np.array([[0, 5, 39]], dtype=np.int64)
@@ -87,6 +88,29 @@ def test_gather_block_quantized_packing_matches_ort(bits):
         {"I": ids},
     )
     np.testing.assert_array_equal(y, weight[ids])  # a gather + one multiply: bit-exact
+
+
+def test_half_storage_keeps_exact_values_and_leaves_the_rest():
+    """A weight half holds exactly is stored as float16 behind a Cast and gives the same output; one it
+    cannot hold (float32's minimum, as in the attention mask) and the contrib op's scales stay float32."""
+    exact = np.arange(12, dtype=np.float32).reshape(3, 4) / 8
+    inexact = np.full((3, 4), np.finfo(np.float32).min, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "W"], ["T"]), helper.make_node("Max", ["T", "M"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 4])],
+        [numpy_helper.from_array(exact, "W"), numpy_helper.from_array(inexact, "M")],
+    )
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    assert store_half_floats(model) == exact.size * 2
+    onnx.checker.check_model(model)
+    kinds = {init.name: init.data_type for init in model.graph.initializer}
+    assert kinds == {"W.fp16": TensorProto.FLOAT16, "M": TensorProto.FLOAT}
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    np.testing.assert_array_equal(after[0], before[0])
 
 
 def test_pack_codes_low_bits_first():
@@ -120,9 +144,9 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 # --- one mixed plan of tiny.en, lowered once --------------------------------------------------------------
 
 
-def _set(plan, name, bits, clip, prefix="mnb"):
+def _set(plan, name, bits, clip, prefix="mnb", group=32):
     layer = plan.layer(name)
-    layer.format = int_format(bits, "group", 32, prefix=prefix) if bits else FP32
+    layer.format = int_format(bits, "group", group, prefix=prefix) if bits else FP16
     layer.clip = clip
     shared = layer.tied_to is not None and bits  # a quantised tied follower reads its leader's tensor
     layer.bytes = 0 if shared else layer.format.weight_bytes(tuple(layer.shape))
@@ -130,7 +154,8 @@ def _set(plan, name, bits, clip, prefix="mnb"):
 
 @pytest.fixture(scope="module")
 def mixed_plan(tiny_en):
-    """4-bit everywhere (uniform allocation), then a few layers moved to 8, 2 bits and fp32, with clips < 1."""
+    """4-bit everywhere (uniform allocation), then a few layers moved to 8, 2 bits, 4 bits in coarser
+    groups and fp32, with clips < 1."""
     from exporter.quant.pipeline import PlanOptions, make_plan
 
     plan = make_plan(
@@ -143,7 +168,10 @@ def mixed_plan(tiny_en):
     _set(plan, "model.encoder.layers.3.self_attn.k_proj", 8, 0.9)
     _set(plan, "model.decoder.layers.0.self_attn.q_proj", None, 1.0)
     _set(plan, "model.decoder.layers.2.encoder_attn.k_proj", None, 1.0)
-    assert {layer.format.bits for layer in plan.layers} == {2, 4, 8, 32}
+    _set(plan, "model.encoder.layers.1.fc2", 4, 0.9, group=64)
+    _set(plan, "model.decoder.layers.3.fc1", 4, 1.0, group=128)
+    assert {layer.format.bits for layer in plan.layers} == {2, 4, 8, 16}
+    assert {layer.format.group_size for layer in plan.layers if layer.format.bits == 4} == {32, 64, 128}
     return plan
 
 
@@ -243,7 +271,7 @@ def test_stored_weights_are_the_simulated_weights(lowered, mixed_plan, tiny_en):
         packed = weights[f"{stored}.weight_packed"].reshape(rows, -1)
         per_byte = 8 // bits
         unpacked = np.stack([(packed >> (bits * i)) & ((1 << bits) - 1) for i in range(per_byte)], axis=-1)
-        codes = unpacked.reshape(rows, -1, 32).astype(np.float32) - 2 ** (bits - 1)
+        codes = unpacked.reshape(rows, -1, layer.format.group_size).astype(np.float32) - 2 ** (bits - 1)
         scales = weights[f"{stored}.weight_scales"].reshape(rows, -1, 1)
         expected = fake_quantize_weight(tiny_en.model.get_submodule(name).weight, layer.format, layer.clip)
         np.testing.assert_array_equal((codes * scales).reshape(rows, cols), expected.numpy())
@@ -275,6 +303,34 @@ def test_lowering_is_byte_identical(lowered, mixed_plan, tiny_en, tmp_path):
     ):
         assert first.read_bytes() == second.read_bytes(), first.name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+@pytest.mark.slow
+def test_float_tensors_are_stored_half(lowered):
+    """The onnx target stores floats as half: besides the packed codes, only the contrib ops' scales (float32,
+    the activations' type) and constants half cannot hold are float32."""
+    for path in (lowered.encoder, lowered.decoder):
+        proto = onnx.load(str(path))
+        contrib = {name for node in proto.graph.node if node.domain == "com.microsoft" for name in node.input}
+        floats = [init for init in proto.graph.initializer if init.data_type == TensorProto.FLOAT]
+        halves = [init for init in proto.graph.initializer if init.data_type == TensorProto.FLOAT16]
+        assert halves
+        for init in floats:
+            array = numpy_helper.to_array(init)
+            assert init.name in contrib or array.size < 2 or not np.array_equal(array.astype(np.float16), array)
+
+
+@pytest.mark.slow
+def test_float32_layer_in_an_onnx_plan_is_refused(tiny_en, mixed_plan, tmp_path):
+    import copy
+
+    from exporter.quant.formats import FP32
+
+    plan = copy.deepcopy(mixed_plan)
+    plan.layer("model.decoder.layers.0.self_attn.q_proj").format = FP32
+    with pytest.raises(EdgeAsrError, match="stores floats in 16 bits"):
+        lower_onnx(tiny_en, plan, tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from exporter.io import write_bytes
@@ -46,6 +46,8 @@ from exporter.lower.whisper_modules import attend, cross_keys_values, split_head
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
+from exporter.quant.simulate import round_stored_floats
+from exporter.quant.targets import get_target
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import (
     DECODER_FILE,
@@ -150,6 +152,7 @@ def marked_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     model = copy.deepcopy(bundle.model).eval().requires_grad_(False)  # the graph must not depend on the caller's flags
     # Untie the output projection: the plan gives it its own format, and ONNX stores it separately anyway.
     model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
+    round_stored_floats(model, plan)  # exactly representable in the width store_half_floats writes
     for layer in plan.layers:
         if layer.format.is_float:
             continue
@@ -455,6 +458,41 @@ def replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -
     imports = [op for op in proto.opset_import if op.domain not in (MARKER_DOMAIN, MS_DOMAIN)]
     del proto.opset_import[:]
     proto.opset_import.extend(imports + [helper.make_opsetid(MS_DOMAIN, 1)])
+    if get_target(plan.target).float_bits == 16:
+        store_half_floats(proto)
+
+
+def store_half_floats(proto: onnx.ModelProto) -> int:
+    """Store every float32 weight initializer as float16 behind a Cast back to float32, in place; returns
+    the bytes saved.
+
+    The graph still computes in float32 (ORT folds each Cast of a constant when it creates the session), so
+    a weight whose values half holds exactly (round_stored_floats made them so) gives the same outputs.
+    Left in float32: the scales the contrib ops read (MatMulNBits takes scales in the activations' type),
+    single values, and any constant half cannot hold exactly (the attention mask's float32 minimum).
+    """
+    graph = proto.graph
+    contrib_inputs = {name for node in graph.node if node.domain == MS_DOMAIN for name in node.input}
+    kept, casts, saved = [], [], 0
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init) if init.data_type == TensorProto.FLOAT else None
+        if array is None or array.size < 2 or init.name in contrib_inputs:
+            kept.append(init)
+            continue
+        with np.errstate(over="ignore"):  # an overflow is not exact either, and is caught just below
+            half = array.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), array):
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, f"{init.name}.fp16"))
+        casts.append(helper.make_node("Cast", [f"{init.name}.fp16"], [init.name], name=f"{init.name}/to_float", to=1))
+        saved += 2 * array.size
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)  # the casts feed everything else, so they go first
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return saved
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -504,6 +542,13 @@ def check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
     if plan.activation_bits is not None:
         raise EdgeAsrError(
             f"ONNX lowering runs float activations; the plan asks for simulated {plan.activation_bits}-bit activations"
+        )
+    float_bits = get_target(plan.target).float_bits
+    wider = [layer.name for layer in plan.layers if layer.format.is_float and layer.format.bits != float_bits]
+    if wider:
+        raise EdgeAsrError(
+            f"the plan keeps {wider[0]} in {plan.layer(wider[0]).format.name}, but the {plan.target} target stores "
+            f"floats in {float_bits} bits; re-make the plan with `edgeasr plan --target {plan.target}`"
         )
     names = {name for name, _ in bundle.model.named_modules()}
     missing = [layer.name for layer in plan.layers if layer.name not in names]

@@ -1,7 +1,7 @@
 """Bit allocation under a byte budget: myQASR's first fit, that plan filled up to the budget, or a knapsack.
 
 myqasr (the paper's procedure, with its uniformity constraint). Every layer starts on the top rung
-(float32) of its kind's ladder. Layers are visited in a fixed order and
+(float: fp32, or fp16 on onnx) of its kind's ladder. Layers are visited in a fixed order and
 each visit moves one layer down one rung; after every single move the exact plan size is recomputed, and
 the first plan that fits the budget is returned. A full pass moves every layer once, so at any moment all
 layers are on rung r or r + 1: within one rung of each other. A layer that has reached the bottom of its
@@ -39,7 +39,7 @@ from runtimes.errors import EdgeAsrError
 
 @dataclass(frozen=True)
 class Allocation:
-    rungs: dict[str, int]  # layer name -> rung index in its ladder (0 = float32)
+    rungs: dict[str, int]  # layer name -> rung index in its ladder (0 = float)
     total_bytes: int
     moves: int  # single-layer steps taken
 
@@ -168,7 +168,7 @@ def _unit_order(units: dict[str, list[QuantLayer]], sensitivity: dict[str, float
 
 
 def _first_fit(layers, sensitivity, target, budget, order, seed, fixed_bytes, full_bytes: int) -> Allocation:
-    """`full_bytes`: the size with every layer in float32, where the descent starts."""
+    """`full_bytes`: the size with every layer on its float top rung, where the descent starts."""
     if order == "uniform":
         return _uniform(layers, target, budget, fixed_bytes)
     units = _units(layers, target)

@@ -103,6 +103,9 @@ def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 FP32 = QuantFormat("fp32", 32, kind="float")
+# Float weights stored as IEEE half and widened to float32 when the runtime loads them (the onnx target):
+# half the bytes, and lossless for the bundled models, whose weights are float16 to begin with.
+FP16 = QuantFormat("fp16", 16, kind="float")
 
 
 def int_format(

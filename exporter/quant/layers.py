@@ -7,7 +7,7 @@ their bytes are counted twice there. A target that can share one quantised tenso
 (`Target.shares_tied_weights`: ONNX) ties them instead: the output projection follows the embedding's rung
 and clip, and once quantised it costs no bytes of its own. The float32 size is counted untied, so that
 "fp32" means what an unquantised artifact really holds. Norms, biases and positional embeddings stay
-float32.
+float, in the target's float width (`Target.float_bits`: half on onnx).
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def tied_followers(layers: list[QuantLayer]) -> dict[str, str]:
     return {f: lead for f, lead in TIED_PAIRS if f in names and lead in names}
 
 
-def unquantised_bytes(model: nn.Module, layers: list[QuantLayer]) -> int:
-    """float32 bytes of every parameter that is not a quantisable weight (biases, norms, positions).
+def unquantised_bytes(model: nn.Module, layers: list[QuantLayer], float_bits: int = 32) -> int:
+    """Bytes of every parameter that is not a quantisable weight (biases, norms, positions), stored as
+    `float_bits`-bit floats (the target's `float_bits`).
 
     The tied output projection shares the embedding's Parameter, so iterating parameters counts that
     matrix once; it is a quantisable weight either way and is excluded here.
@@ -77,7 +78,7 @@ def unquantised_bytes(model: nn.Module, layers: list[QuantLayer]) -> int:
     total = 0
     for name, param in model.named_parameters(remove_duplicate=False):
         if name not in weights:
-            total += param.numel() * 4
+            total += param.numel() * float_bits // 8
     return total
 
 

@@ -123,7 +123,7 @@ def check_plan_budget(bundle: WhisperBundle, options: PlanOptions, overhead: int
     callers can check it before observing any clip. `overhead`: bytes the artifact adds beyond the plan."""
     layers = quantizable_layers(bundle.model)
     target = get_target(options.target)
-    lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers))
+    lo, hi = reachable_range(layers, target, unquantised_bytes(bundle.model, layers, target.float_bits))
     check_budget(options.budget.bytes, lo, hi, target, overhead)
 
 
@@ -135,7 +135,7 @@ def make_plan(
     target = get_target(options.target)
     budget = options.budget.bytes
     layers = quantizable_layers(bundle.model)
-    fixed = unquantised_bytes(bundle.model, layers)
+    fixed = unquantised_bytes(bundle.model, layers, target.float_bits)
     if user is not None:
         sens = sensitivities(user.observations, options.sensitivity_metric)
     else:

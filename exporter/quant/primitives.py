@@ -86,6 +86,15 @@ def _round_scale(scale: torch.Tensor, dtype: str) -> torch.Tensor:
     return scale
 
 
+def round_float(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """`x` as a runtime holding `bits`-bit IEEE floats sees it (32: unchanged; 16: rounded to half)."""
+    if bits == 32:
+        return x
+    if bits == 16:
+        return x.to(torch.float16).to(x.dtype)
+    raise ValueError(f"no {bits}-bit float storage")
+
+
 def dequantize_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: QuantFormat, shape: torch.Size) -> torch.Tensor:
     values = codes.float() * scale
     rows = shape[0]
@@ -95,9 +104,9 @@ def dequantize_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: QuantFormat
 
 
 def fake_quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -> torch.Tensor:
-    """The float weight the runtime effectively computes with (identity for float formats)."""
+    """The float weight the runtime effectively computes with (identity for fp32, half rounding for fp16)."""
     if fmt.is_float:
-        return weight.detach().float().clone()
+        return round_float(weight.detach().float(), fmt.bits).clone()
     if fmt.kind == "nf4":
         from exporter.quant.nf4 import fake_quantize_nf4
 

@@ -3,7 +3,8 @@
 Weights are replaced by their dequantised values (exactly what the runtime computes with, scale rounding
 included). Activations are fake-quantised where the runtime quantises them: per token, dynamically, for
 XNNPACK's 8da* formats; per tensor with the calibrated range when the plan asks for static A8 (sim target).
-The token embedding and output projection are untied, each with its own format.
+The token embedding and output projection are untied, each with its own format. On a target that stores
+floats as half (`Target.float_bits` 16), every float parameter is rounded to half as the artifact holds it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from exporter.quant.primitives import (
     fake_quantize_activation_per_token,
     fake_quantize_activation_static,
     fake_quantize_weight,
+    round_float,
 )
+from exporter.quant.targets import get_target
 from runtimes.errors import EdgeAsrError
 
 
@@ -49,10 +52,25 @@ def check_plan_fits(model: nn.Module, plan: QuantPlan) -> None:
 
 
 @torch.no_grad()
+def round_stored_floats(model: nn.Module, plan: QuantPlan) -> None:
+    """Round, in place, every parameter the plan leaves float (norms, biases, positions; not the weights of
+    its quantised layers) to the float width its target stores. Both the simulation and the lowering call
+    this, so the artifact's half-precision tensors are exactly the simulated values."""
+    bits = get_target(plan.target).float_bits
+    if bits == 32:
+        return
+    quantised = {f"{layer.name}.weight" for layer in plan.layers if not layer.format.is_float}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if name not in quantised:
+            param.copy_(round_float(param, bits))
+
+
+@torch.no_grad()
 def apply_plan(model: nn.Module, plan: QuantPlan) -> nn.Module:
     """A fake-quantised copy of `model` (the original is not modified)."""
     check_plan_fits(model, plan)
     model = copy.deepcopy(model)
+    round_stored_floats(model, plan)
     for layer in plan.layers:
         module = model.get_submodule(layer.name)
         weight = fake_quantize_weight(module.weight, layer.format, layer.clip)
@@ -72,4 +90,4 @@ def simulate(bundle: WhisperBundle, plan: QuantPlan) -> WhisperBundle:
     return simulated
 
 
-__all__ = ["apply_plan", "simulate"]
+__all__ = ["apply_plan", "round_stored_floats", "simulate"]

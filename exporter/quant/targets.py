@@ -1,19 +1,22 @@
 """Targets: the ladders of formats that each runtime really executes.
 
-A ladder runs from the top rung (float32) down; the allocator moves layers down one rung at a time. Each
+A ladder runs from the top rung (float) down; the allocator moves layers down one rung at a time. Each
 layer kind has its own ladder because runtimes support different formats per op:
 
-* `executorch` / `android` (XNNPACK): Linear = fp32 -> int8 per channel -> int4 groups of 32, both with
-  dynamically quantised int8 activations (8da8w / 8da4w; weight-only int-N on Linear is delegated but
-  silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp32 -> int8 -> int4 -> int2
-  (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay fp32: XNNPACK's
+* `executorch` / `android` (XNNPACK): Linear = fp32 -> int8 per channel -> int4 groups of 32, 64, 128, all
+  with dynamically quantised int8 activations (8da8w / 8da4w; weight-only int-N on Linear is delegated but
+  silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp32 -> int8 -> int4 (groups
+  of 32, 64, 128) -> int2 (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay fp32: XNNPACK's
   quantised convolution needs a separate static-quantisation flow. Int8 per-channel scales stay float32;
   int4 group scales are stored as bfloat16 (the XNNPACK serialiser casts them after torchao computed the
   codes with float32 scales), which both the byte cost and the simulation account for: the simulated
   output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
-* `onnx` (ONNX Runtime MatMulNBits): Linear = fp32 -> 8 -> 4 -> 2 bits in blocks of 32, fp32 scales,
-  float activations. Embedding = fp32 -> 8 -> 4 bits blocks of 32 (GatherBlockQuantized). Convs fp32.
+* `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
+  128 -> 2 bits in blocks of 32, fp32 scales (MatMulNBits takes scales in the activations' type), float32
+  activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
+  Every float tensor (fp16 layers, norms, biases, positional embeddings) is stored as half behind a Cast
+  that ORT folds when the session is created, so the file holds half and the run computes in float32.
   The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
   MatMulNBits read the same bytes; verified on ORT 1.31.1), so on this target the pair moves down the
   ladder together and is stored once: the embedding's ladder, which is the shorter one, bounds both.
@@ -28,10 +31,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.quant.formats import FP32, QuantFormat, int_format, nf4_format
+from exporter.quant.formats import FP16, FP32, QuantFormat, int_format, nf4_format
 from runtimes.errors import EdgeAsrError
 
 KINDS = ("linear", "conv", "embedding")
+# 4-bit rungs from small to large groups: 5, 4.5 and 4.25 bits per weight with float32 scales (4.5, 4.25,
+# 4.125 with bfloat16), so a budget between all-4-bit and 2-bit is met by coarser scales, not by 2-bit
+# layers, which lose far more accuracy than a coarser grouping does.
+INT4_GROUPS = (32, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class Target:
     # Whether a quantised tied pair (output projection = token embedding) is stored once, both ops reading
     # the same packed tensor. XNNPACK cannot: its linear repacks weights, the embedding kernel does not.
     shares_tied_weights: bool = False
+    # Bits of every float tensor the artifact stores: float-format layers and the unquantised rest (norms,
+    # biases, positional embeddings). 16: stored as half, so the simulation rounds them to half too.
+    float_bits: int = 32
 
     def ladder(self, kind: str) -> tuple[QuantFormat, ...]:
         return self.ladders[kind]
@@ -55,32 +65,41 @@ class Target:
 
 
 def _executorch() -> Target:
-    linear = (
-        FP32,
-        int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da"),
-        int_format(4, "group", 32, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da"),
+    linear = (FP32, int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da")) + tuple(
+        int_format(4, "group", g, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da")
+        for g in INT4_GROUPS
     )
-    embedding = (FP32, int_format(8, "group", 32), int_format(4, "group", 32), int_format(2, "group", 32))
+    embedding = (
+        (FP32, int_format(8, "group", 32))
+        + tuple(int_format(4, "group", g) for g in INT4_GROUPS)
+        + (int_format(2, "group", 32),)
+    )
     return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ExecuTorch XNNPACK")
 
 
 def _onnx() -> Target:
-    linear = (FP32,) + tuple(int_format(b, "group", 32, prefix="mnb") for b in (8, 4, 2))
-    embedding = (FP32,) + tuple(int_format(b, "group", 32, prefix="gbq") for b in (8, 4))
+    linear = (
+        (FP16, int_format(8, "group", 32, prefix="mnb"))
+        + tuple(int_format(4, "group", g, prefix="mnb") for g in INT4_GROUPS)
+        + (int_format(2, "group", 32, prefix="mnb"),)
+    )
+    embedding = (FP16, int_format(8, "group", 32, prefix="gbq")) + tuple(
+        int_format(4, "group", g, prefix="gbq") for g in INT4_GROUPS
+    )
     return Target(
         "onnx",
-        {"linear": linear, "conv": (FP32,), "embedding": embedding},
+        {"linear": linear, "conv": (FP16,), "embedding": embedding},
         "ONNX Runtime MatMulNBits",
         shares_tied_weights=True,
+        float_bits=16,
     )
 
 
 def _nf4() -> Target:
+    # float32 floats: the PQM base keeps the float tensors its LoRA adapters were trained against.
     linear = (FP32, nf4_format(64), nf4_format(64, double_quant_block=256))
-    onnx = _onnx()
-    return Target(
-        "nf4", {"linear": linear, "conv": (FP32,), "embedding": onnx.ladder("embedding")}, "ONNX Runtime MatMulBnb4"
-    )
+    embedding = (FP32,) + _onnx().ladder("embedding")[1:]
+    return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ONNX Runtime MatMulBnb4")
 
 
 def _sim() -> Target:
