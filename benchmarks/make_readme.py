@@ -54,6 +54,13 @@ SECTIONS = (
         "ExecuTorch on the .pte of the same export (`clients.py`).",
     ),
     (
+        "peers_",
+        "Peers: whisper.cpp and CTranslate2",
+        "edgeasr's ONNX pair and .pte exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
+        "q5_0 / q8_0 and CTranslate2 int8 made from the same weights, on the same clips, each in its own "
+        "process, with speaker-resampled paired intervals against whisper.cpp at the same size (`peers.py`).",
+    ),
+    (
         "pte_layouts_",
         ".pte layouts",
         "Per-token cost of edgeasr's .pte layout against the one ExecuTorch's ASR runner calls (`pte_layouts.py`).",
@@ -211,6 +218,31 @@ def allocation_table(data: dict) -> list[str]:
     return lines
 
 
+# Peers (peers.py): one row per system.
+
+
+def peers_table(data: dict) -> list[str]:
+    lines = [
+        "| system | MB | WER % (n) | capped | capped vs whisper.cpp, points [95 % CI] | RTF | run peak MB |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in data["rows"]:
+        if "wer_all" not in r:
+            lines.append(f"| {r['system']} | {r['bytes'] / 1e6:.1f} (budget) | not made: {r['note']} | | | | |")
+            continue
+        c = r.get("vs_whispercpp")
+        versus = (
+            f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] vs {c['reference']}"
+            if c
+            else "-"
+        )
+        lines.append(
+            f"| {r['system']} | {r['bytes'] / 1e6:.1f} | {_pct(r['wer_all'])} ({r['n_words_all']}) | "
+            f"{_pct(r['capped_wer_all'])} | {versus} | {r['rtf']:.2f} | {r['run_peak_bytes'] / 1e6:,.0f} |"
+        )
+    return lines
+
+
 def summary_lines(stem: str, data) -> list[str]:
     if isinstance(data, dict) and "records" in data and data["records"] and "metric" in data["records"][0]:
         return bench_table(data)
@@ -218,6 +250,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return pqm_table(data)
     if stem.startswith("allocation_") and isinstance(data, dict) and "rows" in data:
         return allocation_table(data)
+    if stem.startswith("peers_") and isinstance(data, dict) and "rows" in data:
+        return peers_table(data)
     return []
 
 
@@ -294,6 +328,16 @@ def headline_lines(paths: list[Path]) -> list[str]:
                 f"| {path.stem}, children: {key} | simulated plan | {rows[key]['megabytes']:.1f} | "
                 f"{_pct(wer)} ({words}); capped {_pct(capped)} | - | - | [{path.stem}.md](benchmarks/results/{path.stem}.md) |"
             )
+    for path in paths:
+        if not path.stem.startswith("peers_"):
+            continue
+        for r in _load(path)["rows"]:
+            if "wer_all" in r:
+                lines.append(
+                    f"| {path.stem}: {r['system']} | {r['format']} | {r['bytes'] / 1e6:.1f} | "
+                    f"{_pct(r['wer_all'])} ({r['n_words_all']}); capped {_pct(r['capped_wer_all'])} | "
+                    f"{r['rtf']:.2f} | - | [{path.stem}.md](benchmarks/results/{path.stem}.md) |"
+                )
     for path in paths:
         if not (path.stem.startswith("pqm_") and not path.stem.startswith(("pqm_export", "pqm_pilot"))):
             continue

@@ -12,7 +12,7 @@ import base64
 import numpy as np
 import pytest
 
-from exporter.lower.onnx_sherpa import _byte_decoder, lower_onnx_sherpa, sherpa_metadata, tokens_txt
+from exporter.lower.onnx_sherpa import byte_decoder, lower_onnx_sherpa, sherpa_metadata, tokens_txt
 from exporter.normalize import normalize
 from runtimes.audio import FULL_FRAMES, load_audio
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
@@ -26,7 +26,7 @@ SHERPA_REQUIRED = (
 
 
 def test_byte_decoder_is_a_bijection_onto_the_256_bytes():
-    mapping = _byte_decoder()
+    mapping = byte_decoder()
     assert sorted(mapping.values()) == list(range(256))
     assert mapping["A"] == ord("A") and mapping["Ġ"] == ord(" ")  # GPT-2's stand-in for the space
 

@@ -184,7 +184,7 @@ def sherpa_metadata(bundle: WhisperBundle) -> dict[str, str]:
     return {key: str(value) for key, value in values.items()}
 
 
-def _byte_decoder() -> dict[str, int]:
+def byte_decoder() -> dict[str, int]:
     """Byte-level BPE's printable stand-in character -> the byte it stands for (GPT-2's reversible map:
     printable Latin-1 bytes stand for themselves, the others are shifted to code points from 256 on)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
@@ -200,7 +200,7 @@ def _byte_decoder() -> dict[str, int]:
 
 def tokens_txt(bundle: WhisperBundle) -> bytes:
     """sherpa's vocabulary: one line per id below end-of-text, the token's bytes in base64, then the id."""
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     lines = []
     for token_id in range(bundle.special.eot):
         piece = bundle.tokenizer.id_to_token(token_id)

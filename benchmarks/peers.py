@@ -1,0 +1,271 @@
+"""Peers: edgeasr against whisper.cpp and CTranslate2 at the sizes whisper.cpp offers, on the same clips.
+
+For one model, whisper.cpp's q4_0, q5_0 and q8_0 files and a CTranslate2 int8 folder are written from the
+same Hugging Face weights edgeasr exports (benchmarks/peer_formats.py). edgeasr then exports at each
+whisper.cpp file's exact byte count as its budget: the ONNX pair (target onnx) and the .pte (target
+android), myQASR + fill, calibrated on the english_misc clips (unlabelled, not tested). A budget a target
+cannot meet is a row with the export's own error. Every system runs in its own process on the same 80
+clips (40 AN4 test, 40 speechocean762), one thread, greedy, scored by edgeasr's scorer; edgeasr's rows come
+from `edgeasr bench`, the peers' from benchmarks/peer_worker.py. Each edgeasr row is also compared with
+whisper.cpp at the same size: a paired bootstrap of the WER difference, resampled by speaker.
+
+    pip install -e '.[peers]'
+    python benchmarks/peers.py --model base
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from allocation_groups import capped
+from bench_common import RESULTS, ROOT, STAMP_FILE, WORK, is_current, lowering_stamp, say
+from clients import CALIB, SPEECHOCEAN, test_clips
+from peer_formats import GGML_QUANTS, artifact_bytes, write_ct2_int8, write_ggml
+
+from exporter import __version__
+from exporter.bench import BenchOptions, bench
+from exporter.data import Dataset
+from exporter.export import ExportOptions, export
+from exporter.io import write_json, write_text
+from exporter.models import load_whisper
+from exporter.scoring import aggregate, count_errors, paired_bootstrap
+from runtimes.errors import EdgeAsrError
+
+TARGETS = (("onnx", "onnx", "onnx"), ("android", "pte", "executorch"))  # target, format, runtime
+
+
+@dataclasses.dataclass
+class Row:
+    system: str
+    fmt: str
+    bytes: int | None
+    texts: dict[str, str] | None  # utt_id -> hypothesis
+    latencies: list[float]  # seconds per clip
+    audio_seconds: float
+    run_peak: int | None
+    note: str = ""
+
+
+def peer_artifacts(model: str, bundle) -> dict[str, Path]:
+    """whisper.cpp files per quant type and the CT2 int8 folder, written once under WORK."""
+    folder = WORK / f"peers-{model}"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for quant in GGML_QUANTS:
+        path = folder / f"ggml-{model}-{quant}.bin"
+        if not path.is_file():
+            say(f"writing {path.name}")
+            write_ggml(bundle, path, quant)
+        made[f"whisper.cpp {quant}"] = path
+    ct2 = folder / "ct2-int8"
+    if not (ct2 / "model.bin").is_file():
+        say("writing the CTranslate2 int8 folder")
+        write_ct2_int8(bundle, ct2)
+    made["ct2 int8"] = ct2
+    return made
+
+
+def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
+    """The edgeasr export at `budget` bytes, or the export's error message when the target cannot meet it."""
+    out = WORK / f"peers-{model}" / f"edgeasr-{target}-{budget}"
+    if (out / "export.json").is_file() and is_current(out):
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    options = ExportOptions(
+        model=model, target=target, budget=str(budget), formats=(fmt,), allocation="fill", calib=CALIB, n_calib=32
+    )
+    try:
+        export(options, out, progress=False)
+    except EdgeAsrError as exc:
+        return str(exc).splitlines()[0]
+    (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
+    return out
+
+
+def _clips_file(clips: Dataset, path: Path) -> Path:
+    write_json(path, [{"path": str(u.audio_path), "utt_id": u.utt_id} for u in clips])
+    return path
+
+
+def decoder_prompt(special) -> list[int]:
+    """What edgeasr's runners feed the decoder: start, then language and task on a multilingual model."""
+    task = [special.languages["en"], special.transcribe] if special.is_multilingual else []
+    return [special.sot, *task, special.no_timestamps]
+
+
+def run_peer(system: str, path: Path, clips: Dataset, threads: int, prompt: list[int]) -> Row:
+    kind = "whispercpp" if system.startswith("whisper.cpp") else "ct2"
+    work = path.parent
+    clips_json = _clips_file(clips, work / "clips.json")
+    result_json = work / f"result-{system.replace(' ', '-')}.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "peer_worker.py"), "--system", kind]
+    command += ["--model-path", str(path), "--clips", str(clips_json), "--out", str(result_json)]
+    command += ["--threads", str(threads), "--prompt", ",".join(map(str, prompt))]
+    say(f"{system}: {path.name}")
+    subprocess.run(command, check=True)
+    result = json.loads(result_json.read_text())
+    size = artifact_bytes(path)
+    return Row(
+        system=system,
+        fmt="ggml" if kind == "whispercpp" else "ctranslate2",
+        bytes=size,
+        texts={c["utt_id"]: c["text"] for c in result["clips"]},
+        latencies=[c["seconds"] for c in result["clips"]],
+        audio_seconds=sum(c["audio_seconds"] for c in result["clips"]),
+        run_peak=result["peak_rss_bytes"],
+    )
+
+
+def run_edgeasr(folder: Path, runtime: str, fmt: str, clips: Dataset, threads: int) -> Row:
+    """`runtime` on the export in `folder`; torch-fp is the full-precision model, whatever the folder holds."""
+    say(f"edgeasr {runtime}: {folder.name}")
+    result = bench(BenchOptions(artifact=folder, data=SPEECHOCEAN, runtimes=(runtime,), threads=threads), dataset=clips)
+    per_clip = result.transcripts[runtime]
+    metric = {r["metric"]["name"]: r for r in result.records if r["group"] == "all"}
+    return Row(
+        system=f"edgeasr {fmt}",
+        fmt=fmt,
+        bytes=int(metric["artifact_bytes"]["metric"]["value"]),
+        texts={c["utt_id"]: c["text"] for c in per_clip},
+        latencies=[c["timings"]["total"] for c in per_clip],
+        audio_seconds=sum(c["audio_seconds"] for c in per_clip),
+        run_peak=int(metric["memory_run_peak"]["metric"]["value"]),
+    )
+
+
+def _counts(row: Row, clips: Dataset, cap: bool = False) -> list:
+    counts = [count_errors(u.transcript, row.texts.get(u.utt_id)) for u in clips]
+    return [capped(c) for c in counts] if cap else counts
+
+
+def _group(clips: Dataset, name: str | None) -> list[int]:
+    return [i for i, u in enumerate(clips) if name is None or u.split == name]
+
+
+def summarise(row: Row, clips: Dataset, reference: Row | None) -> dict:
+    data = {"system": row.system, "format": row.fmt, "bytes": row.bytes, "note": row.note}
+    if row.texts is None:
+        return data
+    counts, capped_counts = _counts(row, clips), _counts(row, clips, cap=True)
+    for group in (None, "an4", "speechocean762"):
+        score = aggregate([counts[i] for i in _group(clips, group)])
+        data[f"wer_{group or 'all'}"] = score.wer
+        data[f"n_words_{group or 'all'}"] = score.n_tokens
+    data["capped_wer_all"] = aggregate(capped_counts).wer
+    data["latency_median_s"] = statistics.median(row.latencies)
+    data["rtf"] = sum(row.latencies) / row.audio_seconds
+    data["run_peak_bytes"] = row.run_peak
+    if reference is not None and reference.texts is not None:
+        # On capped counts: one looping clip would otherwise decide the interval.
+        comparison = paired_bootstrap(
+            _counts(reference, clips, cap=True), capped_counts, clusters=[u.speaker for u in clips]
+        )
+        data["vs_whispercpp"] = {"reference": reference.system, **comparison.to_dict()}
+    return data
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
+    lines = [
+        f"# Peers: {model}, edgeasr vs whisper.cpp and CTranslate2",
+        "",
+        *notes,
+        "",
+        "| system | MB | WER all (n) | capped | WER AN4 (n) | WER speechocean762 (n) | capped WER vs "
+        "whisper.cpp same size, points [95 % CI] | latency median s | RTF | run peak MB |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "wer_all" not in r:
+            lines.append(f"| {r['system']} | {r['bytes'] / 1e6:.1f} budget | {r['note']} ||||||||")
+            continue
+        versus = "-"
+        if "vs_whispercpp" in r:
+            c = r["vs_whispercpp"]
+            versus = (
+                f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] vs {c['reference']}"
+            )
+        lines.append(
+            f"| {r['system']} | {r['bytes'] / 1e6:.1f} | {_pct(r['wer_all'])} ({r['n_words_all']}) | "
+            f"{_pct(r['capped_wer_all'])} | "
+            f"{_pct(r['wer_an4'])} ({r['n_words_an4']}) | {_pct(r['wer_speechocean762'])} "
+            f"({r['n_words_speechocean762']}) | {versus} | {r['latency_median_s']:.2f} | {r['rtf']:.2f} | "
+            f"{r['run_peak_bytes'] / 1e6:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def measure(args, clips: Dataset) -> list[tuple[Row, Row | None]]:
+    """Every system on `clips`: (row, the whisper.cpp row it is compared with, if any)."""
+    bundle = load_whisper(args.model)
+    prompt = decoder_prompt(bundle.special)
+    peers = peer_artifacts(args.model, bundle)
+    del bundle  # the exports and runs below are separate processes or load their own copy
+    rows: list[tuple[Row, Row | None]] = []
+    for system, path in peers.items():
+        rows.append((run_peer(system, path, clips, args.threads, prompt), None))
+        if not system.startswith("whisper.cpp"):
+            continue
+        reference = rows[-1][0]
+        budget = artifact_bytes(path)
+        for target, fmt, runtime in TARGETS:
+            folder = exported(args.model, target, fmt, budget)
+            if isinstance(folder, str):
+                rows.append((Row(f"edgeasr {fmt}", fmt, budget, None, [], 0.0, None, folder), None))
+                continue
+            rows.append((run_edgeasr(folder, runtime, fmt, clips, args.threads), reference))
+            if not any(row.system == "Whisper FP" for row, _ in rows):
+                fp = run_edgeasr(folder, "torch-fp", "fp32", clips, args.threads)
+                rows.append((dataclasses.replace(fp, system="Whisper FP", fmt="PyTorch float32"), None))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, help="only N of the clips (a quick check; results not written)")
+    parser.add_argument("--report-only", action="store_true", help="re-make the tables from the last run's rows")
+    args = parser.parse_args()
+    clips = test_clips()
+    if args.limit:
+        clips = Dataset(clips.source, random.Random(0).sample(list(clips), args.limit))
+    raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}.json"  # every measurement, kept for re-reports
+    if args.report_only:
+        rows = [(Row(**a), b and Row(**b)) for a, b in json.loads(raw.read_text())]
+    else:
+        rows = measure(args, clips)
+        write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
+    summaries = [summarise(row, clips, reference) for row, reference in rows]
+    notes = [
+        f"{len(clips)} clips: 40 AN4 test (20 per gender) and 40 speechocean762 (2 per speaker, 20 speakers), "
+        f"seed 0; {args.threads} thread(s), greedy, no timestamps; collapsed WER % by edgeasr's scorer for "
+        "every system, n = reference tokens; capped: each clip's errors capped at its reference tokens, so a "
+        "hallucination loop counts as one wrong clip. edgeasr exports at each whisper.cpp file's bytes as the budget "
+        "(onnx and android targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
+        "bootstrap over speakers (2000 resamples). Run peak: the process's peak RSS while transcribing. "
+        "One run on the shared 2-core host.",
+        f"Produced by `python benchmarks/peers.py --model {args.model}` (edgeasr {__version__}).",
+    ]
+    stem = RESULTS / f"peers_{args.model.replace('.', '_')}"
+    if args.limit:
+        print(markdown(args.model, summaries, notes))
+        return
+    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": summaries})
+    write_text(stem.with_suffix(".md"), markdown(args.model, summaries, notes))
+    say(f"wrote {stem}.json/.md")
+
+
+if __name__ == "__main__":
+    main()
