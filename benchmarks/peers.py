@@ -235,7 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="base")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--limit", type=int, help="only N of the clips (a quick check; results not written)")
+    parser.add_argument("--limit", type=int, help="only N of the clips, sampled with seed 0 (results file _nN)")
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--report-only", action="store_true", help="re-make the tables from the last run's rows")
     args = parser.parse_args()
     clips = test_clips()
@@ -248,20 +249,20 @@ def main() -> None:
         rows = measure(args, clips)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     summaries = [summarise(row, clips, reference) for row, reference in rows]
+    sample = f"{len(clips)} of the 80 clips (seed 0) of" if args.limit else "80 clips:"
     notes = [
-        f"{len(clips)} clips: 40 AN4 test (20 per gender) and 40 speechocean762 (2 per speaker, 20 speakers), "
+        f"{sample} 40 AN4 test (20 per gender) and 40 speechocean762 (2 per speaker, 20 speakers), "
         f"seed 0; {args.threads} thread(s), greedy, no timestamps; collapsed WER % by edgeasr's scorer for "
         "every system, n = reference tokens; capped: each clip's errors capped at its reference tokens, so a "
         "hallucination loop counts as one wrong clip. edgeasr exports at each whisper.cpp file's bytes as the budget "
         "(onnx and android targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
         "bootstrap over speakers (2000 resamples). Run peak: the process's peak RSS while transcribing. "
         "One run on the shared 2-core host.",
-        f"Produced by `python benchmarks/peers.py --model {args.model}` (edgeasr {__version__}).",
+        *args.note,
+        f"Produced by `python benchmarks/peers.py --model {args.model}"
+        f"{f' --limit {args.limit}' if args.limit else ''}` (edgeasr {__version__}).",
     ]
-    stem = RESULTS / f"peers_{args.model.replace('.', '_')}"
-    if args.limit:
-        print(markdown(args.model, summaries, notes))
-        return
+    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{f'_n{args.limit}' if args.limit else ''}"
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": summaries})
     write_text(stem.with_suffix(".md"), markdown(args.model, summaries, notes))
     say(f"wrote {stem}.json/.md")
