@@ -238,6 +238,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         budget=args.budget,
         formats=formats,
         calib=args.calib,
+        speaker=args.speaker,
         n_calib=args.n_calib,
         order=args.order,
         allocation=args.allocation,
@@ -251,6 +252,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         onnx_layout=args.onnx_layout,
         pte_layout=args.pte_layout,
     )
+    if args.threads is not None:  # float sums follow the thread count: same threads, same bytes (as in a fleet)
+        import torch
+
+        torch.set_num_threads(args.threads)
     summary = export(options, args.out, progress=not args.no_progress, bundle_dir=args.bundle)
     for artifact in summary["artifacts"]:
         print(
@@ -375,6 +380,46 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from exporter.fleet.run import FleetOptions, run_fleet
+    from exporter.quant.budget import Budget
+
+    formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
+    defaults = ExportOptions(
+        model=args.model,
+        target=args.target,
+        budget=args.budget,
+        formats=formats,
+        n_calib=args.n_calib,
+        allocation=args.allocation,
+        calibration=args.calibration,
+        seed=args.seed,
+    )
+    options = FleetOptions(
+        users=args.users,
+        out=args.out,
+        defaults=defaults,
+        address=args.address,
+        workers=args.workers,
+        threads=args.threads,
+        retries=args.retries,
+        worker_memory=Budget.parse(args.worker_memory).bytes if args.worker_memory else None,
+    )
+    summary = run_fleet(options, progress=not args.no_progress)
+    t = summary["totals"]
+    print(
+        f"{t['users']} users: {t['ok']} ok ({t['exported']} exported, {t['skipped']} already done), "
+        f"{t['failed']} failed; {t['distinct_artifacts']} distinct artifacts for {t['artifacts']}; "
+        f"{t['bytes_on_disk'] / 1e6:,.1f} MB on disk ({t['bytes_as_copies'] / 1e6:,.1f} MB as copies); "
+        f"{t['wall_seconds']:,.0f} s"
+    )
+    for user in summary["users"]:
+        if user["status"] != "ok":
+            print(f"  {user['user']}: {user['status']}: {user['error']}")
+    print(f"summary: {args.out / 'fleet.md'}")
+    return 0 if t["failed"] == 0 else 1
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from exporter.export import describe_artifact
 
@@ -464,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the user's unlabelled clips (folder or manifest); without it "
         "a generic synthetic set is used and the result is not personalised",
     )
+    p.add_argument("--speaker", help="only the --calib clips of this speaker (a manifest's speaker column)")
     p.add_argument("--formats", help=f"comma list of {','.join(FORMATS)} (default: pte for android, onnx for onnx)")
     p.add_argument(
         "--onnx-layout",
@@ -520,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PTE_MODE,
         choices=PTE_MODES,
         help=f"how the .pte carries NF4 + LoRA (XNNPACK has no NF4; default {DEFAULT_PTE_MODE})",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="PyTorch compute threads (default: PyTorch's); an export is reproducible byte for byte at one thread count",
     )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export)
@@ -605,6 +656,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="new adapter folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_personalize)
+
+    p = sub.add_parser("fleet", help="personalised exports for many users from one base model, on Ray")
+    p.add_argument(
+        "--users",
+        type=Path,
+        required=True,
+        help='JSON lines, one user a line: {"user": ID, "clips": FOLDER_OR_MANIFEST, "speaker": S, '
+        '"target": T, "budget": B, "formats": F} (speaker, target, budget, formats optional)',
+    )
+    p.add_argument("--out", type=Path, required=True, help="fleet folder (new, or an earlier run's to resume)")
+    p.add_argument("--address", help="a Ray cluster's address (default: a local Ray started for this run)")
+    p.add_argument("--workers", type=_positive_int, help="Ray actors, each holding the model (default: CPUs / threads)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="compute threads per worker (default 1)")
+    p.add_argument(
+        "--retries", type=_count, default=1, help="further attempts after an error that is not an input error"
+    )
+    p.add_argument("--worker-memory", help="memory Ray reserves per worker, e.g. 3GiB (default: by model)")
+    p.add_argument("--model", default=_EXPORT.model, help=f"the base model every user shares (default {_EXPORT.model})")
+    p.add_argument("--target", default=_EXPORT.target, choices=EXPORT_TARGETS, help="default for rows without one")
+    p.add_argument("--budget", required=True, help="default budget for rows without one, e.g. 45MB")
+    p.add_argument("--formats", help="default formats for rows without target or formats")
+    p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
+    _add_allocation(p)
+    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
+    p.add_argument("--seed", type=_count, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_fleet)
 
     p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
     p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")

@@ -26,6 +26,7 @@ EVAL = ["eval", "--data", "{misc}", "--limit", "1", "--no-progress"]
 PERSONALIZE = ["personalize", "--clips", "{misc}", "--no-progress"]
 BENCH = ["bench", "--artifact", "{art}", "--data", "{misc}", "--limit", "1"]
 TRANSCRIBE = ["transcribe", "{clip}"]
+FLEET = ["fleet", "--model", "tiny.en", "--budget", "45MB", "--no-progress", "--users"]
 
 # (kind, argv, a piece of the one-line message). Outputs named in argv ({t}/new...) must not exist afterwards.
 CORPUS = [
@@ -58,6 +59,10 @@ CORPUS = [
     ("budget-negative", ["plan", "--budget", "-5MB"], "--budget: expected one argument"),
     ("memory-budget-not-a-size", [*EXPORT, "--out", "{t}/new", "--memory-budget", "lots"], "cannot read budget"),
     ("budget-impossible", [*EXPORT, "--out", "{t}/new", "--budget", "1MB"], "cannot be met"),
+    ("export-speaker-without-calib", [*EXPORT, "--out", "{t}/new", "--speaker", "0001"], "give --calib too"),
+    ("fleet-users-missing", [*FLEET, "{t}/none.jsonl", "--out", "{t}/new"], "users file {t}/none.jsonl not found"),
+    ("fleet-users-not-json", [*FLEET, "{t}/a_file", "--out", "{t}/new"], "not JSON"),
+    ("fleet-workers-zero", [*FLEET, "{t}/none.jsonl", "--out", "{t}/new", "--workers", "0"], "--workers: '0'"),
     ("eval-limit-zero", ["eval", "--data", "{misc}", "--limit", "0"], "--limit: '0' is not a whole number >= 1"),
     ("eval-limit-negative", ["eval", "--data", "{misc}", "--limit", "-2"], "'-2' is not a whole number >= 1"),
     ("bench-threads-zero", [*BENCH, "--json", "{t}/new.json", "--threads", "0"], "--threads: '0'"),

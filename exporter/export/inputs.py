@@ -10,6 +10,24 @@ import numpy as np
 from exporter.data import Dataset, check_audio, load_dataset
 from exporter.quant.pipeline import select_clips
 from runtimes.audio import load_audio
+from runtimes.errors import EdgeAsrError
+
+
+def user_clips(calib: Path, speaker: str | None = None, clips: Dataset | None = None) -> Dataset:
+    """The user's calibration clips: a folder or manifest (`clips`: already read from it), optionally only one
+    speaker's rows of it."""
+    clips = load_dataset(calib) if clips is None else clips
+    if speaker is None:
+        return clips
+    speakers = sorted({u.speaker for u in clips if u.speaker is not None})
+    if speaker not in speakers:
+        known = (
+            f"its speakers: {', '.join(speakers[:8])}{' ...' if len(speakers) > 8 else ''}"
+            if speakers
+            else ("it has no speaker column")
+        )
+        raise EdgeAsrError(f"no clip of speaker {speaker!r} in {calib} ({known}); give a speaker it has")
+    return clips.filter(speaker=speaker)
 
 
 def generic_calibration_set() -> Dataset:

@@ -19,8 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
-from exporter.data import load_dataset
-from exporter.export.inputs import generic_calibration_set, parity_clips
+from exporter.export.inputs import generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
 from exporter.export.parity import check_parity
 from exporter.export.report import render_lora_report
@@ -28,7 +27,7 @@ from exporter.export.result import ArtifactResult, artifact_files, artifact_fold
 from exporter.export.stages import say
 from exporter.io import check_output_folder, staged_dir, write_json, write_text
 from exporter.lower.registry import get_backend
-from exporter.models import load_whisper
+from exporter.models import WhisperBundle, load_whisper
 from exporter.personalize.base import Nf4Options, nf4_plan
 from exporter.personalize.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_matches, load_adapter
 from exporter.personalize.run import adapted_model
@@ -51,7 +50,9 @@ def lower_lora_artifact(
     return stored, artifact_files(folder)
 
 
-def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) -> dict:
+def export_lora(
+    options: ExportOptions, out_dir: Path, progress: bool = True, model: WhisperBundle | None = None
+) -> dict:
     formats = options.resolved_formats()
     budget = options.budget_bytes
     out_dir = check_output_folder(out_dir)
@@ -62,11 +63,11 @@ def export_lora(options: ExportOptions, out_dir: Path, progress: bool = True) ->
         raise EdgeAsrError(f"{options.lora}: adapter.json's 'base' is not an NF4 base description ({exc})") from exc
     base_options.validate()
     check_adapter_matches(info, options.model, info.base, str(options.lora))  # the model id must match
-    clips_set = load_dataset(options.calib) if options.calib else generic_calibration_set()
+    clips_set = user_clips(options.calib, options.speaker) if options.calib else generic_calibration_set()
     clips = parity_clips(clips_set, options.parity_clips, options.seed)  # decoded before the model loads
     started = time.perf_counter()
     say(f"loading {options.model} and the adapter {options.lora}")
-    fp = load_whisper(options.model)
+    fp = model if model is not None else load_whisper(options.model)
     plan = nf4_plan(fp, base_options)
     lora_bundle = adapted_model(fp, info.lora, 0, state, str(options.lora))
     reference = TorchRunner(simulate(lora_bundle, plan))

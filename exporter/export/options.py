@@ -29,6 +29,7 @@ class ExportOptions:
     budget: Budget | str | int = "80MB"  # parsed into a Budget when the options are made
     formats: tuple[str, ...] = ()
     calib: Path | None = None
+    speaker: str | None = None  # only the calibration clips of this speaker (a manifest's speaker column)
     n_calib: int = DEFAULT_CALIB_CLIPS
     order: str = DEFAULT_ORDER
     allocation: str = DEFAULT_ALLOCATION
@@ -61,6 +62,8 @@ class ExportOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise EdgeAsrError(f"{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
+        if self.speaker is not None and self.calib is None:
+            raise EdgeAsrError("--speaker picks one speaker's clips from --calib; give --calib too")
         if self.max_audio_seconds is not None:
             frames_for_seconds(self.max_audio_seconds)  # refuses NaN, infinity and anything outside (0, 30]
         if self.onnx_layout not in ONNX_LAYOUTS:

@@ -19,27 +19,36 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from exporter.data import load_dataset
 from exporter.export.budgeted import check_reachable, export_artifact
 from exporter.export.bundle import bundle_artifacts, check_bundle_folder
-from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips
+from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
 from exporter.export.result import artifact_folder, export_summary, seal_artifact
 from exporter.export.stages import StageTimes, say
 from exporter.io import check_output_folder, staged_dir, write_json, write_text
-from exporter.models import load_whisper
+from exporter.models import WhisperBundle, load_whisper
 from exporter.quant.pipeline import observe_user
 from runtimes.contract import REPORT_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
 
 
-def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_dir: Path | None = None) -> dict:
+def export(
+    options: ExportOptions,
+    out_dir: Path,
+    progress: bool = True,
+    bundle_dir: Path | None = None,
+    model: WhisperBundle | None = None,
+) -> dict:
     """Run every stage; the finished folder appears at `out_dir` only if all of them succeed.
 
     With `bundle_dir`, the .pte artifact's files are then copied there too (see `bundle_artifacts`); that
-    folder is checked for writability before anything expensive runs.
+    folder is checked for writability before anything expensive runs. `model`: `options.model` already
+    loaded (the fleet's workers load it once for many users); the export does not change it, so each
+    user's files are those a fresh `edgeasr export` writes.
     """
+    if model is not None and model.model_id != options.model:
+        raise ValueError(f"export of {options.model!r} was handed the loaded model {model.model_id!r}")
     if options.lora is not None:  # NF4 base + adapters: the base is fixed by the adapter, no budget search
         from exporter.export.lora import export_lora
 
@@ -59,7 +68,7 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
                 "keep the 30 s audio context; export without them, then copy the .pte by hand"
             )
 
-        return export_lora(options, out_dir, progress)
+        return export_lora(options, out_dir, progress, model)
     formats = options.resolved_formats()
     if bundle_dir is not None:
         if "pte" not in formats:
@@ -68,7 +77,7 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
                 f"export makes only {', '.join(formats)}; add --formats pte"
             )
         check_bundle_folder(bundle_dir)
-    calib = load_dataset(options.calib) if options.calib else None
+    calib = user_clips(options.calib, options.speaker) if options.calib else None
     started = time.perf_counter()
     out_dir = check_output_folder(out_dir)
     if calib is not None:
@@ -76,7 +85,7 @@ def export(options: ExportOptions, out_dir: Path, progress: bool = True, bundle_
     stage = StageTimes()
     say(f"loading {options.model}")
     with stage("load"):
-        bundle = load_whisper(options.model)
+        bundle = model if model is not None else load_whisper(options.model)
     for fmt in formats:  # an impossible budget is reported before any expensive stage
         check_reachable(bundle, fmt, options)
     personalised = calib is not None

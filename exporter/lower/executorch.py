@@ -110,7 +110,7 @@ def constant_methods(
     return extra | {
         "get_n_frames": n_frames,  # the encoder's input length: the runner windows audio to n_frames / 100 s
         "edgeasr_attention": attention,  # how the encoder was captured (for the memory model and reports)
-        "edgeasr_plan": plan.to_json(),
+        "edgeasr_plan": plan.artifact_json(),
         "edgeasr_special_tokens": json.dumps(bundle.special.to_dict(), sort_keys=True),
         "get_max_seq_len": MAX_SEQ_LEN,
         "decoder_start_token_id": bundle.special.sot,

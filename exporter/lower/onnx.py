@@ -502,7 +502,7 @@ def store_half_floats(proto: onnx.ModelProto) -> int:
 def graph_metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int) -> dict[str, str]:
     return {
         META_N_FRAMES: str(n_frames),
-        META_PLAN: plan.to_json(),
+        META_PLAN: plan.artifact_json(),
         META_SPECIAL: json.dumps(bundle.special.to_dict(), sort_keys=True),
         META_N_MELS: str(bundle.n_mels),
         META_MODEL_ID: bundle.model_id,

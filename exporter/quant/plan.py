@@ -7,8 +7,9 @@ plus the totals by category, the budget, and how the plan was made.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
@@ -103,6 +104,24 @@ class QuantPlan:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def artifact_plan(self) -> QuantPlan:
+        """The plan as an artifact carries it inside (the .pte's constant method, the ONNX metadata): what
+        decides the artifact's bytes (model, target, budget, formats, clip ratios, how the plan was made),
+        without what was observed on the user's clips (sensitivities, calibration scores, knapsack costs,
+        the clips' path). Two users whose plans decide the same weights so get byte-identical artifacts
+        (the fleet stores one, exporter/fleet/store.py), and an artifact does not change with where its clips
+        lay; the full plan is plan.json beside it."""
+        layers = [replace(layer, sensitivity=None, calibration_score=None, costs=None) for layer in self.layers]
+        return replace(self, layers=layers, calibration_source="")
+
+    def artifact_json(self) -> str:
+        return self.artifact_plan().to_json()
+
+    @property
+    def plan_id(self) -> str:
+        """Short content id of `artifact_plan()`: equal ids, same decisions, same artifact bytes."""
+        return hashlib.sha256(self.artifact_json().encode("utf-8")).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "the plan") -> QuantPlan:
