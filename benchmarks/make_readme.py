@@ -89,6 +89,13 @@ SECTIONS = (
         "NF4 + LoRA adaptation per speaker, folds of held-out clips, WER with "
         "speaker-clustered intervals (`pqm_speakers.py`).",
     ),
+    (
+        "fleet_",
+        "Fleet",
+        "`edgeasr fleet` on local Ray (one model load per worker) against a sequential loop of `edgeasr export`, "
+        "one user per speechocean762 speaker: throughput, time per stage, worker memory, distinct artifacts "
+        "(`fleet.py`).",
+    ),
     ("fp_wer", "Full-precision WER", "The PyTorch reference on every data set (`fp_wer.py`)."),
     (
         "et_lora_separation",
@@ -243,6 +250,30 @@ def peers_table(data: dict) -> list[str]:
     return lines
 
 
+# Fleet (fleet.py): throughput of the fleet against the sequential loop, and what was stored.
+
+
+def fleet_table(data: dict) -> list[str]:
+    s, f, q = data["settings"], data["fleet"], data["sequential"]
+    lines = ["| run | users | wall s | users per hour |", "|---|---:|---:|---:|"]
+    lines.append(
+        f"| fleet, {s['workers']} workers x {s['threads_per_worker']} thread | {f['users_ok']} | "
+        f"{f['wall_seconds']:,.0f} | {f['users_per_hour']:,.1f} |"
+    )
+    if q["users"]:
+        lines.append(
+            f"| sequential `edgeasr export` | {q['users']} | {sum(q['seconds']):,.0f} | {q['users_per_hour']:,.1f} |"
+        )
+    peak = max(w["peak_rss_mb"] for w in f["workers"]) if f["workers"] else 0
+    lines += [
+        "",
+        f"{s['model']} {s['target']} ({s['formats']}) at {s['budget']}, calibration {s['calibration']}: "
+        f"{f['artifacts']} artifacts, {f['distinct_artifacts']} distinct; {f['bytes_on_disk'] / 1e6:,.0f} MB on "
+        f"disk against {f['bytes_as_copies'] / 1e6:,.0f} MB as copies; worker peak RSS {peak:,.0f} MB.",
+    ]
+    return lines
+
+
 def summary_lines(stem: str, data) -> list[str]:
     if isinstance(data, dict) and "records" in data and data["records"] and "metric" in data["records"][0]:
         return bench_table(data)
@@ -252,6 +283,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return allocation_table(data)
     if stem.startswith("peers_") and isinstance(data, dict) and "rows" in data:
         return peers_table(data)
+    if stem.startswith("fleet_") and isinstance(data, dict) and "fleet" in data:
+        return fleet_table(data)
     return []
 
 

@@ -124,6 +124,8 @@ class WorkerResult:
 
 
 def _set_threads(runtime: str, threads: int) -> None:
+    if runtime in ("onnx", "sherpa-onnx"):
+        return  # their sessions take `threads` when opened; importing torch here would be measured as theirs
     import torch
 
     torch.set_num_threads(threads)
@@ -199,7 +201,7 @@ def measure(spec: WorkerSpec) -> WorkerResult:
     from runtimes.audio import load_audio, log_mel
 
     audio = [load_audio(c["audio_path"], expected_rate=c.get("sample_rate")) for c in spec.clips]
-    log_mel(audio[0][:16000], 80)  # builds the feature extractor's filters outside the measured phases
+    log_mel(audio[0][:16000], 80)  # builds the mel filters and window outside the measured phases
     tracker = PeakTracker()
     result = WorkerResult(spec.runtime, _runtime_version(spec.runtime), tracker.method, spec.threads)
     try:

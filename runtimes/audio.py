@@ -68,25 +68,66 @@ def chunks(samples: np.ndarray, size: int = CHUNK_SAMPLES) -> list[np.ndarray]:
     return [samples[i : i + size] for i in range(0, samples.size, size)]
 
 
-@functools.cache
-def _feature_extractor(n_mels: int):
-    from transformers import WhisperFeatureExtractor
+N_FFT = 400  # 25 ms analysis window
+HOP = SAMPLE_RATE // FRAMES_PER_SECOND  # 160 samples
 
-    return WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE)
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (as Whisper's filters use): linear to 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3.0)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * (200.0 / 3.0)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+@functools.cache
+def mel_filters(n_mels: int) -> np.ndarray:
+    """(n_fft/2 + 1, n_mels) triangular filters on Slaney's mel scale from 0 to 8 kHz, each scaled by 2 /
+    its width in Hz (Slaney's area normalisation), as Whisper was trained with."""
+    bins = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    widths = np.diff(edges)
+    offsets = edges[None, :] - bins[:, None]  # (bins, n_mels + 2): how far each edge lies above each bin
+    rising = -offsets[:, :-2] / widths[:-1]
+    falling = offsets[:, 2:] / widths[1:]
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    return filters * (2.0 / (edges[2:] - edges[:-2]))[None, :]
+
+
+@functools.cache
+def _hann() -> np.ndarray:
+    """The periodic Hann window of N_FFT samples (the STFT's, as in torch.hann_window)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
 
 
 def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     """Whisper's log-mel input for one window, padded to 30 s: float32 array (n_mels, 3000).
 
-    Every runner computes features with this one numpy implementation (transformers' Whisper feature
-    extractor), so runtimes are compared on identical inputs.
+    Every runner (and the exporter's observation) computes features with this one numpy implementation, so
+    runtimes are compared on identical inputs, and a runner process needs neither torch nor transformers for
+    them. It computes what Whisper's own front end does: zero-pad to 30 s, a centred STFT (reflect-padded,
+    periodic Hann window of 400, hop 160) whose last frame is dropped, power through Slaney mel filters,
+    log10 floored at 1e-10, clamped to 8 below its maximum, then (x + 4) / 4. It matches transformers'
+    WhisperFeatureExtractor to float round-off (tests/test_audio_and_data.py).
     """
     if samples.size > CHUNK_SAMPLES:
         raise ValueError("log_mel takes at most one 30 s window; split with chunks() first")
-    features = _feature_extractor(n_mels)(
-        samples, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="max_length"
-    ).input_features
-    return features[0].astype(np.float32)
+    window = np.zeros(CHUNK_SAMPLES, dtype=np.float64)
+    window[: samples.size] = samples
+    padded = np.pad(window, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:FULL_FRAMES]
+    power = np.abs(np.fft.rfft(frames * _hann(), axis=-1)) ** 2  # (3000, 201)
+    mel = power @ mel_filters(n_mels)  # (3000, n_mels)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return np.ascontiguousarray(((log_spec + 4.0) / 4.0).T, dtype=np.float32)
 
 
 def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:

@@ -185,9 +185,10 @@ def test_benchmarks_use_no_private_names():
     assert offenders == []
 
 
-def test_runtimes_open_an_onnx_artifact_without_exporter_or_torch(tiny_en, tmp_path):
-    """A fresh interpreter imports `runtimes`, opens an ONNX pair and reads its plan: neither the exporter
-    nor torch (nor transformers, which imports torch) may be loaded by that."""
+def test_runtimes_transcribe_through_an_onnx_artifact_without_exporter_or_torch(tiny_en, tmp_path, shared_data):
+    """A fresh interpreter imports `runtimes`, opens an ONNX pair, reads its plan and transcribes a real clip:
+    neither the exporter nor torch (nor transformers, which imports torch) may be loaded by that, so a runner
+    process holds the runtime and the model, not a training stack (runtimes/audio.py computes the log-mel)."""
     from exporter.lower.onnx import lower_onnx
     from exporter.quant.pipeline import PlanOptions, make_plan
 
@@ -201,12 +202,15 @@ def test_runtimes_open_an_onnx_artifact_without_exporter_or_torch(tiny_en, tmp_p
         "from runtimes.artifact import open_artifact, read_plan\n"
         f"runner = open_artifact({str(tmp_path)!r}, threads=1)\n"
         f"entry, plan = read_plan({str(tmp_path)!r})\n"
+        "from runtimes.audio import load_audio\n"
+        f"text = runner.transcribe(load_audio({str(shared_data / 'english_misc' / 'audio' / 'ls_1089-134691-0000.wav')!r})).text\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'exporter', 'torch', 'transformers'})\n"
-        "print(json.dumps({'runner': type(runner).__name__, 'layers': len(plan['layers']), 'loaded': loaded}))\n"
+        "print(json.dumps({'runner': type(runner).__name__, 'layers': len(plan['layers']), 'loaded': loaded, 'text': text}))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "could wait no longer" in result.pop("text").lower()
     assert result == {"runner": "OnnxRunner", "layers": len(plan.layers), "loaded": []}
 
 

@@ -62,6 +62,24 @@ def test_log_mel_shape_and_chunks():
     assert log_mel(windows[-1], 80).shape == (80, 3000)
 
 
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_log_mel_matches_whisper_feature_extractor(shared_data, n_mels):
+    """The numpy front end computes what transformers' WhisperFeatureExtractor (Whisper's own recipe) does, to
+    float round-off, on real speech of several lengths and on silence."""
+    from transformers import WhisperFeatureExtractor
+
+    reference = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=16_000)
+    clips = [load_audio(p) for p in sorted((shared_data / "english_misc" / "audio").glob("*.wav"))[:3]]
+    clips += [
+        load_audio(shared_data / "an4" / "wav" / "test" / "fcaw" / "an406-fcaw-b.wav"),
+        np.zeros(8000, np.float32),
+    ]
+    for samples in clips:
+        samples = samples[:480_000]
+        expected = reference(samples, sampling_rate=16_000, return_tensors="np", padding="max_length").input_features[0]
+        assert np.abs(log_mel(samples, n_mels) - expected).max() < 1e-4
+
+
 def test_shared_manifests_load(shared_data):
     an4 = load_dataset(shared_data / "an4" / "manifest.jsonl")
     assert len(an4) == 438 and an4.has_transcripts

@@ -234,9 +234,10 @@ def test_plan_and_tokens_in_metadata(lowered, mixed_plan, tiny_en):
     from exporter.quant.plan import QuantPlan
 
     for path in (lowered.encoder, lowered.decoder):
-        data = read_plan_from_onnx(path)
-        assert data == json.loads(mixed_plan.to_json())
-        assert QuantPlan.from_dict(data) == mixed_plan
+        data = read_plan_from_onnx(path)  # the plan's decisions (QuantPlan.artifact_plan), not its observations
+        assert data == json.loads(mixed_plan.artifact_json())
+        assert QuantPlan.from_dict(data) == mixed_plan.artifact_plan()
+        assert QuantPlan.from_dict(data).plan_id == mixed_plan.plan_id
         metadata = read_metadata(path)
         assert json.loads(metadata["edgeasr.special_tokens"]) == json.loads(json.dumps(tiny_en.special.to_dict()))
         assert metadata["edgeasr.n_mels"] == str(tiny_en.n_mels)

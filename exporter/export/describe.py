@@ -1,4 +1,4 @@
-"""`edgeasr inspect`: the plan an artifact carries inside it, as a table."""
+"""`edgeasr inspect`: the plan an artifact carries inside it (its decisions: QuantPlan.artifact_plan), as a table."""
 
 from __future__ import annotations
 

@@ -79,11 +79,13 @@ def run_fleet(options: FleetOptions, progress: bool = True) -> dict:
     skipped = sum(1 for r in records.values() if r.get("skipped"))
     _say(f"{len(jobs)} users: {skipped} already done, {len(todo)} to export, {len(jobs) - skipped - len(todo)} invalid")
     workers: list[dict] = []
+
+    def record(job: UserJob, result: dict) -> None:  # as each user finishes: a run cut short keeps them
+        records[job.user] = result
+        store.write_record(job.user, {**result, "key": job.key})
+
     if todo:
-        results, workers = _export_on_ray(options, todo, store, progress)
-        for job in todo:
-            records[job.user] = results[job.user]
-            store.write_record(job.user, {**results[job.user], "key": job.key})
+        workers = _export_on_ray(options, todo, store, record, progress)
     wall = time.perf_counter() - started
     on_disk, as_copies = store.stored_bytes()
     summary = fleet_summary(options, jobs, records, workers, wall, on_disk, as_copies)
@@ -92,7 +94,9 @@ def run_fleet(options: FleetOptions, progress: bool = True) -> dict:
     return summary
 
 
-def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore, progress: bool):
+def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore, record, progress: bool) -> list[dict]:
+    """Export `todo` on Ray actors, calling `record(job, result)` as each user is done; returns the workers'
+    stats."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report: the run needs no network
     try:
         import ray
@@ -124,8 +128,7 @@ def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore
         )
         pending = deque((job, 1) for job in todo)
         running: dict = {}
-        results: dict[str, dict] = {}
-        retired: list = []
+        done = ok = 0
         bar = tqdm(total=len(todo), unit="user", desc="fleet", disable=not progress, file=sys.stderr)
         while pending or running:
             while pending and idle:
@@ -138,22 +141,18 @@ def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore
                 result = ray.get(ready[0])
             except ray.exceptions.RayActorError as exc:  # the worker process died (e.g. killed for memory)
                 result = {"user": job.user, "status": "error", "error": f"worker died: {exc}", "retryable": True}
-                retired.append(worker)
                 worker = new_worker()
             idle.append(worker)
             result["attempts"] = attempt
             if result["status"] == "error" and result.get("retryable") and attempt <= options.retries:
                 pending.append((job, attempt + 1))
                 continue
-            results[job.user] = result
+            record(job, result)
+            done, ok = done + 1, ok + (result["status"] == "ok")
             bar.update(1)
-            bar.set_postfix(
-                ok=sum(r["status"] == "ok" for r in results.values()),
-                failed=len(results) - sum(r["status"] == "ok" for r in results.values()),
-            )
+            bar.set_postfix(ok=ok, failed=done - ok)
         bar.close()
-        workers = ray.get([w.stats.remote() for w in idle])
-        return results, workers
+        return ray.get([w.stats.remote() for w in idle])
     finally:
         ray.shutdown()
 

@@ -32,6 +32,7 @@ from exporter.lower.onnx import (
     OnnxArtifacts,
     check_plan,
     export_graph,
+    fused_encoder_attention,
     graph_metadata,
     marked_model,
     merge_heads,
@@ -107,6 +108,7 @@ class SherpaDecoderGraph(DecoderGraph):
 def export_encoder(model, n_mels: int) -> object:
     # Traced on an odd length below 3000 so the frame axis is not specialised to a constant.
     features = torch.zeros(1, n_mels, 1001)
+    fused_encoder_attention(model)  # flash attention in ORT, sherpa-onnx's own build included
     dynamic = {"mel": {0: "N", 2: "T"}, "cross_k": {1: "N", 2: "T2"}, "cross_v": {1: "N", 2: "T2"}}
     return export_graph(SherpaEncoderGraph(model), (features,), ["mel"], ["cross_k", "cross_v"], dynamic)
 
