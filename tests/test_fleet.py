@@ -136,10 +136,27 @@ def test_store_keeps_identical_files_once_and_resumes_only_whole_users(tmp_path)
     assert store.completed("b", "k-b") is None
     assert content_hash(store.user_folder("a")) == records["a"]["content_hash"]
 
+    with pytest.raises(EdgeAsrError, match="another edgeasr fleet run"):
+        FleetStore(tmp_path / "fleet").open()  # the first store still holds the folder's lock
+
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("x")
     with pytest.raises(EdgeAsrError, match="holds no fleet"):
         FleetStore(tmp_path / "other").open()
+
+
+def test_worker_count_fits_cpus_memory_and_users(tmp_path):
+    from exporter.fleet.run import FleetOptions, _worker_count
+
+    options = FleetOptions(users=tmp_path / "u.jsonl", out=tmp_path / "o", defaults=DEFAULTS)
+    gib = 2**30
+    assert _worker_count(options, {"CPU": 8, "memory": 100 * gib}, 64) == 8
+    assert _worker_count(options, {"CPU": 8, "memory": 7 * gib}, 64) == 2  # 3 GiB reserved per tiny.en worker
+    assert _worker_count(options, {"CPU": 8, "memory": 100 * gib}, 3) == 3
+    with pytest.raises(EdgeAsrError, match="less than one worker's"):
+        _worker_count(options, {"CPU": 8, "memory": 2 * gib}, 64)
+    with pytest.raises(EdgeAsrError, match="--workers must be"):
+        FleetOptions(users=tmp_path / "u.jsonl", out=tmp_path / "o", defaults=DEFAULTS, workers=0)
 
 
 def _fleet(users: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

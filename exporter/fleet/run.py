@@ -106,16 +106,13 @@ def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore
 
     from exporter.fleet.worker import FleetWorker
 
-    if options.address is None:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    else:
-        try:
-            ray.init(address=options.address, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EdgeAsrError(f"cannot join the Ray cluster at {options.address}: {exc}") from exc
+    where = "start a local Ray" if options.address is None else f"join the Ray cluster at {options.address}"
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        count = min(options.workers or max(1, cpus // options.threads), len(todo))
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        raise EdgeAsrError(f"cannot {where}: {exc}") from exc
+    try:
+        count = _worker_count(options, ray.cluster_resources(), len(todo))
         actor = ray.remote(FleetWorker).options(num_cpus=options.threads, memory=options.reserved_memory)
         out = str(store.root.resolve())
 
@@ -155,6 +152,19 @@ def _export_on_ray(options: FleetOptions, todo: list[UserJob], store: FleetStore
         return ray.get([w.stats.remote() for w in idle])
     finally:
         ray.shutdown()
+
+
+def _worker_count(options: FleetOptions, resources: dict, users: int) -> int:
+    """Workers to start: as asked (or one per `threads` CPUs), never more than users to do, and never more than
+    the cluster's memory can hold at the reserved size: an actor Ray cannot place would wait for ever."""
+    by_cpu = max(1, int(resources.get("CPU", 1)) // options.threads)
+    by_memory = int(resources.get("memory", 0) // options.reserved_memory)
+    if by_memory < 1:
+        raise EdgeAsrError(
+            f"Ray has {resources.get('memory', 0) / 2**30:.1f} GiB of memory to schedule on, less than one worker's "
+            f"{options.reserved_memory / 2**30:.1f} GiB; give a smaller --worker-memory or a bigger machine"
+        )
+    return min(options.workers or by_cpu, by_memory, users)
 
 
 def _say(message: str) -> None:

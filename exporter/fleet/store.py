@@ -16,6 +16,7 @@ change every user sharing it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ MIN_SHARED_BYTES = 64 * 1024
 class FleetStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._lock = None  # the open lock file, once open() holds it
 
     @property
     def users(self) -> Path:
@@ -53,7 +55,9 @@ class FleetStore:
         return self.root / ".work"
 
     def open(self) -> FleetStore:
-        """Create the folders; refuse a non-empty folder that is not a fleet's."""
+        """Create the folders and hold the fleet's lock for this process's life; refuse a non-empty folder
+        that is not a fleet's, and one another run is using. Exports an interrupted run left half-done
+        (in .work/) are removed: no run is using them."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise EdgeAsrError(f"fleet output {root} is a file; give a folder")
@@ -62,8 +66,15 @@ class FleetStore:
         try:
             for folder in (self.users, self.blobs, self.records, self.work):
                 folder.mkdir(parents=True, exist_ok=True)
+            self._lock = open(root / ".lock", "w")  # noqa: SIM115 - held until the process ends
         except OSError as exc:
             raise EdgeAsrError(f"cannot create the fleet's folders in {root}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise EdgeAsrError(f"another edgeasr fleet run is using {root}; wait for it or give another --out") from exc
+        for leftover in self.work.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
         return self
 
     def user_folder(self, user: str) -> Path:
