@@ -17,6 +17,9 @@ from runtimes.errors import EdgeAsrError
 
 # Files.
 PTE_FILE = "model.pte"
+# The ASR-runner layout ships ExecuTorch's own log-mel front end beside the program: samples -> [chunks, n_mels,
+# 3000] features, as the runner's --processor_path expects (exporter/lower/pte_runner_backend.py)
+PTE_PREPROCESSOR_FILE = "preprocessor.pte"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"  # the runners decode with it; the budget does not count it
