@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from exporter.choices import (
@@ -228,30 +229,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_options(args: argparse.Namespace) -> ExportOptions:
+    """ExportOptions from the flags `export` or `fleet` parsed: every field with a flag of that name; the
+    others keep their defaults."""
+    values = {f.name: getattr(args, f.name) for f in fields(ExportOptions) if hasattr(args, f.name)}
+    values["formats"] = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
+    return ExportOptions(**values)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from exporter.export.run import export
 
-    formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
-    options = ExportOptions(
-        model=args.model,
-        target=args.target,
-        budget=args.budget,
-        formats=formats,
-        calib=args.calib,
-        speaker=args.speaker,
-        n_calib=args.n_calib,
-        order=args.order,
-        allocation=args.allocation,
-        calibration=args.calibration,
-        seed=args.seed,
-        memory_budget=args.memory_budget,
-        max_audio_seconds=args.max_audio_seconds,
-        attention=args.attention,
-        lora=args.lora,
-        lora_pte_mode=args.lora_pte_mode,
-        onnx_layout=args.onnx_layout,
-        pte_layout=args.pte_layout,
-    )
+    options = _export_options(args)
     if args.threads is not None:  # float sums follow the thread count: same threads, same bytes (as in a fleet)
         import torch
 
@@ -384,17 +373,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     from exporter.fleet.run import FleetOptions, run_fleet
     from exporter.quant.budget import Budget
 
-    formats = tuple(f.strip() for f in args.formats.split(",")) if args.formats else ()
-    defaults = ExportOptions(
-        model=args.model,
-        target=args.target,
-        budget=args.budget,
-        formats=formats,
-        n_calib=args.n_calib,
-        allocation=args.allocation,
-        calibration=args.calibration,
-        seed=args.seed,
-    )
+    defaults = _export_options(args)  # what each user's row does not set
     options = FleetOptions(
         users=args.users,
         out=args.out,

@@ -20,14 +20,27 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set since the last reset (Linux), else since the process started."""
+def _status_bytes(field: str) -> int | None:
+    """A memory line of /proc/self/status (Linux) in bytes, or None where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set since the last reset (Linux), else since the process started."""
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
+def rss_bytes() -> int:
+    """The resident set now (Linux); 0 where the OS does not say."""
+    return _status_bytes("VmRSS") or 0

@@ -67,13 +67,27 @@ class _TorchDecoderSession:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, bundle, n_frames: int = FULL_FRAMES):
+    def __init__(self, bundle, n_frames: int = FULL_FRAMES, framing: str = "window"):
+        """`framing` "client": each clip framed as sherpa-onnx frames it (runtimes.onnx_runner.client_features),
+        the encoder run on that many frames: the reference for an artifact in the sherpa layout."""
         super().__init__(bundle.tokenizer, bundle.special, bundle.n_mels, n_frames)
+        if framing not in ("window", "client"):
+            raise ValueError(f"framing is 'window' or 'client', not {framing!r}")
         self.bundle = bundle
         self.model = bundle.model
+        self.framing = framing
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        if self.framing == "client":
+            from runtimes.onnx_runner import client_features
+
+            return client_features(self, window)
+        return super().features(window)
 
     @torch.inference_mode()
     def encode(self, features: np.ndarray) -> torch.Tensor:
+        if self.framing == "client":  # any number of frames, odd ones included, as the client feeds them
+            return encode_unchecked(self.model.model.encoder, torch.from_numpy(features)[None])
         return encode_frames(self.model.model.encoder, torch.from_numpy(features)[None])
 
     def start_decoder(self, encoded: torch.Tensor) -> _TorchDecoderSession:

@@ -88,9 +88,9 @@ CORPUS = [
         "NF4 + LoRA .pte files are not built in the ASR-runner layout",
     ),
     (
-        "sherpa-lora",
+        "sherpa-lora-not-an-adapter",
         [*EXPORT, "--out", "{t}/new", "--formats", "sherpa", "--lora", "{t}"],
-        "NF4 + LoRA exports are not built for the sherpa layout",
+        "is not an adapter folder",
     ),
     ("unknown-flag", [*EXPORT, "--out", "{t}/new", "--bugdet", "4MB"], "unrecognized arguments"),
     # data sets and clips

@@ -14,13 +14,15 @@ from exporter.export import BUNDLE_FILES, bundle_artifacts
 from runtimes.errors import EdgeAsrError
 
 
-def _fake_export(folder, pte_folder=".", content=b"program-1"):
+def _fake_export(folder, pte_folder=".", content=b"program-1", fmt="pte"):
     target = folder / pte_folder
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.pte").write_bytes(content)
     (target / "tokenizer.json").write_text('{"model": {}}')
     (target / "plan.json").write_text('{"model_id": "tiny.en"}')
-    artifacts = [{"format": "pte", "folder": pte_folder}]
+    if fmt == "pte-runner":
+        (target / "preprocessor.pte").write_bytes(b"front end")
+    artifacts = [{"format": fmt, "folder": pte_folder}]
     if pte_folder != ".":
         artifacts.insert(0, {"format": "onnx", "folder": "."})
     (folder / "export.json").write_text(json.dumps({"artifacts": artifacts}))
@@ -41,6 +43,15 @@ def test_bundle_finds_the_pte_in_a_subfolder_and_replaces_an_old_bundle(tmp_path
     bundle_artifacts(_fake_export(tmp_path / "a"), assets)
     bundle_artifacts(_fake_export(tmp_path / "b", pte_folder="pte", content=b"program-2"), assets)
     assert (assets / "model.pte").read_bytes() == b"program-2"
+
+
+def test_bundle_takes_the_runner_layout_with_its_preprocessor_and_drops_a_stale_one(tmp_path):
+    assets = tmp_path / "assets"
+    copied = bundle_artifacts(_fake_export(tmp_path / "r", content=b"runner", fmt="pte-runner"), assets)
+    assert sorted(p.name for p in copied) == sorted([*BUNDLE_FILES, "preprocessor.pte"])
+    assert (assets / "model.pte").read_bytes() == b"runner" and (assets / "preprocessor.pte").is_file()
+    bundle_artifacts(_fake_export(tmp_path / "e", content=b"edgeasr"), assets)  # back to edgeasr's layout
+    assert sorted(p.name for p in assets.iterdir()) == sorted(BUNDLE_FILES)
 
 
 def test_bundle_without_a_pte_artifact_fails_clearly(tmp_path):

@@ -151,10 +151,10 @@ def test_worker_count_fits_cpus_memory_and_users(tmp_path):
     options = FleetOptions(users=tmp_path / "u.jsonl", out=tmp_path / "o", defaults=DEFAULTS)
     gib = 2**30
     assert _worker_count(options, {"CPU": 8, "memory": 100 * gib}, 64) == 8
-    assert _worker_count(options, {"CPU": 8, "memory": 7 * gib}, 64) == 2  # 3 GiB reserved per tiny.en worker
+    assert _worker_count(options, {"CPU": 8, "memory": 9 * gib}, 64) == 2  # 4 GiB reserved per tiny.en worker
     assert _worker_count(options, {"CPU": 8, "memory": 100 * gib}, 3) == 3
     with pytest.raises(EdgeAsrError, match="less than one worker's"):
-        _worker_count(options, {"CPU": 8, "memory": 2 * gib}, 64)
+        _worker_count(options, {"CPU": 8, "memory": 3 * gib}, 64)
     with pytest.raises(EdgeAsrError, match="--workers must be"):
         FleetOptions(users=tmp_path / "u.jsonl", out=tmp_path / "o", defaults=DEFAULTS, workers=0)
 

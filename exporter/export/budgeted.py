@@ -111,9 +111,14 @@ def export_artifact(
         memory = check_memory(fmt, bundle, folder, settings, options)
     say(f"{fmt}: parity check on {len(parity_clips)} clips")
     with stage("parity"):
-        simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames)
+        framing = get_backend(fmt).framing
+        simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames, framing=framing)
         parity = check_parity(
-            open_artifact(folder), simulated, parity_clips, options, TorchRunner(bundle, n_frames=settings.n_frames)
+            open_artifact(folder),
+            simulated,
+            parity_clips,
+            options,
+            TorchRunner(bundle, n_frames=settings.n_frames, framing=framing),
         )
         reference = [row["artifact"] for row in parity["rows"]]
         for client in get_backend(fmt).clients:

@@ -9,12 +9,17 @@ import tempfile
 from pathlib import Path
 
 from exporter.io import umask
-from runtimes.contract import PLAN_FILE, PTE_FILE, SUMMARY_FILE, TOKENIZER_FILE
+from runtimes.contract import PLAN_FILE, PTE_FILE, PTE_PREPROCESSOR_FILE, SUMMARY_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 
 # What the Android app loads from its assets folder (android_demo/): the program, the tokenizer it decodes
 # with, and the plan for display (the app reads the plan it runs from the .pte itself).
 BUNDLE_FILES = (PTE_FILE, TOKENIZER_FILE, PLAN_FILE)
+# The .pte formats the app runs: edgeasr's layout, and the ASR-runner layout (`--pte-layout runner`), whose
+# `encoder` returns one tensor that the app passes to `text_decoder` as it passes edgeasr's 2L: positionally,
+# between the token and the cache position. The runner layout's preprocessor.pte travels with it.
+BUNDLE_FORMATS = ("pte", "pte-runner")
+OPTIONAL_FILES = (PTE_PREPROCESSOR_FILE,)
 
 
 def check_bundle_folder(bundle_dir: Path) -> Path:
@@ -38,7 +43,7 @@ def pte_folder(export_dir: Path) -> Path:
     if not summary_path.is_file():
         raise EdgeAsrError(f"{export_dir} is not an edgeasr export folder (no export.json)")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    folders = [a["folder"] for a in summary.get("artifacts", []) if a.get("format") == "pte"]
+    folders = [a["folder"] for a in summary.get("artifacts", []) if a.get("format") in BUNDLE_FORMATS]
     if not folders:
         raise EdgeAsrError(f"{export_dir} holds no ExecuTorch (.pte) artifact to bundle; export with --formats pte")
     return export_dir / folders[0]
@@ -56,9 +61,10 @@ def bundle_artifacts(export_dir: Path, bundle_dir: Path) -> list[Path]:
     if missing:
         raise EdgeAsrError(f"{source} lacks {', '.join(missing)}; re-run the export")
     bundle_dir = check_bundle_folder(bundle_dir)
+    names = [*BUNDLE_FILES, *(name for name in OPTIONAL_FILES if (source / name).is_file())]
     staged: list[tuple[Path, Path]] = []
     try:
-        for name in BUNDLE_FILES:
+        for name in names:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=bundle_dir)
             os.close(fd)
             staged.append((Path(tmp), bundle_dir / name))
@@ -71,4 +77,7 @@ def bundle_artifacts(export_dir: Path, bundle_dir: Path) -> list[Path]:
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+    for name in OPTIONAL_FILES:  # an older program's preprocessor must not stay beside a new program
+        if name not in names:
+            (bundle_dir / name).unlink(missing_ok=True)
     return [final for _, final in staged]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from exporter.export.inputs import generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
-from exporter.export.parity import check_parity
+from exporter.export.parity import check_client, check_parity
 from exporter.export.report import render_lora_report
 from exporter.export.result import ArtifactResult, artifact_files, artifact_folder, export_summary, seal_artifact
 from exporter.export.stages import say
@@ -93,7 +93,14 @@ def export_lora(
                     + (" or use --lora-pte-mode branch-int4" if fmt == "pte" else "")
                 )
             say(f"{fmt}: parity check on {len(clips)} clips")
-            parity = check_parity(open_artifact(folder), reference, clips, options)
+            framed = TorchRunner(reference.bundle, framing=get_backend(fmt).framing)  # as the artifact's runner frames
+            parity = check_parity(open_artifact(folder), framed, clips, options)
+            ours = [row["artifact"] for row in parity["rows"]]
+            for client in get_backend(fmt).clients:  # e.g. sherpa-onnx on the sherpa layout
+                say(f"{fmt}: parity of {client} with edgeasr's runner on {len(clips)} clips")
+                parity.setdefault("clients", {})[client] = check_client(
+                    open_artifact(folder, runtime=client), clips, ours, options
+                )
             result = ArtifactResult(
                 fmt,
                 label,

@@ -85,10 +85,6 @@ class ExportOptions:
                 f"the sherpa layout needs the full 30 s audio context (sherpa-onnx feeds up to 3000 frames); "
                 f"drop --max-audio-seconds {self.max_audio_seconds:g} or use --onnx-layout edgeasr"
             )
-        if self.lora is not None:
-            raise EdgeAsrError(
-                "NF4 + LoRA exports are not built for the sherpa layout yet; use --onnx-layout edgeasr with --lora"
-            )
 
     def resolved_formats(self) -> tuple[str, ...]:
         formats = resolve_formats(self.target, self.formats)

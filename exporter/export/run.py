@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from exporter.export.budgeted import check_reachable, export_artifact
-from exporter.export.bundle import bundle_artifacts, check_bundle_folder
+from exporter.export.bundle import BUNDLE_FORMATS, bundle_artifacts, check_bundle_folder
 from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
@@ -71,7 +71,7 @@ def export(
         return export_lora(options, out_dir, progress, model)
     formats = options.resolved_formats()
     if bundle_dir is not None:
-        if "pte" not in formats:
+        if not set(BUNDLE_FORMATS) & set(formats):
             raise EdgeAsrError(
                 "--bundle copies the ExecuTorch (.pte) artifact into the Android app, but this "
                 f"export makes only {', '.join(formats)}; add --formats pte"

@@ -15,19 +15,8 @@ import traceback
 
 from exporter.fleet.store import FleetStore
 from exporter.fleet.users import UserJob
-from exporter.procmem import peak_rss_bytes, reset_peak_rss
+from exporter.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 from runtimes.errors import EdgeAsrError
-
-
-def current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 class FleetWorker:
@@ -41,7 +30,7 @@ class FleetWorker:
         self.bundle = None
         self.load_seconds = 0.0
         self.users_done = 0
-        self.peak_rss_bytes = 0
+        self.peak_bytes = 0
 
     def _model(self):
         if self.bundle is None:
@@ -78,7 +67,7 @@ class FleetWorker:
                 traceback=traceback.format_exc(limit=8),
             )
         peak = max(peak_rss_bytes(), int(stage_peak))
-        self.peak_rss_bytes = max(self.peak_rss_bytes, peak)
+        self.peak_bytes = max(self.peak_bytes, peak)
         self.users_done += 1
         result.update(seconds=round(time.perf_counter() - started, 1), peak_rss_mb=round(peak / 1e6, 1))
         return result
@@ -90,8 +79,8 @@ class FleetWorker:
             "threads": self.threads,
             "load_seconds": self.load_seconds,
             "users": self.users_done,
-            "peak_rss_mb": round(max(self.peak_rss_bytes, peak_rss_bytes()) / 1e6, 1),
-            "rss_mb": round(current_rss_bytes() / 1e6, 1),
+            "peak_rss_mb": round(max(self.peak_bytes, peak_rss_bytes()) / 1e6, 1),
+            "rss_mb": round(rss_bytes() / 1e6, 1),
         }
 
 

@@ -35,6 +35,10 @@ class Backend:
     # Client runtimes (runtimes.contract.KINDS) that also run this artifact, with their own features and
     # decoding: the export checks that they transcribe the parity clips as edgeasr's runner does.
     clients: tuple[str, ...] = ()
+    # How its runners frame a clip for the encoder: "window", a 30 s window (or the audio context); "client",
+    # the clip's frames plus sherpa-onnx's tail of zero frames. The export's simulated reference frames the
+    # same way, so parity compares one computation, not two inputs.
+    framing: str = "window"
 
     @property
     def memory_runtime(self) -> str:

@@ -93,7 +93,8 @@ def parameter_names(layer: str) -> tuple[str, str]:
     return f"{layer}.lora_a", f"{layer}.lora_b"
 
 
-def _marked(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
+def marked_lora_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
+    """A copy of the LoRA model with the base's quantised layers and the LoRA branches as markers."""
     loras = lora_modules(bundle.model)
     if not loras:
         raise EdgeAsrError("the model carries no LoRA adapters; use lower_onnx for a plain plan")
@@ -106,8 +107,10 @@ def _marked(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     return base_onnx.marked_model(carrier, rest)
 
 
-def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.ndarray]:
-    """LoraBranch placeholders -> two MatMuls on named inputs with defaults; returns the parameters."""
+def rewrite_branches(proto: onnx.ModelProto, model: nn.Module, overridable: bool = True) -> dict[str, np.ndarray]:
+    """LoraBranch placeholders -> two MatMuls on the adapter's parameters; returns the parameters. `overridable`:
+    the parameters are graph inputs with defaults (another user's adapter can be fed); else plain initializers,
+    for clients that bind inputs by position (sherpa-onnx)."""
     graph = proto.graph
     nodes, params = [], {}
     for node in graph.node:
@@ -126,8 +129,9 @@ def _rewrite_branches(proto: onnx.ModelProto, model: nn.Module) -> dict[str, np.
     graph.node.extend(nodes)
     for name, value in params.items():
         graph.initializer.append(numpy_helper.from_array(value, name))
-        shape = [value.shape[0], _RANK_DIM] if name.endswith(".lora_a") else [_RANK_DIM, value.shape[1]]
-        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+        if overridable:
+            shape = [value.shape[0], _RANK_DIM] if name.endswith(".lora_a") else [_RANK_DIM, value.shape[1]]
+            graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
     return params
 
 
@@ -143,7 +147,7 @@ def write_onnx_adapter(path: Path, params: dict[str, np.ndarray]) -> None:
         adapter.export_adapter(str(tmp))
 
 
-def _lora_metadata(lora_info: dict, params: dict[str, np.ndarray]) -> str:
+def lora_metadata(lora_info: dict, params: dict[str, np.ndarray]) -> str:
     return json.dumps({**lora_info, "parameters": sorted(params)}, sort_keys=True)
 
 
@@ -153,16 +157,16 @@ def lower_onnx_lora(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path,
     Returns the adapter parameters per graph."""
     base_onnx.check_plan(bundle, plan)
     out_dir = Path(out_dir)
-    model = _marked(bundle, plan)
+    model = marked_lora_model(bundle, plan)
     graphs = {"encoder": base_onnx.export_encoder(model, bundle.n_mels), "decoder": base_onnx.export_decoder(model)}
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
     adapters = {"encoder": out_dir / ENCODER_ADAPTER_FILE, "decoder": out_dir / DECODER_ADAPTER_FILE}
     written = {}
     for graph, proto in graphs.items():
-        params = _rewrite_branches(proto, model)
+        params = rewrite_branches(proto, model)
         base_onnx.replace_markers(proto, plan, model)
         metadata = base_onnx.graph_metadata(bundle, plan, graph, FULL_FRAMES)  # LoRA exports keep the 30 s context
-        metadata[META_LORA] = _lora_metadata(lora_info, params)
+        metadata[META_LORA] = lora_metadata(lora_info, params)
         write_bytes(files[graph], base_onnx.serialise_graph(proto, metadata))
         write_onnx_adapter(adapters[graph], params)
         written[graph] = params

@@ -40,11 +40,12 @@ from exporter.lower.onnx import (
     serialise_graph,
     tokenizer_json,
 )
+from exporter.lower.onnx_lora import lora_metadata, marked_lora_model, rewrite_branches
 from exporter.lower.whisper_modules import attend, split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import QuantPlan
 from runtimes.audio import FULL_FRAMES
-from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
+from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, META_LORA, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import encode_unchecked
 
@@ -223,13 +224,30 @@ def lower_onnx_sherpa(
             "to 3000 frames); drop --max-audio-seconds / the memory budget that needs a shorter context"
         )
     check_plan(bundle, plan)
-    out_dir = Path(out_dir)
-    model = marked_model(bundle, plan)
+    return _write_pair(bundle, plan, Path(out_dir), marked_model(bundle, plan))
+
+
+def lower_onnx_sherpa_lora(
+    bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, lora_info: dict
+) -> OnnxArtifacts:
+    """NF4 + LoRA in the sherpa layout: the base's MatMulBnb4 nodes and each adapter's two MatMuls, with the
+    adapter's weights as plain initializers. sherpa-onnx binds its inputs by position, so the overridable
+    adapter inputs of edgeasr's layout (exporter/lower/onnx_lora.py) have no place here: this pair is one
+    user's model, and another user's adapter means another pair. `bundle.model` carries the LoRA modules."""
+    check_plan(bundle, plan)
+    model = marked_lora_model(bundle, plan)
+    return _write_pair(bundle, plan, Path(out_dir), model, lora_info)
+
+
+def _write_pair(bundle, plan, out_dir: Path, model, lora_info: dict | None = None) -> OnnxArtifacts:
     graphs = {"encoder": export_encoder(model, bundle.n_mels), "decoder": export_decoder(model)}
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
     for graph, proto in graphs.items():
+        params = rewrite_branches(proto, model, overridable=False) if lora_info is not None else None
         replace_markers(proto, plan, model)
-        metadata = {**graph_metadata(bundle, plan, graph, n_frames), META_LAYOUT: LAYOUT}
+        metadata = {**graph_metadata(bundle, plan, graph, FULL_FRAMES), META_LAYOUT: LAYOUT}
+        if params is not None:
+            metadata[META_LORA] = lora_metadata(lora_info, params)
         if graph == "encoder":
             metadata.update(sherpa_metadata(bundle))
         write_bytes(files[graph], serialise_graph(proto, metadata))

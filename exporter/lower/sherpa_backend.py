@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.lower.backend import Backend
-from runtimes.errors import EdgeAsrError
 
 
 def lower(bundle, plan, folder: Path, n_frames: int, attention: str) -> None:
@@ -16,10 +15,10 @@ def lower(bundle, plan, folder: Path, n_frames: int, attention: str) -> None:
 
 
 def lower_lora(lora_bundle, nf4_plan, folder: Path, lora_info: dict, pte_mode: str):
-    raise EdgeAsrError(
-        "NF4 + LoRA exports are not built for the sherpa layout yet; export --lora with --onnx-layout edgeasr "
-        "(edgeasr's ONNX runner) or --formats pte"
-    )
+    from exporter.lower.onnx_sherpa import lower_onnx_sherpa_lora
+
+    lower_onnx_sherpa_lora(lora_bundle, nf4_plan, folder, lora_info)  # NF4 as MatMulBnb4: stored as planned
+    return nf4_plan
 
 
 BACKEND = Backend(
@@ -34,4 +33,5 @@ BACKEND = Backend(
     # self-attention cache is the growing cache's largest size.
     memory_model="onnx",
     clients=("sherpa-onnx",),
+    framing="client",
 )
