@@ -70,7 +70,7 @@ def export_lora(
     fp = model if model is not None else load_whisper(options.model)
     plan = nf4_plan(fp, base_options)
     lora_bundle = adapted_model(fp, info.lora, 0, state, str(options.lora))
-    reference = TorchRunner(simulate(lora_bundle, plan))
+    simulated = simulate(lora_bundle, plan)
     lora_info = {
         "adapter": str(options.lora),
         "model_id": info.model_id,
@@ -93,8 +93,8 @@ def export_lora(
                     + (" or use --lora-pte-mode branch-int4" if fmt == "pte" else "")
                 )
             say(f"{fmt}: parity check on {len(clips)} clips")
-            framed = TorchRunner(reference.bundle, framing=get_backend(fmt).framing)  # as the artifact's runner frames
-            parity = check_parity(open_artifact(folder), framed, clips, options)
+            reference = TorchRunner(simulated, framing=get_backend(fmt).framing)  # framed as the artifact's runner
+            parity = check_parity(open_artifact(folder), reference, clips, options)
             ours = [row["artifact"] for row in parity["rows"]]
             for client in get_backend(fmt).clients:  # e.g. sherpa-onnx on the sherpa layout
                 say(f"{fmt}: parity of {client} with edgeasr's runner on {len(clips)} clips")

@@ -26,7 +26,7 @@ from pathlib import Path
 from exporter.io import write_json
 from runtimes.contract import PLAN_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
-from runtimes.integrity import sha256_file, verify_checksums
+from runtimes.integrity import sha256_file
 
 RECORD_VERSION = 1
 # Smaller files (plan.json, export.json, report.md, ...) are per user or too small to be worth a link.
@@ -100,7 +100,8 @@ class FleetStore:
 
     def completed(self, user: str, key: str) -> dict | None:
         """The record of `user` when their export is done for this very job and their folder is whole and
-        unchanged (its content hash and every artifact's checksums.json hold); else None (redo them)."""
+        unchanged (its content hash, over every file and so every checksums.json too, is the recorded one);
+        else None (redo them)."""
         record = self.record(user)
         if not record or record.get("status") != "ok" or record.get("key") != key:
             return None
@@ -108,20 +109,20 @@ class FleetStore:
         try:
             if not folder.is_dir() or content_hash(folder) != record.get("content_hash"):
                 return None
-            for artifact in record.get("artifacts", []):
-                verify_checksums(folder / artifact["folder"])
-        except (OSError, EdgeAsrError):
+        except OSError:
             return None
         return record
 
     def publish(self, user: str, staged: Path) -> dict:
         """Link `staged`'s large files into the store, move it into place as `user`'s folder; returns what the
         record needs (content hash, artifacts with their plan and artifact ids)."""
-        for path in sorted(p for p in staged.rglob("*") if p.is_file() and p.stat().st_size >= MIN_SHARED_BYTES):
-            self._share(path)
+        digests = file_digests(staged)  # each file read once: for the store, the artifact ids and the hash
+        for name, digest in digests.items():
+            if (staged / name).stat().st_size >= MIN_SHARED_BYTES:
+                self._share(staged / name, digest)
         summary = json.loads((staged / SUMMARY_FILE).read_text(encoding="utf-8"))
-        artifacts = [_artifact_entry(staged, entry) for entry in summary.get("artifacts", [])]
-        digest = content_hash(staged)
+        artifacts = [_artifact_entry(staged, entry, digests) for entry in summary.get("artifacts", [])]
+        digest = _combined(digests)
         final = self.user_folder(user)
         if final.exists():  # a redo: the old folder goes only now that the new one is complete
             retired = self.work / f"{user}.old"
@@ -131,8 +132,7 @@ class FleetStore:
         os.replace(staged, final)
         return {"content_hash": digest, "artifacts": artifacts}
 
-    def _share(self, path: Path) -> None:
-        digest = sha256_file(path)
+    def _share(self, path: Path, digest: str) -> None:
         blob = self.blobs / digest[:2] / digest
         blob.parent.mkdir(exist_ok=True)
         try:
@@ -168,21 +168,33 @@ class FleetStore:
         return on_disk, logical
 
 
+def file_digests(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file below `folder`, in path order."""
+    return {
+        path.relative_to(folder).as_posix(): sha256_file(path)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+    }
+
+
 def content_hash(folder: Path) -> str:
     """sha256 over every file's relative path and sha256: the folder's content, whatever its links."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
+    return _combined(file_digests(folder))
 
 
-def _artifact_entry(folder: Path, entry: dict) -> dict:
+def _combined(digests: dict[str, str]) -> str:
+    combined = hashlib.sha256()
+    for name, digest in digests.items():
+        combined.update(f"{name}\0{digest}\n".encode())
+    return combined.hexdigest()
+
+
+def _artifact_entry(folder: Path, entry: dict, digests: dict[str, str]) -> dict:
     """One artifact of an export: its format, folder, bytes, the id of the plan it carries and the id of its
-    files (equal artifact ids: the same bytes, stored once)."""
+    files (equal artifact ids: the same bytes, stored once). `digests`: file_digests(folder)."""
     where = folder / entry["folder"]
     digest = hashlib.sha256()
     for name in sorted(entry["files"]):
-        digest.update(f"{name}\0{sha256_file(where / name)}\n".encode())
+        digest.update(f"{name}\0{digests[(where / name).relative_to(folder).as_posix()]}\n".encode())
     plan = json.loads((where / PLAN_FILE).read_text(encoding="utf-8"))
     return {
         "format": entry["format"],
