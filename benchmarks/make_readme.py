@@ -61,6 +61,12 @@ SECTIONS = (
         "process, with speaker-resampled paired intervals against whisper.cpp at the same size (`peers.py`).",
     ),
     (
+        "onnx_layouts_",
+        "ONNX layouts",
+        "One plan lowered in edgeasr's ONNX layout and in sherpa-onnx's, both run by edgeasr's ONNX runner on "
+        "the same clips: speed, memory, WER (`onnx_layouts.py`).",
+    ),
+    (
         "pte_layouts_",
         ".pte layouts",
         "Per-token cost of edgeasr's .pte layout against the one ExecuTorch's ASR runner calls (`pte_layouts.py`).",
