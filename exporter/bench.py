@@ -68,6 +68,9 @@ class BenchOptions:
     warmup: int = 1
     threads: int = 1
     onnx_memory_arena: bool = True  # ONNX Runtime's CPU memory arena (its default); off: less memory
+    # One user's LoRA adapter for an NF4 + LoRA artifact: adapter.ptd for a .pte, a folder of .onnx_adapter
+    # files for ONNX (None: the adapter the export left in the folder).
+    adapter: Path | None = None
     # A worker that hangs (a deadlocked runtime, a swapping machine) is killed after this many seconds
     # (None: WORKER_BASE_SECONDS plus WORKER_SECONDS_PER_CLIP for each clip, generous on a loaded phone-class CPU).
     worker_timeout: float | None = None
@@ -85,6 +88,8 @@ class BenchOptions:
             raise EdgeAsrError("--warmup must be >= 0 and --threads >= 1")
         if self.limit is not None and self.limit < 1:
             raise EdgeAsrError("--limit must be at least 1")
+        if self.adapter is not None and set(self.runtimes) & {"torch", "torch-fp", "sherpa-onnx"}:
+            raise EdgeAsrError("--adapter applies to the executorch and onnx runtimes only; run them alone with it")
         if self.worker_timeout is not None and not self.worker_timeout > 0:
             raise EdgeAsrError(f"--worker-timeout must be a positive number of seconds, not {self.worker_timeout}")
 
@@ -307,6 +312,7 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
         "warmup": options.warmup,
         "threads": options.threads,
         "onnx_memory_arena": options.onnx_memory_arena,
+        "adapter": None if options.adapter is None else str(options.adapter),
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -584,6 +590,8 @@ def bench(options: BenchOptions, dataset: Dataset | None = None) -> BenchResult:
     data = {"name": dataset.source.name, "split": options.split, "n_clips": len(dataset), "audio_seconds": None}
     make = _RecordMaker(uuid.uuid4().hex[:12], device_info(), data)
     result = BenchResult(records=[], notes=_data_notes(dataset))
+    if options.adapter is not None:
+        result.notes.append(f"adapter: {options.adapter} (one user's LoRA adapter on the artifact's base)")
     for target in targets:
         _say(
             f"{target.runtime}: {target.artifact['name']}, {len(clips)} clips (+{options.warmup} warm-up) "

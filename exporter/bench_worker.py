@@ -103,6 +103,7 @@ class WorkerSpec:
     warmup: int = 1
     threads: int = 1
     onnx_memory_arena: bool = True
+    adapter: str | None = None  # one user's adapter file(s) for an NF4 + LoRA artifact
 
     @classmethod
     def load(cls, path: Path) -> WorkerSpec:
@@ -171,7 +172,11 @@ def _build_runner(spec: WorkerSpec):
         from runtimes.artifact import open_artifact
 
         return open_artifact(
-            spec.artifact, threads=spec.threads, runtime=spec.runtime, onnx_memory_arena=spec.onnx_memory_arena
+            spec.artifact,
+            threads=spec.threads,
+            runtime=spec.runtime,
+            adapters=spec.adapter,
+            onnx_memory_arena=spec.onnx_memory_arena,
         )
     from exporter.models import load_whisper
     from runtimes.torch_runner import TorchRunner

@@ -96,6 +96,15 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_adapter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="another user's LoRA adapter for an NF4 + LoRA artifact: an adapter.ptd for a .pte, a folder of "
+        ".onnx_adapter files for ONNX (written by `edgeasr adapter`)",
+    )
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from runtimes.audio import load_audio
 
@@ -105,8 +114,10 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     if args.artifact:
         from runtimes.artifact import open_artifact
 
-        runner = open_artifact(args.artifact)
+        runner = open_artifact(args.artifact, adapters=args.adapter)
     else:
+        if args.adapter is not None:
+            raise_usage("--adapter goes with --artifact (an NF4 + LoRA export)")
         from exporter.models import load_whisper
         from runtimes.torch_runner import TorchRunner
 
@@ -286,6 +297,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         threads=args.threads,
         worker_timeout=args.worker_timeout,
+        adapter=args.adapter,
     )
     previous = load_results(args.json) if args.append and args.json.exists() else None
     result = bench(options)
@@ -399,6 +411,15 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     return 0 if t["failed"] == 0 else 1
 
 
+def _cmd_adapter(args: argparse.Namespace) -> int:
+    from exporter.export.lora import write_user_adapter
+
+    written = write_user_adapter(args.artifact, args.lora, args.out)
+    sizes = ", ".join(f"{path.name} ({path.stat().st_size:,} bytes)" for path in written)
+    print(f"{args.out}: {sizes}; run with --artifact {args.artifact} --adapter {args.out}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from exporter.export import describe_artifact
 
@@ -420,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="ISO code (multilingual models detect it when omitted)")
     p.add_argument("--task", default=TASKS[0], choices=TASKS)
     p.add_argument("--artifact", type=Path, help="transcribe through an exported folder instead of --model")
+    _add_adapter(p)
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("eval", help="word error rate of a model on a data set, per group")
@@ -579,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", type=Path, required=True, help="results file (schema: exporter/schemas/bench_result.schema.json)"
     )
+    _add_adapter(p)
     p.add_argument("--append", action="store_true", help="add the records to an existing --json file")
     p.add_argument("--md", type=Path, help="also write a Markdown report here")
     p.add_argument("--plot", type=Path, help="also write a PNG plot here")
@@ -662,6 +685,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_fleet)
+
+    p = sub.add_parser(
+        "adapter", help="write another user's adapter files for an NF4 + LoRA export (no lowering: the base is shared)"
+    )
+    p.add_argument("--artifact", type=Path, required=True, help="a folder written by `edgeasr export --lora`")
+    p.add_argument("--lora", type=Path, required=True, help="the user's adapter folder from `edgeasr personalize`")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the user's adapter files")
+    p.set_defaults(func=_cmd_adapter)
 
     p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
     p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")

@@ -58,8 +58,10 @@ def open_artifact(
 ):
     """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
 
-    `adapters`: a folder of per-user LoRA adapter files for an NF4 + LoRA ONNX artifact. The folder's files
-    are checked against the checksums its export recorded (runtimes.integrity) before anything is loaded.
+    `adapters`: one user's LoRA adapter files for an NF4 + LoRA artifact: for ONNX a folder of .onnx_adapter
+    files, for a .pte an adapter.ptd (or a folder holding one). The artifact's own files are checked against
+    the checksums its export recorded (runtimes.integrity), an adapter file against its own record, before
+    anything is loaded.
     """
     kind, folder = locate(path, runtime)
     verify_checksums(folder)
@@ -73,11 +75,9 @@ def open_artifact(
         from runtimes.sherpa_runner import SherpaOnnxRunner
 
         return SherpaOnnxRunner(folder, threads=threads)
-    if adapters is not None:
-        raise EdgeAsrError("per-user adapter files are an ONNX feature; a .pte carries its adapter inside")
     from runtimes.executorch_runner import ExecutorchRunner
 
-    return ExecutorchRunner.open(_entry_file(path, kind, folder), threads=threads)
+    return ExecutorchRunner.open(_entry_file(path, kind, folder), threads=threads, adapter=adapters)
 
 
 def read_plan(path: str | Path) -> tuple[Path, dict]:

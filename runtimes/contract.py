@@ -20,6 +20,7 @@ PTE_FILE = "model.pte"
 # The ASR-runner layout ships ExecuTorch's own log-mel front end beside the program: samples -> [chunks, n_mels,
 # 3000] features, as the runner's --processor_path expects (exporter/lower/pte_runner_backend.py)
 PTE_PREPROCESSOR_FILE = "preprocessor.pte"
+PTE_ADAPTER_FILE = "adapter.ptd"  # one user's LoRA tensors for a base .pte that keeps its adapter apart
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"  # the runners decode with it; the budget does not count it
@@ -53,6 +54,7 @@ PTE_N_FRAMES = "get_n_frames"
 PTE_MAX_SEQ_LEN = "get_max_seq_len"
 PTE_LAYOUT = "edgeasr_layout"  # "runner" for ExecuTorch's ASR-runner layout; absent on edgeasr's own
 PTE_EOS_IDS = "get_eos_ids"  # the ASR runner's end-of-sequence ids (runner layout)
+PTE_ADAPTER = "edgeasr_adapter"  # the adapter files a base program takes (runtimes/pte_adapter.py); absent if none
 
 
 @dataclass(frozen=True)

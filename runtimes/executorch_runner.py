@@ -18,6 +18,8 @@ import torch
 from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
 from runtimes.contract import (
+    PTE_ADAPTER,
+    PTE_ADAPTER_FILE,
     PTE_ATTENTION,
     PTE_ENCODER,
     PTE_MAX_SEQ_LEN,
@@ -29,6 +31,7 @@ from runtimes.contract import (
     TOKENIZER_FILE,
 )
 from runtimes.errors import EdgeAsrError
+from runtimes.pte_adapter import read_adapter_file
 from runtimes.tokenizer import SpecialTokens, load_tokenizer
 
 
@@ -41,13 +44,17 @@ def executorch_runtime():
     return Runtime.get()
 
 
-def load_program(path: Path):
+def load_program(path: Path, data_path: Path | None = None):
+    """The program at `path`; `data_path`: the separate data file its tagged constants live in (a per-user
+    adapter file, checked by runtimes/pte_adapter.py before it gets here)."""
     if not path.is_file():
         raise EdgeAsrError(f"ExecuTorch program not found: {path}")
     runtime = executorch_runtime()
     log = io.StringIO()  # the runtime's own log of why it refused: folded into the one-line error
     try:
         with contextlib.redirect_stderr(log):
+            if data_path is not None:
+                return runtime.load_program(str(path), data_path=str(data_path))
             return runtime.load_program(str(path))
     except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
         said = "; ".join(line.split("] ", 1)[-1] for line in log.getvalue().splitlines() if line.strip())
@@ -66,6 +73,13 @@ def constant(program, name: str):
 
 def read_plan_from_pte(path: Path) -> dict:
     return json.loads(constant(load_program(Path(path)), PTE_PLAN))
+
+
+def read_adapter_contract(path: Path) -> dict | None:
+    """The adapter files a base program takes (exporter/lower/pte_adapter.py), or None for a program that
+    holds all its weights. Constant methods load without the program's data file."""
+    program = load_program(Path(path))
+    return json.loads(constant(program, PTE_ADAPTER)) if PTE_ADAPTER in program.method_names else None
 
 
 @dataclass(frozen=True)
@@ -124,11 +138,35 @@ class _ExecutorchDecoderSession:
         return logits[0, -1].numpy()
 
 
+def adapter_path(pte_path: Path, adapter: str | Path | None) -> Path | None:
+    """The adapter file to load with the program: `adapter` (a file, or a folder holding adapter.ptd), else the
+    adapter.ptd the export left beside the program, else None."""
+    if adapter is not None:
+        adapter = Path(adapter)
+        return adapter / PTE_ADAPTER_FILE if adapter.is_dir() else adapter
+    beside = Path(pte_path).parent / PTE_ADAPTER_FILE
+    return beside if beside.is_file() else None
+
+
 class ExecutorchRunner(Runner):
     name = "executorch"
 
-    def __init__(self, pte_path: Path, tokenizer):
-        self.program = load_program(Path(pte_path))
+    def __init__(self, pte_path: Path, tokenizer, adapter: str | Path | None = None):
+        """`adapter`: a user's adapter file for a base program that keeps its LoRA adapter apart (default: the
+        adapter.ptd beside the program). The file is checked whole before the runtime sees it."""
+        adapter = adapter_path(pte_path, adapter)
+        if adapter is not None:
+            read_adapter_file(adapter, pte_path)
+        self.program = load_program(Path(pte_path), adapter)
+        takes_adapter = PTE_ADAPTER in self.program.method_names
+        if takes_adapter and adapter is None:
+            raise EdgeAsrError(
+                f"{pte_path} is a base program whose LoRA adapter is a separate file ({PTE_ADAPTER_FILE}): give "
+                "the user's file with --adapter"
+            )
+        if adapter is not None and not takes_adapter:
+            raise EdgeAsrError(f"{pte_path} takes no adapter file (any adapter it has is inside the program)")
+        self.adapter = adapter
         special = SpecialTokens.from_dict(json.loads(constant(self.program, PTE_SPECIAL)))
         # Programs exported before the audio context became an option take the full 30 s window.
         n_frames = (
@@ -140,7 +178,7 @@ class ExecutorchRunner(Runner):
         self.max_seq_len = int(constant(self.program, PTE_MAX_SEQ_LEN))
 
     @classmethod
-    def open(cls, pte_path: Path, threads: int | None = None) -> ExecutorchRunner:
+    def open(cls, pte_path: Path, threads: int | None = None, adapter: str | Path | None = None) -> ExecutorchRunner:
         """The program at `pte_path` with the tokenizer.json beside it; `threads` sizes XNNPACK's pool."""
         pte_path = Path(pte_path)
         tokenizer_path = pte_path.parent / TOKENIZER_FILE
@@ -148,7 +186,7 @@ class ExecutorchRunner(Runner):
             raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
         if not tokenizer_path.is_file():
             raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
-        runner = cls(pte_path, load_tokenizer(tokenizer_path))
+        runner = cls(pte_path, load_tokenizer(tokenizer_path), adapter)
         if threads:
             set_threads(threads)
         return runner

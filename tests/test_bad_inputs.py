@@ -83,9 +83,9 @@ CORPUS = [
     ),
     ("unknown-pte-layout", [*EXPORT, "--out", "{t}/new", "--pte-layout", "asr"], "argument --pte-layout"),
     (
-        "pte-runner-lora",
+        "pte-runner-lora-not-an-adapter",
         [*EXPORT, "--out", "{t}/new", "--pte-layout", "runner", "--lora", "{t}"],
-        "NF4 + LoRA .pte files are not built in the ASR-runner layout",
+        "is not an adapter folder",
     ),
     (
         "sherpa-lora-not-an-adapter",

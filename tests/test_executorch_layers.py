@@ -19,7 +19,7 @@ def _run_pte(module: nn.Module, example: torch.Tensor) -> torch.Tensor:
     program = torch.export.export(module, (example,), strict=False)
     # Keep the program's buffer referenced while it runs (in ad-hoc probes, passing a temporary bytes object
     # to load_program made later executions fail now and then).
-    data = lower({"forward": program}, {})
+    data, _ = lower({"forward": program}, {})
     loaded = executorch_runtime().load_program(data)
     return loaded.load_method("forward").execute((example,))[0]
 

@@ -35,7 +35,7 @@ from exporter.quant.budget import format_bytes
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.artifact import open_artifact
-from runtimes.contract import PLAN_FILE, REPORT_FILE, SUMMARY_FILE
+from runtimes.contract import PLAN_FILE, PTE_ADAPTER_FILE, REPORT_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
 
@@ -48,6 +48,43 @@ def lower_lora_artifact(
     stored = get_backend(fmt).lower_lora(lora_bundle, plan, folder, lora_info, pte_mode)
     stored.save(folder / PLAN_FILE)
     return stored, artifact_files(folder)
+
+
+def write_user_adapter(artifact: str | Path, adapter: str | Path, out_dir: str | Path) -> list[Path]:
+    """Another user's adapter files for an existing NF4 + LoRA artifact, without lowering anything: an
+    adapter.ptd for its base .pte, .onnx_adapter files for its ONNX pair (both into `out_dir` when the export
+    holds both). The adapter must be trained for the artifact's model and NF4 base (for the .pte also its
+    rank, alpha, targets and scope); nothing is written otherwise."""
+    from runtimes.artifact import artifact_runtimes, locate
+
+    state, info = load_adapter(Path(adapter))
+    lora_info = {"model_id": info.model_id, "lora": info.lora.to_dict(), "base": info.base}
+    runtimes = [r for r in artifact_runtimes(artifact) if r in ("executorch", "onnx")]
+    if not runtimes:
+        raise EdgeAsrError(f"{artifact} holds no .pte or ONNX pair to write an adapter for")
+    out_dir = check_output_folder(Path(out_dir))
+    written = []
+    with staged_dir(out_dir) as staging:
+        for runtime in runtimes:
+            kind, folder = locate(artifact, runtime)
+            if runtime == "executorch":
+                from exporter.lower.pte_adapter import write_adapter_file
+                from runtimes.executorch_runner import read_adapter_contract
+
+                pte = folder / kind.entry_file
+                contract = read_adapter_contract(pte)
+                if contract is None:
+                    raise EdgeAsrError(
+                        f"{pte} keeps no adapter apart (a merged --lora-pte-mode, or no LoRA): export the user's "
+                        "program with `edgeasr export --lora` instead"
+                    )
+                write_adapter_file(pte, contract, state, lora_info, staging / PTE_ADAPTER_FILE)
+                written.append(out_dir / PTE_ADAPTER_FILE)
+            else:
+                from exporter.lower.onnx_lora import write_adapters_for_artifact
+
+                written += [out_dir / p.name for p in write_adapters_for_artifact(folder, state, lora_info, staging)]
+    return written
 
 
 def export_lora(

@@ -70,10 +70,6 @@ class ExportOptions:
             raise EdgeAsrError(f"unknown ONNX layout {self.onnx_layout!r}; choose {' or '.join(ONNX_LAYOUTS)}")
         if self.pte_layout not in PTE_LAYOUTS:
             raise EdgeAsrError(f"unknown .pte layout {self.pte_layout!r}; choose {' or '.join(PTE_LAYOUTS)}")
-        if "pte-runner" in self.resolved_formats() and self.lora is not None:
-            raise EdgeAsrError(
-                "NF4 + LoRA .pte files are not built in the ASR-runner layout yet; use --pte-layout edgeasr"
-            )
         if "sherpa" in self.resolved_formats():
             self._check_sherpa()
 

@@ -65,7 +65,8 @@ def export(
         if unsupported:
             raise EdgeAsrError(
                 f"{', '.join(unsupported)} cannot be combined with --lora yet: NF4 + LoRA exports "
-                "keep the 30 s audio context; export without them, then copy the .pte by hand"
+                "keep the 30 s audio context; export without them, then copy the .pte by hand (with "
+                "--lora-pte-mode merged-int8 for the demo app, whose ExecuTorch Module API loads no adapter.ptd)"
             )
 
         return export_lora(options, out_dir, progress, model)

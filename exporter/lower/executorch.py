@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -121,7 +122,31 @@ def constant_methods(
     }
 
 
-def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES, layout: str = "edgeasr") -> dict:
+# ExecuTorch's external-constant tag for per-user LoRA tensors (exporter/lower/pte_adapter.py). The runtime
+# never reads it: the data file is whatever path the caller loads beside the program.
+ADAPTER_TAG = "adapter"
+
+
+def is_adapter_tensor(name: str) -> bool:
+    return name.endswith(("lora_A", "lora_B"))
+
+
+def tag_adapter_constants(program: torch.export.ExportedProgram, example_inputs: tuple):
+    """`program` re-captured with its LoRA parameters tagged for the `.ptd` (ExecuTorch's pass works on the
+    unlifted module, whose constants are get_attr nodes named by their module path)."""
+    from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
+
+    unlifted = program.module()
+    delegate_external_constants_pass_unlifted(
+        unlifted, lambda node: ADAPTER_TAG if is_adapter_tensor(str(node.target)) else None
+    )
+    return torch.export.export(unlifted, example_inputs, strict=False)
+
+
+def capture(
+    model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES, layout: str = "edgeasr", adapter_apart: bool = False
+) -> dict:
+    """The two methods, exported. `adapter_apart`: LoRA parameters tagged for a separate data file."""
     if layout not in PTE_LAYOUTS:
         raise EdgeAsrError(f"unknown .pte layout {layout!r}; choose {' or '.join(PTE_LAYOUTS)}")
     runner = layout == "runner"
@@ -131,18 +156,19 @@ def capture(model: nn.Module, n_mels: int, n_frames: int = FULL_FRAMES, layout: 
     with torch.no_grad():
         encoded = encoder(features)
         cross = (encoded,) if runner else tuple(encoded)
-        programs = {
-            "encoder": torch.export.export(encoder, (features,), strict=False),
-            "text_decoder": torch.export.export(
-                decoder,
-                (torch.tensor([[0]], dtype=torch.long), *cross, torch.tensor([0], dtype=torch.long)),
-                strict=False,
-            ),
+        inputs = {
+            "encoder": (features,),
+            "text_decoder": (torch.tensor([[0]], dtype=torch.long), *cross, torch.tensor([0], dtype=torch.long)),
         }
+        modules = {"encoder": encoder, "text_decoder": decoder}
+        programs = {name: torch.export.export(modules[name], inputs[name], strict=False) for name in modules}
+        if adapter_apart:
+            programs = {name: tag_adapter_constants(program, inputs[name]) for name, program in programs.items()}
     return programs
 
 
-def lower(programs: dict, constants: dict) -> bytes:
+def lower(programs: dict, constants: dict) -> tuple[bytes, dict[str, bytes]]:
+    """(the program's bytes, its separate data files by name: empty unless constants were tagged)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
@@ -161,7 +187,11 @@ def lower(programs: dict, constants: dict) -> bytes:
             memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
         )
     )
-    return program.buffer
+    data = program.buffer
+    with tempfile.TemporaryDirectory() as folder:  # the public way to the data files is through a folder
+        program.write_tensor_data_to_file(folder)
+        files = {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
+    return data, files
 
 
 def lower_executorch(
@@ -183,7 +213,7 @@ def lower_executorch(
     model = prepare_model(bundle, plan, attention)
     quantize_model(model, plan)
     programs = capture(model, bundle.n_mels, n_frames, layout)
-    data = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout))
+    data, _ = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout))
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
     return out_path

@@ -12,6 +12,8 @@ the .pte approximates the trained model. Modes (measured in benchmarks/pqm_expor
 
 The token embedding uses the same 4/8-bit groups of 32 as the NF4 plan (quantized embedding kernels), the
 convolutions stay float32. The plan stored in the .pte (target android) says which format each base Linear has.
+In branch modes the LoRA tensors go to a per-user adapter.ptd beside a base program all users of the base
+share (exporter/lower/pte_adapter.py); merged modes make one program per user.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from exporter.personalize.lora import lora_modules
 from exporter.quant.formats import QuantFormat, int_format
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import apply_plan
+from runtimes.contract import PTE_ADAPTER_FILE
 from runtimes.errors import EdgeAsrError
 
 
@@ -80,10 +83,28 @@ def pte_model(lora_bundle: WhisperBundle, nf4_plan: QuantPlan, mode: str) -> Whi
     return bundle
 
 
-def lower_executorch_lora(lora_bundle: WhisperBundle, nf4_plan: QuantPlan, mode: str, out_path: Path) -> QuantPlan:
-    """Write the .pte for NF4 + LoRA in `mode`; returns the plan stored in it."""
+def lower_executorch_lora(
+    lora_bundle: WhisperBundle,
+    nf4_plan: QuantPlan,
+    mode: str,
+    out_path: Path,
+    lora_info: dict | None = None,
+    layout: str = "edgeasr",
+) -> QuantPlan:
+    """Write the .pte for NF4 + LoRA in `mode`; returns the plan stored in it.
+
+    Branch modes keep the adapter apart (with `lora_info`): `out_path` is a base program any user of this
+    base and LoRA configuration shares, and the user's LoRA tensors go to adapter.ptd beside it
+    (exporter/lower/pte_adapter.py). Merged modes have no adapter left to keep apart: one program per user.
+    """
     from exporter.lower.executorch import lower_executorch
 
     plan = pte_plan(nf4_plan, mode)
-    lower_executorch(pte_model(lora_bundle, nf4_plan, mode), plan, out_path)
+    model = pte_model(lora_bundle, nf4_plan, mode)
+    if mode.startswith("branch") and lora_info is not None:
+        from exporter.lower.pte_adapter import lower_with_adapter_file
+
+        lower_with_adapter_file(model, plan, out_path, out_path.parent / PTE_ADAPTER_FILE, lora_info, mode, layout)
+    else:
+        lower_executorch(model, plan, out_path, layout=layout)
     return plan

@@ -28,7 +28,7 @@ def lower(bundle, plan, folder: Path, n_frames: int, attention: str) -> None:
 def lower_lora(lora_bundle, nf4_plan, folder: Path, lora_info: dict, pte_mode: str):
     from exporter.lower.executorch_lora import lower_executorch_lora
 
-    stored = lower_executorch_lora(lora_bundle, nf4_plan, pte_mode, folder / PTE_FILE)
+    stored = lower_executorch_lora(lora_bundle, nf4_plan, pte_mode, folder / PTE_FILE, lora_info)
     shutil.copyfile(bundle_tokenizer(lora_bundle), folder / TOKENIZER_FILE)
     return stored
 

@@ -13,7 +13,6 @@ from exporter.lower.backend import Backend
 from exporter.lower.pte_backend import bundle_tokenizer
 from exporter.lower.settings import ATTENTIONS
 from runtimes.contract import PTE_FILE, PTE_PREPROCESSOR_FILE, TOKENIZER_FILE
-from runtimes.errors import EdgeAsrError
 
 
 def lower(bundle, plan, folder: Path, n_frames: int, attention: str) -> None:
@@ -45,7 +44,14 @@ def write_preprocessor(n_mels: int, path: Path) -> None:
 
 
 def lower_lora(lora_bundle, nf4_plan, folder: Path, lora_info: dict, pte_mode: str):
-    raise EdgeAsrError("NF4 + LoRA .pte files are not built in the ASR-runner layout yet; use --pte-layout edgeasr")
+    """As the edgeasr layout's (branch modes: the user's adapter in adapter.ptd, which Android's AsrModule
+    takes as its `dataPath`), plus the tokenizer and the preprocessor program."""
+    from exporter.lower.executorch_lora import lower_executorch_lora
+
+    stored = lower_executorch_lora(lora_bundle, nf4_plan, pte_mode, folder / PTE_FILE, lora_info, layout="runner")
+    shutil.copyfile(bundle_tokenizer(lora_bundle), folder / TOKENIZER_FILE)
+    write_preprocessor(lora_bundle.n_mels, folder / PTE_PREPROCESSOR_FILE)
+    return stored
 
 
 BACKEND = Backend(

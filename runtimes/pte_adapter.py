@@ -1,0 +1,67 @@
+"""Reading and checking a per-user adapter file (`adapter.ptd`) for a base ExecuTorch program.
+
+The file is ExecuTorch's named-data format (.ptd): one entry per LoRA tensor under a key made from the tensor's
+name (exporter/lower/pte_adapter.py explains why), plus one entry, `edgeasr.adapter`, recording the sha256 of
+the program it was written for and of each tensor. A file is checked whole before ExecuTorch loads it: a file
+for another program (another base, rank or targets), or one whose bytes changed, is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runtimes.errors import EdgeAsrError
+
+ADAPTER_FORMAT = "edgeasr-pte-adapter/1"
+ADAPTER_META_KEY = "edgeasr.adapter"
+
+
+def adapter_key(name: str) -> str:
+    """The data-file key of the LoRA tensor `name`: 64 hex digits like the content hashes XNNPACK uses, so it
+    takes their place in the program byte for byte, but the same for every user."""
+    return hashlib.sha256(f"edgeasr-adapter:{name}".encode()).hexdigest()
+
+
+def _entries(path: Path) -> dict[str, bytes]:
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    try:
+        payload = FlatTensorSerializer().deserialize(path.read_bytes())
+        return {key: bytes(payload.buffers[entry.buffer_index]) for key, entry in payload.named_data.items()}
+    except Exception as exc:  # the flatbuffer reader raises many kinds on a damaged file
+        raise EdgeAsrError(
+            f"{path} is not a readable adapter file ({type(exc).__name__}: {exc}); copy it again or re-write it "
+            "with `edgeasr adapter`"
+        ) from exc
+
+
+def read_adapter_file(path: str | Path, pte_path: str | Path) -> dict:
+    """The adapter file's record after checking it belongs to the program at `pte_path` and is intact."""
+    path, pte_path = Path(path), Path(pte_path)
+    if not path.is_file():
+        raise EdgeAsrError(f"adapter file not found: {path} (written by `edgeasr export --lora` or `edgeasr adapter`)")
+    entries = _entries(path)
+    if ADAPTER_META_KEY not in entries:
+        raise EdgeAsrError(f"{path} is a data file but not an edgeasr adapter file (no {ADAPTER_META_KEY!r} entry)")
+    try:
+        record = json.loads(entries.pop(ADAPTER_META_KEY))
+        digests = dict(record["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EdgeAsrError(f"{path}: its {ADAPTER_META_KEY!r} record is damaged ({exc}); re-write the file") from exc
+    if record.get("format") != ADAPTER_FORMAT:
+        raise EdgeAsrError(f"{path} is adapter format {record.get('format')!r}; this edgeasr reads {ADAPTER_FORMAT}")
+    program = hashlib.sha256(pte_path.read_bytes()).hexdigest()
+    if record.get("program_sha256") != program:
+        raise EdgeAsrError(
+            f"{path} was written for another base program (model {record.get('model_id')!r}, LoRA "
+            f"{json.dumps(record.get('lora'), sort_keys=True)}), not {pte_path}: write this user's file for it "
+            "with `edgeasr adapter --artifact <base> --lora <adapter folder>`"
+        )
+    if set(entries) != set(digests):
+        raise EdgeAsrError(f"{path}: its tensors do not match its own record; the file is damaged, re-write it")
+    damaged = [key for key, data in entries.items() if hashlib.sha256(data).hexdigest() != digests[key]]
+    if damaged:
+        raise EdgeAsrError(f"{path}: {len(damaged)} adapter tensor(s) fail their checksum; the file is damaged")
+    return record
