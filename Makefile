@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[models,dev,clients,peers,fleet]'
+	$(BIN)/pip install --quiet -e '.[models,dev,peers,fleet]'
 	touch $(STAMP)
 
 install: $(STAMP)

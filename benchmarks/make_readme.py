@@ -67,6 +67,12 @@ SECTIONS = (
         "the same clips: speed, memory, WER (`onnx_layouts.py`).",
     ),
     (
+        "pte_adapters_",
+        "Per-user adapter files on one .pte",
+        "Two users' NF4 + LoRA programs lowered apart (byte-identical?), one user's adapter.ptd written for the "
+        "other's program, each checked against its PyTorch model; sizes (`pte_adapters.py`).",
+    ),
+    (
         "pte_layouts_",
         ".pte layouts",
         "Per-token cost of edgeasr's .pte layout against the one ExecuTorch's ASR runner calls (`pte_layouts.py`).",

@@ -20,10 +20,13 @@ ALLOCATIONS = ("myqasr", "fill", "knapsack")
 # fill: never worse than the first fit in benchmarks/results/allocation_tiny_en_android.md, and the same
 # plan where the first fit already reaches the budget.
 DEFAULT_ALLOCATION = "fill"
-# The ONNX pair's layout: edgeasr's own (growing cache, full 30 s window) or the one sherpa-onnx loads
-# (exporter/lower/onnx_sherpa.py); `--onnx-layout sherpa` makes the "sherpa" format in place of "onnx".
-ONNX_LAYOUTS = ("edgeasr", "sherpa")
-DEFAULT_ONNX_LAYOUT = "edgeasr"
+# The ONNX pair's layout: the one sherpa-onnx loads (exporter/lower/onnx_sherpa.py; format "sherpa") or
+# edgeasr's own (growing cache, full 30 s window; format "onnx"), which `--onnx-layout edgeasr` selects.
+# sherpa is the default: measured with one plan in both layouts, on the same 80 clips, it was faster and used
+# less run memory (benchmarks/results/onnx_layouts_*.md: RTF 0.34 vs 0.42 tiny.en, 0.23 vs 0.40 base), and
+# every sherpa-onnx app loads it. edgeasr's layout stays for swapping per-user LoRA adapter files at run time.
+ONNX_LAYOUTS = ("sherpa", "edgeasr")
+DEFAULT_ONNX_LAYOUT = "sherpa"
 # The .pte's methods: edgeasr's (2L encoder outputs) or ExecuTorch's ASR runner contract (format pte-runner).
 PTE_LAYOUTS = ("edgeasr", "runner")
 DEFAULT_PTE_LAYOUT = "edgeasr"

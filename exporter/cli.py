@@ -516,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx-layout",
         default=_EXPORT.onnx_layout,
         choices=ONNX_LAYOUTS,
-        help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads, in place of "
-        f"edgeasr's own layout (default {_EXPORT.onnx_layout})",
+        help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads; edgeasr: "
+        "edgeasr's own layout, whose NF4 + LoRA pair swaps per-user adapter files at run time "
+        f"(default {_EXPORT.onnx_layout})",
     )
     p.add_argument(
         "--pte-layout",

@@ -69,7 +69,7 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
         frames = (frames_for_seconds(max_audio_seconds),)
         by = "user"
     else:
-        frames, by = CONTEXT_LADDER, "memory budget"
+        frames, by = (CONTEXT_LADDER if get_backend(fmt).short_contexts else (FULL_FRAMES,)), "memory budget"
     return [
         MemorySettings(f, a, by if (f, a) != (FULL_FRAMES, allowed[0]) else "default")
         for f in frames
@@ -114,6 +114,7 @@ def choose_settings(
         f"predicted peak is {format_bytes(smallest.peak_bytes)} (with {smallest_settings.describe()}; weights "
         f"{format_bytes(smallest.weights_bytes)}, activations {format_bytes(smallest.activation_bytes)}). "
         "Raise --memory-budget, lower --budget (smaller weights), or allow a shorter --max-audio-seconds"
+        + ("" if get_backend(fmt).short_contexts else f" (not in the {fmt} layout: use --onnx-layout edgeasr)")
     )
 
 

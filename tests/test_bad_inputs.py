@@ -238,7 +238,7 @@ def _adapter(folder: Path, config: bytes | dict, weights: bytes | None = None) -
 
 def _damaged_artifacts(t: Path, art: Path) -> None:
     def copy(name: str, source: Path = art) -> Path:
-        shutil.copytree(source, t / name, ignore=shutil.ignore_patterns("onnx"))
+        shutil.copytree(source, t / name, ignore=shutil.ignore_patterns("sherpa"))
         return t / name
 
     scrambled = copy("pte_scrambled")  # without its checksums: ExecuTorch's own verifier must refuse it
@@ -250,9 +250,9 @@ def _damaged_artifacts(t: Path, art: Path) -> None:
     (truncated / "model.pte").write_bytes((art / "model.pte").read_bytes()[:5000])
     (truncated / "checksums.json").unlink()
     _flip(copy("pte_weight_flip") / "model.pte", 0.5)  # a weight byte: only the checksum can tell
-    _flip(copy("onnx_weight_flip", art / "onnx") / "decoder.onnx", 0.5)
-    onnx = copy("onnx_truncated", art / "onnx")
-    (onnx / "encoder.onnx").write_bytes((art / "onnx" / "encoder.onnx").read_bytes()[:100_000])
+    _flip(copy("onnx_weight_flip", art / "sherpa") / "decoder.onnx", 0.5)
+    onnx = copy("onnx_truncated", art / "sherpa")
+    (onnx / "encoder.onnx").write_bytes((art / "sherpa" / "encoder.onnx").read_bytes()[:100_000])
     (onnx / "checksums.json").unlink()
     (copy("pte_no_tokenizer") / "tokenizer.json").unlink()
     (copy("checksums_damaged") / "checksums.json").write_text("[1]")

@@ -28,11 +28,11 @@ def test_export_writes_both_artifacts_within_budget(exported):
         "tokenizer.json",
         "report.md",
         "export.json",
-        "onnx",
+        "sherpa",  # the ONNX pair, in sherpa-onnx's layout (the default)
     }
-    assert {p.name for p in (out / "onnx").iterdir()} >= {"encoder.onnx", "decoder.onnx", "plan.json"}
+    assert {p.name for p in (out / "sherpa").iterdir()} >= {"encoder.onnx", "decoder.onnx", "tokens.txt", "plan.json"}
     assert (out / "model.pte").stat().st_size <= 45_000_000
-    onnx_bytes = (out / "onnx" / "encoder.onnx").stat().st_size + (out / "onnx" / "decoder.onnx").stat().st_size
+    onnx_bytes = (out / "sherpa" / "encoder.onnx").stat().st_size + (out / "sherpa" / "decoder.onnx").stat().st_size
     assert onnx_bytes <= 45_000_000
     assert summary["personalised"] and summary["calibration_source"].endswith("manifest.jsonl")
     assert "Not personalised" not in (out / "report.md").read_text()
@@ -79,11 +79,13 @@ def test_console_export_with_calib_is_byte_identical_in_another_process(exported
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "pte: " in proc.stdout and "onnx: " in proc.stdout and "not personalised" not in proc.stdout
+    assert "pte: " in proc.stdout and "sherpa: " in proc.stdout and "not personalised" not in proc.stdout
     a, b = _tree_digests(first), _tree_digests(second)
     measured = {"export.json", "report.md"}  # they hold timings; compared below without them
     assert {k: v for k, v in a.items() if k not in measured} == {k: v for k, v in b.items() if k not in measured}
-    assert {"model.pte", "checksums.json", "onnx/encoder.onnx", "onnx/checksums.json"} <= set(a)
+    assert {"model.pte", "checksums.json", "sherpa/encoder.onnx", "sherpa/tokens.txt", "sherpa/checksums.json"} <= set(
+        a
+    )
     summaries = [json.loads((root / "export.json").read_text()) for root in (first, second)]
     assert _described(summaries[0]) == _described(summaries[1])
 
@@ -110,7 +112,7 @@ def test_plan_read_back_from_each_artifact(exported, run_cli):
     status, text, err = run_cli("inspect", out / "model.pte")
     assert status == 0, err
     assert "totals by category" in text and f"{plan['totals']['total']:,}" in text
-    status, text, err = run_cli("inspect", out / "onnx")
+    status, text, err = run_cli("inspect", out / "sherpa")
     assert status == 0, err
     assert "mnb" in text
 
@@ -119,7 +121,7 @@ def test_plan_read_back_from_each_artifact(exported, run_cli):
 def test_transcribe_through_each_artifact(exported, run_cli, shared_data):
     out, _ = exported
     clip = shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav"
-    for folder in (out, out / "onnx"):
+    for folder in (out, out / "sherpa"):
         status, text, err = run_cli("transcribe", "--artifact", folder, clip)
         assert status == 0, err
         assert "no longer" in text.lower()
@@ -280,3 +282,27 @@ def test_parity_check_tells_runtime_bugs_from_unusable_budgets():
     # scales dropped: logits off by orders of magnitude fail even when the words happen to agree
     with pytest.raises(EdgeAsrError, match="parity check failed"):
         check_parity(_ScriptedRunner(good, logits_scale=1e3), _ScriptedRunner(good), clips, options)
+
+
+def test_client_check_tells_a_front_end_difference_from_a_broken_client():
+    """A client (sherpa-onnx) that flips words where edgeasr's runner also strays from the FP model passes,
+    with the comparison recorded; one that is far from both fails, with or without the FP model."""
+    from exporter.export.parity import check_client
+
+    clips = [np.zeros(16000, dtype=np.float32)] * 3
+    fp = ["alpha bravo charlie", "delta echo foxtrot", "golf hotel india"]
+    ours = ["alpha bravo xray", "delta echo foxtrot", "golf hotel yankee"]  # 2 words of 9 off the FP model's
+    client_named = type("Client", (_ScriptedRunner,), {"name": "sherpa-onnx"})
+    flipped = ["alpha zulu charlie", "delta quebec romeo", "golf hotel yankee"]  # 4 of ours flipped
+    options = ExportOptions()
+    with pytest.raises(EdgeAsrError, match="differ from edgeasr's runner's"):
+        check_client(client_named(flipped), clips, ours, options)
+    result = check_client(client_named(flipped), clips, ours, options, _ScriptedRunner(fp))
+    assert result["transcript_disagreement"] > options.max_transcript_wer
+    assert result["disagreement_with_full_precision"] == {
+        "client": pytest.approx(4 / 9, abs=1e-3),
+        "edgeasr": pytest.approx(2 / 9, abs=1e-3),
+    }
+    broken = ["zebra", "quantum", "lorem ipsum"]
+    with pytest.raises(EdgeAsrError, match="full-precision model's on 100 %"):
+        check_client(client_named(broken), clips, ours, options, _ScriptedRunner(fp))

@@ -58,6 +58,8 @@ def test_onnx_lora_export_parity_and_adapter_switch(run_cli, tiny_en, shared_dat
         "tiny.en",
         "--target",
         "onnx",
+        "--onnx-layout",
+        "edgeasr",  # the layout whose per-user adapter files swap at run time
         "--budget",
         "45MB",
         "--lora",

@@ -94,6 +94,18 @@ def test_a_shorter_context_chosen_for_memory_is_warned_about(tiny_en, capsys):
         assert ("warning: the memory budget needs a 20 s audio context" in capsys.readouterr().err) == warned
 
 
+def test_the_sherpa_layout_keeps_the_30_s_context(tiny_en):
+    """sherpa-onnx feeds its encoder up to 3000 frames: the memory budget cannot shorten that layout's context,
+    and says which layout can."""
+    config = tiny_en.model.config
+    weights, largest = 40_000_000, 12_000_000
+    assert [c.n_frames for c in candidates("sherpa", None, None)] == [3000]
+    assert len(candidates("onnx", None, None)) > 1
+    full = predict_before_lowering(config, weights, largest, "onnx", 3000, "explicit", host="python").peak_bytes
+    with pytest.raises(EdgeAsrError, match="use --onnx-layout edgeasr"):
+        choose_settings(config, "sherpa", weights, largest, full - 1)
+
+
 def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}

@@ -113,18 +113,13 @@ def export_artifact(
     with stage("parity"):
         framing = get_backend(fmt).framing
         simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames, framing=framing)
-        parity = check_parity(
-            open_artifact(folder),
-            simulated,
-            parity_clips,
-            options,
-            TorchRunner(bundle, n_frames=settings.n_frames, framing=framing),
-        )
+        full_precision = TorchRunner(bundle, n_frames=settings.n_frames, framing=framing)
+        parity = check_parity(open_artifact(folder), simulated, parity_clips, options, full_precision)
         reference = [row["artifact"] for row in parity["rows"]]
         for client in get_backend(fmt).clients:
             say(f"{fmt}: parity of {client} with edgeasr's runner on {len(parity_clips)} clips")
             parity.setdefault("clients", {})[client] = check_client(
-                open_artifact(folder, runtime=client), parity_clips, reference, options
+                open_artifact(folder, runtime=client), parity_clips, reference, options, full_precision
             )
     result = ArtifactResult(
         fmt,

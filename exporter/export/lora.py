@@ -35,7 +35,7 @@ from exporter.quant.budget import format_bytes
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.artifact import open_artifact
-from runtimes.contract import PLAN_FILE, PTE_ADAPTER_FILE, REPORT_FILE, SUMMARY_FILE
+from runtimes.contract import PLAN_FILE, PTE_ADAPTER_FILE, REPORT_FILE, SHERPA_TOKENS_FILE, SUMMARY_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.torch_runner import TorchRunner
 
@@ -80,6 +80,12 @@ def write_user_adapter(artifact: str | Path, adapter: str | Path, out_dir: str |
                     )
                 write_adapter_file(pte, contract, state, lora_info, staging / PTE_ADAPTER_FILE)
                 written.append(out_dir / PTE_ADAPTER_FILE)
+            elif (folder / SHERPA_TOKENS_FILE).is_file():
+                raise EdgeAsrError(
+                    f"{folder} is in sherpa-onnx's layout, whose graphs hold one user's adapter (sherpa binds a "
+                    "fixed set of inputs): export each user's pair with `edgeasr export --lora`, or export the "
+                    "base with --onnx-layout edgeasr to swap adapter files at run time"
+                )
             else:
                 from exporter.lower.onnx_lora import write_adapters_for_artifact
 

@@ -39,6 +39,9 @@ class Backend:
     # the clip's frames plus sherpa-onnx's tail of zero frames. The export's simulated reference frames the
     # same way, so parity compares one computation, not two inputs.
     framing: str = "window"
+    # Whether it can be exported with a shorter audio context (encoder frames < 3000), the memory budget's
+    # second control (exporter/memory_budget.py); sherpa-onnx feeds its encoder up to 3000 frames.
+    short_contexts: bool = True
 
     @property
     def memory_runtime(self) -> str:

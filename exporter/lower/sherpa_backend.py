@@ -34,4 +34,5 @@ BACKEND = Backend(
     memory_model="onnx",
     clients=("sherpa-onnx",),
     framing="client",
+    short_contexts=False,
 )
