@@ -24,6 +24,15 @@ def adapter_key(name: str) -> str:
     return hashlib.sha256(f"edgeasr-adapter:{name}".encode()).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file read in 1 MiB pieces: a runner's load peak should not hold a second copy of its program."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
 def _entries(path: Path) -> dict[str, bytes]:
     from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
 
@@ -52,7 +61,7 @@ def read_adapter_file(path: str | Path, pte_path: str | Path) -> dict:
         raise EdgeAsrError(f"{path}: its {ADAPTER_META_KEY!r} record is damaged ({exc}); re-write the file") from exc
     if record.get("format") != ADAPTER_FORMAT:
         raise EdgeAsrError(f"{path} is adapter format {record.get('format')!r}; this edgeasr reads {ADAPTER_FORMAT}")
-    program = hashlib.sha256(pte_path.read_bytes()).hexdigest()
+    program = file_sha256(pte_path)
     if record.get("program_sha256") != program:
         raise EdgeAsrError(
             f"{path} was written for another base program (model {record.get('model_id')!r}, LoRA "

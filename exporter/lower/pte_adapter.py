@@ -36,6 +36,7 @@ from runtimes.pte_adapter import (
     ADAPTER_FORMAT,
     ADAPTER_META_KEY,
     adapter_key,
+    file_sha256,
     read_adapter_file,
 )
 
@@ -143,7 +144,7 @@ def write_adapter_file(
         buffers.append(data)
     record = {
         "format": ADAPTER_FORMAT,
-        "program_sha256": hashlib.sha256(Path(pte_path).read_bytes()).hexdigest(),
+        "program_sha256": file_sha256(Path(pte_path)),
         "model_id": fields["model_id"],
         "lora": fields["lora"],
         "sha256": digests,
