@@ -67,7 +67,7 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
     assert adapter_b.stat().st_size == adapter_a.stat().st_size and adapter_b.read_bytes() != adapter_a.read_bytes()
 
     # each user's file on the one program transcribes as that user's PyTorch NF4 + LoRA model
-    wavs = sorted((shared_data / "english_misc").rglob("*.wav"))[:3]
+    wavs = sorted((shared_data / "an4" / "wav" / "test" / "fcaw").glob("*.wav"))[:3]  # short clips: seconds
     clips = [load_audio(p) for p in wavs]
     plan = nf4_plan(tiny_en)
     logits, texts = {}, {}
@@ -146,7 +146,7 @@ def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, tiny_en, shar
     first = {}
     for name, data in (("a", folder / "adapter.ptd"), ("b", tmp_path / "b" / "adapter.ptd")):
         program = load_program(folder / PTE_FILE, data)
-        for clip, words in CLIPS.items():
+        for clip, words in list(CLIPS.items())[:1]:  # one clip per user: the contract, not accuracy
             features = log_mel_frames(load_audio(shared_data / "english_misc" / "audio" / clip), tiny_en.n_mels)
             text = runner_contract_transcribe(program, tokenizer, features, tiny_en.special.sot)
             assert words in text.lower(), (name, clip, text)
