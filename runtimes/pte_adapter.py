@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from runtimes.errors import EdgeAsrError
+from runtimes.integrity import sha256_file
 
 ADAPTER_FORMAT = "edgeasr-pte-adapter/1"
 ADAPTER_META_KEY = "edgeasr.adapter"
@@ -24,21 +25,17 @@ def adapter_key(name: str) -> str:
     return hashlib.sha256(f"edgeasr-adapter:{name}".encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file read in 1 MiB pieces: a runner's load peak should not hold a second copy of its program."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
+def ptd_entries(blob: bytes) -> dict[str, bytes]:
+    """{key: bytes} of an ExecuTorch named-data file (.ptd)."""
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    payload = FlatTensorSerializer().deserialize(blob)
+    return {key: bytes(payload.buffers[entry.buffer_index]) for key, entry in payload.named_data.items()}
 
 
 def _entries(path: Path) -> dict[str, bytes]:
-    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
-
     try:
-        payload = FlatTensorSerializer().deserialize(path.read_bytes())
-        return {key: bytes(payload.buffers[entry.buffer_index]) for key, entry in payload.named_data.items()}
+        return ptd_entries(path.read_bytes())
     except Exception as exc:  # the flatbuffer reader raises many kinds on a damaged file
         raise EdgeAsrError(
             f"{path} is not a readable adapter file ({type(exc).__name__}: {exc}); copy it again or re-write it "
@@ -61,7 +58,7 @@ def read_adapter_file(path: str | Path, pte_path: str | Path) -> dict:
         raise EdgeAsrError(f"{path}: its {ADAPTER_META_KEY!r} record is damaged ({exc}); re-write the file") from exc
     if record.get("format") != ADAPTER_FORMAT:
         raise EdgeAsrError(f"{path} is adapter format {record.get('format')!r}; this edgeasr reads {ADAPTER_FORMAT}")
-    program = file_sha256(pte_path)
+    program = sha256_file(pte_path)  # in pieces: a runner's load peak holds no second copy of its program
     if record.get("program_sha256") != program:
         raise EdgeAsrError(
             f"{path} was written for another base program (model {record.get('model_id')!r}, LoRA "

@@ -32,11 +32,12 @@ import torch
 from exporter.io import atomic_path
 from runtimes.contract import PTE_ADAPTER
 from runtimes.errors import EdgeAsrError
+from runtimes.integrity import sha256_file
 from runtimes.pte_adapter import (
     ADAPTER_FORMAT,
     ADAPTER_META_KEY,
     adapter_key,
-    file_sha256,
+    ptd_entries,
     read_adapter_file,
 )
 
@@ -53,10 +54,7 @@ def contract_tensors(adapter: dict[str, torch.Tensor]) -> dict:
 def stabilise_keys(pte: bytes, ptd: bytes, adapter: dict[str, torch.Tensor]) -> bytes:
     """The program lowered with `adapter` (LoRA parameter name -> tensor), whose tagged constants went to the
     data file `ptd`, with each content key replaced by the tensor's name-derived key."""
-    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
-
-    payload = FlatTensorSerializer().deserialize(ptd)
-    stored = {key: bytes(payload.buffers[entry.buffer_index]) for key, entry in payload.named_data.items()}
+    stored = ptd_entries(ptd)
     by_bytes = {}
     for name, tensor in adapter.items():
         by_bytes.setdefault(_stored_bytes(tensor), []).append(name)
@@ -144,7 +142,7 @@ def write_adapter_file(
         buffers.append(data)
     record = {
         "format": ADAPTER_FORMAT,
-        "program_sha256": file_sha256(Path(pte_path)),
+        "program_sha256": sha256_file(pte_path),
         "model_id": fields["model_id"],
         "lora": fields["lora"],
         "sha256": digests,
