@@ -214,3 +214,21 @@ def test_keys_are_renamed_by_name_and_an_untrained_adapter_is_refused(tmp_path):
     data, ptd, _ = _lower_toy(untrained)
     with pytest.raises(EdgeAsrError, match="identical values"):
         stabilise_keys(data, ptd, lora_state(untrained))
+
+
+def test_adapter_files_are_refused_for_artifacts_that_hold_one_user(run_cli, tiny_en, tiny_export, tmp_path):
+    """`edgeasr adapter` says why, and writes nothing, for a pair in sherpa-onnx's layout (the adapter is built
+    into its graphs) and for a .pte that keeps no adapter apart."""
+    user = _user(tiny_en, 1)
+    save_adapter(tmp_path / "adapter", lora_state(user.model), AdapterInfo("tiny.en", CONFIG, Nf4Options().to_dict()))
+    sherpa = tmp_path / "sherpa"
+    sherpa.mkdir()
+    for name in ("encoder.onnx", "decoder.onnx", "tokens.txt", "tokenizer.json"):
+        (sherpa / name).write_bytes(b"")
+    out, _ = tiny_export  # model.pte without LoRA at the top, the sherpa pair below it
+    for artifact, said in ((sherpa, "sherpa-onnx's layout"), (out, "keeps no adapter apart")):
+        status, _, stderr = run_cli(
+            "adapter", "--artifact", artifact, "--lora", tmp_path / "adapter", "--out", tmp_path / "o"
+        )
+        assert status == 2 and said in stderr, stderr
+        assert not (tmp_path / "o").exists()
