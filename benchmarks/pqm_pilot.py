@@ -32,7 +32,7 @@ from exporter.io import write_json, write_text  # noqa: E402
 from exporter.models import load_whisper  # noqa: E402
 from exporter.personalize.base import nf4_bundle  # noqa: E402
 from exporter.personalize.lora import LoraConfig  # noqa: E402
-from exporter.personalize.run import adapted_model, labelled_examples, pseudo_labelled_examples  # noqa: E402
+from exporter.personalize.run import adapted_model, labelled_examples, pseudo_labels  # noqa: E402
 from exporter.personalize.train import TrainOptions, train_lora  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> None:
                 examples[key] = (
                     labelled_examples(fp, adapt, config["style"])
                     if labels == "transcripts"
-                    else pseudo_labelled_examples(fp, adapt)
+                    else [example for _, example in pseudo_labels(fp, fp, adapt)]
                 )
             bundle = adapted_model(nf4, lora, train.seed)
             started = time.perf_counter()

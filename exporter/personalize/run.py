@@ -1,7 +1,8 @@
 """`edgeasr personalize`: one speaker's clips -> LoRA adapters on the NF4 base -> an adapter folder.
 
 Stages: load the full-precision model and build the NF4 base; choose the clips; label them (manifest
-transcripts with --transcripts, else the full-precision model's greedy transcripts: label-free); inject LoRA
+transcripts with --transcripts, else a full-precision model's greedy transcripts: label-free; the labeller is
+the model itself or a larger teacher, and a confidence filter drops the clips it was unsure of); inject LoRA
 (or load a pre-trained adapter as the starting point); train; write adapter.safetensors + adapter.json
 (settings, clips, label mode, loss curve, time and peak memory) into a staging folder renamed into place.
 """
@@ -19,6 +20,13 @@ from exporter.data import Dataset, Utterance, check_audio, load_dataset
 from exporter.io import check_output_folder, staged_dir
 from exporter.models import WhisperBundle, load_whisper
 from exporter.personalize.base import Nf4Options, nf4_bundle
+from exporter.personalize.labels import (
+    ConfidenceFilter,
+    PseudoLabel,
+    example_from_label,
+    labelling_language,
+    pseudo_label,
+)
 from exporter.personalize.lora import (
     AdapterInfo,
     LoraConfig,
@@ -52,12 +60,18 @@ class PersonalizeOptions:
     train: TrainOptions = TrainOptions()
     base: Nf4Options = Nf4Options()
     label_style: str = LABEL_STYLES[0]  # how transcripts become training text, see label_text
+    teacher: str | None = None  # the pseudo-labeller; None: the model itself
+    confidence: ConfidenceFilter | None = None  # pseudo-labels only; None keeps every clip
 
     def validate(self) -> None:
         if self.label_style not in LABEL_STYLES:
             raise EdgeAsrError(f"unknown label style {self.label_style!r}; choose {', '.join(LABEL_STYLES)}")
         if self.labels not in LABEL_MODES:
             raise EdgeAsrError(f"unknown label mode {self.labels!r}; use --transcripts or --pseudo-labels")
+        if self.labels == "transcripts" and (self.teacher is not None or self.confidence is not None):
+            raise EdgeAsrError("--teacher and the confidence filter apply to --pseudo-labels, not --transcripts")
+        if self.confidence is not None:
+            self.confidence.validate()
         if self.n_clips is not None and self.n_clips < 1:
             raise EdgeAsrError("--n-clips must be >= 1")
         if self.lora is not None:
@@ -121,17 +135,41 @@ def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], style:
     return examples
 
 
-def pseudo_labelled_examples(fp: WhisperBundle, utterances: list[Utterance], progress: bool = False) -> list[Example]:
-    """Examples whose targets are the full-precision model's own greedy tokens."""
-    runner = TorchRunner(fp)
-    examples = []
+def pseudo_labels(
+    teacher: WhisperBundle, student: WhisperBundle, utterances: list[Utterance], progress: bool = False
+) -> list[tuple[PseudoLabel, Example]]:
+    """Each clip's pseudo-label from `teacher` and the student's training example made from it."""
+    runner = TorchRunner(teacher)
+    out = []
     for index, u in enumerate(utterances):
         samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
-        result = runner.transcribe(samples)
-        examples.append(make_example(fp, u.utt_id, samples, result.tokens, result.text, result.language))
+        label = pseudo_label(teacher, u.utt_id, samples, labelling_language(student, u.language), runner)
+        out.append((label, example_from_label(student, samples, label)))
         if progress:
-            say(f"pseudo-label {index + 1}/{len(utterances)} {u.utt_id}: {result.text!r}")
-    return examples
+            say(
+                f"pseudo-label {index + 1}/{len(utterances)} {u.utt_id} (mean log p {label.avg_logprob:.2f}): {label.text!r}"
+            )
+    return out
+
+
+def confident_examples(
+    labelled: list[tuple[PseudoLabel, Example]], confidence: ConfidenceFilter | None
+) -> tuple[list[Example], list[dict]]:
+    """The examples the filter keeps, and a record of the dropped clips with the reason."""
+    kept, dropped = [], []
+    for label, example in labelled:
+        reason = confidence.reason_to_drop(label) if confidence else None
+        if reason is None:
+            kept.append(example)
+        else:
+            dropped.append({"utt_id": label.utt_id, "text": label.text, "reason": reason})
+    if not kept:
+        raise EdgeAsrError(
+            f"the confidence filter dropped all {len(labelled)} clips (e.g. {dropped[0]['utt_id']}: "
+            f"{dropped[0]['reason']}); give more or cleaner clips, lower --min-logprob, or pass "
+            "--no-confidence-filter"
+        )
+    return kept, dropped
 
 
 def adapted_model(
@@ -179,16 +217,28 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     out_dir = check_output_folder(out_dir)
     clips = choose_clips(options)
     lora, start, start_info = load_start(options)
+    labeller = options.teacher or options.model
     say(
         f"{len(clips)} clips from {clips.source}; labels: "
-        f"{'manifest transcripts' if options.labels == 'transcripts' else 'pseudo-labels from the FP model'}"
+        + ("manifest transcripts" if options.labels == "transcripts" else f"pseudo-labels from FP {labeller}")
     )
     fp = load_whisper(options.model)
-    examples = (
-        labelled_examples(fp, list(clips), options.label_style)
-        if options.labels == "transcripts"
-        else pseudo_labelled_examples(fp, list(clips), progress)
-    )
+    label_source: dict = {"labels": options.labels}
+    if options.labels == "transcripts":
+        examples = labelled_examples(fp, list(clips), options.label_style)
+    else:
+        teacher = fp if options.teacher in (None, options.model) else load_whisper(options.teacher)
+        labelled = pseudo_labels(teacher, fp, list(clips), progress)
+        del teacher
+        examples, dropped = confident_examples(labelled, options.confidence)
+        label_source |= {
+            "labeller": labeller,
+            "confidence_filter": options.confidence.to_dict() if options.confidence else None,
+            "pseudo_labels": [label.to_dict() for label, _ in labelled],
+            "dropped": dropped,
+        }
+        if dropped:
+            say(f"confidence filter: {len(dropped)} of {len(labelled)} clips dropped, {len(examples)} kept")
     say(f"building the NF4 base ({options.base.linear_format.name}, embedding {options.base.embedding})")
     base, plan = nf4_bundle(fp, options.base)
     bundle = adapted_model(base, lora, options.train.seed, start, str(options.pretrained))
@@ -206,7 +256,7 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     result = train_lora(bundle.model, examples, bundle.special.eot, options.train, show)
     state = lora_state(bundle.model)
     training = {
-        "labels": options.labels,
+        **label_source,
         "label_style": options.label_style,
         "clips": [e.utt_id for e in examples],
         "texts": [e.text for e in examples],
