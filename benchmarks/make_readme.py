@@ -96,6 +96,13 @@ SECTIONS = (
     ),
     ("pqm_pilot_", "PQM pilot", "First PQM settings sweep (`pqm_pilot.py`)."),
     (
+        "pqm_speechocean_",
+        "PQM per speaker on speechocean762",
+        "NF4 + LoRA per speaker (4 folds of 15 adaptation / 5 test clips) with labels and with label-free "
+        "targets (own or teacher pseudo-labels, confidence filter, pool), children and adults, WER with "
+        "speaker-clustered intervals (`pqm_speechocean.py`).",
+    ),
+    (
         "pqm_",
         "PQM per speaker",
         "NF4 + LoRA adaptation per speaker, folds of held-out clips, WER with "
@@ -209,6 +216,31 @@ def pqm_table(data: dict) -> list[str]:
     return lines
 
 
+def pqm_speechocean_table(data: dict) -> list[str]:
+    """Per group, each system's WER and its paired interval against FP (pqm_speechocean.py)."""
+    groups = data["summary"]["groups"]
+    names = [g for g in ("child", "adult", "all") if g in groups]
+    lines = [
+        "Intervals: 95 %, resampling whole speakers; B - A in WER points.",
+        "",
+        "| system | " + " | ".join(f"{g} WER % (n) | vs FP" for g in names) + " |",
+        "|---|" + "---:|---|" * len(names),
+    ]
+    for system in data["config"]["systems"]:
+        cells = []
+        for g in names:
+            e = groups[g]["systems"][system]
+            cells.append(f"{_pct(e['wer'])} ({e['n_words']}) | {_interval(e, 'vs_fp')}")
+        lines.append(f"| {system} | {' | '.join(cells)} |")
+    return lines
+
+
+def best_label_free(systems: dict) -> str:
+    """The label-free system (no transcripts anywhere in it) with the lowest WER."""
+    free = [s for s in systems if "/" in s and not s.endswith("/labels")]
+    return min(free, key=lambda s: systems[s]["wer"])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Allocation on user groups (allocation_groups.py): one row per plan.
 
@@ -289,6 +321,8 @@ def fleet_table(data: dict) -> list[str]:
 def summary_lines(stem: str, data) -> list[str]:
     if isinstance(data, dict) and "records" in data and data["records"] and "metric" in data["records"][0]:
         return bench_table(data)
+    if stem.startswith("pqm_speechocean_") and isinstance(data, dict) and "summary" in data:
+        return pqm_speechocean_table(data)
     if isinstance(data, dict) and "summary" in data and "systems" in data.get("summary", {}):
         return pqm_table(data)
     if stem.startswith("allocation_") and isinstance(data, dict) and "rows" in data:
@@ -388,6 +422,18 @@ def headline_lines(paths: list[Path]) -> list[str]:
                     f"{r['rtf']:.2f} | - | [{path.stem}.md](benchmarks/results/{path.stem}.md) |"
                 )
     for path in paths:
+        if path.stem.startswith("pqm_speechocean_"):
+            data = _load(path)
+            systems = data["summary"]["groups"]["all"]["systems"]
+            labelled = min((n for n in systems if n.endswith("/labels")), key=lambda n: systems[n]["wer"])
+            for name in ("fp", best_label_free(systems), labelled):
+                entry = systems[name]
+                lines.append(
+                    f"| PQM speechocean762 {data['model']}: {name} | per speaker, 4 folds | - | "
+                    f"{_pct(entry['wer'])} ({entry['n_words']}); vs FP {_interval(entry, 'vs_fp')} | - | - | "
+                    f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
+                )
+            continue
         if not (path.stem.startswith("pqm_") and not path.stem.startswith(("pqm_export", "pqm_pilot"))):
             continue
         systems = _load(path)["summary"]["systems"]

@@ -337,6 +337,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confidence_filter(args: argparse.Namespace):
+    """The pseudo-label confidence filter the flags ask for; None with --transcripts or --no-confidence-filter."""
+    from exporter.personalize.labels import ConfidenceFilter
+    from runtimes.errors import EdgeAsrError
+
+    if args.transcripts:
+        if args.teacher or args.min_logprob is not None or args.max_compression_ratio is not None:
+            raise EdgeAsrError("--teacher, --min-logprob and --max-compression-ratio apply to --pseudo-labels only")
+        return None
+    if args.no_confidence_filter:
+        return None
+    defaults = ConfidenceFilter()
+    return ConfidenceFilter(
+        min_avg_logprob=args.min_logprob if args.min_logprob is not None else defaults.min_avg_logprob,
+        max_compression_ratio=(
+            args.max_compression_ratio if args.max_compression_ratio is not None else defaults.max_compression_ratio
+        ),
+    )
+
+
 def _cmd_personalize(args: argparse.Namespace) -> int:
     from exporter.personalize.base import Nf4Options
     from exporter.personalize.lora import LoraConfig, parse_targets
@@ -370,6 +390,8 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
         ),
         base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
         label_style=args.label_style,
+        teacher=args.teacher,
+        confidence=_confidence_filter(args),
     )
     info = personalize(options, args.out, progress=not args.no_progress)
     curve = info["training"]["curve"]
@@ -618,7 +640,25 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument(
         "--pseudo-labels",
         action="store_true",
-        help="train on the full-precision model's own transcripts (label-free; the default)",
+        help="train on a full-precision model's transcripts (label-free; the default): the model's own or --teacher's",
+    )
+    p.add_argument(
+        "--teacher",
+        help="the full-precision model that writes the pseudo-labels (e.g. base for tiny.en; default: the model itself)",
+    )
+    p.add_argument(
+        "--min-logprob",
+        type=float,
+        metavar="LOGP",
+        help="drop clips whose pseudo-label's mean token log-probability is below this (default -1.0)",
+    )
+    p.add_argument(
+        "--max-compression-ratio",
+        type=_positive_float,
+        help="drop clips whose pseudo-label compresses better than this, i.e. loops (default 2.4)",
+    )
+    p.add_argument(
+        "--no-confidence-filter", action="store_true", help="train on every pseudo-labelled clip, however unsure"
     )
     p.add_argument(
         "--label-style",

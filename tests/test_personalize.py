@@ -230,3 +230,69 @@ def test_personalize_cli_errors(run_cli, shared_data, tmp_path):
     status, _, err = run_cli("personalize", "--clips", clips, "--targets", "q,query", "--out", tmp_path / "o4")
     assert status == 2 and "unknown LoRA target" in err
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+
+
+def _label(text: str, avg_logprob: float = -0.2):
+    from exporter.personalize.labels import PseudoLabel, compression_ratio
+
+    return PseudoLabel("u1", text, [1, 2], "en", avg_logprob, compression_ratio(text), "tiny.en")
+
+
+def test_confidence_filter_drops_unsure_looping_and_empty_labels():
+    from exporter.personalize.labels import ConfidenceFilter
+
+    keep_all = ConfidenceFilter(min_avg_logprob=None, max_compression_ratio=None)
+    default = ConfidenceFilter()
+    assert default.reason_to_drop(_label("we call it bear")) is None
+    assert "log-probability" in default.reason_to_drop(_label("we call it bear", avg_logprob=-1.5))
+    loop = _label("I'm going to go. " * 20)
+    assert loop.compression_ratio > 2.4 and "loop" in default.reason_to_drop(loop)
+    assert keep_all.reason_to_drop(loop) is None and keep_all.reason_to_drop(_label("x", -9.0)) is None
+    assert "empty" in keep_all.reason_to_drop(_label(" "))
+    with pytest.raises(EdgeAsrError, match="log-probability threshold"):
+        ConfidenceFilter(min_avg_logprob=0.5).validate()
+
+
+def test_all_clips_dropped_is_an_error_naming_the_way_out():
+    from exporter.personalize.labels import ConfidenceFilter
+    from exporter.personalize.run import confident_examples
+
+    labelled = [(_label("a", -2.0), object()), (_label("b", -3.0), object())]
+    with pytest.raises(EdgeAsrError, match="dropped all 2 clips.*--no-confidence-filter"):
+        confident_examples(labelled, ConfidenceFilter())
+    kept, dropped = confident_examples(labelled, ConfidenceFilter(min_avg_logprob=-2.5))
+    assert len(kept) == 1 and [d["utt_id"] for d in dropped] == ["u1"]
+
+
+def test_teacher_labels_are_retokenised_for_the_student(tiny_en, base, an4_clips):
+    """base (multilingual vocabulary) labels for tiny.en (English-only): the student trains on base's text in
+    its own tokens; a model labelling for itself keeps its generated tokens; confidence is a log-probability."""
+    from exporter.personalize.run import pseudo_labels
+    from exporter.personalize.train import text_tokens
+
+    ((teacher_label, teacher_example),) = pseudo_labels(base, tiny_en, an4_clips[:1])
+    ((self_label, self_example),) = pseudo_labels(tiny_en, tiny_en, an4_clips[:1])
+    assert teacher_label.labeller == "base" and self_label.labeller == "tiny.en"
+    assert teacher_label.text.strip() and teacher_label.avg_logprob < 0 and self_label.avg_logprob < 0
+    student_ids = text_tokens(tiny_en, teacher_label.text)
+    assert teacher_example.tokens[teacher_example.prompt_length : -1] == student_ids
+    assert student_ids != teacher_label.tokens  # the vocabularies really differ
+    assert self_example.tokens[self_example.prompt_length : -1] == self_label.tokens
+
+
+def test_personalize_cli_records_the_label_source(run_cli, shared_data, tmp_path):
+    clips = shared_data / "an4" / "manifest.jsonl"
+    common = ("--model", "tiny.en", "--clips", clips, "--speaker", "mdms2", "--n-clips", "2", "--teacher", "base")
+    out = tmp_path / "adapter"
+    status, _, err = run_cli("personalize", *common, "--rank", "2", "--steps", "2", "--batch-size", "2", "--out", out)
+    assert status == 0, err
+    training = json.loads((out / ADAPTER_CONFIG).read_text())["training"]
+    assert training["labels"] == "pseudo" and training["labeller"] == "base"
+    assert training["confidence_filter"] == {"min_avg_logprob": -1.0, "max_compression_ratio": 2.4}
+    labelled = sorted(p["utt_id"] for p in training["pseudo_labels"])
+    assert len(labelled) == 2 and labelled == sorted(training["clips"] + [d["utt_id"] for d in training["dropped"]])
+
+    status, _, err = run_cli("personalize", *common, "--min-logprob", "-0.0001", "--out", tmp_path / "o1")
+    assert status == 2 and "dropped all 2 clips" in err and not (tmp_path / "o1").exists()
+    status, _, err = run_cli("personalize", *common, "--transcripts", "--out", tmp_path / "o2")
+    assert status == 2 and "--pseudo-labels only" in err
