@@ -14,6 +14,8 @@ Protocol (our choices, fixed before the run):
     teacher-conf   teacher transcripts passing the confidence filter (mean token log-probability >= -1.0,
                    compression ratio <= 2.4: the fallback thresholds of Whisper's transcribe); dropped clips
                    are not trained on
+    either-conf    per clip the surer of the student's and the teacher's label (higher mean log-probability),
+                   then the confidence filter (`edgeasr personalize --teacher tiny.en,base`)
 * Systems, scored on the test clips only:
     fp, teacher-fp       the student and the teacher at full precision (the teacher as a reference, not a product)
     nf4                  the student's NF4 base (every Linear NF4 blocks of 64, embedding int4)
@@ -61,6 +63,7 @@ from exporter.personalize.labels import (  # noqa: E402
     PseudoLabel,
     example_from_label,
     labelling_language,
+    most_confident,
     pseudo_label,
 )
 from exporter.personalize.lora import AdapterInfo, LoraConfig, load_adapter, lora_state, save_adapter  # noqa: E402
@@ -76,7 +79,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 GROUPS = (("child", "female"), ("child", "male"), ("adult", "female"), ("adult", "male"))
 GROUP_NAMES = {("child", "female"): "girls", ("child", "male"): "boys", ("adult", "female"): "women"}
 GROUP_NAMES[("adult", "male")] = "men"
-SOURCES = ("labels", "self", "self-conf", "teacher", "teacher-conf")
+SOURCES = ("labels", "self", "self-conf", "teacher", "teacher-conf", "either-conf")
 CONFIDENCE = ConfidenceFilter()
 
 
@@ -129,6 +132,11 @@ class ExampleStore:
         self.probe = adapted_model(nf4, lora, 0).model  # shares the NF4 encoder: the prefix is the same for all
         self.examples: dict[tuple[str, str], object] = {}
 
+    def label(self, u: Utterance, kind: str) -> PseudoLabel:
+        if kind == "either":
+            return most_confident([self.labels["self"].get(u), self.labels["teacher"].get(u)])
+        return self.labels[kind].get(u)
+
     def get(self, utts: list[Utterance], source: str) -> tuple[list, list[dict]]:
         """(examples, dropped clips) for `source`."""
         kind = source.removesuffix("-conf")
@@ -139,7 +147,7 @@ class ExampleStore:
                 example = labelled_examples(self.student, [u])[0]
             else:
                 samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
-                example = example_from_label(self.student, samples, self.labels[kind].get(u))
+                example = example_from_label(self.student, samples, self.label(u, kind))
             self.examples[(u.utt_id, kind)] = example
             fresh.append(example)
         if fresh:
@@ -148,7 +156,7 @@ class ExampleStore:
         for u in utts:
             example = self.examples[(u.utt_id, kind)]
             if source.endswith("-conf"):
-                reason = CONFIDENCE.reason_to_drop(self.labels[kind].get(u))
+                reason = CONFIDENCE.reason_to_drop(self.label(u, kind))
                 if reason is not None:
                     dropped.append({"utt_id": u.utt_id, "reason": reason})
                     continue
@@ -360,7 +368,7 @@ def main() -> None:
     adapt_pool = TrainOptions(steps=args.steps, batch_size=4, lr=3e-4)
     pool_train = TrainOptions(steps=args.pool_steps, batch_size=8, lr=1e-3)
     base_options = Nf4Options()
-    pool_sources = ("labels", "teacher-conf")
+    pool_sources = ("labels", "either-conf")
     systems = ["fp", "teacher-fp", "nf4"] + [f"scratch/{s}" for s in SOURCES]
     systems += [f"{kind}/{s}" for s in pool_sources for kind in ("pool", "pool+spk")]
     systems = args.systems or systems
@@ -388,7 +396,11 @@ def main() -> None:
     if args.report_only:
         write_report(out, data, write_data=False)
         return
-    if data.get("config") not in (None, config):
+
+    def settings(c: dict | None) -> dict | None:  # systems may be added to a run: its rows stay valid
+        return None if c is None else {k: v for k, v in c.items() if k != "systems"}
+
+    if settings(data.get("config")) not in (None, settings(config)):
         raise SystemExit(f"{out} was made with other settings; move it away to start over")
     data["config"] = config
     data["machine"] = f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, {os.cpu_count()} CPUs"

@@ -390,7 +390,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
         ),
         base=Nf4Options(block_size=args.block_size, double_quant_block=args.double_quant, embedding=args.embedding),
         label_style=args.label_style,
-        teacher=args.teacher,
+        teachers=tuple(t.strip() for t in args.teacher.split(",") if t.strip()) if args.teacher else (),
         confidence=_confidence_filter(args),
     )
     info = personalize(options, args.out, progress=not args.no_progress)
@@ -644,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--teacher",
-        help="the full-precision model that writes the pseudo-labels (e.g. base for tiny.en; default: the model itself)",
+        help="the full-precision model(s) that write the pseudo-labels, comma-separated: each clip takes the label "
+        "its labeller was surest of (e.g. tiny.en,base for tiny.en; default: the model itself)",
     )
     p.add_argument(
         "--min-logprob",

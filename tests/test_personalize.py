@@ -278,6 +278,8 @@ def test_teacher_labels_are_retokenised_for_the_student(tiny_en, base, an4_clips
     assert teacher_example.tokens[teacher_example.prompt_length : -1] == student_ids
     assert student_ids != teacher_label.tokens  # the vocabularies really differ
     assert self_example.tokens[self_example.prompt_length : -1] == self_label.tokens
+    ((chosen, _),) = pseudo_labels([tiny_en, base], tiny_en, an4_clips[:1])  # the surer labeller's label
+    assert chosen == max(teacher_label, self_label, key=lambda label: label.avg_logprob)
 
 
 def test_personalize_cli_records_the_label_source(run_cli, shared_data, tmp_path):

@@ -9,6 +9,8 @@ speaker's adapter is not taught the mistakes its labeller was unsure of.
 The labeller (teacher) may be a larger model than the one being personalised (base teaching tiny.en, as PQM
 taught with larger Whispers). Vocabularies differ between English-only and multilingual Whispers, so a
 teacher's text is tokenised again with the student's tokenizer; a model labelling for itself keeps its tokens.
+With several labellers, each clip takes the label its labeller was surest of (`most_confident`): two models
+err on different clips, and the surer one is more often right.
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ def pseudo_label(
         compression_ratio=round(compression_ratio(result.text), 5),
         labeller=teacher.model_id,
     )
+
+
+def most_confident(labels: list[PseudoLabel]) -> PseudoLabel:
+    """The label with the highest mean token log-probability (the first one on a tie)."""
+    if not labels:
+        raise EdgeAsrError("no pseudo-labels to choose from")
+    return max(labels, key=lambda label: label.avg_logprob)
 
 
 def example_from_label(student: WhisperBundle, samples: np.ndarray, label: PseudoLabel) -> Example:

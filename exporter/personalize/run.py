@@ -25,6 +25,7 @@ from exporter.personalize.labels import (
     PseudoLabel,
     example_from_label,
     labelling_language,
+    most_confident,
     pseudo_label,
 )
 from exporter.personalize.lora import (
@@ -60,7 +61,7 @@ class PersonalizeOptions:
     train: TrainOptions = TrainOptions()
     base: Nf4Options = Nf4Options()
     label_style: str = LABEL_STYLES[0]  # how transcripts become training text, see label_text
-    teacher: str | None = None  # the pseudo-labeller; None: the model itself
+    teachers: tuple[str, ...] = ()  # the pseudo-labellers (per clip the surest one's label); (): the model itself
     confidence: ConfidenceFilter | None = None  # pseudo-labels only; None keeps every clip
 
     def validate(self) -> None:
@@ -68,7 +69,7 @@ class PersonalizeOptions:
             raise EdgeAsrError(f"unknown label style {self.label_style!r}; choose {', '.join(LABEL_STYLES)}")
         if self.labels not in LABEL_MODES:
             raise EdgeAsrError(f"unknown label mode {self.labels!r}; use --transcripts or --pseudo-labels")
-        if self.labels == "transcripts" and (self.teacher is not None or self.confidence is not None):
+        if self.labels == "transcripts" and (self.teachers or self.confidence is not None):
             raise EdgeAsrError("--teacher and the confidence filter apply to --pseudo-labels, not --transcripts")
         if self.confidence is not None:
             self.confidence.validate()
@@ -136,14 +137,20 @@ def labelled_examples(bundle: WhisperBundle, utterances: list[Utterance], style:
 
 
 def pseudo_labels(
-    teacher: WhisperBundle, student: WhisperBundle, utterances: list[Utterance], progress: bool = False
+    teachers: WhisperBundle | list[WhisperBundle],
+    student: WhisperBundle,
+    utterances: list[Utterance],
+    progress: bool = False,
 ) -> list[tuple[PseudoLabel, Example]]:
-    """Each clip's pseudo-label from `teacher` and the student's training example made from it."""
-    runner = TorchRunner(teacher)
+    """Each clip's pseudo-label (from the teacher, or the most confident of several) and the student's
+    training example made from it."""
+    teachers = teachers if isinstance(teachers, list) else [teachers]
+    runners = [TorchRunner(t) for t in teachers]
     out = []
     for index, u in enumerate(utterances):
         samples = load_audio(u.audio_path, expected_rate=u.sample_rate)
-        label = pseudo_label(teacher, u.utt_id, samples, labelling_language(student, u.language), runner)
+        language = labelling_language(student, u.language)
+        label = most_confident([pseudo_label(t, u.utt_id, samples, language, r) for t, r in zip(teachers, runners)])
         out.append((label, example_from_label(student, samples, label)))
         if progress:
             say(
@@ -217,7 +224,7 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     out_dir = check_output_folder(out_dir)
     clips = choose_clips(options)
     lora, start, start_info = load_start(options)
-    labeller = options.teacher or options.model
+    labeller = ",".join(options.teachers) or options.model
     say(
         f"{len(clips)} clips from {clips.source}; labels: "
         + ("manifest transcripts" if options.labels == "transcripts" else f"pseudo-labels from FP {labeller}")
@@ -227,9 +234,10 @@ def personalize(options: PersonalizeOptions, out_dir: Path, progress: bool = Tru
     if options.labels == "transcripts":
         examples = labelled_examples(fp, list(clips), options.label_style)
     else:
-        teacher = fp if options.teacher in (None, options.model) else load_whisper(options.teacher)
-        labelled = pseudo_labels(teacher, fp, list(clips), progress)
-        del teacher
+        names = options.teachers or (options.model,)
+        teachers = [fp if name == options.model else load_whisper(name) for name in names]
+        labelled = pseudo_labels(teachers, fp, list(clips), progress)
+        del teachers
         examples, dropped = confident_examples(labelled, options.confidence)
         label_source |= {
             "labeller": labeller,
