@@ -341,6 +341,48 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
+def plot(data: dict, path: Path) -> None:
+    """WER per system for children and adults, with each system's interval against FP as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in ("child", "adult") if g in data["summary"]["groups"]]
+    systems = data["config"]["systems"]
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / max(1, len(groups))
+    for i, group in enumerate(groups):
+        entries = data["summary"]["groups"][group]["systems"]
+        fp = entries["fp"]["wer"]
+        xs = [k + (i - (len(groups) - 1) / 2) * width for k in range(len(systems))]
+        wers = [100 * entries[s]["wer"] for s in systems]
+        low = [0 if s == "fp" else 100 * (fp + entries[s]["vs_fp"]["ci_low"]) for s in systems]
+        high = [0 if s == "fp" else 100 * (fp + entries[s]["vs_fp"]["ci_high"]) for s in systems]
+        errors = [
+            [max(0, w - lo) if lo else 0 for w, lo in zip(wers, low)],
+            [max(0, h - w) if h else 0 for w, h in zip(wers, high)],
+        ]
+        n = entries["fp"]["n_words"]
+        ax.bar(
+            xs,
+            wers,
+            width,
+            yerr=errors,
+            capsize=2,
+            label=f"{group}ren ({n} words)" if group == "child" else f"adults ({n} words)",
+        )
+        ax.axhline(100 * fp, color=f"C{i}", linestyle="--", linewidth=0.8)
+    ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("WER % (whiskers: 95 % CI vs FP; dashed: FP)")
+    ax.set_title(f"PQM per speaker on speechocean762, Whisper {data['model']} (NF4 + LoRA, 4 folds of 15/5 clips)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # --- run ----------------------------------------------------------------------------------------------------
 
 
@@ -395,6 +437,8 @@ def main() -> None:
     data = json.loads(out.read_text()) if out.exists() else {"model": args.model, "rows": [], "pool": {}}
     if args.report_only:
         write_report(out, data, write_data=False)
+        if data["summary"]["groups"]:
+            plot(data, out.with_suffix(".png"))
         return
 
     def settings(c: dict | None) -> dict | None:  # systems may be added to a run: its rows stay valid
@@ -515,6 +559,7 @@ def main() -> None:
                     add_row(speaker, system, fold, decode_rows(bundle, test_utts), extra | {"dropped": dropped})
     labels["self"].save()
     labels["teacher"].save()
+    plot(data, out.with_suffix(".png"))
     say(f"done: {out}")
 
 
