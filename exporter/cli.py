@@ -338,15 +338,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _confidence_filter(args: argparse.Namespace):
-    """The pseudo-label confidence filter the flags ask for; None with --transcripts or --no-confidence-filter."""
+    """The pseudo-label confidence filter the flags ask for: off unless --confidence-filter or a threshold is
+    given (it made label-free adaptation worse in benchmarks/results/pqm_speechocean_tiny_en.md)."""
     from exporter.personalize.labels import ConfidenceFilter
     from runtimes.errors import EdgeAsrError
 
+    thresholds = args.min_logprob is not None or args.max_compression_ratio is not None
     if args.transcripts:
-        if args.teacher or args.min_logprob is not None or args.max_compression_ratio is not None:
-            raise EdgeAsrError("--teacher, --min-logprob and --max-compression-ratio apply to --pseudo-labels only")
+        if args.teacher or args.confidence_filter or thresholds:
+            raise EdgeAsrError(
+                "--teacher, --confidence-filter, --min-logprob and --max-compression-ratio apply to "
+                "--pseudo-labels only"
+            )
         return None
-    if args.no_confidence_filter:
+    if not (args.confidence_filter or thresholds):
         return None
     defaults = ConfidenceFilter()
     return ConfidenceFilter(
@@ -648,18 +653,21 @@ def build_parser() -> argparse.ArgumentParser:
         "its labeller was surest of (e.g. tiny.en,base for tiny.en; default: the model itself)",
     )
     p.add_argument(
+        "--confidence-filter",
+        action="store_true",
+        help="drop clips whose pseudo-label the labeller was unsure of (Whisper's fallback thresholds: mean token "
+        "log-probability < -1.0 or compression ratio > 2.4); off by default: it did not help in the benchmark",
+    )
+    p.add_argument(
         "--min-logprob",
         type=float,
         metavar="LOGP",
-        help="drop clips whose pseudo-label's mean token log-probability is below this (default -1.0)",
+        help="filter: drop clips whose pseudo-label's mean token log-probability is below this (implies the filter)",
     )
     p.add_argument(
         "--max-compression-ratio",
         type=_positive_float,
-        help="drop clips whose pseudo-label compresses better than this, i.e. loops (default 2.4)",
-    )
-    p.add_argument(
-        "--no-confidence-filter", action="store_true", help="train on every pseudo-labelled clip, however unsure"
+        help="filter: drop clips whose pseudo-label compresses better than this, i.e. loops (implies the filter)",
     )
     p.add_argument(
         "--label-style",

@@ -258,7 +258,7 @@ def test_all_clips_dropped_is_an_error_naming_the_way_out():
     from exporter.personalize.run import confident_examples
 
     labelled = [(_label("a", -2.0), object()), (_label("b", -3.0), object())]
-    with pytest.raises(EdgeAsrError, match="dropped all 2 clips.*--no-confidence-filter"):
+    with pytest.raises(EdgeAsrError, match="dropped all 2 clips.*drop the filter"):
         confident_examples(labelled, ConfidenceFilter())
     kept, dropped = confident_examples(labelled, ConfidenceFilter(min_avg_logprob=-2.5))
     assert len(kept) == 1 and [d["utt_id"] for d in dropped] == ["u1"]
@@ -290,11 +290,13 @@ def test_personalize_cli_records_the_label_source(run_cli, shared_data, tmp_path
     assert status == 0, err
     training = json.loads((out / ADAPTER_CONFIG).read_text())["training"]
     assert training["labels"] == "pseudo" and training["labeller"] == "base"
-    assert training["confidence_filter"] == {"min_avg_logprob": -1.0, "max_compression_ratio": 2.4}
+    assert training["confidence_filter"] is None and training["dropped"] == []  # the filter is off by default
     labelled = sorted(p["utt_id"] for p in training["pseudo_labels"])
     assert len(labelled) == 2 and labelled == sorted(training["clips"] + [d["utt_id"] for d in training["dropped"]])
 
     status, _, err = run_cli("personalize", *common, "--min-logprob", "-0.0001", "--out", tmp_path / "o1")
     assert status == 2 and "dropped all 2 clips" in err and not (tmp_path / "o1").exists()
+    status, _, err = run_cli("personalize", *common, "--confidence-filter", "--transcripts", "--out", tmp_path / "o3")
+    assert status == 2 and "--pseudo-labels only" in err
     status, _, err = run_cli("personalize", *common, "--transcripts", "--out", tmp_path / "o2")
     assert status == 2 and "--pseudo-labels only" in err

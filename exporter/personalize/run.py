@@ -173,8 +173,8 @@ def confident_examples(
     if not kept:
         raise EdgeAsrError(
             f"the confidence filter dropped all {len(labelled)} clips (e.g. {dropped[0]['utt_id']}: "
-            f"{dropped[0]['reason']}); give more or cleaner clips, lower --min-logprob, or pass "
-            "--no-confidence-filter"
+            f"{dropped[0]['reason']}); give more or cleaner clips, lower --min-logprob, or drop the filter "
+            "(--confidence-filter and its thresholds)"
         )
     return kept, dropped
 
