@@ -260,6 +260,11 @@ def summarise(data: dict) -> dict:
     return summary
 
 
+def _speakers_per_group(summary: dict) -> str:
+    groups = summary["groups"]
+    return ", ".join(f"{len(groups[g]['speakers'])} {g}" for g in ("child", "adult") if g in groups)
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -281,8 +286,9 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
         f"# PQM per speaker on speechocean762 ({data['model']}, teacher {cfg['teacher']})",
         "",
         f"Produced by `python benchmarks/pqm_speechocean.py --model {data['model']} --teacher {cfg['teacher']} "
-        f"--per-group {cfg['per_group']}` (protocol in its docstring). {summary['n_speakers']} test speakers "
-        f"({cfg['per_group']} girls, boys, women, men each), {cfg['folds']} folds of 15 adaptation / 5 test clips "
+        f"--per-group {cfg['per_group']}` (protocol in its docstring). {summary['n_speakers']} test speakers with "
+        f"every system ({_speakers_per_group(summary)}; the run takes {cfg['per_group']} each of girls, boys, women, "
+        f"men, interleaved), {cfg['folds']} folds of 15 adaptation / 5 test clips "
         f"per speaker; pool: {cfg['pool_clips']} clips of each of the {len(cfg['pool_speakers'])} other speakers. "
         f"LoRA rank {cfg['lora']['rank']} on {','.join(cfg['lora']['targets'])} in {','.join(cfg['lora']['scope'])}; "
         f"speaker step {cfg['adapt']['steps']} steps batch {cfg['adapt']['batch_size']} lr {cfg['adapt']['lr']} "
