@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from exporter.models import WhisperBundle
-from exporter.personalize.train import Example, make_example, text_tokens
-from runtimes.decoding import DecodingOptions
+from exporter.personalize.train import Example, check_one_window, make_example, text_tokens
 from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import decode_text
 from runtimes.torch_runner import TorchRunner
 
 
@@ -76,12 +76,11 @@ def compression_ratio(text: str) -> float:
 
 
 @torch.no_grad()
-def mean_token_logprob(bundle: WhisperBundle, example: Example) -> float:
+def mean_token_logprob(bundle: WhisperBundle, example: Example, encoder_states: torch.Tensor) -> float:
     """Mean log-probability of an example's target tokens (text and end of text) under `bundle`'s model,
-    teacher-forced in one decoder pass."""
+    teacher-forced in one decoder pass over the clip's encoder output."""
     model = bundle.model
     tokens = torch.tensor([example.tokens], dtype=torch.long)
-    encoder_states = model.model.encoder(example.features[None]).last_hidden_state
     hidden = model.model.decoder(input_ids=tokens[:, :-1], encoder_hidden_states=encoder_states).last_hidden_state
     logprobs = F.log_softmax(model.proj_out(hidden)[0].float(), dim=-1)
     targets = tokens[0, 1:]
@@ -98,16 +97,22 @@ def labelling_language(student: WhisperBundle, language: str | None) -> str | No
 def pseudo_label(
     teacher: WhisperBundle, utt_id: str, samples: np.ndarray, language: str | None, runner: TorchRunner | None = None
 ) -> PseudoLabel:
+    """The teacher's greedy transcript of a clip of one window (as `Runner.transcribe` decodes it) and its
+    confidence. The clip is encoded once: the greedy decode and the teacher-forced pass share the output."""
+    check_one_window(utt_id, samples)
     runner = runner or TorchRunner(teacher)
-    result = runner.transcribe(samples, DecodingOptions(language=language))
-    example = make_example(teacher, utt_id, samples, result.tokens, result.text, result.language)
+    encoded = runner.encode(runner.features(samples))
+    tokens, language = runner.decode_window(encoded, language)
+    text = decode_text(runner.tokenizer, tokens, runner.special)
+    language = language or "en"
+    example = make_example(teacher, utt_id, samples, tokens, text, language)
     return PseudoLabel(
         utt_id=utt_id,
-        text=result.text,
-        tokens=list(result.tokens),
-        language=result.language,
-        avg_logprob=round(mean_token_logprob(teacher, example), 5),
-        compression_ratio=round(compression_ratio(result.text), 5),
+        text=text,
+        tokens=list(tokens),
+        language=language,
+        avg_logprob=round(mean_token_logprob(teacher, example, encoded), 5),
+        compression_ratio=round(compression_ratio(text), 5),
         labeller=teacher.model_id,
     )
 

@@ -87,11 +87,15 @@ def text_tokens(bundle: WhisperBundle, text: str) -> list[int]:
     return bundle.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
 
 
+def check_one_window(utt_id: str, samples: np.ndarray) -> None:
+    if samples.size > CHUNK_SAMPLES:
+        raise EdgeAsrError(f"{utt_id}: clips for personalisation must be at most 30 s (one Whisper window)")
+
+
 def make_example(
     bundle: WhisperBundle, utt_id: str, samples: np.ndarray, text_ids: list[int], text: str, language: str | None
 ) -> Example:
-    if samples.size > CHUNK_SAMPLES:
-        raise EdgeAsrError(f"{utt_id}: clips for personalisation must be at most 30 s (one Whisper window)")
+    check_one_window(utt_id, samples)
     prompt = bundle.special.prompt(language if bundle.special.is_multilingual else None)
     features = torch.from_numpy(log_mel(samples, bundle.n_mels))
     return Example(utt_id, features, prompt + list(text_ids) + [bundle.special.eot], len(prompt), text)
