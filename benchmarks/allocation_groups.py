@@ -17,7 +17,6 @@ Resumable: rows already in the results JSON are skipped; JSON, table and plot ar
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import random
@@ -35,7 +34,7 @@ from exporter.models import load_whisper  # noqa: E402
 from exporter.quant.layers import quantizable_layers, unquantised_bytes  # noqa: E402
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa: E402
 from exporter.quant.simulate import simulate  # noqa: E402
-from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
+from exporter.scoring import UtteranceCounts, aggregate, capped, paired_bootstrap  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 SPEECHOCEAN = DATA / "speechocean762" / "manifest.jsonl"
@@ -88,12 +87,6 @@ def plan_digest(plan) -> str:
     """What the simulated model depends on (formats, clips, input ranges), so identical plans are tested once."""
     layers = [[layer.name, layer.format.to_dict(), layer.clip, layer.input_absmax] for layer in plan.layers]
     return hashlib.sha256(json.dumps(layers, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def capped(counts: UtteranceCounts) -> UtteranceCounts:
-    """The clip's errors capped at its reference words: a hallucination loop (one adult clip draws 113
-    insertions from the FP model) then counts as one wrong clip, not as a quarter of the corpus's errors."""
-    return dataclasses.replace(counts, token_errors=min(counts.token_errors, counts.ref_tokens))
 
 
 def _counts(row: dict, group: str, cap: bool = False) -> tuple[list[UtteranceCounts], list[str]]:

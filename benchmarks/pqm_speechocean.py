@@ -36,7 +36,6 @@ after every row.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -70,7 +69,7 @@ from exporter.personalize.lora import AdapterInfo, LoraConfig, load_adapter, lor
 from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
 from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
-from exporter.scoring import UtteranceCounts, aggregate, count_errors, paired_bootstrap  # noqa: E402
+from exporter.scoring import UtteranceCounts, aggregate, capped, count_errors, paired_bootstrap  # noqa: E402
 from runtimes.audio import load_audio  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
@@ -162,10 +161,6 @@ class ExampleStore:
                     continue
             out.append(example)
         return out, dropped
-
-
-def capped(c: UtteranceCounts) -> UtteranceCounts:
-    return dataclasses.replace(c, token_errors=min(c.token_errors, c.ref_tokens))
 
 
 def folds_of(utts: list[Utterance], n_folds: int) -> list[tuple[list[Utterance], list[Utterance]]]:
