@@ -66,11 +66,12 @@ STAMP_FILE = "lowered_by.txt"
 
 
 def lowering_stamp() -> str:
-    """A digest of the source that decides an artifact's bytes: model loading, planning and lowering."""
+    """A digest of the source that decides an artifact's bytes: model loading, planning and lowering, and the
+    decoding that writes the calibration clips' pseudo-labels."""
     digest = hashlib.sha256()
-    for folder in ("models", "quant", "lower"):
-        for path in sorted((ROOT / "exporter" / folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    paths = [p for folder in ("models", "quant", "lower") for p in sorted((ROOT / "exporter" / folder).glob("*.py"))]
+    for path in paths + [ROOT / "runtimes" / "decoding.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

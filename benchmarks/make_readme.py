@@ -274,7 +274,7 @@ def allocation_table(data: dict) -> list[str]:
 
 def peers_table(data: dict) -> list[str]:
     lines = [
-        "| system | MB | WER % (n) | capped | capped vs whisper.cpp, points [95 % CI] | RTF | run peak MB |",
+        "| system | MB | WER % (n) | capped | vs whisper.cpp, points [95 % CI] | RTF | run peak MB |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in data["rows"]:
@@ -284,6 +284,7 @@ def peers_table(data: dict) -> list[str]:
         c = r.get("vs_whispercpp")
         versus = (
             f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] vs {c['reference']}"
+            f" ({c.get('basis', 'capped WER')})"  # runs before the loop guard compared capped WER
             if c
             else "-"
         )

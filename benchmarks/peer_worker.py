@@ -4,7 +4,10 @@
         --clips clips.json --out result.json [--threads 1] [--prompt 50258,50259,50360,50364]
 
 Both peers decode as edgeasr's runners do: greedy, no timestamps, no temperature fallback, no context
-from earlier clips, English. whisper.cpp (pywhispercpp) takes the samples and computes its own features;
+from earlier clips, English. Each clip gives two texts: the peer's own output, and the same output with
+edgeasr's loop guard applied to its tokens (runtimes/decoding.py `repeated_tail`). Greedy decoding is causal,
+so cutting a finished sequence where the guard would have stopped gives exactly what a guarded decoder
+writes; the guarded text is what edgeasr's runners are compared with (they decode guarded by default). whisper.cpp (pywhispercpp) takes the samples and computes its own features;
 CTranslate2 gets the same log-mel features edgeasr's runners compute (runtimes/audio.py) and the prompt
 the driver passes (start of transcript, language and task for multilingual models, no timestamps).
 The samples are read by edgeasr's loader for every system. The run peak is the process's peak RSS while
@@ -24,14 +27,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exporter.io import write_json  # noqa: E402
 from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from runtimes.audio import SAMPLE_RATE, load_audio, log_mel_frames  # noqa: E402
+from runtimes.decoding import repeated_tail  # noqa: E402
+
+
+def guarded(tokens: list[int]) -> list[int]:
+    """The tokens a decoder with edgeasr's loop guard would have written."""
+    for end in range(1, len(tokens) + 1):  # the guard looks at the tail after every token, as it is generated
+        keep = repeated_tail(tokens[:end])
+        if keep is not None:
+            return tokens[:keep]
+    return tokens
 
 
 def whispercpp(model_path: str, threads: int):
+    import _pywhispercpp as whisper_api
     from pywhispercpp.model import Model
 
     model = Model(model_path, n_threads=threads, redirect_whispercpp_logs_to=None, print_progress=False)
+    eot = whisper_api.whisper_token_eot(model._ctx)
 
-    def transcribe(samples) -> str:
+    def text_of(tokens: list[int]) -> str:
+        return b"".join(whisper_api.whisper_token_to_bytes(model._ctx, t) for t in tokens).decode("utf-8", "replace")
+
+    def transcribe(samples) -> tuple[str, str]:
         segments = model.transcribe(
             samples,
             language="en",
@@ -41,7 +59,13 @@ def whispercpp(model_path: str, threads: int):
             temperature=0.0,
             temperature_inc=0.0,
         )
-        return " ".join(s.text.strip() for s in segments)
+        raw = " ".join(s.text.strip() for s in segments)
+        # single_segment: one segment holds the clip's tokens; text tokens are the ids below end of text
+        n = whisper_api.whisper_full_n_tokens(model._ctx, 0) if segments else 0
+        tokens = [whisper_api.whisper_full_get_token_id(model._ctx, 0, j) for j in range(n)]
+        tokens = [t for t in tokens if t < eot]
+        cut = guarded(tokens)
+        return raw, (raw if len(cut) == len(tokens) else text_of(cut).strip())
 
     return transcribe
 
@@ -56,11 +80,11 @@ def ctranslate2(model_path: str, threads: int, prompt: list[int]):
     tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
     first_special = min(i for i in prompt)
 
-    def transcribe(samples) -> str:
+    def transcribe(samples) -> tuple[str, str]:
         features = log_mel_frames(samples, model.n_mels)[None].astype(np.float32)
         result = model.generate(ct2.StorageView.from_array(features), [prompt], beam_size=1, max_length=448)
         ids = [i for i in result[0].sequences_ids[0] if i < first_special]
-        return tokenizer.decode(ids)
+        return tokenizer.decode(ids), tokenizer.decode(guarded(ids))
 
     return transcribe
 
@@ -87,11 +111,12 @@ def main() -> None:
     rows = []
     for index, (clip, samples) in enumerate(zip(clips, audio, strict=True), 1):
         start = time.perf_counter()
-        text = transcribe(samples)
+        text, guarded_text = transcribe(samples)
         rows.append(
             {
                 "utt_id": clip["utt_id"],
-                "text": text,
+                "text": guarded_text,
+                "raw_text": text,
                 "seconds": time.perf_counter() - start,
                 "audio_seconds": len(samples) / SAMPLE_RATE,
             }

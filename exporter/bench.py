@@ -71,6 +71,7 @@ class BenchOptions:
     # One user's LoRA adapter for an NF4 + LoRA artifact: adapter.ptd for a .pte, a folder of .onnx_adapter
     # files for ONNX (None: the adapter the export left in the folder).
     adapter: Path | None = None
+    loop_guard: bool = True  # runtimes/decoding.py: stop a decoder loop at its first repeat
     # A worker that hangs (a deadlocked runtime, a swapping machine) is killed after this many seconds
     # (None: WORKER_BASE_SECONDS plus WORKER_SECONDS_PER_CLIP for each clip, generous on a loaded phone-class CPU).
     worker_timeout: float | None = None
@@ -313,6 +314,7 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
         "threads": options.threads,
         "onnx_memory_arena": options.onnx_memory_arena,
         "adapter": None if options.adapter is None else str(options.adapter),
+        "loop_guard": options.loop_guard,
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -505,6 +507,8 @@ def _runtime_records(
     backend = BACKENDS[target.runtime]
     if target.runtime == "onnx" and not options.onnx_memory_arena:
         backend += ", no memory arena"
+    if not options.loop_guard and target.runtime != "sherpa-onnx":  # sherpa-onnx decodes by itself, unguarded
+        backend += ", no loop guard"
     info = {
         "name": target.runtime,
         "version": result["runtime_version"],

@@ -104,6 +104,7 @@ class WorkerSpec:
     threads: int = 1
     onnx_memory_arena: bool = True
     adapter: str | None = None  # one user's adapter file(s) for an NF4 + LoRA artifact
+    loop_guard: bool = True
 
     @classmethod
     def load(cls, path: Path) -> WorkerSpec:
@@ -190,11 +191,11 @@ def _build_runner(spec: WorkerSpec):
     return TorchRunner(bundle, n_frames=spec.n_frames)
 
 
-def _decode(runner, samples, clip: dict):
+def _decode(runner, samples, clip: dict, loop_guard: bool = True):
     from runtimes.decoding import DecodingOptions
 
     language = clip.get("language") if runner.special.is_multilingual else None
-    return runner.transcribe(samples, DecodingOptions(language=language))
+    return runner.transcribe(samples, DecodingOptions(language=language, loop_guard=loop_guard))
 
 
 def measure(spec: WorkerSpec) -> WorkerResult:
@@ -219,9 +220,9 @@ def measure(spec: WorkerSpec) -> WorkerResult:
         result.after_load_rss = read_status()["VmRSS"]
         tracker.reset()
         for _ in range(spec.warmup):
-            _decode(runner, audio[0], spec.clips[0])
+            _decode(runner, audio[0], spec.clips[0], spec.loop_guard)
         for index, (clip, samples) in enumerate(zip(spec.clips, audio, strict=True), 1):
-            out = _decode(runner, samples, clip)
+            out = _decode(runner, samples, clip, spec.loop_guard)
             if index % 10 == 0 or index == len(spec.clips):
                 print(f"[bench]   {spec.runtime}: {index}/{len(spec.clips)} clips", file=sys.stderr, flush=True)
             result.clips.append(

@@ -105,6 +105,15 @@ def _add_adapter(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_loop_guard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-loop-guard",
+        action="store_true",
+        help="decode without the loop guard (which stops a decoder that repeats one span of tokens, keeping "
+        "its first copy); for comparing raw greedy output with other tools",
+    )
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from runtimes.audio import load_audio
 
@@ -122,7 +131,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         from runtimes.torch_runner import TorchRunner
 
         runner = TorchRunner(load_whisper(args.model))
-    options = DecodingOptions(language=args.language, task=args.task)
+    options = DecodingOptions(language=args.language, task=args.task, loop_guard=not args.no_loop_guard)
     for path, samples in zip(args.clips, clips):
         result = runner.transcribe(samples, options)
         prefix = f"{path}: " if len(args.clips) > 1 else ""
@@ -298,6 +307,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         worker_timeout=args.worker_timeout,
         adapter=args.adapter,
+        loop_guard=not args.no_loop_guard,
     )
     previous = load_results(args.json) if args.append and args.json.exists() else None
     result = bench(options)
@@ -469,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=TASKS[0], choices=TASKS)
     p.add_argument("--artifact", type=Path, help="transcribe through an exported folder instead of --model")
     _add_adapter(p)
+    _add_loop_guard(p)
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("eval", help="word error rate of a model on a data set, per group")
@@ -630,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, required=True, help="results file (schema: exporter/schemas/bench_result.schema.json)"
     )
     _add_adapter(p)
+    _add_loop_guard(p)
     p.add_argument("--append", action="store_true", help="add the records to an existing --json file")
     p.add_argument("--md", type=Path, help="also write a Markdown report here")
     p.add_argument("--plot", type=Path, help="also write a PNG plot here")

@@ -69,7 +69,10 @@ class Runner(ABC):
         if language is None and self.special.is_multilingual:
             language = detect_language(self.start_decoder(encoded).step([self.special.sot]), self.special)
         prompt = self.special.prompt(language, options.task)
-        return greedy_decode(self.start_decoder(encoded), prompt, self.special, options.max_new_tokens), language
+        tokens = greedy_decode(
+            self.start_decoder(encoded), prompt, self.special, options.max_new_tokens, options.loop_guard
+        )
+        return tokens, language
 
     def transcribe(self, samples: np.ndarray, options: DecodingOptions = DecodingOptions()) -> Transcription:
         """Text of 16 kHz mono `samples`; audio longer than the window (30 s unless the encoder takes fewer

@@ -13,7 +13,7 @@ from exporter.data import load_dataset
 from exporter.models import BUNDLED_MODELS, load_whisper
 from exporter.normalize import normalize
 from runtimes.audio import load_audio, log_mel
-from runtimes.decoding import DecodingOptions
+from runtimes.decoding import DecodingOptions, greedy_decode, repeated_tail
 from runtimes.errors import EdgeAsrError
 from runtimes.tokenizer import decode_text
 from runtimes.torch_runner import TorchRunner
@@ -123,3 +123,43 @@ def test_missing_weight_package_names_the_install(monkeypatch):
 def test_numpy_features_are_finite(tiny_en, shared_data):
     mel = log_mel(load_audio(shared_data / "an4" / "wav" / "test" / "fcaw" / "an406-fcaw-b.wav"), tiny_en.n_mels)
     assert mel.shape == (80, 3000) and np.isfinite(mel).all()
+
+
+class _CycleSession:
+    """A decoder stuck in a loop: every step predicts the next token of `cycle`, never end of text."""
+
+    def __init__(self, cycle: list[int], vocab: int):
+        self.cycle, self.vocab, self.calls = cycle, vocab, 0
+
+    def step(self, tokens: list[int]) -> np.ndarray:
+        logits = np.zeros(self.vocab, dtype=np.float32)
+        logits[self.cycle[self.calls % len(self.cycle)]] = 5.0
+        self.calls += 1
+        return logits
+
+
+def test_loop_guard_stops_a_decoder_loop_and_keeps_its_first_copy(tiny_en):
+    special = tiny_en.special
+    prompt = special.prompt(None, "transcribe")
+    phrase = [1000, 1001, 1002, 1003, 1004, 1005]  # a 6-token phrase the decoder repeats
+    session = _CycleSession(phrase, special.eot)
+    assert greedy_decode(session, prompt, special) == phrase
+    assert session.calls == 18  # the prompt and 17 tokens: stopped at the third copy, not at 224 tokens
+    assert len(greedy_decode(_CycleSession(phrase, special.eot), prompt, special, loop_guard=False)) == 224
+
+
+def test_loop_guard_thresholds():
+    assert repeated_tail([7] * 15) is None  # a word said 15 times is left alone
+    assert repeated_tail([9, 8] + [7] * 16) == 3
+    assert repeated_tail([1, 2, 3, 4, 5] * 3) is None  # 15 tokens: below the span a loop must cover
+    assert repeated_tail([1, 2, 3, 4, 5] * 4) == 5
+    assert repeated_tail([1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 7]) is None  # not back to back
+    assert repeated_tail([]) is None
+
+
+def test_runners_decode_with_the_loop_guard_unless_told_not_to(tiny_en):
+    runner = TorchRunner(tiny_en)
+    phrase = [1000, 1001, 1002, 1003, 1004, 1005]
+    runner.start_decoder = lambda encoded: _CycleSession(phrase, tiny_en.special.eot)
+    assert runner.decode_window(None, None)[0] == phrase
+    assert len(runner.decode_window(None, None, DecodingOptions(loop_guard=False))[0]) == 224

@@ -41,6 +41,32 @@ object Greedy {
     const val MAX_NEW_TOKENS = 224
     const val MAX_POSITIONS = 448
 
+    /** The loop guard of runtimes/decoding.py `repeated_tail`, with the same thresholds. */
+    const val LOOP_MIN_COPIES = 3
+    const val LOOP_MIN_TOKENS = 16
+    const val LOOP_MAX_PERIOD = 64
+
+    /**
+     * How many tokens to keep when `tokens` ends in a loop (one span repeated back to back at least
+     * LOOP_MIN_COPIES times over at least LOOP_MIN_TOKENS tokens; the first copy stays), else null.
+     */
+    fun repeatedTail(tokens: List<Int>): Int? {
+        val n = tokens.size
+        for (period in 1..minOf(LOOP_MAX_PERIOD, n / LOOP_MIN_COPIES)) {
+            var copies = 1
+            while ((copies + 1) * period <= n && sameSpan(tokens, n - (copies + 1) * period, n - period, period)) {
+                copies++
+            }
+            if (copies >= LOOP_MIN_COPIES && copies * period >= LOOP_MIN_TOKENS) return n - (copies - 1) * period
+        }
+        return null
+    }
+
+    private fun sameSpan(tokens: List<Int>, a: Int, b: Int, length: Int): Boolean {
+        for (i in 0 until length) if (tokens[a + i] != tokens[b + i]) return false
+        return true
+    }
+
     /**
      * Tokens that may not be generated: the model's suppress list, every special token but end of text (no
      * timestamps, no prompt tokens in the text), and on the first step the suppress-begin list too.
@@ -70,9 +96,9 @@ object Greedy {
         return best
     }
 
-    /** Generated tokens after `prompt`, end of text excluded. */
+    /** Generated tokens after `prompt`, end of text excluded; with `loopGuard`, a loop stops decoding. */
     fun decode(session: DecoderSession, prompt: IntArray, special: SpecialTokens,
-               maxNewTokens: Int = MAX_NEW_TOKENS): IntArray {
+               maxNewTokens: Int = MAX_NEW_TOKENS, loopGuard: Boolean = true): IntArray {
         val limit = minOf(maxNewTokens, MAX_POSITIONS - prompt.size)
         var logits = session.step(prompt)
         val firstMask = mask(special, logits.size, first = true)
@@ -82,6 +108,10 @@ object Greedy {
             val token = argmax(logits, if (generated.isEmpty()) firstMask else laterMask)
             if (token == special.eot) break
             generated.add(token)
+            if (loopGuard) {
+                val keep = repeatedTail(generated)
+                if (keep != null) return generated.subList(0, keep).toIntArray()
+            }
             if (generated.size < limit) logits = session.step(intArrayOf(token))
         }
         return generated.toIntArray()

@@ -189,6 +189,23 @@ private fun greedyTests(checks: Checks, replay: ReplayFile) {
         val longPrompt = IntArray(Greedy.MAX_POSITIONS - 3) { special.sot }
         checkEqual(3, Greedy.decode(alwaysSame, longPrompt, special).size, "context limit")
     }
+    checks.test("greedy: the loop guard of greedy_decode") {
+        val special = replay.special
+        val vocab = replay.clips[0].vocab
+        val cycle = object : DecoderSession {  // 1000 1001 1000 1001 ...: a decoder loop of period 2
+            var calls = 0
+            override fun step(tokens: IntArray): FloatArray {
+                calls++
+                return FloatArray(vocab).also { it[1000 + calls % 2] = 5f }
+            }
+        }
+        val prompt = intArrayOf(special.sot, special.noTimestamps)
+        checkEqual(listOf(1001, 1000), Greedy.decode(cycle, prompt, special, 30).toList(), "first copy kept")
+        checkEqual(30, Greedy.decode(cycle, prompt, special, 30, loopGuard = false).size, "guard off")
+        checkEqual(null, Greedy.repeatedTail(List(15) { 7 }), "15 repeats of one token are speech")
+        checkEqual(1, Greedy.repeatedTail(List(16) { 7 }), "16 are a loop")
+        checkEqual(7, Greedy.repeatedTail(listOf(5) + List(3) { listOf(1, 2, 3, 4, 5, 6) }.flatten()), "phrase x3")
+    }
     checks.test("kv cache: positions past the program's cache are refused") {
         val method = object : TextDecoderMethod {
             override fun run(token: Int, position: Int) = FloatArray(4)
