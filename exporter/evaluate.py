@@ -88,9 +88,10 @@ def _check_languages(runner: Runner, dataset: Dataset) -> None:
         )
 
 
-def _decode_one(runner: Runner, utt: Utterance, group_by: str | None) -> UtteranceResult:
+def _decode_one(runner: Runner, utt: Utterance, group_by: str | None, loop_guard: bool = True) -> UtteranceResult:
     samples = load_audio(utt.audio_path, expected_rate=utt.sample_rate)
-    out = runner.transcribe(samples, DecodingOptions(language=utt.language if runner.special.is_multilingual else None))
+    language = utt.language if runner.special.is_multilingual else None
+    out = runner.transcribe(samples, DecodingOptions(language=language, loop_guard=loop_guard))
     return UtteranceResult(
         utt_id=utt.utt_id,
         audio_path=str(utt.audio_path),
@@ -105,7 +106,12 @@ def _decode_one(runner: Runner, utt: Utterance, group_by: str | None) -> Utteran
 
 
 def evaluate(
-    runner: Runner, dataset: Dataset, model_id: str, group_by: str | None = None, progress: bool = True
+    runner: Runner,
+    dataset: Dataset,
+    model_id: str,
+    group_by: str | None = None,
+    progress: bool = True,
+    loop_guard: bool = True,
 ) -> EvalResult:
     """Transcribe every utterance; score those with transcripts (overall and per `group_by` value)."""
     _check_languages(runner, dataset)
@@ -113,7 +119,7 @@ def evaluate(
         for utt in dataset:
             utt.group(group_by)  # fail before any decoding when a group value is missing
     results = [
-        _decode_one(runner, utt, group_by)
+        _decode_one(runner, utt, group_by, loop_guard)
         for utt in tqdm(dataset, desc=f"{model_id} [{runner.name}]", unit="clip", disable=not progress)
     ]
     scored = [r for r in results if r.counts is not None]

@@ -46,7 +46,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runtimes.audio import FULL_FRAMES
-from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, META_N_FRAMES, PTE_FILE
+from runtimes.contract import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    META_LAYOUT,
+    META_N_FRAMES,
+    PTE_FILE,
+    TFLITE_DECODER_FILE,
+    TFLITE_ENCODER_FILE,
+)
 from runtimes.errors import EdgeAsrError
 
 MAX_POSITIONS = 448  # Whisper's text context: the self-attention cache length of every lowering
@@ -72,9 +80,16 @@ ORT_ARENA_FACTOR = 1.0
 # Encoder liveness peak: attention scores and softmax output of one layer plus two hidden states.
 ORT_ENCODER_MAPS = 2
 ORT_ENCODER_HIDDEN = 2
+# LiteRT (structural, not yet fitted to measurements): the mapped .tflite files plus XNNPACK's repacked copy
+# of the quantised weights; the interpreter's arena holds about one encoder layer's attention maps and a few
+# hidden states; the decoder's inputs hold the self-attention cache and the cross-attention keys and values,
+# which the runner also keeps as the encoder's outputs.
+LITERT_LOAD_FACTOR = 2.0
+LITERT_ENCODER_MAPS = 1
+LITERT_ENCODER_HIDDEN = 4
 FEATURES_BYTES = 10 * MB  # log-mel of one 30 s window (measured peak of runtimes.audio.log_mel)
 
-RUNTIMES = ("executorch", "onnx")
+RUNTIMES = ("executorch", "onnx", "litert")
 HOSTS = ("python", "android")
 
 
@@ -286,10 +301,44 @@ def predict_before_lowering(
             per_method,
             "structural estimate before lowering",
         )
+    if runtime == "litert":
+        return _litert_estimate(shape, weight_bytes, n_frames, host, "structural estimate before lowering")
     encoder_peak = ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames) + ORT_ENCODER_HIDDEN * shape.hidden_bytes(
         n_frames
     )
     return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0, "structural estimate before lowering")
+
+
+def _litert_estimate(shape: WhisperShape, file_bytes: int, n_frames: int, host: str, source: str) -> MemoryEstimate:
+    return MemoryEstimate(
+        runtime="litert",
+        host=host,
+        n_frames=n_frames,
+        attention="explicit",
+        weights_bytes=int(LITERT_LOAD_FACTOR * file_bytes),
+        activation_bytes=LITERT_ENCODER_MAPS * shape.attention_map_bytes(n_frames)
+        + LITERT_ENCODER_HIDDEN * shape.hidden_bytes(n_frames),
+        workspace_bytes=0,
+        kv_cache_bytes=kv_cache_bytes(shape, n_frames) + cross_cache_bytes(shape, n_frames),
+        kv_in_activations_bytes=0,
+        features_bytes=FEATURES_BYTES,
+        load_transient_bytes=0,
+        arena_at_load=True,
+        source=source,
+        detail={"file_bytes": file_bytes},
+    )
+
+
+def estimate_litert(folder: Path, config, host: str = "python") -> MemoryEstimate:
+    """The structural estimate for `folder/encoder.tflite` + `decoder.tflite`."""
+    from runtimes.litert_runner import read_litert_metadata
+
+    folder = Path(folder)
+    files = [folder / TFLITE_ENCODER_FILE, folder / TFLITE_DECODER_FILE]
+    n_frames = int(read_litert_metadata(files[0])["n_frames"])
+    shape = WhisperShape.from_config(config)
+    source = "structural estimate from the .tflite sizes (not yet fitted to measurements)"
+    return _litert_estimate(shape, sum(f.stat().st_size for f in files), n_frames, host, source)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -380,6 +429,8 @@ def estimate_artifact(
     _check(runtime, host, "sdpa")
     if runtime == "executorch":
         return estimate_executorch(folder, config, host)
+    if runtime == "litert":
+        return estimate_litert(folder, config, host)
     return estimate_onnx(folder, config, host, onnx_memory_arena)
 
 

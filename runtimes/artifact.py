@@ -25,7 +25,7 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
     if path.is_file():
         for kind in KINDS.values():
             # a model file by its suffix (any name); sherpa's tokens.txt by its name
-            by_suffix = path.suffix in (".pte", ".onnx") and path.suffix == Path(kind.entry_file).suffix
+            by_suffix = path.suffix in (".pte", ".onnx", ".tflite") and path.suffix == Path(kind.entry_file).suffix
             if (by_suffix or path.name == kind.entry_file) and runtime in (None, kind.runtime):
                 return kind, path.parent
     if runtime is not None and runtime not in KINDS:
@@ -69,6 +69,12 @@ def open_artifact(
         from runtimes.onnx_runner import OnnxRunner
 
         return OnnxRunner(folder, threads=threads, adapters=adapters, memory_arena=onnx_memory_arena)
+    if kind.runtime == "litert":
+        if adapters is not None:
+            raise EdgeAsrError("a LiteRT artifact takes no per-user adapter files (no LoRA lowering for LiteRT)")
+        from runtimes.litert_runner import LiteRTRunner
+
+        return LiteRTRunner(folder, threads=threads)
     if kind.runtime == "sherpa-onnx":
         if adapters is not None:
             raise EdgeAsrError("sherpa-onnx takes no per-user adapter files; run the pair with --runtime onnx")
@@ -89,6 +95,11 @@ def read_plan(path: str | Path) -> tuple[Path, dict]:
 
         entry = folder / ENCODER_FILE  # both graphs carry the plan; the encoder is the one always there
         return entry, read_plan_from_onnx(entry)
+    if kind.runtime == "litert":
+        from runtimes.litert_runner import read_plan_from_tflite
+
+        entry = folder / kind.entry_file
+        return entry, read_plan_from_tflite(entry)
     from runtimes.executorch_runner import read_plan_from_pte
 
     return entry, read_plan_from_pte(entry)

@@ -32,6 +32,10 @@ ENCODER_ADAPTER_FILE = "encoder.onnx_adapter"  # one user's LoRA parameters for 
 DECODER_ADAPTER_FILE = "decoder.onnx_adapter"
 CHECKSUM_FILE = "checksums.json"  # sha256 of each file the export wrote in the folder (runtimes.integrity)
 SHERPA_TOKENS_FILE = "tokens.txt"  # sherpa-onnx's vocabulary, beside a sherpa-layout ONNX pair
+TFLITE_ENCODER_FILE = "encoder.tflite"  # the LiteRT pair (exporter/lower/litert.py)
+TFLITE_DECODER_FILE = "decoder.tflite"
+# The flatbuffer metadata entry of both LiteRT graphs: JSON with the plan, special tokens and shapes.
+LITERT_METADATA = "edgeasr"
 
 # ONNX metadata_props keys (on both graphs of the pair).
 META_PLAN = "edgeasr.plan"
@@ -93,6 +97,13 @@ KINDS = {
     # edgeasr's ONNX runner runs both ONNX layouts (its own, and sherpa's in a `sherpa/` subfolder)
     "onnx": ArtifactKind(
         "onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx", "sherpa")
+    ),
+    "litert": ArtifactKind(
+        "litert",
+        "tflite",
+        TFLITE_ENCODER_FILE,
+        (TFLITE_ENCODER_FILE, TFLITE_DECODER_FILE, TOKENIZER_FILE),
+        ("", "tflite"),
     ),
     # sherpa-onnx itself, on the sherpa layout only: tokens.txt marks it
     "sherpa-onnx": ArtifactKind(

@@ -228,9 +228,9 @@ def test_every_backend_is_registered_consistently():
     for fmt, backend in BACKENDS.items():  # every format's files are found by the kind that runs them
         assert fmt == backend.kind.format or fmt in backend.kind.also_formats
     with pytest.raises(
-        EdgeAsrError, match="unknown artifact format 'tflite'; choose from pte, pte-runner, onnx, sherpa"
+        EdgeAsrError, match="unknown artifact format 'gguf'; choose from pte, pte-runner, onnx, sherpa, tflite"
     ):
-        get_backend("tflite")
+        get_backend("gguf")
 
 
 def test_the_cli_offers_the_library_choices():

@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
-from exporter.lower import onnx_backend, pte_backend, pte_runner_backend, sherpa_backend
+from exporter.lower import litert_backend, onnx_backend, pte_backend, pte_runner_backend, sherpa_backend
 from exporter.lower.backend import Backend
 from runtimes.errors import EdgeAsrError
 
 BACKENDS: dict[str, Backend] = {
-    b.format: b for b in (pte_backend.BACKEND, pte_runner_backend.BACKEND, onnx_backend.BACKEND, sherpa_backend.BACKEND)
+    b.format: b
+    for b in (
+        pte_backend.BACKEND,
+        pte_runner_backend.BACKEND,
+        onnx_backend.BACKEND,
+        sherpa_backend.BACKEND,
+        litert_backend.BACKEND,
+    )
 }
 FORMATS = tuple(BACKENDS)
 
 # `edgeasr export --target` -> the formats it makes when --formats is not given.
-TARGET_FORMATS = {"android": ("pte",), "executorch": ("pte",), "onnx": ("onnx",)}
+TARGET_FORMATS = {"android": ("pte",), "executorch": ("pte",), "onnx": ("onnx",), "litert": ("tflite",)}
 EXPORT_TARGETS = tuple(TARGET_FORMATS)
 
 

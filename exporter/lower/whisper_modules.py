@@ -166,3 +166,52 @@ class WhisperTextDecoderModule(nn.Module):
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
         return self.proj_out(self.layer_norm(x))
+
+
+class StatelessTextDecoderModule(nn.Module):
+    """The text decoder for converters without mutable state (LiteRT): the self-attention cache is an input
+    and each step returns its new keys and values, which the runner writes into its cache at `cache_position`.
+
+        decoder(decoder_input_ids[1, 1], cache_position[1], k_0, v_0, ..., k_{L-1}, v_{L-1} (self, each
+                [H, S, D]), then the encoder's 2 x L outputs) -> logits[1, 1, V], k_new_0, v_new_0, ... ([H, 1, D])
+
+    The current token attends to the cache's first `cache_position` slots and to itself (appended as slot
+    S), so the cache is only read here: no scatter op, and slots past the position may hold anything."""
+
+    def __init__(self, hf_model, max_seq_len: int = 448):
+        super().__init__()
+        config = hf_model.config
+        decoder = hf_model.model.decoder
+        self.embed_tokens = decoder.embed_tokens
+        self.embed_positions = decoder.embed_positions
+        self.layers = decoder.layers
+        self.layer_norm = decoder.layer_norm
+        self.proj_out = hf_model.proj_out
+        self.n_heads = config.decoder_attention_heads
+        self.head_dim = config.d_model // self.n_heads
+        self.scaling = self.head_dim**-0.5
+        self.max_seq_len = max_seq_len
+
+    def forward(self, decoder_input_ids: torch.Tensor, cache_position: torch.Tensor, *caches: torch.Tensor):
+        n = len(self.layers)
+        self_caches, cross = caches[: 2 * n], caches[2 * n :]
+        x = self.embed_tokens(decoder_input_ids) + self.embed_positions.weight[cache_position].unsqueeze(0)
+        slots = torch.arange(self.max_seq_len + 1)
+        blocked = torch.full((1,), torch.finfo(torch.float32).min)
+        mask = torch.where((slots < cache_position[0]) | (slots == self.max_seq_len), torch.zeros(1), blocked)
+        new = []
+        for index, layer in enumerate(self.layers):
+            h = layer.self_attn_layer_norm(x)
+            attn = layer.self_attn
+            q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
+            k_new = attn.k_proj(h).reshape(self.n_heads, 1, self.head_dim)
+            v_new = attn.v_proj(h).reshape(self.n_heads, 1, self.head_dim)
+            keys = torch.cat([self_caches[2 * index], k_new], dim=1)
+            values = torch.cat([self_caches[2 * index + 1], v_new], dim=1)
+            x = x + attn.out_proj(attend_one(q, keys, values, mask).reshape(h.shape))
+            h = layer.encoder_attn_layer_norm(x)
+            q = split_heads(layer.encoder_attn.q_proj(h) * self.scaling, self.n_heads)
+            x = x + layer.encoder_attn.out_proj(attend_one(q, cross[2 * index], cross[2 * index + 1]).reshape(h.shape))
+            x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
+            new += [k_new, v_new]
+        return (self.proj_out(self.layer_norm(x)), *new)

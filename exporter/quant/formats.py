@@ -22,6 +22,12 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 # How the runtime treats the layer's input when the weight is quantised.
 ACTIVATIONS = ("float", "dynamic_int8_per_token", "static_int8_per_tensor")
+# How a quantiser turns a group's absmax into a scale and codes (exporter/quant/primitives.py):
+#   "half_range": scale = absmax / (qmax + 0.5), codes in [-qmax - 1, qmax] against the float32 scale, which
+#                 is then stored in `scale_dtype` (torchao for ExecuTorch, and the ONNX lowering);
+#   "narrow":     scale = absmax / qmax rounded to `scale_dtype` first, codes in [-qmax, qmax] against that
+#                 stored scale (ai-edge-quantizer for LiteRT).
+SCALE_RULES = ("half_range", "narrow")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class QuantFormat:
     scale_dtype: str = "float32"
     activation: str = "float"
     double_quant_block: int | None = None  # nf4 only: block absmaxes stored as uint8 in chunks of this many
+    scale_rule: str = "half_range"  # int only, see SCALE_RULES
 
     def __post_init__(self):
         if self.kind not in ("float", "int", "nf4"):
@@ -47,6 +54,8 @@ class QuantFormat:
             raise ValueError(f"unknown activation handling {self.activation!r}")
         if self.kind == "nf4" and (self.bits != 4 or self.granularity != "group"):
             raise ValueError("nf4 formats are 4-bit with group (block) granularity")
+        if self.scale_rule not in SCALE_RULES:
+            raise ValueError(f"unknown scale rule {self.scale_rule!r}")
         if self.double_quant_block is not None and (self.kind != "nf4" or self.double_quant_block < 1):
             raise ValueError("double_quant_block is a positive block count, for nf4 formats only")
 
@@ -88,6 +97,8 @@ class QuantFormat:
         data = asdict(self)
         if data["double_quant_block"] is None:  # plans without NF4 double quantisation keep their old JSON
             del data["double_quant_block"]
+        if data["scale_rule"] == "half_range":  # likewise plans of the targets that came before LiteRT
+            del data["scale_rule"]
         return data
 
     @classmethod
@@ -115,9 +126,20 @@ def int_format(
     scale_dtype: str = "float32",
     activation: str = "float",
     prefix: str = "int",
+    scale_rule: str = "half_range",
 ) -> QuantFormat:
     suffix = {"per_channel": "pc", "per_tensor": "pt"}.get(granularity, f"g{group_size}")
-    return QuantFormat(f"{prefix}{bits}_{suffix}", bits, "int", granularity, group_size, True, scale_dtype, activation)
+    return QuantFormat(
+        f"{prefix}{bits}_{suffix}",
+        bits,
+        "int",
+        granularity,
+        group_size,
+        True,
+        scale_dtype,
+        activation,
+        scale_rule=scale_rule,
+    )
 
 
 def nf4_format(block_size: int = 64, double_quant_block: int | None = None) -> QuantFormat:

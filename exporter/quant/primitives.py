@@ -10,6 +10,10 @@ Codes are always computed against the float32 scale; a format whose `scale_dtype
 the scale rounded to that dtype (round to nearest even). That is the order of the real pipeline: torchao
 quantises with float32 scales and ExecuTorch's XNNPACK serialiser casts int4 group scales to bfloat16
 afterwards. Simulating it this way matches the .pte's output of a single Linear to float32 round-off.
+
+Formats with `scale_rule="narrow"` follow ai-edge-quantizer (the LiteRT target) instead: scale =
+clip * absmax / (2^(b-1) - 1), rounded to its stored dtype before the codes are computed against it, codes in
+[-(2^(b-1) - 1), 2^(b-1) - 1]. That reproduces the quantiser's int8 and int4 block codes bit for bit.
 """
 
 from __future__ import annotations
@@ -71,6 +75,11 @@ def quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -
         raise ValueError(f"quantize_weight handles int formats, not {fmt.kind}")
     groups, _, limit = clip_groups(weight, fmt, clip)
     qmax = 2 ** (fmt.bits - 1) - 1
+    if fmt.scale_rule == "narrow":
+        # ai-edge-quantizer: the scale is rounded to its stored precision first, the codes divide by it
+        scale = _round_scale((limit / qmax).clamp_min(_TINY), fmt.scale_dtype)
+        codes = torch.clamp(torch.round(groups / scale), -qmax, qmax)
+        return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), scale
     scale = (limit / (qmax + 0.5)).clamp_min(_TINY)
     # x * (1 / scale), not x / scale: the same float rounding as torchao, so ties land on the same code
     codes = torch.clamp(torch.round(groups * (1.0 / scale)), -qmax - 1, qmax)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from exporter.models import WhisperBundle
+from exporter.quant.fold import fold_layernorm_affine
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import (
     fake_quantize_activation_per_token,
@@ -70,6 +71,8 @@ def apply_plan(model: nn.Module, plan: QuantPlan) -> nn.Module:
     """A fake-quantised copy of `model` (the original is not modified)."""
     check_plan_fits(model, plan)
     model = copy.deepcopy(model)
+    if get_target(plan.target).folds_layernorms:
+        fold_layernorm_affine(model)
     round_stored_floats(model, plan)
     for layer in plan.layers:
         module = model.get_submodule(layer.name)

@@ -23,13 +23,21 @@ layer kind has its own ladder because runtimes support different formats per op:
 * `nf4` (ONNX Runtime MatMulBnb4, the PQM base): Linear = fp32 -> NF4 blocks of 64 -> NF4 blocks of 64 with
   double-quantised block scales (exporter/quant/nf4.py), float activations. Embedding and convs as `onnx`
   (ORT has no NF4 gather). `exporter.personalize.nf4_plan` builds the uniform all-NF4 plan with any block size.
+* `litert` (LiteRT's XNNPACK delegate, ai-edge-quantizer): Linear = fp32 -> int8 per channel -> int4 blocks of
+  32, 64, 128, all dynamic-range (int8 activations quantised per token at run time, as XNNPACK's 8da*). The
+  quantiser's rule, not torchao's: scale = absmax / qmax, codes in [-qmax, qmax]; block scales are rounded to
+  bfloat16 precision before the codes are computed and stored as float16 (int8 channel scales: float32).
+  The token embedding (EMBEDDING_LOOKUP) takes the same formats, and the tied output projection reads the
+  same tensor (litert-torch writes one constant for both ops), so the pair moves together and is stored once.
+  The convolutions stay fp32, as do norms, biases and positional embeddings. The converter folds each
+  LayerNorm's scale and shift into the Linear layers after it, so the formats apply to those folded weights.
 * `sim`: the paper's integer ladder for research, fp32 -> 16 -> 15 -> ... -> 2 bits, per output channel,
   for every kind including the convolutions; simulated only (no runtime executes 11-bit weights).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.quant.formats import FP16, FP32, QuantFormat, int_format, nf4_format
 from runtimes.errors import EdgeAsrError
@@ -52,6 +60,9 @@ class Target:
     # Bits of every float tensor the artifact stores: float-format layers and the unquantised rest (norms,
     # biases, positional embeddings). 16: stored as half, so the simulation rounds them to half too.
     float_bits: int = 32
+    # Whether the runtime's converter folds LayerNorm scales and shifts into the next Linear layers, so that
+    # its formats apply to the folded weights (exporter/quant/fold.py): the simulation folds first too.
+    folds_layernorms: bool = False
 
     def ladder(self, kind: str) -> tuple[QuantFormat, ...]:
         return self.ladders[kind]
@@ -102,12 +113,40 @@ def _nf4() -> Target:
     return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ONNX Runtime MatMulBnb4")
 
 
+def _litert() -> Target:
+    linear = (
+        FP32,
+        int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="lrt", scale_rule="narrow"),
+    )
+    linear += tuple(
+        int_format(
+            4,
+            "group",
+            g,
+            scale_dtype="bfloat16",
+            activation="dynamic_int8_per_token",
+            prefix="lrt",
+            scale_rule="narrow",
+        )
+        for g in INT4_GROUPS
+    )
+    # The embedding is the same tensor as the output projection: same formats (its lookups are weight-only).
+    embedding = tuple(replace(f, activation="float") for f in linear)
+    return Target(
+        "litert",
+        {"linear": linear, "conv": (FP32,), "embedding": embedding},
+        "LiteRT XNNPACK (ai-edge-litert)",
+        shares_tied_weights=True,
+        folds_layernorms=True,
+    )
+
+
 def _sim() -> Target:
     ladder = (FP32,) + tuple(int_format(b, "per_channel") for b in range(16, 1, -1))
     return Target("sim", {"linear": ladder, "conv": ladder, "embedding": ladder}, "PyTorch simulation")
 
 
-TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim(), "nf4": _nf4()}
+TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim(), "nf4": _nf4(), "litert": _litert()}
 TARGETS["android"] = Target("android", TARGETS["executorch"].ladders, TARGETS["executorch"].runtime)
 
 
