@@ -2,8 +2,8 @@
 
 For one model, whisper.cpp's q4_0, q5_0 and q8_0 files and a CTranslate2 int8 folder are written from the
 same Hugging Face weights edgeasr exports (benchmarks/peer_formats.py). edgeasr then exports at each
-whisper.cpp file's exact byte count as its budget: the ONNX pair (target onnx) and the .pte (target
-android), myQASR + fill, calibrated on the english_misc clips (unlabelled, not tested). A budget a target
+whisper.cpp file's exact byte count as its budget: the ONNX pair (target onnx), the .pte (target
+android) and the LiteRT pair (target litert, exported by .venv-litert's edgeasr), myQASR + fill, calibrated on the english_misc clips (unlabelled, not tested). A budget a target
 cannot meet is a row with the export's own error. Every system runs in its own process on the same 80
 clips (40 AN4 test, 40 speechocean762), one thread, greedy, scored by edgeasr's scorer; edgeasr's rows come
 from `edgeasr bench`, the peers' from benchmarks/peer_worker.py. Each edgeasr row is also compared with
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import random
 import shutil
@@ -39,7 +40,10 @@ from exporter.models import load_whisper
 from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.errors import EdgeAsrError
 
-TARGETS = (("onnx", "onnx", "onnx"), ("android", "pte", "executorch"))  # target, format, runtime
+# target, format, runtime
+TARGETS = (("onnx", "onnx", "onnx"), ("android", "pte", "executorch"), ("litert", "tflite", "litert"))
+# The LiteRT converter lives in its own environment (Makefile: make install-litert); its exports run there.
+LITERT_PYTHON = ROOT / ".venv-litert" / "bin" / "python"
 
 
 @dataclasses.dataclass
@@ -80,6 +84,8 @@ def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
     if (out / "export.json").is_file() and is_current(out):
         return out
     shutil.rmtree(out, ignore_errors=True)
+    if target == "litert" and importlib.util.find_spec("litert_torch") is None:
+        return _export_in_litert_env(model, budget, out)
     options = ExportOptions(
         model=model, target=target, budget=str(budget), formats=(fmt,), allocation="fill", calib=CALIB, n_calib=32
     )
@@ -87,6 +93,23 @@ def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
         export(options, out, progress=False)
     except EdgeAsrError as exc:
         return str(exc).splitlines()[0]
+    (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
+    return out
+
+
+def _export_in_litert_env(model: str, budget: int, out: Path) -> Path | str:
+    """The same export as `exported`, run by .venv-litert's edgeasr (the converter is not importable here)."""
+    if not LITERT_PYTHON.is_file():
+        sys.exit(f"the litert rows need {LITERT_PYTHON}: run `make install-litert` first")
+    command = [str(LITERT_PYTHON), "-m", "exporter.cli", "export", "--model", model, "--target", "litert"]
+    command += ["--budget", str(budget), "--formats", "tflite", "--allocation", "fill", "--calib", str(CALIB)]
+    command += ["--n-calib", "32", "--no-progress", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("edgeasr: error:")]
+        if not errors:
+            sys.exit(f"the litert export failed unexpectedly:\n{done.stderr[-3000:]}")
+        return errors[-1].removeprefix("edgeasr: error:").strip()
     (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
     return out
 
@@ -261,7 +284,7 @@ def main() -> None:
         "(a decoder that repeats one span of tokens is cut after its first copy; edgeasr's runners decode so, "
         "the peers' finished greedy tokens are cut where the guard would have stopped them, which gives the "
         "same text); unguarded: the peer's own output. edgeasr exports at each whisper.cpp file's bytes as the budget "
-        "(onnx and android targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
+        "(onnx, android and litert targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
         "bootstrap over speakers (2000 resamples). Run peak: the whole process's peak RSS while transcribing, for "
         "every system (edgeasr's ONNX runner process holds no torch; its .pte process does, because ExecuTorch's "
         "Python bindings import it, which an app's C++ runtime does not). "
