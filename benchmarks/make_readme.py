@@ -54,9 +54,15 @@ SECTIONS = (
         "ExecuTorch on the .pte of the same export (`clients.py`).",
     ),
     (
+        "loop_guard_",
+        "Loop guard",
+        "Decoder loops of FP and of uniform int4 (android, simulated) on speechocean762 clips, decoded with and "
+        "without the loop guard, and with two numerical variants of the int4 plan (`loop_guard.py`).",
+    ),
+    (
         "peers_",
         "Peers: whisper.cpp and CTranslate2",
-        "edgeasr's ONNX pair and .pte exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
+        "edgeasr's ONNX pair, .pte and LiteRT pair exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
         "q5_0 / q8_0 and CTranslate2 int8 made from the same weights, on the same clips, each in its own "
         "process, with speaker-resampled paired intervals against whisper.cpp at the same size (`peers.py`).",
     ),
@@ -295,6 +301,17 @@ def peers_table(data: dict) -> list[str]:
     return lines
 
 
+# Loop guard (loop_guard.py): one row per decoding.
+
+
+def loop_guard_table(data: dict) -> list[str]:
+    lines = ["| row | WER % (n) | capped |", "|---|---:|---:|"]
+    for r in data["rows"]:
+        entry = r["all"]
+        lines.append(f"| {r['row']} | {_pct(entry['wer'])} ({entry['n_words']}) | {_pct(entry['capped_wer'])} |")
+    return lines
+
+
 # Fleet (fleet.py): throughput of the fleet against the sequential loop, and what was stored.
 
 
@@ -332,6 +349,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return peers_table(data)
     if stem.startswith("fleet_") and isinstance(data, dict) and "fleet" in data:
         return fleet_table(data)
+    if stem.startswith("loop_guard_") and isinstance(data, dict) and "rows" in data:
+        return loop_guard_table(data)
     return []
 
 
