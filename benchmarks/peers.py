@@ -257,6 +257,24 @@ def measure(args, clips: Dataset) -> list[tuple[Row, Row | None]]:
     return rows
 
 
+def add_target(args, clips: Dataset, rows: list[tuple[Row, Row | None]]) -> list[tuple[Row, Row | None]]:
+    """`rows` of an earlier run with one more target's row after each whisper.cpp size (a target added
+    after that run, e.g. litert): the other rows are kept as measured."""
+    target, fmt, runtime = next(t for t in TARGETS if t[0] == args.add_target)
+    out = []
+    for row, reference in rows:
+        if row.fmt == fmt:
+            continue  # measured again below
+        out.append((row, reference))
+        if row.system.startswith("whisper.cpp"):
+            folder = exported(args.model, target, fmt, row.bytes)
+            if isinstance(folder, str):
+                out.append((Row(f"edgeasr {fmt}", fmt, row.bytes, None, [], 0.0, None, folder), None))
+            else:
+                out.append((run_edgeasr(folder, runtime, fmt, clips, args.threads), row))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="base")
@@ -264,13 +282,21 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only N of the clips, sampled with seed 0 (results file _nN)")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--report-only", action="store_true", help="re-make the tables from the last run's rows")
+    parser.add_argument(
+        "--add-target",
+        choices=[t[0] for t in TARGETS],
+        help="measure only this target's rows and add them to the last run's (say so with --note)",
+    )
     args = parser.parse_args()
     clips = test_clips()
     if args.limit:
         clips = Dataset(clips.source, random.Random(0).sample(list(clips), args.limit))
     raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}.json"  # every measurement, kept for re-reports
-    if args.report_only:
+    if args.report_only or args.add_target:
         rows = [(Row(**a), b and Row(**b)) for a, b in json.loads(raw.read_text())]
+        if args.add_target:
+            rows = add_target(args, clips, rows)
+            write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     else:
         rows = measure(args, clips)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
