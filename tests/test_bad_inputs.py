@@ -74,7 +74,7 @@ CORPUS = [
     ("personalize-unknown-target", [*PERSONALIZE, "--out", "{t}/new", "--targets", "q,zz"], "unknown LoRA target"),
     ("knapsack-without-clips", [*PLAN, "--allocation", "knapsack"], "knapsack measures each layer's cost"),
     ("unknown-allocation", [*PLAN, "--allocation", "greedy"], "argument --allocation: invalid choice"),
-    ("unknown-format", [*EXPORT, "--out", "{t}/new", "--formats", "tflite"], "unknown artifact format"),
+    ("unknown-format", [*EXPORT, "--out", "{t}/new", "--formats", "gguf"], "unknown artifact format"),
     ("unknown-onnx-layout", [*EXPORT, "--out", "{t}/new", "--onnx-layout", "ort"], "argument --onnx-layout"),
     (
         "sherpa-short-context",
