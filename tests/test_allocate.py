@@ -41,7 +41,7 @@ def _check_one_rung(layers, rungs, target):
         assert all(b <= min(open_rungs) + 1 for b in bottomed)
 
 
-@pytest.mark.parametrize("target_name", ["android", "onnx", "sim"])
+@pytest.mark.parametrize("target_name", ["android", "onnx", "litert", "sim"])
 @pytest.mark.parametrize("order", ["myqasr", "reversed", "shuffled", "uniform"])
 def test_fits_budget_and_keeps_one_rung(target_name, order):
     target = get_target(target_name)
@@ -196,7 +196,7 @@ def _costs(layers, target, seed=2):
     return costs
 
 
-@pytest.mark.parametrize("target_name", ["android", "onnx", "sim"])
+@pytest.mark.parametrize("target_name", ["android", "onnx", "litert", "sim"])
 @pytest.mark.parametrize("method", ["fill", "knapsack"])
 def test_fill_and_knapsack_fit_the_budget_and_are_deterministic(target_name, method):
     target = get_target(target_name)
