@@ -55,7 +55,8 @@ def test_layernorm_fold_keeps_the_model_function(tiny_en):
 
 
 @pytest.mark.skipif(HAS_CONVERTER, reason="the converter is installed here; this checks the error without it")
-def test_litert_target_without_the_converter_names_the_extra(tiny_en, tmp_path):
+def test_litert_target_without_the_converter_names_the_extra(tiny_en, tmp_path, capsys):
+    from exporter.cli import main
     from exporter.lower.litert import lower_litert
     from exporter.quant.pipeline import PlanOptions, make_plan
 
@@ -63,6 +64,13 @@ def test_litert_target_without_the_converter_names_the_extra(tiny_en, tmp_path):
     with pytest.raises(EdgeAsrError, match=r"pip install 'edgeasr\[litert\]'"):
         lower_litert(tiny_en, plan, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing half-written
+    # the command says so before loading or planning anything
+    assert (
+        main(["export", "--model", "tiny.en", "--target", "litert", "--budget", "30MB", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "edgeasr[litert]" in err and "loading" not in err and "planning" not in err
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from exporter.export.report import render_report
 from exporter.export.result import artifact_folder, export_summary, seal_artifact
 from exporter.export.stages import StageTimes, say
 from exporter.io import check_output_folder, staged_dir, write_json, write_text
+from exporter.lower.registry import get_backend
 from exporter.models import WhisperBundle, load_whisper
 from exporter.quant.pipeline import observe_user
 from runtimes.contract import REPORT_FILE, SUMMARY_FILE
@@ -78,6 +79,9 @@ def export(
                 f"export makes only {', '.join(formats)}; add --formats pte"
             )
         check_bundle_folder(bundle_dir)
+    for fmt in formats:  # a lowering whose packages are missing fails before anything is loaded
+        if get_backend(fmt).preflight is not None:
+            get_backend(fmt).preflight()
     calib = user_clips(options.calib, options.speaker) if options.calib else None
     started = time.perf_counter()
     out_dir = check_output_folder(out_dir)

@@ -42,6 +42,8 @@ class Backend:
     # Whether it can be exported with a shorter audio context (encoder frames < 3000), the memory budget's
     # second control (exporter/memory_budget.py); sherpa-onnx feeds its encoder up to 3000 frames.
     short_contexts: bool = True
+    # Checked before the model is loaded: raises a clear error when the lowering's own packages are missing.
+    preflight: Callable[[], None] | None = None
 
     @property
     def memory_runtime(self) -> str:

@@ -52,6 +52,15 @@ _NAME_PREFIX = "edgeasr:"
 _EXTRA = "pip install 'edgeasr[litert]'"
 
 
+def converter_missing() -> str | None:
+    """The error to give when the converter stack is not installed (without importing it), else None."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("litert_torch", "ai_edge_quantizer")):
+        return f"--target litert needs the LiteRT converter stack: {_EXTRA}"
+    return None
+
+
 def _import_converter():
     try:
         import litert_torch

@@ -11,6 +11,15 @@ from runtimes.contract import TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 
 
+def preflight() -> None:
+    """The converter stack is an extra: say so before any model is loaded or planned."""
+    from exporter.lower.litert import converter_missing
+
+    missing = converter_missing()
+    if missing:
+        raise EdgeAsrError(missing)
+
+
 def lower(bundle, plan, folder: Path, n_frames: int, attention: str) -> None:
     from exporter.lower.litert import lower_litert
 
@@ -32,4 +41,5 @@ BACKEND = Backend(
     lower_lora=lower_lora,
     attentions=("explicit",),  # written out in the graph
     memory_host="python",  # the interpreter and its XNNPACK delegate behave the same on host and device
+    preflight=preflight,
 )
