@@ -201,6 +201,19 @@ def _executorch_target(root: Path) -> Target:
     return Target("executorch", folder, plan, artifact, plan["model_id"], n_frames)
 
 
+def _pair_artifact(folder: Path, root: Path, files: list[Path], fmt: str, plan: dict, n_frames: int) -> dict:
+    """The artifact record of an encoder + decoder pair (ONNX, LiteRT): attention is written out in the graphs."""
+    return {
+        "name": _label(folder, root, [f.name for f in files]),
+        "format": fmt,
+        "sha256": sha256_of(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "budget_bytes": plan.get("budget_bytes"),
+        "n_frames": n_frames,
+        "attention": "explicit",
+    }
+
+
 def _onnx_target(root: Path, runtime: str = "onnx") -> Target:
     """edgeasr's ONNX runner, or (runtime sherpa-onnx) the client itself on a sherpa-layout pair."""
     from runtimes.onnx_runner import plan_from_metadata, read_metadata
@@ -215,16 +228,14 @@ def _onnx_target(root: Path, runtime: str = "onnx") -> Target:
     read_metadata(files[1])
     plan = plan_from_metadata(encoder_metadata, files[0])
     n_frames = int(encoder_metadata.get(META_N_FRAMES, FULL_FRAMES))
-    artifact = {
-        "name": _label(folder, root, [ENCODER_FILE, DECODER_FILE]),
-        "format": kind.format,
-        "sha256": sha256_of(files),
-        "bytes": sum(p.stat().st_size for p in files),
-        "budget_bytes": plan.get("budget_bytes"),
-        "n_frames": n_frames,
-        "attention": "explicit",
-    }
-    return Target(runtime, folder, plan, artifact, plan["model_id"], n_frames)
+    return Target(
+        runtime,
+        folder,
+        plan,
+        _pair_artifact(folder, root, files, kind.format, plan, n_frames),
+        plan["model_id"],
+        n_frames,
+    )
 
 
 def _litert_target(root: Path) -> Target:
@@ -238,15 +249,7 @@ def _litert_target(root: Path) -> Target:
     metadata = read_litert_metadata(files[0])  # a corrupt file fails here, with a clear error
     read_litert_metadata(files[1])
     plan, n_frames = metadata["plan"], int(metadata["n_frames"])
-    artifact = {
-        "name": _label(folder, root, [f.name for f in files]),
-        "format": kind.format,
-        "sha256": sha256_of(files),
-        "bytes": sum(p.stat().st_size for p in files),
-        "budget_bytes": plan.get("budget_bytes"),
-        "n_frames": n_frames,
-        "attention": "explicit",
-    }
+    artifact = _pair_artifact(folder, root, files, kind.format, plan, n_frames)
     return Target("litert", folder, plan, artifact, plan["model_id"], n_frames)
 
 

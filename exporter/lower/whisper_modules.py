@@ -112,7 +112,9 @@ class RunnerTextDecoderModule(nn.Module):
         return self.inner(decoder_input_ids, *encoder_output.unbind(0), cache_position)
 
 
-class WhisperTextDecoderModule(nn.Module):
+class _TextDecoderParts(nn.Module):
+    """The HF decoder's submodules (same names, so quantisation by layer name carries over) and shapes."""
+
     def __init__(self, hf_model, max_seq_len: int = 448):
         super().__init__()
         config = hf_model.config
@@ -123,9 +125,15 @@ class WhisperTextDecoderModule(nn.Module):
         self.layer_norm = decoder.layer_norm
         self.proj_out = hf_model.proj_out
         self.n_heads = config.decoder_attention_heads
-        head_dim = config.d_model // self.n_heads
-        self.scaling = head_dim**-0.5
+        self.head_dim = config.d_model // self.n_heads
+        self.scaling = self.head_dim**-0.5
         self.max_seq_len = max_seq_len
+
+
+class WhisperTextDecoderModule(_TextDecoderParts):
+    def __init__(self, hf_model, max_seq_len: int = 448):
+        super().__init__(hf_model, max_seq_len)
+        head_dim = self.head_dim
         # Mutable state of the exported program, one buffer per layer and kind: a slice of one stacked buffer
         # written in place exports as select_scatter, a full copy of the whole cache (portable `where`) per
         # layer and step. persistent=False keeps them out of the state dict.
@@ -168,7 +176,7 @@ class WhisperTextDecoderModule(nn.Module):
         return self.proj_out(self.layer_norm(x))
 
 
-class StatelessTextDecoderModule(nn.Module):
+class StatelessTextDecoderModule(_TextDecoderParts):
     """The text decoder for converters without mutable state (LiteRT): the self-attention cache is an input
     and each step returns its new keys and values, which the runner writes into its cache at `cache_position`.
 
@@ -177,20 +185,6 @@ class StatelessTextDecoderModule(nn.Module):
 
     The current token attends to the cache's first `cache_position` slots and to itself (appended as slot
     S), so the cache is only read here: no scatter op, and slots past the position may hold anything."""
-
-    def __init__(self, hf_model, max_seq_len: int = 448):
-        super().__init__()
-        config = hf_model.config
-        decoder = hf_model.model.decoder
-        self.embed_tokens = decoder.embed_tokens
-        self.embed_positions = decoder.embed_positions
-        self.layers = decoder.layers
-        self.layer_norm = decoder.layer_norm
-        self.proj_out = hf_model.proj_out
-        self.n_heads = config.decoder_attention_heads
-        self.head_dim = config.d_model // self.n_heads
-        self.scaling = self.head_dim**-0.5
-        self.max_seq_len = max_seq_len
 
     def forward(self, decoder_input_ids: torch.Tensor, cache_position: torch.Tensor, *caches: torch.Tensor):
         n = len(self.layers)
