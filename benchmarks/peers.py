@@ -42,6 +42,8 @@ from runtimes.errors import EdgeAsrError
 
 # target, format, runtime
 TARGETS = (("onnx", "onnx", "onnx"), ("android", "pte", "executorch"), ("litert", "tflite", "litert"))
+# Every edgeasr export here: the fill allocation, calibrated on 32 of the english_misc clips (CALIB).
+ALLOCATION, N_CALIB = "fill", 32
 # The LiteRT converter lives in its own environment (Makefile: make install-litert); its exports run there.
 LITERT_PYTHON = ROOT / ".venv-litert" / "bin" / "python"
 
@@ -87,7 +89,13 @@ def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
     if target == "litert" and importlib.util.find_spec("litert_torch") is None:
         return _export_in_litert_env(model, budget, out)
     options = ExportOptions(
-        model=model, target=target, budget=str(budget), formats=(fmt,), allocation="fill", calib=CALIB, n_calib=32
+        model=model,
+        target=target,
+        budget=str(budget),
+        formats=(fmt,),
+        allocation=ALLOCATION,
+        calib=CALIB,
+        n_calib=N_CALIB,
     )
     try:
         export(options, out, progress=False)
@@ -102,8 +110,8 @@ def _export_in_litert_env(model: str, budget: int, out: Path) -> Path | str:
     if not LITERT_PYTHON.is_file():
         sys.exit(f"the litert rows need {LITERT_PYTHON}: run `make install-litert` first")
     command = [str(LITERT_PYTHON), "-m", "exporter.cli", "export", "--model", model, "--target", "litert"]
-    command += ["--budget", str(budget), "--formats", "tflite", "--allocation", "fill", "--calib", str(CALIB)]
-    command += ["--n-calib", "32", "--no-progress", "--out", str(out)]
+    command += ["--budget", str(budget), "--formats", "tflite", "--allocation", ALLOCATION, "--calib", str(CALIB)]
+    command += ["--n-calib", str(N_CALIB), "--no-progress", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if line.startswith("edgeasr: error:")]

@@ -92,30 +92,29 @@ class _LiteRTDecoderSession:
     def __init__(self, runner: LiteRTRunner, cross: list[np.ndarray]):
         self.runner = runner
         self.position = 0
-        interpreter, inputs = runner.decoder, runner.decoder_inputs
-        layers = runner.layers
-        for detail, tensor in zip(inputs[2 + 2 * layers :], cross, strict=True):
+        interpreter = runner.decoder
+        for detail, tensor in zip(runner.cross_inputs, cross, strict=True):
             interpreter.set_tensor(detail["index"], tensor)
         # Slots at and after the position are masked by adding the most negative float to their scores, which
         # only works on finite values: the interpreter's input buffers start as whatever memory it was given
         # (NaN patterns included), so the cache is zeroed once per session.
-        for detail in inputs[2 : 2 + 2 * layers]:
+        for detail in runner.cache_inputs:
             interpreter.tensor(detail["index"])().fill(0.0)
 
     def step(self, tokens: list[int]) -> np.ndarray:
         runner = self.runner
-        interpreter, inputs, outputs = runner.decoder, runner.decoder_inputs, runner.decoder_outputs
+        interpreter = runner.decoder
         logits = None
         for token in tokens:
             if self.position >= runner.max_seq_len:
                 raise EdgeAsrError(f"the decoder cache is full ({runner.max_seq_len} positions)")
-            interpreter.set_tensor(inputs[0]["index"], np.array([[token]], dtype=np.int32))
-            interpreter.set_tensor(inputs[1]["index"], np.array([self.position], dtype=np.int32))
+            interpreter.set_tensor(runner.token_input, np.array([[token]], dtype=np.int32))
+            interpreter.set_tensor(runner.position_input, np.array([self.position], dtype=np.int32))
             interpreter.invoke()
-            for cache, new in zip(inputs[2 : 2 + 2 * runner.layers], outputs[1:], strict=True):
+            for cache, new in zip(runner.cache_inputs, runner.new_kv_outputs, strict=True):
                 # write this position's keys / values into the cache input, in place
                 interpreter.tensor(cache["index"])()[:, self.position] = interpreter.get_tensor(new["index"])[:, 0]
-            logits = interpreter.get_tensor(outputs[0]["index"])[0, -1]
+            logits = interpreter.get_tensor(runner.logits_output)[0, -1]
             self.position += 1
         return logits
 
@@ -140,13 +139,18 @@ class LiteRTRunner(Runner):
         self.decoder = _interpreter(folder / TFLITE_DECODER_FILE, threads)
         encoder_inputs, self.encoder_outputs = _signature(self.encoder)
         self.encoder_input = encoder_inputs[0]["index"]
-        self.decoder_inputs, self.decoder_outputs = _signature(self.decoder)
+        decoder_inputs, decoder_outputs = _signature(self.decoder)
         expected = 2 + 4 * self.layers
-        if len(self.decoder_inputs) != expected or len(self.encoder_outputs) != 2 * self.layers:
+        if len(decoder_inputs) != expected or len(self.encoder_outputs) != 2 * self.layers:
             raise EdgeAsrError(
-                f"{folder} holds a LiteRT pair of another shape ({len(self.decoder_inputs)} decoder inputs, "
+                f"{folder} holds a LiteRT pair of another shape ({len(decoder_inputs)} decoder inputs, "
                 f"{expected} expected); re-export it"
             )
+        # the decoder's signature (exporter/lower/whisper_modules.py StatelessTextDecoderModule), taken apart once
+        self.token_input, self.position_input = decoder_inputs[0]["index"], decoder_inputs[1]["index"]
+        self.cache_inputs = decoder_inputs[2 : 2 + 2 * self.layers]
+        self.cross_inputs = decoder_inputs[2 + 2 * self.layers :]
+        self.logits_output, self.new_kv_outputs = decoder_outputs[0]["index"], decoder_outputs[1:]
 
     def encode(self, features: np.ndarray) -> list[np.ndarray]:
         self.encoder.set_tensor(self.encoder_input, features[None].astype(np.float32))

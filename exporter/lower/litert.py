@@ -50,6 +50,7 @@ MAX_SEQ_LEN = 448
 LITERT_TARGETS = ("litert",)
 _NAME_PREFIX = "edgeasr:"
 _EXTRA = "pip install 'edgeasr[litert]'"
+_MISSING = f"--target litert needs the LiteRT converter stack: {_EXTRA}"
 
 
 def converter_missing() -> str | None:
@@ -57,7 +58,7 @@ def converter_missing() -> str | None:
     import importlib.util
 
     if any(importlib.util.find_spec(name) is None for name in ("litert_torch", "ai_edge_quantizer")):
-        return f"--target litert needs the LiteRT converter stack: {_EXTRA}"
+        return _MISSING
     return None
 
 
@@ -67,7 +68,7 @@ def _import_converter():
         from ai_edge_litert.tools import flatbuffer_utils
         from ai_edge_quantizer import quantizer
     except ImportError as exc:
-        raise EdgeAsrError(f"--target litert needs the LiteRT converter stack: {_EXTRA}") from exc
+        raise EdgeAsrError(_MISSING) from exc
     return litert_torch, quantizer, flatbuffer_utils
 
 
@@ -79,13 +80,15 @@ def _check_target(plan: QuantPlan) -> None:
         )
 
 
-def prepare_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
-    """A float copy with each planned weight clipped to its calibrated range; the original is not touched.
+def prepare_model(bundle: WhisperBundle, plan: QuantPlan) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """(a float copy with each planned weight clipped to its calibrated range, each planned layer's folded
+    weight before clipping: what the plan's formats quantise); the original bundle is not touched.
     The tied pair shares one clip (the plan calibrates it on the output projection) and one tensor."""
     model = copy.deepcopy(bundle.model).float().eval()
     model.requires_grad_(False)
     model.config._attn_implementation = "eager"
     fold_layernorm_affine(model)  # what the converter would do; done first, as the simulation does
+    unclipped = {layer.name: model.get_submodule(layer.name).weight.detach() for layer in plan.layers}
     for layer in plan.layers:
         if layer.tied_to is not None:
             continue  # the follower reads its leader's tensor
@@ -95,7 +98,7 @@ def prepare_model(bundle: WhisperBundle, plan: QuantPlan) -> nn.Module:
     if "proj_out" not in followers:
         raise EdgeAsrError("a LiteRT plan ties the output projection to the token embedding; re-make the plan")
     model.proj_out.weight = model.get_submodule(followers["proj_out"]).weight
-    return model
+    return model, unclipped
 
 
 @dataclass
@@ -141,24 +144,20 @@ def _weight_index(model: nn.Module, plan: QuantPlan) -> dict[tuple[str, str], tu
     return index
 
 
-def _op_name(model_t, op, flatbuffer_utils) -> str:
+def _name_layers(model_t, weights: dict, flatbuffer_utils) -> dict[str, float]:
+    """Rename the output tensor of each op whose weight is a planned layer; returns {layer: folded factor}."""
     from ai_edge_litert import schema_py_generated as schema
 
-    code = flatbuffer_utils.get_builtin_code_from_operator_code(model_t.operatorCodes[op.opcodeIndex])
-    names = {
+    weighted = {
         schema.BuiltinOperator.FULLY_CONNECTED: "FULLY_CONNECTED",
         schema.BuiltinOperator.EMBEDDING_LOOKUP: "EMBEDDING_LOOKUP",
     }
-    return names.get(code, "")
-
-
-def _name_layers(model_t, weights: dict, flatbuffer_utils) -> dict[str, float]:
-    """Rename the output tensor of each op whose weight is a planned layer; returns {layer: folded factor}."""
     found: dict[str, float] = {}
     for subgraph in model_t.subgraphs:
         for op in subgraph.operators:
-            kind = _op_name(model_t, op, flatbuffer_utils)
-            if not kind:
+            code = flatbuffer_utils.get_builtin_code_from_operator_code(model_t.operatorCodes[op.opcodeIndex])
+            kind = weighted.get(code)
+            if kind is None:
                 continue
             # FULLY_CONNECTED takes (input, weight, bias); EMBEDDING_LOOKUP takes (ids, table)
             tensor = subgraph.tensors[op.inputs[1]]
@@ -261,7 +260,7 @@ def _metadata(bundle: WhisperBundle, plan: QuantPlan, graph: str, n_frames: int)
     ).encode()
 
 
-def _add_metadata(model_t, payload: bytes, flatbuffer_utils) -> None:
+def _add_metadata(model_t, payload: bytes) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
     buffer = schema.BufferT()
@@ -280,13 +279,9 @@ def lower_litert(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_
     litert_torch, quantizer, flatbuffer_utils = _import_converter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    folded = copy.deepcopy(bundle.model).float()
-    fold_layernorm_affine(folded)  # the weights the plan's formats apply to, before clipping
-    original = {layer.name: folded.get_submodule(layer.name).weight.detach() for layer in plan.layers}
-    del folded
-    model = prepare_model(bundle, plan)
+    model, unclipped = prepare_model(bundle, plan)
     weights = _weight_index(model, plan)
-    placed: dict[str, str] = {}
+    placed: set[str] = set()
     sizes = {}
     for graph in _graphs(model, n_frames):
         with tempfile.TemporaryDirectory(prefix="edgeasr-litert-") as tmp:
@@ -299,11 +294,10 @@ def lower_litert(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_
                 converted.export(str(float_path))
             model_t = flatbuffer_utils.read_model(str(float_path))
         factors = _name_layers(model_t, weights, flatbuffer_utils)
-        _add_metadata(model_t, _metadata(bundle, plan, graph.name, n_frames), flatbuffer_utils)
+        _add_metadata(model_t, _metadata(bundle, plan, graph.name, n_frames))
         named = bytes(flatbuffer_utils.convert_object_to_bytearray(model_t))
         in_graph = [layer for layer in plan.layers if layer.name in factors]
-        for layer in in_graph:
-            placed[layer.name] = graph.name
+        placed.update(layer.name for layer in in_graph)
         quantised_layers = [layer for layer in in_graph if not layer.format.is_float and layer.tied_to is None]
         op_of = {
             layer.name: "EMBEDDING_LOOKUP" if layer.kind == "embedding" else "FULLY_CONNECTED" for layer in in_graph
@@ -316,7 +310,7 @@ def lower_litert(bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_
             data = bytes(result.quantized_model)
         else:
             data = named
-        _verify(data, [layer for layer in quantised_layers], original, factors, graph.name)
+        _verify(data, quantised_layers, unclipped, factors, graph.name)
         path = out_dir / (TFLITE_ENCODER_FILE if graph.name == "encoder" else TFLITE_DECODER_FILE)
         with atomic_path(path) as tmp_path:
             Path(tmp_path).write_bytes(data)
