@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install install-litert clean
+.PHONY: demo test install install-litert install-tflite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ $(LITERT_STAMP): pyproject.toml
 
 install-litert: $(LITERT_STAMP)
 
+# tflite-runtime 2.14 (the older TFLite interpreter) needs numpy < 2: `edgeasr runtimes install` gives it an
+# environment of its own, which its runner starts a process in. Runners find it through EDGEASR_TFLITE_VENV.
+TFLITE_VENV  := $(CURDIR)/.venv-tflite
+
+$(TFLITE_VENV)/bin/python: | $(STAMP)
+	$(BIN)/edgeasr runtimes install tflite-runtime --venv $(TFLITE_VENV)
+
+install-tflite: $(TFLITE_VENV)/bin/python
+
 # The main job on the embedded default: Whisper base for Android in 80 MB (generic calibration clips, so not
 # personalised; add --calib your_clips/ for that), then one real clip transcribed through the .pte.
 DEMO_OUT := out/demo-base-android-80MB
@@ -37,12 +46,13 @@ demo: $(STAMP)
 	$(BIN)/edgeasr transcribe --artifact $(DEMO_OUT) ../shared/data/english_misc/audio/ls_1089-134691-0000.wav
 
 # Lint and format check first (seconds), then the suite; -ra lists every skip with its reason (under CI, a
-# skip fails: tests/conftest.py). The LiteRT tests run in their own environment, after the rest.
-test: $(STAMP) $(LITERT_STAMP)
+# skip fails: tests/conftest.py). The LiteRT tests run in their own environment, after the rest; those of
+# tflite-runtime start its process from there.
+test: $(STAMP) $(LITERT_STAMP) $(TFLITE_VENV)/bin/python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra -m "not litert"
-	$(LITERT_VENV)/bin/python -m pytest -q -ra -m litert tests/test_litert.py
+	EDGEASR_TFLITE_VENV=$(TFLITE_VENV) $(LITERT_VENV)/bin/python -m pytest -q -ra -m litert tests/test_litert.py
 
 clean:
-	rm -rf $(VENV) $(LITERT_VENV) build *.egg-info
+	rm -rf $(VENV) $(LITERT_VENV) $(TFLITE_VENV) build *.egg-info

@@ -3,7 +3,8 @@
 For one model, whisper.cpp's q4_0, q5_0 and q8_0 files and a CTranslate2 int8 folder are written from the
 same Hugging Face weights edgeasr exports (benchmarks/peer_formats.py). edgeasr then exports at each
 whisper.cpp file's exact byte count as its budget: the ONNX pair (target onnx), the .pte (target
-android) and the LiteRT pair (target litert, exported by .venv-litert's edgeasr), myQASR + fill, calibrated on the english_misc clips (unlabelled, not tested). A budget a target
+android), the LiteRT pair (target litert) and the pair for tflite-runtime (target tflite-runtime, run in its
+own environment: make install-tflite), both exported by .venv-litert's edgeasr, myQASR + fill, calibrated on the english_misc clips (unlabelled, not tested). A budget a target
 cannot meet is a row with the export's own error. Every system runs in its own process on the same 80
 clips (40 AN4 test, 40 speechocean762), one thread, greedy, scored by edgeasr's scorer; edgeasr's rows come
 from `edgeasr bench`, the peers' from benchmarks/peer_worker.py. Each edgeasr row is also compared with
@@ -19,6 +20,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import random
 import shutil
 import statistics
@@ -41,11 +43,19 @@ from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.errors import EdgeAsrError
 
 # target, format, runtime
-TARGETS = (("onnx", "onnx", "onnx"), ("android", "pte", "executorch"), ("litert", "tflite", "litert"))
+TARGETS = (
+    ("onnx", "onnx", "onnx"),
+    ("android", "pte", "executorch"),
+    ("litert", "tflite", "litert"),
+    ("tflite-runtime", "tflite-runtime", "tflite-runtime"),
+)
 # Every edgeasr export here: the fill allocation, calibrated on 32 of the english_misc clips (CALIB).
 ALLOCATION, N_CALIB = "fill", 32
 # The LiteRT converter lives in its own environment (Makefile: make install-litert); its exports run there.
 LITERT_PYTHON = ROOT / ".venv-litert" / "bin" / "python"
+LITERT_TARGETS = ("litert", "tflite-runtime")  # both lowered by the LiteRT converter
+# tflite-runtime's own environment (make install-tflite), for its rows: the export's parity check and the runs
+os.environ.setdefault("EDGEASR_TFLITE_VENV", str(ROOT / ".venv-tflite"))
 
 
 @dataclasses.dataclass
@@ -86,8 +96,8 @@ def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
     if (out / "export.json").is_file() and is_current(out):
         return out
     shutil.rmtree(out, ignore_errors=True)
-    if target == "litert" and importlib.util.find_spec("litert_torch") is None:
-        return _export_in_litert_env(model, budget, out)
+    if target in LITERT_TARGETS and importlib.util.find_spec("litert_torch") is None:
+        return _export_in_litert_env(model, target, fmt, budget, out)
     options = ExportOptions(
         model=model,
         target=target,
@@ -105,18 +115,18 @@ def exported(model: str, target: str, fmt: str, budget: int) -> Path | str:
     return out
 
 
-def _export_in_litert_env(model: str, budget: int, out: Path) -> Path | str:
+def _export_in_litert_env(model: str, target: str, fmt: str, budget: int, out: Path) -> Path | str:
     """The same export as `exported`, run by .venv-litert's edgeasr (the converter is not importable here)."""
     if not LITERT_PYTHON.is_file():
-        sys.exit(f"the litert rows need {LITERT_PYTHON}: run `make install-litert` first")
-    command = [str(LITERT_PYTHON), "-m", "exporter.cli", "export", "--model", model, "--target", "litert"]
-    command += ["--budget", str(budget), "--formats", "tflite", "--allocation", ALLOCATION, "--calib", str(CALIB)]
+        sys.exit(f"the {target} rows need {LITERT_PYTHON}: run `make install-litert` first")
+    command = [str(LITERT_PYTHON), "-m", "exporter.cli", "export", "--model", model, "--target", target]
+    command += ["--budget", str(budget), "--formats", fmt, "--allocation", ALLOCATION, "--calib", str(CALIB)]
     command += ["--n-calib", str(N_CALIB), "--no-progress", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if line.startswith("edgeasr: error:")]
         if not errors:
-            sys.exit(f"the litert export failed unexpectedly:\n{done.stderr[-3000:]}")
+            sys.exit(f"the {target} export failed unexpectedly:\n{done.stderr[-3000:]}")
         return errors[-1].removeprefix("edgeasr: error:").strip()
     (out / STAMP_FILE).write_text(lowering_stamp() + "\n")
     return out
@@ -318,7 +328,7 @@ def main() -> None:
         "(a decoder that repeats one span of tokens is cut after its first copy; edgeasr's runners decode so, "
         "the peers' finished greedy tokens are cut where the guard would have stopped them, which gives the "
         "same text); unguarded: the peer's own output. edgeasr exports at each whisper.cpp file's bytes as the budget "
-        "(onnx, android and litert targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
+        "(onnx, android, litert and tflite-runtime targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
         "bootstrap over speakers (2000 resamples). Run peak: the whole process's peak RSS while transcribing, for "
         "every system (edgeasr's ONNX runner process holds no torch; its .pte process does, because ExecuTorch's "
         "Python bindings import it, which an app's C++ runtime does not). "

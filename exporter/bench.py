@@ -47,6 +47,7 @@ from runtimes.contract import (
     META_N_FRAMES,
     PLAN_FILE,
     PTE_FILE,
+    RUNTIMES,
     TFLITE_DECODER_FILE,
     TFLITE_ENCODER_FILE,
     TOKENIZER_FILE,
@@ -60,6 +61,7 @@ BACKENDS = {
     "executorch": "xnnpack",
     "sherpa-onnx": "OfflineRecognizer (ONNX Runtime cpu), its own features and greedy search",
     "litert": "ai-edge-litert interpreter, XNNPACK delegate",
+    "tflite-runtime": "tflite-runtime interpreter, XNNPACK delegate, in its own process (memory: both processes)",
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,26 +240,27 @@ def _onnx_target(root: Path, runtime: str = "onnx") -> Target:
     )
 
 
-def _litert_target(root: Path) -> Target:
+def _litert_target(root: Path, runtime: str = "litert") -> Target:
+    """ai-edge-litert's runner, or (runtime tflite-runtime) the older interpreter in its own process."""
     from runtimes.litert_runner import read_litert_metadata
 
     kind = KINDS["litert"]
     folder = kind.find(root)
     if folder is None:
-        raise EdgeAsrError(f"{root} holds no {kind.entry_file}, so runtime litert has nothing to run")
+        raise EdgeAsrError(f"{root} holds no {kind.entry_file}, so runtime {runtime} has nothing to run")
     files = [folder / TFLITE_ENCODER_FILE, folder / TFLITE_DECODER_FILE]
     metadata = read_litert_metadata(files[0])  # a corrupt file fails here, with a clear error
     read_litert_metadata(files[1])
     plan, n_frames = metadata["plan"], int(metadata["n_frames"])
     artifact = _pair_artifact(folder, root, files, kind.format, plan, n_frames)
-    return Target("litert", folder, plan, artifact, plan["model_id"], n_frames)
+    return Target(runtime, folder, plan, artifact, plan["model_id"], n_frames)
 
 
 def _artifact_target(root: Path, runtime: str) -> Target:
     if runtime == "executorch":
         return _executorch_target(root)
-    if runtime == "litert":
-        return _litert_target(root)
+    if runtime in ("litert", "tflite-runtime"):
+        return _litert_target(root, runtime)
     return _onnx_target(root, runtime)
 
 
@@ -312,7 +315,7 @@ def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
         raise EdgeAsrError(f"artifact folder not found: {root}")
     built = {}
     for runtime in runtimes:
-        if runtime in KINDS:
+        if runtime in RUNTIMES:
             built[runtime] = _artifact_target(root, runtime)
     primary = next(iter(built.values()), None)
     n_frames = primary.n_frames if primary else _artifact_context(root)
@@ -324,6 +327,11 @@ def resolve_targets(root: Path, runtimes: tuple[str, ...]) -> list[Target]:
 
 def check_runtime_available(runtime: str) -> None:
     """Fail before any measuring when a runtime's package is not importable, naming what to install."""
+    if runtime == "tflite-runtime":  # its own environment, not this one's packages
+        from runtimes.tflite_process import worker_python
+
+        worker_python()
+        return
     module, install = RUNTIME_IMPORTS[runtime]
     try:
         import_module(module)

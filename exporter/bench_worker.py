@@ -37,6 +37,8 @@ RUNTIME_IMPORTS = {  # runtime -> (module to import, what to install when it is 
     "executorch": ("executorch.runtime", "pip install executorch==1.5.1"),
     "sherpa-onnx": ("sherpa_onnx", "pip install sherpa-onnx==2.0.1"),
     "litert": ("ai_edge_litert.interpreter", "pip install ai-edge-litert==2.3.0"),
+    # the interpreter runs in its own environment and process; this one only talks to it
+    "tflite-runtime": ("runtimes.tflite_process", "edgeasr runtimes install tflite-runtime"),
 }
 _STATUS = Path("/proc/self/status")
 
@@ -127,7 +129,7 @@ class WorkerResult:
 
 
 def _set_threads(runtime: str, threads: int) -> None:
-    if runtime in ("onnx", "sherpa-onnx"):
+    if runtime in ("onnx", "sherpa-onnx", "tflite-runtime"):
         return  # their sessions take `threads` when opened; importing torch here would be measured as theirs
     import torch
 
@@ -141,6 +143,10 @@ def _set_threads(runtime: str, threads: int) -> None:
 def _runtime_version(runtime: str) -> str:
     from importlib.metadata import version
 
+    if runtime == "tflite-runtime":
+        from runtimes.tflite_process import installed_version
+
+        return f"tflite-runtime {installed_version()}"
     package = {
         "onnx": "onnxruntime",
         "executorch": "executorch",
@@ -170,6 +176,8 @@ def _import_runtime(runtime: str) -> None:
         import runtimes.sherpa_runner  # noqa: F401
     elif runtime == "litert":
         import runtimes.litert_runner  # noqa: F401
+    elif runtime == "tflite-runtime":
+        import runtimes.tflite_process  # noqa: F401
     else:
         import exporter.models  # noqa: F401
         import exporter.quant.simulate  # noqa: F401
@@ -177,7 +185,7 @@ def _import_runtime(runtime: str) -> None:
 
 
 def _build_runner(spec: WorkerSpec):
-    if spec.runtime in ("onnx", "executorch", "sherpa-onnx", "litert"):
+    if spec.runtime in ("onnx", "executorch", "sherpa-onnx", "litert", "tflite-runtime"):
         from runtimes.artifact import open_artifact
 
         return open_artifact(
@@ -226,6 +234,15 @@ def measure(spec: WorkerSpec) -> WorkerResult:
         result.load_seconds = time.perf_counter() - started
         result.load_peak_rss = tracker.peak()
         result.after_load_rss = read_status()["VmRSS"]
+        # A runner whose engine runs in a process of its own (tflite-runtime): that process's memory is the
+        # runtime's too. Its phases are added to this one's (the sum of two peaks bounds the joint peak).
+        engine = getattr(runner, "engine", None)
+        if engine is not None:
+            loaded = engine.memory()
+            result.baseline_rss += engine.baseline_rss
+            result.load_peak_rss += loaded["hwm"]
+            result.after_load_rss += loaded["rss"]
+            engine.reset_peak()
         tracker.reset()
         for _ in range(spec.warmup):
             _decode(runner, audio[0], spec.clips[0], spec.loop_guard)
@@ -242,7 +259,7 @@ def measure(spec: WorkerSpec) -> WorkerResult:
                     "timings": out.timings,
                 }
             )
-        result.run_peak_rss = tracker.peak()
+        result.run_peak_rss = tracker.peak() + (engine.memory()["hwm"] if engine is not None else 0)
     finally:
         tracker.close()
     return result

@@ -34,7 +34,7 @@ DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)
 # Planning ladders (exporter/quant/targets.py); "android" plans on the executorch ladder.
-PLAN_TARGETS = ("android", "executorch", "onnx", "litert", "sim", "nf4")
+PLAN_TARGETS = ("android", "executorch", "onnx", "litert", "tflite-runtime", "sim", "nf4")
 
 # Scoring (exporter/scoring.py) and grouping of results (exporter/data.py).
 METRICS = ("wer", "wer_plain", "cer")
@@ -43,8 +43,12 @@ GROUP_KEYS = ("gender", "speaker", "language", "split")
 # Decoding (runtimes/decoding.py).
 TASKS = ("transcribe", "translate")
 
-# `edgeasr bench` runtimes (exporter/bench.py).
-BENCH_RUNTIMES = ("torch-fp", "torch", "onnx", "executorch", "sherpa-onnx", "litert")
+# Runtimes that run an exported artifact (runtimes/contract.py RUNTIMES), and `edgeasr bench`'s, which add the
+# PyTorch references (exporter/bench.py).
+ARTIFACT_RUNTIMES = ("executorch", "onnx", "litert", "sherpa-onnx", "tflite-runtime")
+BENCH_RUNTIMES = ("torch-fp", "torch", *ARTIFACT_RUNTIMES)
+# Runtimes that `edgeasr runtimes install` sets up in an environment of their own (runtimes/tflite_process.py).
+INSTALLABLE_RUNTIMES = ("tflite-runtime",)
 
 # PQM (exporter/personalize/): how transcripts become training text, and the NF4 base's token-embedding format.
 LABEL_STYLES = ("lower", "keep", "normalized")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from exporter.choices import (
     ALLOCATIONS,
+    ARTIFACT_RUNTIMES,
     BENCH_RUNTIMES,
     CALIBRATIONS,
     DEFAULT_ALLOCATION,
@@ -25,6 +26,7 @@ from exporter.choices import (
     DEFAULT_SENSITIVITY,
     EMBEDDINGS,
     GROUP_KEYS,
+    INSTALLABLE_RUNTIMES,
     LABEL_STYLES,
     METRICS,
     ONNX_LAYOUTS,
@@ -117,13 +119,15 @@ def _add_loop_guard(parser: argparse.ArgumentParser) -> None:
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from runtimes.audio import load_audio
 
+    if args.runtime and not args.artifact:
+        raise_usage("--runtime goes with --artifact")
     clips = [load_audio(path) for path in args.clips]  # validate every clip before loading a model
     from runtimes.decoding import DecodingOptions
 
     if args.artifact:
         from runtimes.artifact import open_artifact
 
-        runner = open_artifact(args.artifact, adapters=args.adapter)
+        runner = open_artifact(args.artifact, runtime=args.runtime, adapters=args.adapter)
     else:
         if args.adapter is not None:
             raise_usage("--adapter goes with --artifact (an NF4 + LoRA export)")
@@ -465,6 +469,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runtimes_install(args: argparse.Namespace) -> int:
+    from runtimes.tflite_process import install
+
+    venv = install(args.venv, args.python)
+    if args.venv:
+        print(f"created {venv}; runners find it with EDGEASR_TFLITE_VENV={venv.absolute()}")
+    else:
+        print(f"created {venv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edgeasr", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -478,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="ISO code (multilingual models detect it when omitted)")
     p.add_argument("--task", default=TASKS[0], choices=TASKS)
     p.add_argument("--artifact", type=Path, help="transcribe through an exported folder instead of --model")
+    p.add_argument(
+        "--runtime",
+        choices=ARTIFACT_RUNTIMES,
+        help="the runtime that runs --artifact (default: the artifact's own); tflite-runtime runs a LiteRT pair "
+        "in its own environment (`edgeasr runtimes install tflite-runtime`)",
+    )
     _add_adapter(p)
     _add_loop_guard(p)
     p.set_defaults(func=_cmd_transcribe)
@@ -755,6 +776,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", type=Path, required=True, help="the user's adapter folder from `edgeasr personalize`")
     p.add_argument("--out", type=Path, required=True, help="new folder for the user's adapter files")
     p.set_defaults(func=_cmd_adapter)
+
+    p = sub.add_parser("runtimes", help="set up a runtime that lives in an environment of its own")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("install", help="create the runtime's environment (tflite-runtime: numpy < 2)")
+    q.add_argument("runtime", choices=INSTALLABLE_RUNTIMES)
+    q.add_argument(
+        "--venv",
+        type=Path,
+        help="where to create it (default: $EDGEASR_TFLITE_VENV, else ~/.cache/edgeasr/tflite-runtime-<version>); "
+        "a runner finds it there through the same variable",
+    )
+    q.add_argument("--python", help="the Python to build it with (default: this one; tflite-runtime needs 3.9-3.11)")
+    q.set_defaults(func=_cmd_runtimes_install)
 
     p = sub.add_parser("inspect", help="print the per-layer plan stored inside an artifact")
     p.add_argument("artifact", type=Path, help="a .pte, an .onnx, or an export folder")

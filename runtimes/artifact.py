@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.contract import ENCODER_FILE, KINDS, ArtifactKind
+from runtimes.contract import ENCODER_FILE, ENGINES, KINDS, RUNTIMES, ArtifactKind
 from runtimes.errors import EdgeAsrError
 from runtimes.integrity import verify_checksums
 
@@ -29,7 +29,7 @@ def locate(path: str | Path, runtime: str | None = None) -> tuple[ArtifactKind, 
             if (by_suffix or path.name == kind.entry_file) and runtime in (None, kind.runtime):
                 return kind, path.parent
     if runtime is not None and runtime not in KINDS:
-        raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(KINDS)}")
+        raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     if path.is_dir():
         wanted = [kind for name, kind in KINDS.items() if runtime in (None, name)]
         # the export's first format sits at the top of its folder: it wins over a second one in a subfolder
@@ -58,13 +58,21 @@ def open_artifact(
 ):
     """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
 
+    `runtime` picks the runner where several run the artifact (`runtimes.contract.RUNTIMES`; e.g. litert or
+    tflite-runtime for a LiteRT pair); default: the artifact's own.
     `adapters`: one user's LoRA adapter files for an NF4 + LoRA artifact: for ONNX a folder of .onnx_adapter
     files, for a .pte an adapter.ptd (or a folder holding one). The artifact's own files are checked against
     the checksums its export recorded (runtimes.integrity), an adapter file against its own record, before
     anything is loaded.
     """
-    kind, folder = locate(path, runtime)
+    kind, folder = locate(path, ENGINES.get(runtime, runtime))
     verify_checksums(folder)
+    if runtime == "tflite-runtime":
+        if adapters is not None:
+            raise EdgeAsrError("a LiteRT artifact takes no per-user adapter files (no LoRA lowering for LiteRT)")
+        from runtimes.tflite_process import TfliteRuntimeRunner
+
+        return TfliteRuntimeRunner(folder, threads=threads)
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 

@@ -98,18 +98,34 @@ KINDS = {
     "onnx": ArtifactKind(
         "onnx", "onnx", ENCODER_FILE, (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE), ("", "onnx", "sherpa")
     ),
+    # format tflite-runtime: the same pair on the ladder tflite-runtime computes correctly
     "litert": ArtifactKind(
         "litert",
         "tflite",
         TFLITE_ENCODER_FILE,
         (TFLITE_ENCODER_FILE, TFLITE_DECODER_FILE, TOKENIZER_FILE),
-        ("", "tflite"),
+        ("", "tflite", "tflite-runtime"),
+        ("tflite-runtime",),
     ),
     # sherpa-onnx itself, on the sherpa layout only: tokens.txt marks it
     "sherpa-onnx": ArtifactKind(
         "sherpa-onnx", "sherpa", SHERPA_TOKENS_FILE, (ENCODER_FILE, DECODER_FILE, SHERPA_TOKENS_FILE), ("", "sherpa")
     ),
 }
+
+
+# Runtimes that run another runtime's artifact kind with an engine of their own: runtime -> that kind's runtime.
+# tflite-runtime (the older TFLite package, in its own environment and process: runtimes/tflite_process.py)
+# runs the LiteRT pair, where every layer is in a format it computes correctly (TFLITE_RUNTIME_FORMATS).
+ENGINES = {"tflite-runtime": "litert"}
+RUNTIMES = (*KINDS, *ENGINES)
+
+
+def kind_for_runtime(runtime: str) -> ArtifactKind:
+    """The artifact kind a runtime runs (its own, or the kind its engine runs)."""
+    if runtime not in RUNTIMES:
+        raise EdgeAsrError(f"unknown artifact runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    return KINDS[ENGINES.get(runtime, runtime)]
 
 
 def kind_for_format(fmt: str) -> ArtifactKind:

@@ -182,3 +182,105 @@ def test_litert_runner_needs_its_files(tmp_path):
 
     with pytest.raises(EdgeAsrError, match="not found"):
         LiteRTRunner(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------------------------
+# tflite-runtime, in its own environment and process (EDGEASR_TFLITE_VENV, set by `make test`)
+
+
+@pytest.fixture(scope="module")
+def tflite_runtime_export(tmp_path_factory, shared_data):
+    """tiny.en for tflite-runtime at 60 MB: fp32 and int8-per-tensor layers, a 10 s audio context (cheaper)."""
+    from exporter.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("tflite-runtime") / "tiny-60MB"
+    summary = export(
+        ExportOptions(
+            model="tiny.en",
+            target="tflite-runtime",
+            budget="60MB",
+            calib=shared_data / "english_misc" / "manifest.jsonl",
+            n_calib=4,
+            calibration="minmax",
+            parity_clips=2,
+            max_audio_seconds=10,
+        ),
+        out,
+        progress=False,
+    )
+    return out, summary
+
+
+@litert
+def test_tflite_runtime_export_is_checked_through_tflite_runtime(tflite_runtime_export):
+    from runtimes.artifact import read_plan
+
+    out, _ = tflite_runtime_export
+    summary = json.loads((out / "export.json").read_text())
+    size = (out / "encoder.tflite").stat().st_size + (out / "decoder.tflite").stat().st_size
+    assert size <= 60_000_000
+    _, plan = read_plan(out)
+    assert plan["target"] == "tflite-runtime"
+    assert {layer["format"]["name"] for layer in plan["layers"]} == {"fp32", "lrt8_pt"}  # mixed
+    client = summary["artifacts"][0]["parity"]["clients"]["tflite-runtime"]  # the export ran the client itself
+    assert client["matching"] == client["clips"] > 0
+
+
+@litert
+def test_tflite_runtime_and_ai_edge_litert_transcribe_real_clips_alike(tflite_runtime_export, shared_data):
+    import os
+
+    from exporter.data import load_dataset
+    from exporter.export.parity import disagreement
+    from exporter.normalize import normalize
+    from runtimes.artifact import open_artifact
+    from runtimes.audio import load_audio
+    from runtimes.litert_runner import LiteRTRunner
+    from runtimes.tflite_process import TfliteRuntimeRunner
+
+    out, _ = tflite_runtime_export
+    legacy = open_artifact(out, runtime="tflite-runtime")
+    assert isinstance(legacy, TfliteRuntimeRunner)
+    assert legacy.engine.process.pid != os.getpid() and legacy.engine.version == "2.14.0"
+    current = open_artifact(out)
+    assert isinstance(current, LiteRTRunner)
+    clips = list(load_dataset(shared_data / "english_misc" / "manifest.jsonl"))[6:10]  # not calibration clips
+    legacy_texts, current_texts = [], []
+    for utt in clips:
+        samples = load_audio(utt.audio_path)
+        legacy_texts.append(legacy.transcribe(samples).text)
+        current_texts.append(current.transcribe(samples).text)
+    assert all(text.strip() for text in legacy_texts)
+    # The two interpreters quantise activations with kernels of their own (2.14 and 2.3), so a word may flip on
+    # a clip; an engine computing something else would disagree on most words.
+    same = sum(normalize(a) == normalize(b) for a, b in zip(legacy_texts, current_texts))
+    assert same >= 2 and disagreement(current_texts, legacy_texts) <= 0.15, (legacy_texts, current_texts)
+    legacy.close()
+    assert legacy.engine.process.poll() is not None  # the process ends with its runner
+
+
+@litert
+def test_tflite_runtime_refuses_formats_it_computes_wrongly(litert_export):
+    from runtimes.artifact import open_artifact
+
+    out, _ = litert_export  # int8 per channel and int4 blocks
+    with pytest.raises(EdgeAsrError, match="does not compute .*lrt4_g32.*--target tflite-runtime"):
+        open_artifact(out, runtime="tflite-runtime")
+
+
+@litert
+def test_bench_runs_tflite_runtime_and_counts_its_process(tflite_runtime_export, shared_data):
+    from exporter.bench import BenchOptions, bench
+
+    out, _ = tflite_runtime_export
+    result = bench(
+        BenchOptions(
+            artifact=out,
+            data=shared_data / "english_misc" / "manifest.jsonl",
+            limit=2,
+            runtimes=("tflite-runtime",),
+        )
+    )
+    records = {r["metric"]["name"]: r for r in result.records if r["runtime"]["name"] == "tflite-runtime"}
+    assert {"latency_median", "wer", "memory_run_peak"} <= set(records)
+    assert records["memory_run_peak"]["metric"]["value"] > 20e6  # the interpreter's process holds the ~58 MB of weights

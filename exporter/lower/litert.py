@@ -47,7 +47,7 @@ from runtimes.contract import LITERT_METADATA, TFLITE_DECODER_FILE, TFLITE_ENCOD
 from runtimes.errors import EdgeAsrError
 
 MAX_SEQ_LEN = 448
-LITERT_TARGETS = ("litert",)
+LITERT_TARGETS = ("litert", "tflite-runtime")  # the planning ladders whose formats this lowering writes
 _NAME_PREFIX = "edgeasr:"
 _EXTRA = "pip install 'edgeasr[litert]'"
 _MISSING = f"--target litert needs the LiteRT converter stack: {_EXTRA}"
@@ -174,11 +174,15 @@ def _name_layers(model_t, weights: dict, flatbuffer_utils) -> dict[str, float]:
     return found
 
 
+# edgeasr granularity -> the quantiser's name for it
+_GRANULARITY = {"per_tensor": "TENSORWISE", "per_channel": "CHANNELWISE", "group": "BLOCKWISE_{group_size}"}
+
+
 def _recipe(layers: list[LayerPlan], op_of: dict[str, str]) -> list[dict]:
     entries = []
     for layer in layers:
         fmt = layer.format
-        granularity = "CHANNELWISE" if fmt.granularity == "per_channel" else f"BLOCKWISE_{fmt.group_size}"
+        granularity = _GRANULARITY[fmt.granularity].format(group_size=fmt.group_size)
         entries.append(
             {
                 "regex": f"(^|;){re.escape(_NAME_PREFIX + layer.name)}(;|$)",
@@ -206,7 +210,7 @@ def _check_litert_formats(plan: QuantPlan) -> None:
             if fmt.bits != 32:
                 raise EdgeAsrError(f"layer {layer.name}: LiteRT lowering keeps float layers as float32, not {fmt.name}")
             continue
-        if fmt.kind != "int" or fmt.scale_rule != "narrow" or fmt.granularity not in ("per_channel", "group"):
+        if fmt.kind != "int" or fmt.scale_rule != "narrow" or fmt.granularity not in _GRANULARITY:
             raise EdgeAsrError(f"layer {layer.name}: format {fmt.name} is not one the LiteRT quantiser writes")
 
 

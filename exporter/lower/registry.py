@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from exporter.lower import litert_backend, onnx_backend, pte_backend, pte_runner_backend, sherpa_backend
+from exporter.lower import (
+    litert_backend,
+    onnx_backend,
+    pte_backend,
+    pte_runner_backend,
+    sherpa_backend,
+    tflite_runtime_backend,
+)
 from exporter.lower.backend import Backend
 from runtimes.errors import EdgeAsrError
 
@@ -15,12 +22,19 @@ BACKENDS: dict[str, Backend] = {
         onnx_backend.BACKEND,
         sherpa_backend.BACKEND,
         litert_backend.BACKEND,
+        tflite_runtime_backend.BACKEND,
     )
 }
 FORMATS = tuple(BACKENDS)
 
 # `edgeasr export --target` -> the formats it makes when --formats is not given.
-TARGET_FORMATS = {"android": ("pte",), "executorch": ("pte",), "onnx": ("onnx",), "litert": ("tflite",)}
+TARGET_FORMATS = {
+    "android": ("pte",),
+    "executorch": ("pte",),
+    "onnx": ("onnx",),
+    "litert": ("tflite",),
+    "tflite-runtime": ("tflite-runtime",),
+}
 EXPORT_TARGETS = tuple(TARGET_FORMATS)
 
 

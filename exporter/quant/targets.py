@@ -31,6 +31,9 @@ layer kind has its own ladder because runtimes support different formats per op:
   same tensor (litert-torch writes one constant for both ops), so the pair moves together and is stored once.
   The convolutions stay fp32, as do norms, biases and positional embeddings. The converter folds each
   LayerNorm's scale and shift into the Linear layers after it, so the formats apply to those folded weights.
+* `tflite-runtime` (the older tflite-runtime 2.14 interpreter, on the same LiteRT pair): fp32 -> int8 with one
+  scale per tensor, dynamic-range, for Linear and the tied embedding; the only quantised format of the LiteRT
+  quantiser that tflite-runtime 2.14 computes as ai-edge-litert does (runtimes/tflite_process.py says what breaks).
 * `sim`: the paper's integer ladder for research, fp32 -> 16 -> 15 -> ... -> 2 bits, per output channel,
   for every kind including the convolutions; simulated only (no runtime executes 11-bit weights).
 """
@@ -141,12 +144,35 @@ def _litert() -> Target:
     )
 
 
+def _tflite_runtime() -> Target:
+    # What tflite-runtime 2.14.0 computes correctly of what ai-edge-quantizer 0.10 writes (runtimes/tflite_process.py):
+    # float32, and int8 with one scale per tensor, dynamic-range. Its per-channel and block formats are wrong or
+    # refused there, so this ladder has one quantised rung; otherwise as `litert` (same converter and quantiser).
+    rung = int_format(8, "per_tensor", activation="dynamic_int8_per_token", prefix="lrt", scale_rule="narrow")
+    linear = (FP32, rung)
+    embedding = (FP32, replace(rung, activation="float"))
+    return Target(
+        "tflite-runtime",
+        {"linear": linear, "conv": (FP32,), "embedding": embedding},
+        "tflite-runtime 2.14 (LiteRT pair, own process)",
+        shares_tied_weights=True,
+        folds_layernorms=True,
+    )
+
+
 def _sim() -> Target:
     ladder = (FP32,) + tuple(int_format(b, "per_channel") for b in range(16, 1, -1))
     return Target("sim", {"linear": ladder, "conv": ladder, "embedding": ladder}, "PyTorch simulation")
 
 
-TARGETS = {"executorch": _executorch(), "onnx": _onnx(), "sim": _sim(), "nf4": _nf4(), "litert": _litert()}
+TARGETS = {
+    "executorch": _executorch(),
+    "onnx": _onnx(),
+    "sim": _sim(),
+    "nf4": _nf4(),
+    "litert": _litert(),
+    "tflite-runtime": _tflite_runtime(),
+}
 TARGETS["android"] = Target("android", TARGETS["executorch"].ladders, TARGETS["executorch"].runtime)
 
 
