@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exporter.io import write_json  # noqa: E402
-from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from runtimes.audio import SAMPLE_RATE, load_audio, log_mel_frames  # noqa: E402
 from runtimes.decoding import repeated_tail  # noqa: E402
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 
 
 def guarded(tokens: list[int]) -> list[int]:

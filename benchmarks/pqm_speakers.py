@@ -61,9 +61,9 @@ from exporter.personalize.lora import (  # noqa: E402
 )
 from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
-from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap  # noqa: E402
 from runtimes.audio import load_audio  # noqa: E402
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 AN4 = ROOT.parent / "shared" / "data" / "an4" / "manifest.jsonl"

@@ -68,9 +68,9 @@ from exporter.personalize.labels import (  # noqa: E402
 from exporter.personalize.lora import AdapterInfo, LoraConfig, load_adapter, lora_state, save_adapter  # noqa: E402
 from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
-from exporter.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, capped, count_errors, paired_bootstrap  # noqa: E402
 from runtimes.audio import load_audio  # noqa: E402
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "speechocean762" / "manifest.jsonl"

@@ -1,9 +1,10 @@
 """tflite-runtime's process: runs a LiteRT pair for `TfliteRuntimeRunner` (runtimes/tflite_process.py).
 
 Started by the runner with the Python of tflite-runtime's own environment (`edgeasr runtimes install
-tflite-runtime`), as `python -m runtimes.tflite_worker`. It imports numpy, tflite-runtime and three numpy-only
-modules of this package, never the rest of edgeasr (which needs numpy 2). Requests and replies are
-runtimes/framing.py messages on stdin / stdout; anything the interpreter prints goes to stderr.
+tflite-runtime`), with this package's folder appended to its path, and `main()` called. It imports numpy,
+tflite-runtime and a few modules of this package that need nothing but numpy and the standard library, never
+the rest of edgeasr (which needs numpy 2). Requests and replies are runtimes/framing.py messages on stdin /
+stdout; anything the interpreter prints goes to stderr.
 
 Requests (header "op"): open {folder, files, layers, threads}; encode + features array; reset (the last
 encoding, empty cache); step {token, position} -> logits array; memory -> {rss, hwm}; reset_peak. Every
@@ -17,25 +18,6 @@ import sys
 from pathlib import Path
 
 
-def _memory() -> dict[str, int]:
-    values = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            for key, name in (("VmRSS:", "rss"), ("VmHWM:", "hwm")):
-                if line.startswith(key):
-                    values[name] = int(line.split()[1]) * 1024
-    return values
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def serve(requests, replies) -> None:
     from tflite_runtime import __version__ as version
     from tflite_runtime.interpreter import Interpreter
@@ -43,8 +25,12 @@ def serve(requests, replies) -> None:
     from runtimes.errors import EdgeAsrError
     from runtimes.framing import read_message, write_message
     from runtimes.litert_engine import LiteRTPair
+    from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 
-    write_message(replies, {"ok": True, "version": version, **_memory()})  # ready: the baseline, nothing loaded
+    def memory() -> dict[str, int]:
+        return {"rss": rss_bytes(), "hwm": peak_rss_bytes()}
+
+    write_message(replies, {"ok": True, "version": version, **memory()})  # ready: the baseline, nothing loaded
     pair, encoded = None, None
     while (message := read_message(requests)) is not None:
         header, array = message
@@ -63,9 +49,9 @@ def serve(requests, replies) -> None:
             elif op == "step":
                 write_message(replies, {"ok": True}, pair.step(header["token"], header["position"]))
             elif op == "memory":
-                write_message(replies, {"ok": True, **_memory()})
+                write_message(replies, {"ok": True, **memory()})
             elif op == "reset_peak":
-                write_message(replies, {"ok": _reset_peak()})
+                write_message(replies, {"ok": reset_peak_rss()})
             else:
                 write_message(replies, {"error": f"unknown request {op!r}"})
         except EdgeAsrError as exc:

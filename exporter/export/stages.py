@@ -6,7 +6,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from exporter.procmem import peak_rss_bytes, reset_peak_rss
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss
 
 
 def say(message: str) -> None:

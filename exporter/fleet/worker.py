@@ -15,8 +15,8 @@ import traceback
 
 from exporter.fleet.store import FleetStore
 from exporter.fleet.users import UserJob
-from exporter.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 from runtimes.errors import EdgeAsrError
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 class FleetWorker:

@@ -40,9 +40,9 @@ from exporter.personalize.lora import (
     save_adapter,
 )
 from exporter.personalize.train import Example, TrainOptions, make_example, text_tokens, train_lora
-from exporter.procmem import peak_rss_bytes, reset_peak_rss
 from runtimes.audio import load_audio
 from runtimes.errors import EdgeAsrError
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss
 from runtimes.torch_runner import TorchRunner
 
 LABEL_MODES = ("transcripts", "pseudo")

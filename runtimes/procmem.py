@@ -1,4 +1,5 @@
-"""Peak resident memory of this process, per phase: what export and personalize report about themselves.
+"""Resident memory of this process, per phase: what export, personalize and the runtimes' own processes report
+about themselves.
 
 Linux keeps a high-water mark (VmHWM) that can be reset, so a phase's own peak is read by resetting it at
 the phase's start; elsewhere only the peak since process start is available (getrusage).
