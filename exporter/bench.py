@@ -297,6 +297,8 @@ def default_runtimes(root: Path) -> tuple[str, ...]:
             f"{root} holds no edgeasr artifact ({', '.join(sorted({k.entry_file for k in KINDS.values()}))}); "
             "give a folder written by `edgeasr export`"
         )
+    if "litert" in found and _litert_target(root).plan.get("target") == "tflite-runtime":
+        found += ("tflite-runtime",)  # a pair made for tflite-runtime: measured there too, beside ai-edge-litert
     return tuple(found)
 
 

@@ -643,8 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=BENCH_RUNTIMES,
         help="runtimes to measure, each in its own process (default: the artifact's own: executorch "
-        "for model.pte, onnx for encoder.onnx); torch simulates the artifact's plan, torch-fp "
-        "is the full-precision model",
+        "for model.pte, onnx for encoder.onnx, litert for encoder.tflite, and tflite-runtime too for a pair "
+        "exported for it); torch simulates the artifact's plan, torch-fp is the full-precision model",
     )
     p.add_argument("--data", type=Path, required=True, help="folder of audio, or .jsonl/.csv manifest")
     p.add_argument("--group-by", choices=GROUP_KEYS)
