@@ -37,7 +37,7 @@ from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.data import Dataset
 from exporter.export import ExportOptions, export
-from exporter.io import write_json, write_text
+from exporter.io import read_json, write_json, write_text
 from exporter.models import load_whisper
 from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.errors import EdgeAsrError
@@ -319,6 +319,12 @@ def main() -> None:
         rows = measure(args, clips)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     summaries = [summarise(row, clips, reference) for row, reference in rows]
+    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{f'_n{args.limit}' if args.limit else ''}"
+    # a re-report or an added target keeps what earlier runs noted (after the generated first line)
+    earlier = []
+    if (args.report_only or args.add_target) and stem.with_suffix(".json").is_file():
+        stored = read_json(stem.with_suffix(".json"), "a peers results file")["notes"][1:]
+        earlier = [note for note in stored if not note.startswith("Produced by")]
     sample = f"{len(clips)} of the 80 clips (seed 0) of" if args.limit else "80 clips:"
     notes = [
         f"{sample} 40 AN4 test (20 per gender) and 40 speechocean762 (2 per speaker, 20 speakers), "
@@ -333,11 +339,11 @@ def main() -> None:
         "every system (edgeasr's ONNX runner process holds no torch; its .pte process does, because ExecuTorch's "
         "Python bindings import it, which an app's C++ runtime does not). "
         "One run on the shared 2-core host.",
-        *args.note,
+        *earlier,
+        *(note for note in args.note if note not in earlier),
         f"Produced by `python benchmarks/peers.py --model {args.model}"
         f"{f' --limit {args.limit}' if args.limit else ''}` (edgeasr {__version__}).",
     ]
-    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{f'_n{args.limit}' if args.limit else ''}"
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": summaries})
     write_text(stem.with_suffix(".md"), markdown(args.model, summaries, notes))
     say(f"wrote {stem}.json/.md")
