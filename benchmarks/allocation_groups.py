@@ -112,19 +112,25 @@ def capped_wer(row: dict, group: str) -> float:
     return aggregate(_counts(row, group, cap=True)[0]).wer
 
 
+def _unmeasured(done: dict, meta: dict) -> str:
+    missing = [b for b in meta["budgets"] if not any(f"/{b}/" in key for key in done)]
+    return f" (not measured yet: {', '.join(missing)}; the run was stopped before them)" if missing else ""
+
+
 def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict) -> str:
     shown = [r for r in rows if r["key"] in done]
     lines = [
         f"# Allocation on user groups: Whisper {model_id}, target {target}, speechocean762",
         "",
-        f"Produced by `python benchmarks/allocation_groups.py --model {model_id} --target {target}`. "
+        f"Produced by `python benchmarks/allocation_groups.py --model {model_id} --target {target} "
+        f"--budgets {' '.join(meta['budgets'])}`{_unmeasured(done, meta)}. "
         f"Calibration: {meta['n_calib']} unlabelled clips of {meta['n_calib_speakers']} speakers per group "
         f"(children, adults; half female); test: {meta['n_test']} clips per group from the other speakers. "
         "WER = collapsed-token WER, n = scored words. Simulated in PyTorch with the target's formats; sizes are "
         "the plans' exact bytes (MB = 10^6). Intervals: 95 % paired bootstrap resampled by speaker "
-        "(B - A in WER points; * = excludes 0). Capped: each clip's errors capped at its reference words, so "
-        "a decoder loop (the FP model itself loops on one adult clip: 113 insertions) counts as one wrong clip; "
-        "the intervals of plain WER are dominated by such loops.",
+        "(B - A in WER points; * = excludes 0). Every row decodes with the loop guard (runtimes/decoding.py: a "
+        "decoder that repeats one span is stopped after its first copy); capped: each clip's errors capped at "
+        "its reference words.",
         "",
         "| row | MB | WER children % (n) | capped | WER adults % (n) | capped | formats |",
         "|---|---:|---:|---:|---:|---:|---|",
