@@ -17,7 +17,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from exporter.lower.onnx import lower_onnx, pack_codes, quantized_nodes, store_half_floats
-from exporter.quant.formats import FP16, int_format
+from exporter.quant.formats import FP16
+from exporter.quant.targets import get_target
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.onnx_runner import read_metadata, read_plan_from_onnx
@@ -41,7 +42,9 @@ def _run_single(node, inputs, initializers, feeds):
 
 def _random_codes(bits, rows, blocks, rng, block=32):
     codes = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(rows, blocks, block))
-    scales = (rng.random((rows, blocks)) + 0.1).astype(np.float32)
+    # both signs: the onnx target's signed_max rule stores negative scales, which ORT must take as they are
+    sign = rng.choice([-1.0, 1.0], size=(rows, blocks))
+    scales = (sign * (rng.random((rows, blocks)) + 0.1)).astype(np.float32)
     weight = (codes * scales[..., None]).reshape(rows, blocks * block).astype(np.float32)
     return codes, scales, weight
 
@@ -146,7 +149,7 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 
 def _set(plan, name, bits, clip, prefix="mnb", group=32):
     layer = plan.layer(name)
-    layer.format = int_format(bits, "group", group, prefix=prefix) if bits else FP16
+    layer.format = get_target("onnx").format_by_name(f"{prefix}{bits}_g{group}") if bits else FP16
     layer.clip = clip
     shared = layer.tied_to is not None and bits  # a quantised tied follower reads its leader's tensor
     layer.bytes = 0 if shared else layer.format.weight_bytes(tuple(layer.shape))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -29,6 +30,25 @@ def test_fake_quantization_error_shrinks_with_bits():
     assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-4
     codes, scale = quantize_weight(w, get_target("android").format_by_name("8da4_g32"))
     assert codes.min() >= -8 and codes.max() <= 7 and scale.shape == (64 * 3, 1)
+
+
+def test_signed_max_rule_puts_each_peak_on_the_lowest_code_and_errs_less():
+    w = torch.randn(96, 256, generator=torch.Generator().manual_seed(1))
+    w[0, :32] = 0.0  # an all-zero group gets codes 0, not a division by zero
+    signed = get_target("onnx").format_by_name("mnb4_g32")
+    assert signed.scale_rule == "signed_max"
+    codes, scale = quantize_weight(w, signed)
+    groups = w.reshape(-1, 32)
+    peak = groups.gather(1, groups.abs().argmax(1, keepdim=True))
+    nonzero = peak[:, 0] != 0
+    assert codes.min() >= -8 and codes.max() <= 7 and bool((codes[0] == 0).all())
+    assert bool((codes.gather(1, groups.abs().argmax(1, keepdim=True))[nonzero] == -8).all())
+    assert bool(((codes * scale).gather(1, groups.abs().argmax(1, keepdim=True)) == peak)[nonzero].all())
+    assert bool((scale < 0).any()) and bool((scale > 0).any())  # the scale carries the peak's sign
+    half = replace(signed, scale_rule="half_range")
+    signed_error = float(((fake_quantize_weight(w, signed) - w) ** 2).mean())
+    assert signed_error < 0.9 * float(((fake_quantize_weight(w, half) - w) ** 2).mean())
+    assert signed.weight_bytes((96, 256)) == half.weight_bytes((96, 256))
 
 
 @pytest.fixture(scope="module")

@@ -140,22 +140,27 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
 
 @pytest.mark.slow
 def test_sherpa_onnx_itself_transcribes_like_edgeasr_s_runner(sherpa_pair, shared_data):
-    """The client apps use, on real clips: the same normalised text as edgeasr's runner on >= 90 % of them."""
+    """The client apps use, on real clips: the same text as edgeasr's runner, up to near ties. sherpa-onnx
+    computes its own log-mel features, so a word whose two readings score almost alike can flip (3 of 22
+    english_misc clips with one 39 MB plan, 5 with another); a mis-bound input or cache gives "" or nonsense."""
     from exporter.data import load_dataset
+    from exporter.scoring import aggregate, count_errors
     from runtimes.artifact import open_artifact
 
     client = open_artifact(sherpa_pair, runtime="sherpa-onnx")
     ours = open_artifact(sherpa_pair)
     assert client.name == "sherpa-onnx" and ours.name == "onnx"
     clips = load_dataset(shared_data / "english_misc" / "manifest.jsonl").utterances[:12]
-    same, wrong_words = 0, []
+    same, wrong_words, between = 0, [], []
     for clip in clips:
         samples = load_audio(clip.audio_path)
         theirs, mine = client.transcribe(samples).text, ours.transcribe(samples).text
         same += normalize(theirs) == normalize(mine)
         assert theirs.strip(), clip.utt_id  # a mis-bound input or missing metadata gives "" in sherpa
         wrong_words.append(normalize(theirs) != normalize(clip.transcript))
-    assert same >= 0.9 * len(clips), f"{same}/{len(clips)} clips identical"
+        between.append(count_errors(mine, theirs))
+    disagreement = aggregate(between).wer  # sherpa-onnx's words against edgeasr's runner's
+    assert same >= 0.66 * len(clips) and disagreement <= 0.05, f"{same}/{len(clips)} identical, {disagreement:.3f}"
     assert sum(wrong_words) < len(clips)  # and it hears: not every clip is wrong against the reference
 
 

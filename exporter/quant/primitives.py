@@ -14,6 +14,11 @@ afterwards. Simulating it this way matches the .pte's output of a single Linear 
 Formats with `scale_rule="narrow"` follow ai-edge-quantizer (the LiteRT target) instead: scale =
 clip * absmax / (2^(b-1) - 1), rounded to its stored dtype before the codes are computed against it, codes in
 [-(2^(b-1) - 1), 2^(b-1) - 1]. That reproduces the quantiser's int8 and int4 block codes bit for bit.
+
+Formats with `scale_rule="signed_max"` (the onnx target, whose lowering stores our codes and scales as they
+are) put each group's largest-magnitude weight exactly on code -2^(b-1): scale = -peak / 2^(b-1), where peak
+is that weight with its sign, so the scale can be negative. Half_range spends half a step on each end that
+no weight reaches; this rule does not.
 """
 
 from __future__ import annotations
@@ -80,9 +85,21 @@ def quantize_weight(weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -
         scale = _round_scale((limit / qmax).clamp_min(_TINY), fmt.scale_dtype)
         codes = torch.clamp(torch.round(groups / scale), -qmax, qmax)
         return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), scale
+    if fmt.scale_rule == "signed_max":
+        return _quantize_signed_max(groups, fmt, qmax)
     scale = (limit / (qmax + 0.5)).clamp_min(_TINY)
     # x * (1 / scale), not x / scale: the same float rounding as torchao, so ties land on the same code
     codes = torch.clamp(torch.round(groups * (1.0 / scale)), -qmax - 1, qmax)
+    return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), _round_scale(scale, fmt.scale_dtype)
+
+
+def _quantize_signed_max(groups: torch.Tensor, fmt: QuantFormat, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes and scales of the "signed_max" rule: the largest-magnitude weight of each group maps exactly
+    onto code -(qmax + 1), so no code is left unused at that end; the scale takes that weight's sign."""
+    peak = torch.gather(groups, 1, groups.abs().argmax(dim=1, keepdim=True))
+    scale = peak / -(qmax + 1)
+    scale = torch.where(scale.abs() < _TINY, torch.full_like(scale, _TINY), scale)  # an all-zero group
+    codes = torch.clamp(torch.round(groups / scale), -qmax - 1, qmax)
     return codes.to(torch.int8 if fmt.bits <= 8 else torch.int32), _round_scale(scale, fmt.scale_dtype)
 
 

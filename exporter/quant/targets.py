@@ -14,7 +14,8 @@ layer kind has its own ladder because runtimes support different formats per op:
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
   128 -> 2 bits in blocks of 32, fp32 scales (MatMulNBits takes scales in the activations' type), float32
-  activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
+  activations. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each block's largest weight
+  lands exactly on the lowest code, the scale carries its sign), not torchao's half-range one. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
   Every float tensor (fp16 layers, norms, biases, positional embeddings) is stored as half behind a Cast
   that ORT folds when the session is created, so the file holds half and the run computes in float32.
   The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
@@ -92,14 +93,13 @@ def _executorch() -> Target:
 
 
 def _onnx() -> Target:
-    linear = (
-        (FP16, int_format(8, "group", 32, prefix="mnb"))
-        + tuple(int_format(4, "group", g, prefix="mnb") for g in INT4_GROUPS)
-        + (int_format(2, "group", 32, prefix="mnb"),)
-    )
-    embedding = (FP16, int_format(8, "group", 32, prefix="gbq")) + tuple(
-        int_format(4, "group", g, prefix="gbq") for g in INT4_GROUPS
-    )
+    # The lowering stores the codes and scales computed here, so the rule can be the one with the least
+    # error at the same bytes: signed_max (exporter/quant/formats.py), which ORT's kernels compute as written.
+    def group(bits: int, size: int, prefix: str) -> QuantFormat:
+        return int_format(bits, "group", size, prefix=prefix, scale_rule="signed_max")
+
+    linear = (FP16, group(8, 32, "mnb")) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (group(2, 32, "mnb"),)
+    embedding = (FP16, group(8, 32, "gbq")) + tuple(group(4, g, "gbq") for g in INT4_GROUPS)
     return Target(
         "onnx",
         {"linear": linear, "conv": (FP16,), "embedding": embedding},
@@ -112,7 +112,9 @@ def _onnx() -> Target:
 def _nf4() -> Target:
     # float32 floats: the PQM base keeps the float tensors its LoRA adapters were trained against.
     linear = (FP32, nf4_format(64), nf4_format(64, double_quant_block=256))
-    embedding = (FP32,) + _onnx().ladder("embedding")[1:]
+    # The embedding keeps the half_range rule: the PQM base (exporter/personalize/base.py) and its .pte
+    # re-quantisation compute those codes, and adapters were trained against them.
+    embedding = (FP32,) + tuple(replace(f, scale_rule="half_range") for f in _onnx().ladder("embedding")[1:])
     return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ONNX Runtime MatMulBnb4")
 
 
