@@ -60,6 +60,18 @@ SECTIONS = (
         "without the loop guard, and with two numerical variants of the int4 plan (`loop_guard.py`).",
     ),
     (
+        "scale_rules_",
+        "Scale rules",
+        "The onnx target's block formats under torchao's half_range rule and ggml's signed_max rule, same bytes: "
+        "weight error, and WER of uniform 4-bit plans in simulation on speechocean762 (`scale_rules.py`).",
+    ),
+    (
+        "calibrations_",
+        "Calibration methods",
+        "minmax, cosine and Hessian-guided clip ratios on the same formats at one budget, per speechocean762 age "
+        "group, calibrated on the group's unlabelled clips, with speaker-resampled intervals (`calibrations.py`).",
+    ),
+    (
         "peers_",
         "Peers: whisper.cpp and CTranslate2",
         "edgeasr's ONNX pair, .pte and LiteRT pair exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
@@ -312,6 +324,38 @@ def loop_guard_table(data: dict) -> list[str]:
     return lines
 
 
+# Scale rules (scale_rules.py) and calibration methods (calibrations.py): one row per plan.
+
+
+def _versus(entry: dict | None) -> str:
+    if not entry:
+        return "-"
+    return f"{100 * entry['delta']:+.1f} [{100 * entry['ci_low']:+.1f}, {100 * entry['ci_high']:+.1f}]"
+
+
+def scale_rules_table(data: dict) -> list[str]:
+    lines = ["| row | MB | WER % (n) | signed_max - half_range, points [95 % CI] |", "|---|---:|---:|---|"]
+    for r in data["rows"]:
+        entry = r["all"]
+        lines.append(
+            f"| {r['row']} | {_mb(r['bytes'])} | {_pct(entry['wer'])} ({entry['n_words']}) | "
+            f"{_versus(r.get('vs_half_range'))} |"
+        )
+    return lines
+
+
+def calibrations_table(data: dict) -> list[str]:
+    groups = [
+        key for key in data["rows"][0] if isinstance(data["rows"][0][key], dict) and "wer" in data["rows"][0][key]
+    ]
+    header = " | ".join(f"{g} WER % (n) | vs minmax" for g in groups)
+    lines = [f"| row | {header} |", "|---|" + "---:|---|" * len(groups)]
+    for r in data["rows"]:
+        cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_versus(r[g].get('vs_minmax'))}" for g in groups]
+        lines.append(f"| {r['row']} | {' | '.join(cells)} |")
+    return lines
+
+
 # Fleet (fleet.py): throughput of the fleet against the sequential loop, and what was stored.
 
 
@@ -351,6 +395,10 @@ def summary_lines(stem: str, data) -> list[str]:
         return fleet_table(data)
     if stem.startswith("loop_guard_") and isinstance(data, dict) and "rows" in data:
         return loop_guard_table(data)
+    if stem.startswith("scale_rules_") and isinstance(data, dict) and "rows" in data:
+        return scale_rules_table(data)
+    if stem.startswith("calibrations_") and isinstance(data, dict) and "rows" in data:
+        return calibrations_table(data)
     return []
 
 
