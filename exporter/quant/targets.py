@@ -14,8 +14,9 @@ layer kind has its own ladder because runtimes support different formats per op:
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
   128 -> 2 bits in blocks of 32, fp32 scales (MatMulNBits takes scales in the activations' type), float32
-  activations. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each block's largest weight
-  lands exactly on the lowest code, the scale carries its sign), not torchao's half-range one. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
+  activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
+  Codes and scales follow the signed_max rule (ggml's q4_0 rule: each block's largest weight lands exactly
+  on the lowest code, the scale carries its sign), not torchao's half-range one.
   Every float tensor (fp16 layers, norms, biases, positional embeddings) is stored as half behind a Cast
   that ORT folds when the session is created, so the file holds half and the run computes in float32.
   The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
