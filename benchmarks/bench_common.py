@@ -38,6 +38,22 @@ def say(message: str) -> None:
     print(f"[suite] {message}", file=sys.stderr, flush=True)
 
 
+def wer_summary(counts: list) -> dict:
+    """WER, capped WER (each clip's errors capped at its reference words) and n words of per-clip counts."""
+    from exporter.scoring import aggregate, capped
+
+    score = aggregate(counts)
+    return {"wer": score.wer, "capped_wer": aggregate([capped(c) for c in counts]).wer, "n_words": score.n_words}
+
+
+def points_interval(comparison: dict | None) -> str:
+    """A paired comparison (`Comparison.to_dict()`) as "+d.d [+l.l, +h.h]" WER points, "-" when absent."""
+    if not comparison:
+        return "-"
+    c = comparison
+    return f"{100 * c['delta']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+
+
 def an4_test_clips(per_gender: int, seed: int = 0) -> Dataset:
     """`per_gender` AN4 test clips of each gender (a seeded sample), sorted by path."""
     an4 = load_dataset(AN4)

@@ -16,7 +16,7 @@ import argparse
 import time
 
 from allocation_groups import GROUPS, split_speakers
-from bench_common import RESULTS, say
+from bench_common import RESULTS, points_interval, say, wer_summary
 
 from exporter import __version__
 from exporter.choices import CALIBRATIONS
@@ -26,13 +26,8 @@ from exporter.io import write_json, write_text
 from exporter.models import load_whisper
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
 from exporter.quant.simulate import simulate
-from exporter.scoring import aggregate, capped, paired_bootstrap
+from exporter.scoring import aggregate, paired_bootstrap
 from runtimes.torch_runner import TorchRunner
-
-
-def _scores(counts) -> dict:
-    score = aggregate(counts)
-    return {"wer": score.wer, "capped_wer": aggregate([capped(c) for c in counts]).wer, "n_words": score.n_words}
 
 
 def main() -> None:
@@ -43,8 +38,7 @@ def main() -> None:
     parser.add_argument("--per-group", type=int, default=60, help="test clips per age group")
     parser.add_argument("--calibrations", nargs="+", default=list(CALIBRATIONS), choices=CALIBRATIONS)
     args = parser.parse_args()
-    if args.calibrations[0] != "minmax":
-        args.calibrations = ["minmax"] + [c for c in args.calibrations if c != "minmax"]
+    args.calibrations = ["minmax"] + [c for c in args.calibrations if c != "minmax"]  # the reference comes first
     bundle = load_whisper(args.model)
     calib, test = split_speakers(8, 32, args.per_group, 0)
     counts: dict[str, dict[str, list]] = {"FP": {}}
@@ -70,7 +64,7 @@ def main() -> None:
     for name, by_group in counts.items():
         row = {"row": name, "plan_seconds": seconds.get(name)}
         for group in GROUPS:
-            row[group] = _scores(by_group[group])
+            row[group] = wer_summary(by_group[group])
             if name not in ("FP", "minmax"):
                 row[group]["vs_minmax"] = paired_bootstrap(
                     counts["minmax"][group], by_group[group], clusters=speakers[group]
@@ -95,8 +89,7 @@ def main() -> None:
     for r in rows:
         cells = []
         for g in GROUPS:
-            vs = r[g].get("vs_minmax")
-            versus = f"{100 * vs['delta']:+.1f} [{100 * vs['ci_low']:+.1f}, {100 * vs['ci_high']:+.1f}]" if vs else "-"
+            versus = points_interval(r[g].get("vs_minmax"))
             cells.append(f"{100 * r[g]['wer']:.1f} ({r[g]['n_words']}) | {100 * r[g]['capped_wer']:.1f} | {versus}")
         plan_s = "/".join(str(s) for s in r["plan_seconds"].values()) if r["plan_seconds"] else "-"
         lines.append(f"| {r['row']} | {' | '.join(cells)} | {plan_s} |")

@@ -19,7 +19,7 @@ import dataclasses
 import time
 
 from allocation_groups import split_speakers
-from bench_common import RESULTS, say
+from bench_common import RESULTS, say, wer_summary
 
 from exporter import __version__
 from exporter.data import Dataset
@@ -28,7 +28,6 @@ from exporter.io import write_json, write_text
 from exporter.models import load_whisper
 from exporter.quant.pipeline import PlanOptions, make_plan
 from exporter.quant.simulate import simulate
-from exporter.scoring import aggregate, capped
 from runtimes.torch_runner import TorchRunner
 
 INT4_BUDGETS = {"tiny.en": "40MB", "base": "70MB"}
@@ -91,11 +90,7 @@ def main() -> None:
         row = {"row": name, "loop_guard": guard, "seconds": round(time.perf_counter() - started, 1)}
         for group in ("all", "child", "adult"):
             kept = [c for c, u in zip(counts, clips) if group == "all" or u.extra["age_group"] == group]
-            row[group] = {
-                "wer": aggregate(kept).wer,
-                "capped_wer": aggregate([capped(c) for c in kept]).wer,
-                "n_words": aggregate(kept).n_words,
-            }
+            row[group] = wer_summary(kept)
         results.append(row)
         say(f"{name}: {100 * row['all']['wer']:.1f} % (capped {100 * row['all']['capped_wer']:.1f})")
     formats = ", ".join(f"{n} x{c}" for n, c in sorted(uniform.format_counts().items()))

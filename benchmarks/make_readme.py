@@ -327,19 +327,13 @@ def loop_guard_table(data: dict) -> list[str]:
 # Scale rules (scale_rules.py) and calibration methods (calibrations.py): one row per plan.
 
 
-def _versus(entry: dict | None) -> str:
-    if not entry:
-        return "-"
-    return f"{100 * entry['delta']:+.1f} [{100 * entry['ci_low']:+.1f}, {100 * entry['ci_high']:+.1f}]"
-
-
 def scale_rules_table(data: dict) -> list[str]:
     lines = ["| row | MB | WER % (n) | signed_max - half_range, points [95 % CI] |", "|---|---:|---:|---|"]
     for r in data["rows"]:
         entry = r["all"]
         lines.append(
             f"| {r['row']} | {_mb(r['bytes'])} | {_pct(entry['wer'])} ({entry['n_words']}) | "
-            f"{_versus(r.get('vs_half_range'))} |"
+            f"{_interval(r, 'vs_half_range')} |"
         )
     return lines
 
@@ -351,7 +345,7 @@ def calibrations_table(data: dict) -> list[str]:
     header = " | ".join(f"{g} WER % (n) | vs minmax" for g in groups)
     lines = [f"| row | {header} |", "|---|" + "---:|---|" * len(groups)]
     for r in data["rows"]:
-        cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_versus(r[g].get('vs_minmax'))}" for g in groups]
+        cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_interval(r[g], 'vs_minmax')}" for g in groups]
         lines.append(f"| {r['row']} | {' | '.join(cells)} |")
     return lines
 

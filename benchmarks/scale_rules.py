@@ -21,7 +21,7 @@ import dataclasses
 import time
 
 import torch
-from bench_common import RESULTS, say
+from bench_common import RESULTS, points_interval, say, wer_summary
 from loop_guard import test_clips
 
 from exporter import __version__
@@ -32,7 +32,7 @@ from exporter.quant.pipeline import PlanOptions, make_plan
 from exporter.quant.primitives import fake_quantize_weight
 from exporter.quant.simulate import simulate
 from exporter.quant.targets import get_target
-from exporter.scoring import aggregate, capped, paired_bootstrap
+from exporter.scoring import paired_bootstrap
 from runtimes.torch_runner import TorchRunner
 
 RULES = ("half_range", "signed_max")
@@ -70,9 +70,7 @@ def weight_error(bundle, group: int, rule: str) -> float:
 
 
 def _scores(counts, clips, group: str | None) -> dict:
-    kept = [c for c, u in zip(counts, clips) if group is None or u.extra["age_group"] == group]
-    score = aggregate(kept)
-    return {"wer": score.wer, "capped_wer": aggregate([capped(c) for c in kept]).wer, "n_words": score.n_words}
+    return wer_summary([c for c, u in zip(counts, clips) if group is None or u.extra["age_group"] == group])
 
 
 def main() -> None:
@@ -130,8 +128,7 @@ def main() -> None:
     for r in rows:
         size = f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else "-"
         cells = [f"{100 * r[g]['wer']:.1f} ({r[g]['n_words']})" for g in ("child", "adult")]
-        vs = r.get("vs_half_range")
-        versus = f"{100 * vs['delta']:+.1f} [{100 * vs['ci_low']:+.1f}, {100 * vs['ci_high']:+.1f}]" if vs else "-"
+        versus = points_interval(r.get("vs_half_range"))
         lines.append(
             f"| {r['row']} | {size} | {100 * r['all']['wer']:.1f} ({r['all']['n_words']}) | "
             f"{100 * r['all']['capped_wer']:.1f} | {' | '.join(cells)} | {versus} |"

@@ -141,8 +141,9 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
 @pytest.mark.slow
 def test_sherpa_onnx_itself_transcribes_like_edgeasr_s_runner(sherpa_pair, shared_data):
     """The client apps use, on real clips: the same text as edgeasr's runner, up to near ties. sherpa-onnx
-    computes its own log-mel features, so a word whose two readings score almost alike can flip (3 of 22
-    english_misc clips with one 39 MB plan, 5 with another); a mis-bound input or cache gives "" or nonsense."""
+    computes its own log-mel features, so a word whose two readings score almost alike can flip (on 22
+    english_misc clips of one 39 MB plan: 3 with half_range blocks, 5 with signed_max); a mis-bound input or
+    cache gives "" or nonsense."""
     from exporter.data import load_dataset
     from exporter.scoring import aggregate, count_errors
     from runtimes.artifact import open_artifact
