@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -93,6 +94,59 @@ def test_gather_block_quantized_packing_matches_ort(bits, block):
     np.testing.assert_array_equal(y, weight[ids])  # a gather + one multiply: bit-exact
 
 
+@pytest.mark.parametrize("level", ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_ALL"])
+def test_float16_scales_behind_a_cast_match_float32_ones(level):
+    """The onnx target stores float16 scales behind a Cast to float32 (both contrib ops take scales in the
+    activations' type): same outputs whether or not ORT folds the Cast (sherpa-onnx apps pick their level),
+    here with the tied pair's shapes (the embedding's scales [rows, blocks], reshaped flat for MatMulNBits)."""
+    rng = np.random.default_rng(3)
+    n, k, block, bits = 40, 128, 32, 4
+    codes, scales, _ = _random_codes(bits, n, k // block, rng, block)
+    half = scales.astype(np.float16)
+    cast = helper.make_node("Cast", ["S16"], ["S"], to=TensorProto.FLOAT)
+    flat = helper.make_node("Reshape", ["S", "flat"], ["S1"])
+    matmul = helper.make_node(
+        "MatMulNBits", ["A", "B", "S1"], ["Y"], domain="com.microsoft", K=k, N=n, bits=4, block_size=block
+    )
+    gather = helper.make_node(
+        "GatherBlockQuantized",
+        ["T", "I", "S"],
+        ["Z"],
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=block,
+        bits=bits,
+    )
+    packed = pack_codes(codes, bits)
+    graph = helper.make_graph(
+        [cast, flat, matmul, gather],
+        "g",
+        [
+            helper.make_tensor_value_info("A", TensorProto.FLOAT, [2, k]),
+            helper.make_tensor_value_info("I", TensorProto.INT64, [3]),
+        ],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("Y", "Z")],
+        [
+            numpy_helper.from_array(packed, "B"),
+            numpy_helper.from_array(packed.reshape(n, -1), "T"),
+            numpy_helper.from_array(half, "S16"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
+        ],
+    )
+    model = helper.make_model(
+        graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x, ids = rng.standard_normal((2, k)).astype(np.float32), np.array([0, 7, 39], dtype=np.int64)
+    y, z = session.run(None, {"A": x, "I": ids})
+    weight = (codes * half.astype(np.float32)[..., None]).reshape(n, k)
+    np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
+    np.testing.assert_array_equal(z, weight[ids])
+
+
 def test_half_storage_keeps_exact_values_and_leaves_the_rest():
     """A weight half holds exactly is stored as float16 behind a Cast and gives the same output; one it
     cannot hold (float32's minimum, as in the attention mask) and the contrib op's scales stay float32."""
@@ -147,9 +201,15 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 # --- one mixed plan of tiny.en, lowered once --------------------------------------------------------------
 
 
-def _set(plan, name, bits, clip, prefix="mnb", group=32):
+# Layers given float32 scales, as plans made before the onnx target's float16 scales have: still lowered.
+_FLOAT32_SCALED = ("model.encoder.layers.2.fc1",)
+
+
+def _set(plan, name, bits, clip, prefix="mnb", group=32, scale_dtype=None):
     layer = plan.layer(name)
     layer.format = get_target("onnx").format_by_name(f"{prefix}{bits}_g{group}") if bits else FP16
+    if scale_dtype:
+        layer.format = replace(layer.format, scale_dtype=scale_dtype)
     layer.clip = clip
     shared = layer.tied_to is not None and bits  # a quantised tied follower reads its leader's tensor
     layer.bytes = 0 if shared else layer.format.weight_bytes(tuple(layer.shape))
@@ -173,6 +233,8 @@ def mixed_plan(tiny_en):
     _set(plan, "model.decoder.layers.2.encoder_attn.k_proj", None, 1.0)
     _set(plan, "model.encoder.layers.1.fc2", 4, 0.9, group=64)
     _set(plan, "model.decoder.layers.3.fc1", 4, 1.0, group=128)
+    for name in _FLOAT32_SCALED:
+        _set(plan, name, 4, 0.95, scale_dtype="float32")
     assert {layer.format.bits for layer in plan.layers} == {2, 4, 8, 16}
     assert {layer.format.group_size for layer in plan.layers if layer.format.bits == 4} == {32, 64, 128}
     return plan
@@ -276,7 +338,8 @@ def test_stored_weights_are_the_simulated_weights(lowered, mixed_plan, tiny_en):
         per_byte = 8 // bits
         unpacked = np.stack([(packed >> (bits * i)) & ((1 << bits) - 1) for i in range(per_byte)], axis=-1)
         codes = unpacked.reshape(rows, -1, layer.format.group_size).astype(np.float32) - 2 ** (bits - 1)
-        scales = weights[f"{stored}.weight_scales"].reshape(rows, -1, 1)
+        scales = weights.get(f"{stored}.weight_scales.fp16", weights.get(f"{stored}.weight_scales"))
+        scales = scales.astype(np.float32).reshape(rows, -1, 1)
         expected = fake_quantize_weight(tiny_en.model.get_submodule(name).weight, layer.format, layer.clip)
         np.testing.assert_array_equal((codes * scales).reshape(rows, cols), expected.numpy())
 
@@ -311,17 +374,24 @@ def test_lowering_is_byte_identical(lowered, mixed_plan, tiny_en, tmp_path):
 
 @pytest.mark.slow
 def test_float_tensors_are_stored_half(lowered):
-    """The onnx target stores floats as half: besides the packed codes, only the contrib ops' scales (float32,
-    the activations' type) and constants half cannot hold are float32."""
+    """The onnx target stores floats as half, the contrib ops' float16 scales included (behind a Cast to the
+    activations' float32); only constants half cannot hold stay float32: here the scales of the one layer
+    whose format has float32 scales (as plans made before float16 scales have)."""
+    float32_scaled = {f"{name}.weight_scales" for name in _FLOAT32_SCALED}
+    seen = set()
     for path in (lowered.encoder, lowered.decoder):
         proto = onnx.load(str(path))
-        contrib = {name for node in proto.graph.node if node.domain == "com.microsoft" for name in node.input}
         floats = [init for init in proto.graph.initializer if init.data_type == TensorProto.FLOAT]
-        halves = [init for init in proto.graph.initializer if init.data_type == TensorProto.FLOAT16]
+        halves = {init.name for init in proto.graph.initializer if init.data_type == TensorProto.FLOAT16}
         assert halves
         for init in floats:
             array = numpy_helper.to_array(init)
-            assert init.name in contrib or array.size < 2 or not np.array_equal(array.astype(np.float16), array)
+            assert array.size < 2 or not np.array_equal(array.astype(np.float16), array), init.name
+        seen |= float32_scaled & {init.name for init in floats}
+        for node in proto.graph.node:
+            if node.op_type == "MatMulNBits" and not node.input[2].startswith("proj_out"):
+                assert (node.input[2] in float32_scaled) != (f"{node.input[2]}.fp16" in halves), node.name
+    assert seen == float32_scaled
 
 
 @pytest.mark.slow

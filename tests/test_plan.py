@@ -35,8 +35,9 @@ def test_fake_quantization_error_shrinks_with_bits():
 def test_signed_max_rule_puts_each_peak_on_the_lowest_code_and_errs_less():
     w = torch.randn(96, 256, generator=torch.Generator().manual_seed(1))
     w[0, :32] = 0.0  # an all-zero group gets codes 0, not a division by zero
-    signed = get_target("onnx").format_by_name("mnb4_g32")
-    assert signed.scale_rule == "signed_max"
+    stored = get_target("onnx").format_by_name("mnb4_g32")
+    assert (stored.scale_rule, stored.scale_dtype) == ("signed_max", "float16")
+    signed = replace(stored, scale_dtype="float32")  # the rule itself; float16 scales then round the peak
     codes, scale = quantize_weight(w, signed)
     groups = w.reshape(-1, 32)
     peak = groups.gather(1, groups.abs().argmax(1, keepdim=True))
@@ -49,6 +50,14 @@ def test_signed_max_rule_puts_each_peak_on_the_lowest_code_and_errs_less():
     signed_error = float(((fake_quantize_weight(w, signed) - w) ** 2).mean())
     assert signed_error < 0.9 * float(((fake_quantize_weight(w, half) - w) ** 2).mean())
     assert signed.weight_bytes((96, 256)) == half.weight_bytes((96, 256))
+    # Stored as float16 (ggml's q4_0 does so too), each peak comes back within half's rounding, 2^-11.
+    codes16, scale16 = quantize_weight(w, stored)
+    assert torch.equal(codes16, codes) and torch.equal(scale16, scale.half().float())
+    assert (
+        float(((codes16 * scale16).gather(1, groups.abs().argmax(1, keepdim=True)) / peak)[nonzero].sub(1).abs().max())
+        <= 2**-11
+    )
+    assert stored.weight_bytes((96, 256)) == signed.weight_bytes((96, 256)) - 96 * 8 * 2
 
 
 @pytest.fixture(scope="module")

@@ -372,11 +372,16 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _quantized(weight: torch.Tensor, layer: LayerPlan) -> tuple[np.ndarray, np.ndarray, int]:
-    """(packed uint8 [rows, blocks, blob], scales float32 [rows, blocks], blocks) of a 2-D weight."""
+    """(packed uint8 [rows, blocks, blob], scales float32 [rows, blocks], blocks) of a 2-D weight.
+
+    Scales of a float16 format hold float16 values (quantize_weight rounded them); store_half_floats then
+    stores them as half, behind the Cast every other float tensor sits behind.
+    """
     fmt = layer.format
-    if fmt.granularity != "group" or not fmt.symmetric or fmt.scale_dtype != "float32":
+    if fmt.granularity != "group" or not fmt.symmetric or fmt.scale_dtype not in ("float32", "float16"):
         raise EdgeAsrError(
-            f"{layer.name}: the onnx target stores symmetric float32-scaled groups, not format {fmt.name}"
+            f"{layer.name}: the onnx target stores symmetric groups with float32 or float16 scales, "
+            f"not format {fmt.name}"
         )
     codes, scale = quantize_weight(weight, fmt, layer.clip)
     rows = weight.shape[0]
@@ -520,16 +525,16 @@ def store_half_floats(proto: onnx.ModelProto) -> int:
     the bytes saved.
 
     The graph still computes in float32 (ORT folds each Cast of a constant when it creates the session), so
-    a weight whose values half holds exactly (round_stored_floats made them so) gives the same outputs.
-    Left in float32: the scales the contrib ops read (MatMulNBits takes scales in the activations' type),
-    single values, and any constant half cannot hold exactly (the attention mask's float32 minimum).
+    a weight whose values half holds exactly (round_stored_floats made them so) gives the same outputs. That
+    includes the contrib ops' scales of float16 formats: both ops take float32 scales (the activations'
+    type), which the Cast gives them. Left in float32: single values and any constant half cannot hold
+    exactly (the attention mask's float32 minimum, the scales of float32-scaled formats).
     """
     graph = proto.graph
-    contrib_inputs = {name for node in graph.node if node.domain == MS_DOMAIN for name in node.input}
     kept, casts, saved = [], [], 0
     for init in graph.initializer:
         array = numpy_helper.to_array(init) if init.data_type == TensorProto.FLOAT else None
-        if array is None or array.size < 2 or init.name in contrib_inputs:
+        if array is None or array.size < 2:
             kept.append(init)
             continue
         with np.errstate(over="ignore"):  # an overflow is not exact either, and is caught just below

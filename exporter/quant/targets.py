@@ -13,11 +13,13 @@ layer kind has its own ladder because runtimes support different formats per op:
   output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
-  128 -> 2 bits in blocks of 32, fp32 scales (MatMulNBits takes scales in the activations' type), float32
-  activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16.
-  Codes and scales follow the signed_max rule (ggml's q4_0 rule: each block's largest weight lands exactly
-  on the lowest code, the scale carries its sign), not torchao's half-range one.
-  Every float tensor (fp16 layers, norms, biases, positional embeddings) is stored as half behind a Cast
+  128 -> 2 bits in blocks of 32, float32 activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128
+  (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
+  block's largest weight lands exactly on the lowest code, the scale carries its sign), not torchao's
+  half-range one, and scales are stored as float16 (as ggml's q4_0 stores them: 4.5 bits per weight in blocks
+  of 32, not 5). Both contrib ops take scales in the activations' type, float32, so like every other float
+  tensor they sit behind a Cast (below); ORT 1.31.1 gives the same output with and without folding it.
+  Every float tensor (fp16 layers, norms, biases, positional embeddings, scales) is stored as half behind a Cast
   that ORT folds when the session is created, so the file holds half and the run computes in float32.
   The tied output projection shares the embedding's packed codes and scales (GatherBlockQuantized and
   MatMulNBits read the same bytes; verified on ORT 1.31.1), so on this target the pair moves down the
@@ -49,7 +51,7 @@ from runtimes.errors import EdgeAsrError
 
 KINDS = ("linear", "conv", "embedding")
 # 4-bit rungs from small to large groups: 5, 4.5 and 4.25 bits per weight with float32 scales (4.5, 4.25,
-# 4.125 with bfloat16), so a budget between all-4-bit and 2-bit is met by coarser scales, not by 2-bit
+# 4.125 with 16-bit ones), so a budget between all-4-bit and 2-bit is met by coarser scales, not by 2-bit
 # layers, which lose far more accuracy than a coarser grouping does.
 INT4_GROUPS = (32, 64, 128)
 
@@ -97,7 +99,7 @@ def _onnx() -> Target:
     # The lowering stores the codes and scales computed here, so the rule can be the one with the least
     # error at the same bytes: signed_max (exporter/quant/formats.py), which ORT's kernels compute as written.
     def group(bits: int, size: int, prefix: str) -> QuantFormat:
-        return int_format(bits, "group", size, prefix=prefix, scale_rule="signed_max")
+        return int_format(bits, "group", size, scale_dtype="float16", prefix=prefix, scale_rule="signed_max")
 
     linear = (FP16, group(8, 32, "mnb")) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (group(2, 32, "mnb"),)
     embedding = (FP16, group(8, 32, "gbq")) + tuple(group(4, g, "gbq") for g in INT4_GROUPS)
@@ -113,9 +115,11 @@ def _onnx() -> Target:
 def _nf4() -> Target:
     # float32 floats: the PQM base keeps the float tensors its LoRA adapters were trained against.
     linear = (FP32, nf4_format(64), nf4_format(64, double_quant_block=256))
-    # The embedding keeps the half_range rule: the PQM base (exporter/personalize/base.py) and its .pte
-    # re-quantisation compute those codes, and adapters were trained against them.
-    embedding = (FP32,) + tuple(replace(f, scale_rule="half_range") for f in _onnx().ladder("embedding")[1:])
+    # The embedding keeps the half_range rule and float32 scales: the PQM base (exporter/personalize/base.py)
+    # and its .pte re-quantisation compute those codes, and adapters were trained against them.
+    embedding = (FP32,) + tuple(
+        replace(f, scale_rule="half_range", scale_dtype="float32") for f in _onnx().ladder("embedding")[1:]
+    )
     return Target("nf4", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ONNX Runtime MatMulBnb4")
 
 
