@@ -31,16 +31,16 @@ SPEECHOCEAN = DATA / "speechocean762" / "manifest.jsonl"
 CALIB = DATA / "english_misc" / "manifest.jsonl"
 
 
-def test_clips(seed: int = 0) -> Dataset:
-    """40 AN4 test clips and 40 speechocean762 clips, each tagged with its data set as `split`."""
+def test_clips(seed: int = 0, speakers: int = 20, per_speaker: int = 2) -> Dataset:
+    """40 AN4 test clips and `per_speaker` clips of `speakers` speechocean762 speakers (40 by default), each
+    tagged with its data set as `split`."""
     an4 = [dataclasses.replace(u, split="an4") for u in an4_test_clips(20, seed)]
     ocean = load_dataset(SPEECHOCEAN)
     rng = random.Random(seed)
-    speakers = rng.sample(sorted({u.speaker for u in ocean}), 20)
     chosen = []
-    for speaker in sorted(speakers):
+    for speaker in sorted(rng.sample(sorted({u.speaker for u in ocean}), speakers)):
         own = sorted((u for u in ocean if u.speaker == speaker), key=lambda u: u.utt_id)
-        chosen += [dataclasses.replace(u, split="speechocean762") for u in rng.sample(own, 2)]
+        chosen += [dataclasses.replace(u, split="speechocean762") for u in rng.sample(own, per_speaker)]
     return Dataset(ocean.source, an4 + chosen)
 
 

@@ -71,22 +71,24 @@ class Row:
     raw_texts: dict[str, str] | None = None  # a peer's own output, before edgeasr's loop guard (peer_worker.py)
 
 
-def peer_artifacts(model: str, bundle) -> dict[str, Path]:
+def peer_artifacts(model: str, bundle, quants=GGML_QUANTS, ct2: bool = True) -> dict[str, Path]:
     """whisper.cpp files per quant type and the CT2 int8 folder, written once under WORK."""
     folder = WORK / f"peers-{model}"
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
-    for quant in GGML_QUANTS:
+    for quant in quants:
         path = folder / f"ggml-{model}-{quant}.bin"
         if not path.is_file():
             say(f"writing {path.name}")
             write_ggml(bundle, path, quant)
         made[f"whisper.cpp {quant}"] = path
-    ct2 = folder / "ct2-int8"
-    if not (ct2 / "model.bin").is_file():
+    if not ct2:
+        return made
+    ct2_folder = folder / "ct2-int8"
+    if not (ct2_folder / "model.bin").is_file():
         say("writing the CTranslate2 int8 folder")
-        write_ct2_int8(bundle, ct2)
-    made["ct2 int8"] = ct2
+        write_ct2_int8(bundle, ct2_folder)
+    made["ct2 int8"] = ct2_folder
     return made
 
 
@@ -254,7 +256,7 @@ def measure(args, clips: Dataset) -> list[tuple[Row, Row | None]]:
     """Every system on `clips`: (row, the whisper.cpp row it is compared with, if any)."""
     bundle = load_whisper(args.model)
     prompt = decoder_prompt(bundle.special)
-    peers = peer_artifacts(args.model, bundle)
+    peers = peer_artifacts(args.model, bundle, args.quants, not args.no_ct2)
     del bundle  # the exports and runs below are separate processes or load their own copy
     rows: list[tuple[Row, Row | None]] = []
     for system, path in peers.items():
@@ -264,6 +266,8 @@ def measure(args, clips: Dataset) -> list[tuple[Row, Row | None]]:
         reference = rows[-1][0]
         budget = artifact_bytes(path)
         for target, fmt, runtime in TARGETS:
+            if target not in args.targets:
+                continue
             folder = exported(args.model, target, fmt, budget)
             if isinstance(folder, str):
                 rows.append((Row(f"edgeasr {fmt}", fmt, budget, None, [], 0.0, None, folder), None))
@@ -293,6 +297,18 @@ def add_target(args, clips: Dataset, rows: list[tuple[Row, Row | None]]) -> list
     return out
 
 
+def _options(args) -> str:
+    """The command-line options of this run that differ from the defaults, as typed."""
+    words = [f" --limit {args.limit}"] if args.limit else []
+    if (args.speakers, args.per_speaker) != (20, 2):
+        words.append(f" --speakers {args.speakers} --per-speaker {args.per_speaker}")
+    if list(args.quants) != list(GGML_QUANTS):
+        words.append(f" --quants {' '.join(args.quants)}")
+    if list(args.targets) != [t[0] for t in TARGETS]:
+        words.append(f" --targets {' '.join(args.targets)}")
+    return "".join(words) + (" --no-ct2" if args.no_ct2 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="base")
@@ -305,11 +321,20 @@ def main() -> None:
         choices=[t[0] for t in TARGETS],
         help="measure only this target's rows and add them to the last run's (say so with --note)",
     )
+    parser.add_argument("--speakers", type=int, default=20, help="speechocean762 speakers sampled (of 64)")
+    parser.add_argument("--per-speaker", type=int, default=2, help="clips per sampled speaker (of 20)")
+    parser.add_argument("--quants", nargs="+", choices=GGML_QUANTS, default=list(GGML_QUANTS), help="whisper.cpp sizes")
+    parser.add_argument(
+        "--targets", nargs="+", choices=[t[0] for t in TARGETS], default=[t[0] for t in TARGETS], help="edgeasr targets"
+    )
+    parser.add_argument("--no-ct2", action="store_true", help="leave out the CTranslate2 int8 row")
     args = parser.parse_args()
-    clips = test_clips()
+    clips = test_clips(speakers=args.speakers, per_speaker=args.per_speaker)
     if args.limit:
         clips = Dataset(clips.source, random.Random(0).sample(list(clips), args.limit))
-    raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}.json"  # every measurement, kept for re-reports
+    # another clip set gets its own files: e.g. peers_base_so64x4 for 4 clips of every speaker
+    wide = "" if (args.speakers, args.per_speaker) == (20, 2) else f"_so{args.speakers}x{args.per_speaker}"
+    raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}{wide}.json"  # kept for re-reports
     if args.report_only or args.add_target:
         rows = [(Row(**a), b and Row(**b)) for a, b in json.loads(raw.read_text())]
         if args.add_target:
@@ -319,30 +344,31 @@ def main() -> None:
         rows = measure(args, clips)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     summaries = [summarise(row, clips, reference) for row, reference in rows]
-    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{f'_n{args.limit}' if args.limit else ''}"
+    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{wide}{f'_n{args.limit}' if args.limit else ''}"
     # a re-report or an added target keeps what earlier runs noted (after the generated first line)
     earlier = []
     if (args.report_only or args.add_target) and stem.with_suffix(".json").is_file():
         stored = read_json(stem.with_suffix(".json"), "a peers results file")["notes"][1:]
         earlier = [note for note in stored if not note.startswith("Produced by")]
-    sample = f"{len(clips)} of the 80 clips (seed 0) of" if args.limit else "80 clips:"
+    n_ocean = args.speakers * args.per_speaker
+    sample = f"{len(clips)} of the {40 + n_ocean} clips (seed 0) of" if args.limit else f"{40 + n_ocean} clips:"
     notes = [
-        f"{sample} 40 AN4 test (20 per gender) and 40 speechocean762 (2 per speaker, 20 speakers), "
+        f"{sample} 40 AN4 test (20 per gender) and {n_ocean} speechocean762 ({args.per_speaker} per speaker, "
+        f"{args.speakers} speakers), "
         f"seed 0; {args.threads} thread(s), greedy, no timestamps; collapsed WER % by edgeasr's scorer for "
         "every system, n = reference tokens; capped: each clip's errors capped at its reference tokens, so a "
         "hallucination loop counts as one wrong clip. Every system's output goes through edgeasr's loop guard "
         "(a decoder that repeats one span of tokens is cut after its first copy; edgeasr's runners decode so, "
         "the peers' finished greedy tokens are cut where the guard would have stopped them, which gives the "
         "same text); unguarded: the peer's own output. edgeasr exports at each whisper.cpp file's bytes as the budget "
-        "(onnx, android, litert and tflite-runtime targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
+        f"({', '.join(args.targets)} targets, myQASR + fill, calibrated on the 22 english_misc clips, which are not tested). Intervals: paired "
         "bootstrap over speakers (2000 resamples). Run peak: the whole process's peak RSS while transcribing, for "
         "every system (edgeasr's ONNX runner process holds no torch; its .pte process does, because ExecuTorch's "
         "Python bindings import it, which an app's C++ runtime does not). "
         "One run on the shared 2-core host.",
         *earlier,
         *(note for note in args.note if note not in earlier),
-        f"Produced by `python benchmarks/peers.py --model {args.model}"
-        f"{f' --limit {args.limit}' if args.limit else ''}` (edgeasr {__version__}).",
+        f"Produced by `python benchmarks/peers.py --model {args.model}{_options(args)}` (edgeasr {__version__}).",
     ]
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": summaries})
     write_text(stem.with_suffix(".md"), markdown(args.model, summaries, notes))
