@@ -72,6 +72,12 @@ SECTIONS = (
         "group, calibrated on the group's unlabelled clips, with speaker-resampled intervals (`calibrations.py`).",
     ),
     (
+        "onnx_memory_",
+        "ONNX Runtime session memory",
+        "edgeasr's ONNX runner (ORT's CPU arena and memory patterns off) against ORT's defaults on one pair, "
+        "alternating runs, each in its own process: load and run peak, predicted peak, RTF (`onnx_memory.py`).",
+    ),
+    (
         "peers_",
         "Peers: whisper.cpp and CTranslate2",
         "edgeasr's ONNX pair, .pte and LiteRT pair exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
@@ -350,6 +356,18 @@ def calibrations_table(data: dict) -> list[str]:
     return lines
 
 
+# ONNX session memory (onnx_memory.py): median run peak and RTF per setting and clip set.
+
+
+def onnx_memory_table(summary: list[dict]) -> list[str]:
+    lines = ["| setting | clips | rounds | run peak MB (median) | RTF (median) |", "|---|---|---:|---:|---:|"]
+    for r in summary:
+        lines.append(
+            f"| {r['setting']} | {r['clips']} | {r['rounds']} | {r['run_peak_bytes'] / 1e6:,.0f} | {r['rtf']:.3f} |"
+        )
+    return lines
+
+
 # Fleet (fleet.py): throughput of the fleet against the sequential loop, and what was stored.
 
 
@@ -393,6 +411,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return scale_rules_table(data)
     if stem.startswith("calibrations_") and isinstance(data, dict) and "rows" in data:
         return calibrations_table(data)
+    if stem.startswith("onnx_memory_") and isinstance(data, dict) and "summary" in data:
+        return onnx_memory_table(data["summary"])
     return []
 
 

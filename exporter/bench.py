@@ -80,7 +80,9 @@ class BenchOptions:
     limit: int | None = None
     warmup: int = 1
     threads: int = 1
-    onnx_memory_arena: bool = True  # ONNX Runtime's CPU memory arena (its default); off: less memory
+    # ONNX Runtime's CPU memory arena and memory patterns (ORT's defaults): on is about as fast and holds
+    # more memory (runtimes/onnx_runner.py), so edgeasr's runner leaves them off
+    onnx_memory_arena: bool = False
     # One user's LoRA adapter for an NF4 + LoRA artifact: adapter.ptd for a .pte, a folder of .onnx_adapter
     # files for ONNX (None: the adapter the export left in the folder).
     adapter: Path | None = None
@@ -498,7 +500,7 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
     ]
 
 
-def predicted_memory(target: Target, onnx_memory_arena: bool = True):
+def predicted_memory(target: Target, onnx_memory_arena: bool = False):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
     if target.runtime not in KINDS:  # the torch runtimes run a plan, not an artifact file
         return None
@@ -559,8 +561,8 @@ def _runtime_records(
     make: _RecordMaker, target: Target, result: dict, dataset: Dataset, options: BenchOptions
 ) -> list[dict]:
     backend = BACKENDS[target.runtime]
-    if target.runtime == "onnx" and not options.onnx_memory_arena:
-        backend += ", no memory arena"
+    if target.runtime == "onnx" and options.onnx_memory_arena:
+        backend += ", memory arena and patterns"
     if not options.loop_guard and target.runtime != "sherpa-onnx":  # sherpa-onnx decodes by itself, unguarded
         backend += ", no loop guard"
     info = {

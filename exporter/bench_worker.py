@@ -105,7 +105,7 @@ class WorkerSpec:
     n_frames: int = 3000
     warmup: int = 1
     threads: int = 1
-    onnx_memory_arena: bool = True
+    onnx_memory_arena: bool = False
     adapter: str | None = None  # one user's adapter file(s) for an NF4 + LoRA artifact
     loop_guard: bool = True
 

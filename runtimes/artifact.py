@@ -54,7 +54,7 @@ def open_artifact(
     threads: int | None = None,
     runtime: str | None = None,
     adapters: str | Path | None = None,
-    onnx_memory_arena: bool = True,
+    onnx_memory_arena: bool = False,
 ):
     """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
 

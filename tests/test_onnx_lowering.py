@@ -170,6 +170,25 @@ def test_half_storage_keeps_exact_values_and_leaves_the_rest():
     np.testing.assert_array_equal(after[0], before[0])
 
 
+def test_runner_sessions_leave_ort_s_memory_caches_off_unless_asked(tmp_path):
+    """edgeasr's ONNX runner turns ORT's CPU arena and memory patterns off (less run memory, about as fast:
+    benchmarks/onnx_memory.py); memory_arena=True restores ORT's defaults."""
+    from runtimes.onnx_runner import _session
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["X"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    lean = _session(path, 1).get_session_options()
+    assert (lean.enable_cpu_mem_arena, lean.enable_mem_pattern) == (False, False)
+    default = _session(path, 1, memory_arena=True).get_session_options()
+    assert (default.enable_cpu_mem_arena, default.enable_mem_pattern) == (True, True)
+
+
 def test_pack_codes_low_bits_first():
     assert pack_codes(np.array([[-8, 7]]), 4).tolist() == [[0xF0]]  # -8 -> 0 (low nibble), 7 -> 15 (high)
     assert pack_codes(np.array([[-2, -1, 0, 1]]), 2).tolist() == [[0b11100100]]

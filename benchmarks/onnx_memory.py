@@ -1,0 +1,133 @@
+"""ONNX Runtime session memory: edgeasr's runner setting (arena and memory patterns off) against ORT's defaults.
+
+One sherpa-layout ONNX pair (target onnx, fill, calibrated on the english_misc clips: the peers benchmark's
+export at whisper.cpp q4_0's bytes) is run by `edgeasr bench` under both settings, in alternating rounds, each
+run in its own process, on the english_misc clips (up to 30 s, so the encoder sees its longest inputs) and the
+peers benchmark's 80 AN4 + speechocean762 clips. Recorded per run: load and run peak (resident set above
+the process's baseline), the memory model's prediction, latency median, RTF, WER.
+
+    python benchmarks/onnx_memory.py --model base
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from bench_common import DATA, RESULTS, say
+from clients import SPEECHOCEAN, test_clips
+from make_readme import onnx_memory_table
+from peers import exported
+
+from exporter import __version__
+from exporter.bench import BenchOptions, bench
+from exporter.data import load_dataset
+from exporter.io import write_json, write_text
+
+# whisper.cpp q4_0's file bytes per model (benchmarks/results/peers_*.json): the budgets of the peers exports
+Q4_0_BYTES = {"base": 46_471_049, "tiny.en": 25_335_354}
+SETTINGS = {"edgeasr": False, "ORT defaults": True}  # name -> onnx_memory_arena (arena and memory patterns)
+MISC = DATA / "english_misc" / "manifest.jsonl"
+
+
+def _metric(records: list[dict], name: str) -> float | None:
+    found = [r["metric"]["value"] for r in records if r["metric"]["name"] == name and r.get("group", "all") == "all"]
+    return found[0] if found else None
+
+
+def run(folder, setting: str, clip_set: str, round_: int) -> dict:
+    dataset = load_dataset(MISC) if clip_set == "english_misc" else test_clips()
+    source = MISC if clip_set == "english_misc" else SPEECHOCEAN
+    say(f"{setting}, {clip_set}, round {round_}")
+    result = bench(
+        BenchOptions(artifact=folder, data=source, runtimes=("onnx",), onnx_memory_arena=SETTINGS[setting]),
+        dataset=dataset,
+    )
+    records = result.records
+    n_words = next(r["extra"]["n_words"] for r in records if r["metric"]["name"] == "wer" and r["group"] == "all")
+    return {
+        "setting": setting,
+        "clips": clip_set,
+        "round": round_,
+        "n_clips": len(dataset),
+        "artifact_bytes": _metric(records, "artifact_bytes"),
+        "load_peak_bytes": _metric(records, "memory_load_peak"),
+        "run_peak_bytes": _metric(records, "memory_run_peak"),
+        "predicted_run_peak_bytes": _metric(records, "predicted_memory_run_peak"),
+        "latency_median_s": _metric(records, "latency_median"),
+        "rtf": _metric(records, "real_time_factor"),
+        "wer": _metric(records, "wer"),
+        "n_words": n_words,
+    }
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    """Per setting and clip set: the median run peak and RTF over the rounds."""
+    out = []
+    for setting in SETTINGS:
+        for clip_set in dict.fromkeys(r["clips"] for r in rows):
+            mine = [r for r in rows if r["setting"] == setting and r["clips"] == clip_set]
+            out.append(
+                {
+                    "setting": setting,
+                    "clips": clip_set,
+                    "rounds": len(mine),
+                    "run_peak_bytes": statistics.median(r["run_peak_bytes"] for r in mine),
+                    "rtf": statistics.median(r["rtf"] for r in mine),
+                }
+            )
+    return out
+
+
+def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
+    lines = [
+        f"# ONNX Runtime session memory: {model}",
+        "",
+        *notes,
+        "",
+        "| setting | clips | round | load peak MB | run peak MB (predicted) | latency median ms | RTF | WER % (n words) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['setting']} | {r['clips']} ({r['n_clips']}) | {r['round']} | {r['load_peak_bytes'] / 1e6:,.0f} | "
+            f"{r['run_peak_bytes'] / 1e6:,.0f} ({r['predicted_run_peak_bytes'] / 1e6:,.0f}) | "
+            f"{1000 * r['latency_median_s']:,.0f} | {r['rtf']:.3f} | {100 * r['wer']:.1f} ({r['n_words']}) |"
+        )
+    lines += ["", "Median over rounds:", "", *onnx_memory_table(medians(rows))]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="base", choices=sorted(Q4_0_BYTES))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
+    args = parser.parse_args()
+    folder = exported(args.model, "onnx", "onnx", Q4_0_BYTES[args.model])
+    if isinstance(folder, str):
+        raise SystemExit(f"the export failed: {folder}")
+    rows = [
+        run(folder, setting, clip_set, round_)
+        for round_ in range(1, args.rounds + 1)
+        for clip_set in ("english_misc", "peers")
+        for setting in SETTINGS
+    ]
+    notes = [
+        f"Artifact: {folder.name} (sherpa layout, {rows[0]['artifact_bytes'] / 1e6:.1f} MB), target onnx at "
+        "whisper.cpp q4_0's bytes. edgeasr: the ONNX runner's sessions with ORT's CPU memory arena and memory "
+        "patterns off (its default); ORT defaults: both on. Each run is `edgeasr bench` in its own process, one "
+        "thread, one warm-up clip; peaks are resident set above the process's baseline (runtime imported); "
+        "predicted = exporter.memory's run peak for the artifact. english_misc: 22 LibriSpeech-style clips up to "
+        "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round.",
+        *args.note,
+        f"Produced by `python benchmarks/onnx_memory.py --model {args.model}` (edgeasr {__version__}).",
+    ]
+    stem = RESULTS / f"onnx_memory_{args.model.replace('.', '_')}"
+    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows, "summary": medians(rows)})
+    write_text(stem.with_suffix(".md"), markdown(args.model, rows, notes))
+    say(f"wrote {stem}.json/.md")
+
+
+if __name__ == "__main__":
+    main()
