@@ -22,7 +22,7 @@ from peers import exported
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.data import load_dataset
-from exporter.io import write_json, write_text
+from exporter.io import read_json, write_json, write_text
 
 # whisper.cpp q4_0's file bytes per model (benchmarks/results/peers_*.json): the budgets of the peers exports
 Q4_0_BYTES = {"base": 46_471_049, "tiny.en": 25_335_354}
@@ -54,7 +54,7 @@ def run(folder, setting: str, clip_set: str, round_: int) -> dict:
         "load_peak_bytes": _metric(records, "memory_load_peak"),
         "run_peak_bytes": _metric(records, "memory_run_peak"),
         "predicted_run_peak_bytes": _metric(records, "predicted_memory_run_peak"),
-        "latency_median_s": _metric(records, "latency_median"),
+        "latency_median_ms": _metric(records, "latency_median"),
         "rtf": _metric(records, "real_time_factor"),
         "wer": _metric(records, "wer"),
         "n_words": n_words,
@@ -92,7 +92,7 @@ def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
         lines.append(
             f"| {r['setting']} | {r['clips']} ({r['n_clips']}) | {r['round']} | {r['load_peak_bytes'] / 1e6:,.0f} | "
             f"{r['run_peak_bytes'] / 1e6:,.0f} ({r['predicted_run_peak_bytes'] / 1e6:,.0f}) | "
-            f"{1000 * r['latency_median_s']:,.0f} | {r['rtf']:.3f} | {100 * r['wer']:.1f} ({r['n_words']}) |"
+            f"{r['latency_median_ms']:,.0f} | {r['rtf']:.3f} | {100 * r['wer']:.1f} ({r['n_words']}) |"
         )
     lines += ["", "Median over rounds:", "", *onnx_memory_table(medians(rows))]
     return "\n".join(lines) + "\n"
@@ -103,7 +103,13 @@ def main() -> None:
     parser.add_argument("--model", default="base", choices=sorted(Q4_0_BYTES))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
+    parser.add_argument("--report-only", action="store_true", help="re-make the tables from the results file")
     args = parser.parse_args()
+    stem = RESULTS / f"onnx_memory_{args.model.replace('.', '_')}"
+    if args.report_only:
+        data = read_json(stem.with_suffix(".json"), "an onnx_memory results file")
+        write_text(stem.with_suffix(".md"), markdown(args.model, data["rows"], data["notes"]))
+        return
     folder = exported(args.model, "onnx", "onnx", Q4_0_BYTES[args.model])
     if isinstance(folder, str):
         raise SystemExit(f"the export failed: {folder}")
@@ -123,7 +129,6 @@ def main() -> None:
         *args.note,
         f"Produced by `python benchmarks/onnx_memory.py --model {args.model}` (edgeasr {__version__}).",
     ]
-    stem = RESULTS / f"onnx_memory_{args.model.replace('.', '_')}"
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows, "summary": medians(rows)})
     write_text(stem.with_suffix(".md"), markdown(args.model, rows, notes))
     say(f"wrote {stem}.json/.md")
