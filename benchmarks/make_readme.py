@@ -461,18 +461,19 @@ def render_benchmarks_readme(paths: list[Path]) -> str:
 
 
 def headline_lines(paths: list[Path]) -> list[str]:
-    """The top-level README's table: every artifact of the runtime comparisons, and PQM's FP vs best."""
+    """The top-level README's table: every artifact of the client comparisons (the runtime comparisons'
+    61-word AN4 tables stay in benchmarks/README.md), the allocation, peers and PQM headlines."""
     lines = [
         "| result | artifact | MB | WER % (n words) | RTF | run peak MB added | details |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for path in paths:
-        if not path.stem.startswith(("runtimes_", "clients_")):
+        if not path.stem.startswith("clients_"):
             continue
         for r in bench_rows(_load(path)):
             rtf, peak = _field(r, "real_time_factor", ".2f"), _field(r, "memory_run_peak", ",.0f")
             lines.append(
-                f"| {path.stem.removeprefix('runtimes_')}: {r['runtime']} | `{r['artifact']}` | "
+                f"| {path.stem}: {r['runtime']} | `{r['artifact']}` | "
                 f"{_mb(r['bytes'])} | {_pct(r.get('wer'))} ({r.get('n_words', '-')}) | {rtf} | {peak} | "
                 f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
             )
