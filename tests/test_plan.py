@@ -86,7 +86,7 @@ def test_plan_fits_budget_and_round_trips(tiny_en, user, tmp_path, calibration):
     assert plan.total_bytes <= 60_000_000
     assert plan.personalised and plan.calibration_clips == 4
     formats = plan.format_counts()
-    assert set(formats) <= {"fp16", "8da8_pc", "8da4_g32", "int8_g32", "int4_g32", "int2_g32"}
+    assert set(formats) <= {"fp32", "8da8_pc", "8da4_g32", "int8_g32", "int4_g32", "int2_g32"}
     clips = [l.clip for l in plan.layers if not l.format.is_float]
     if calibration == "minmax":
         assert set(clips) == {1.0}

@@ -5,8 +5,7 @@
 2. quantise  torchao configs mapped per layer name with FqnToConfig: Linear -> 8da8w per channel or 8da4w
              groups of 32 (int8 dynamic activations; never weight-only int-N on Linear, which XNNPACK
              delegates and silently computes wrong in executorch 1.5.1), token embedding -> weight-only
-             int8/4/2 groups of 32 (quantized embedding kernels), float layers untouched; then every
-             float tensor stored as half behind a widening to float32 (the target's float_bits 16);
+             int8/4/2 groups of 32 (quantized embedding kernels), fp32 layers untouched;
 3. capture   torch.export of the `encoder` and the KV-cache `text_decoder` (whisper_modules.py);
 4. lower     to_edge_transform_and_lower with the XNNPACK partitioner, plus constant methods carrying the
              plan JSON, the special tokens and the config (read back by runners and the Android app);
@@ -37,7 +36,6 @@ from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import QuantPlan
 from exporter.quant.primitives import clip_weight
-from exporter.quant.targets import get_target
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import PTE_EOS_IDS, PTE_LAYOUT
 from runtimes.errors import EdgeAsrError
@@ -99,39 +97,6 @@ def quantize_model(model: nn.Module, plan: QuantPlan) -> None:
 
     mapping = OrderedDict((layer.name, torchao_config(layer.format, layer.kind)) for layer in plan.layers)
     quantize_(model, FqnToConfig(mapping), filter_fn=None)
-
-
-def _widened(name: str):
-    """A property that reads the half buffer `{name}_half` as float32."""
-    return property(lambda module: getattr(module, f"{name}_half").float())
-
-
-def store_half_floats(model: nn.Module, plan: QuantPlan) -> None:
-    """On a target that stores floats as half (`float_bits` 16), hold every float parameter the plan does not
-    quantise (float layers, convolutions, norms, positional embeddings) as a half buffer that the
-    module reads through a widening to float32, in place. The export then carries the half constants and
-    the widening ops (XNNPACK or a portable kernel converts them), so the program stores half the bytes and
-    computes in float32; the simulation rounds the same tensors to half (round_stored_floats)."""
-    if get_target(plan.target).float_bits != 16:
-        return
-    # The biases of quantised layers stay float32: XNNPACK's quantised-linear pattern takes the bias as a
-    # constant, not behind a conversion (and they are a few kilobytes).
-    int_layers = [layer.name for layer in plan.layers if not layer.format.is_float]
-    quantised = {f"{name}.{tensor}" for name in int_layers for tensor in ("weight", "bias")}
-    by_module: dict[str, list[str]] = {}
-    for name, param in model.named_parameters():
-        if name not in quantised and param.dtype == torch.float32:
-            owner, _, attribute = name.rpartition(".")
-            by_module.setdefault(owner, []).append(attribute)
-    for owner, attributes in by_module.items():
-        module = model.get_submodule(owner)
-        for attribute in attributes:
-            half = getattr(module, attribute).detach().half()
-            del module._parameters[attribute]
-            module.register_buffer(f"{attribute}_half", half)
-        # a subclass per module: the properties must not change other instances of the same class
-        widened = {attribute: _widened(attribute) for attribute in attributes}
-        module.__class__ = type(f"Half{type(module).__name__}", (type(module),), widened)
 
 
 def constant_methods(
@@ -202,22 +167,6 @@ def capture(
     return programs
 
 
-def _fuse_quantised_ops_and_fold_constants(edge) -> None:
-    """What `do_quant_fusion_and_const_prop` does in to_executorch (fuse dequantise + op into quantised
-    kernels, then fold constant subgraphs), except that widenings (`_to_copy`) of constants are not folded:
-    folding them would store float32 copies of the half constants (store_half_floats) and undo the saving.
-    The widening then runs in the program, once per call of a method, on tensors of a few megabytes."""
-    from executorch.exir.dialects._ops import ops as exir_ops
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-    from executorch.exir.passes.quant_fusion_pass import QuantFusionPass, _get_node_value_dict
-
-    for name, program in edge._edge_programs.items():  # executorch 1.5.1 has no public hook for this
-        QuantFusionPass(_fix_node_meta_val=True, node_value_dict=_get_node_value_dict(program))(program.graph_module)
-        edge._edge_programs[name] = constant_prop_pass(
-            program, custom_skip_targets={exir_ops.edge.aten._to_copy.default}
-        )
-
-
 def lower(programs: dict, constants: dict) -> tuple[bytes, dict[str, bytes]]:
     """(the program's bytes, its separate data files by name: empty unless constants were tagged)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -230,11 +179,10 @@ def lower(programs: dict, constants: dict) -> tuple[bytes, dict[str, bytes]]:
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
         constant_methods=constants,
     )
-    _fuse_quantised_ops_and_fold_constants(edge)
     program = edge.to_executorch(
         ExecutorchBackendConfig(
             extract_delegate_segments=True,
-            do_quant_fusion_and_const_prop=False,  # done just above, keeping the half constants half
+            do_quant_fusion_and_const_prop=True,
             run_reinplace_pass=True,  # the decoder's KV-cache writes (index_put) become in-place row writes
             memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
         )
@@ -264,7 +212,6 @@ def lower_executorch(
     _check_target(plan)
     model = prepare_model(bundle, plan, attention)
     quantize_model(model, plan)
-    store_half_floats(model, plan)
     programs = capture(model, bundle.n_mels, n_frames, layout)
     data, _ = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout))
     with atomic_path(out_path) as tmp:

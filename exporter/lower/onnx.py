@@ -47,7 +47,7 @@ from exporter.lower.whisper_modules import attend, cross_keys_values, split_head
 from exporter.models import WhisperBundle
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import quantize_weight
-from exporter.quant.simulate import round_stored_floats
+from exporter.quant.simulate import check_float_widths, round_stored_floats
 from exporter.quant.targets import get_target
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import (
@@ -601,13 +601,7 @@ def check_plan(bundle: WhisperBundle, plan: QuantPlan) -> None:
         raise EdgeAsrError(
             f"ONNX lowering runs float activations; the plan asks for simulated {plan.activation_bits}-bit activations"
         )
-    float_bits = get_target(plan.target).float_bits
-    wider = [layer.name for layer in plan.layers if layer.format.is_float and layer.format.bits != float_bits]
-    if wider:
-        raise EdgeAsrError(
-            f"the plan keeps {wider[0]} in {plan.layer(wider[0]).format.name}, but the {plan.target} target stores "
-            f"floats in {float_bits} bits; re-make the plan with `edgeasr plan --target {plan.target}`"
-        )
+    check_float_widths(plan)
     names = {name for name, _ in bundle.model.named_modules()}
     missing = [layer.name for layer in plan.layers if layer.name not in names]
     if missing:

@@ -52,6 +52,18 @@ def check_plan_fits(model: nn.Module, plan: QuantPlan) -> None:
             )
 
 
+def check_float_widths(plan: QuantPlan) -> None:
+    """Refuse a plan whose float layers are wider than its target stores floats (e.g. fp32 layers in a plan
+    made before the target stored half): its artifact would not hold what the plan says."""
+    float_bits = get_target(plan.target).float_bits
+    wider = [layer.name for layer in plan.layers if layer.format.is_float and layer.format.bits != float_bits]
+    if wider:
+        raise EdgeAsrError(
+            f"the plan keeps {wider[0]} in {plan.layer(wider[0]).format.name}, but the {plan.target} target stores "
+            f"floats in {float_bits} bits; re-make the plan with `edgeasr plan --target {plan.target}`"
+        )
+
+
 @torch.no_grad()
 def round_stored_floats(model: nn.Module, plan: QuantPlan) -> None:
     """Round, in place, every parameter the plan leaves float (norms, biases, positions; not the weights of
@@ -93,4 +105,4 @@ def simulate(bundle: WhisperBundle, plan: QuantPlan) -> WhisperBundle:
     return simulated
 
 
-__all__ = ["apply_plan", "round_stored_floats", "simulate"]
+__all__ = ["apply_plan", "check_float_widths", "round_stored_floats", "simulate"]

@@ -3,13 +3,11 @@
 A ladder runs from the top rung (float) down; the allocator moves layers down one rung at a time. Each
 layer kind has its own ladder because runtimes support different formats per op:
 
-* `executorch` / `android` (XNNPACK): Linear = fp16 -> int8 per channel -> int4 groups of 32, 64, 128, all
+* `executorch` / `android` (XNNPACK): Linear = fp32 -> int8 per channel -> int4 groups of 32, 64, 128, all
   with dynamically quantised int8 activations (8da8w / 8da4w; weight-only int-N on Linear is delegated but
-  silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp16 -> int8 -> int4 (groups
-  of 32, 64, 128) -> int2 (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay
-  float: XNNPACK's quantised convolution needs a separate static-quantisation flow. Every float tensor (fp16
-  layers, convolutions, norms, biases, positional embeddings) is stored as half and widened to float32 where
-  it is used (exporter/lower/executorch.py), so the program computes in float32 on half the bytes. Int8 per-channel scales stay float32;
+  silently wrong in executorch 1.5.1, so it is not offered). Token embedding = fp32 -> int8 -> int4 (groups
+  of 32, 64, 128) -> int2 (quantized_decomposed.embedding_{byte,4bit,2bit}). The two encoder convolutions stay fp32: XNNPACK's
+  quantised convolution needs a separate static-quantisation flow. Int8 per-channel scales stay float32;
   int4 group scales are stored as bfloat16 (the XNNPACK serialiser casts them after torchao computed the
   codes with float32 scales), which both the byte cost and the simulation account for: the simulated
   output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
@@ -85,21 +83,16 @@ class Target:
 
 
 def _executorch() -> Target:
-    linear = (FP16, int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da")) + tuple(
+    linear = (FP32, int_format(8, "per_channel", activation="dynamic_int8_per_token", prefix="8da")) + tuple(
         int_format(4, "group", g, scale_dtype="bfloat16", activation="dynamic_int8_per_token", prefix="8da")
         for g in INT4_GROUPS
     )
     embedding = (
-        (FP16, int_format(8, "group", 32))
+        (FP32, int_format(8, "group", 32))
         + tuple(int_format(4, "group", g) for g in INT4_GROUPS)
         + (int_format(2, "group", 32),)
     )
-    return Target(
-        "executorch",
-        {"linear": linear, "conv": (FP16,), "embedding": embedding},
-        "ExecuTorch XNNPACK",
-        float_bits=16,
-    )
+    return Target("executorch", {"linear": linear, "conv": (FP32,), "embedding": embedding}, "ExecuTorch XNNPACK")
 
 
 def _onnx() -> Target:
@@ -187,7 +180,7 @@ TARGETS = {
     "litert": _litert(),
     "tflite-runtime": _tflite_runtime(),
 }
-TARGETS["android"] = replace(TARGETS["executorch"], name="android")
+TARGETS["android"] = Target("android", TARGETS["executorch"].ladders, TARGETS["executorch"].runtime)
 
 
 def get_target(name: str) -> Target:
