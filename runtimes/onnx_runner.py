@@ -47,8 +47,9 @@ def _session(path: Path, threads: int | None, memory_arena: bool = False):
         options.intra_op_num_threads = threads
     # ORT's defaults, its CPU arena (keeps freed blocks for reuse, grows in large steps) and memory patterns
     # (one block pre-planned per input-shape set, kept for each set seen), hold more than the live tensors.
-    # Both off, activation memory follows the graph's liveness: base's 46 MB pair on 8 english_misc clips,
-    # run peak 320 -> 220 MB above the process's baseline for about 2 % more CPU time (hand run, 1 thread).
+    # Both off, activation memory follows the graph's liveness: base's 46 MB pair ran at 253 MB of run peak
+    # above the process's baseline against 319-330 MB (benchmarks/results/onnx_memory_base.md), at the same
+    # CPU time within about 2 % (a hand run, 1 thread).
     options.enable_cpu_mem_arena = memory_arena
     options.enable_mem_pattern = memory_arena
     try:

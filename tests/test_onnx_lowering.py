@@ -70,20 +70,25 @@ def test_matmul_nbits_packing_matches_ort(bits, block):
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
 
 
-@pytest.mark.parametrize(("bits", "block"), [(4, 32), (4, 64), (4, 128), (8, 32)])
-def test_gather_block_quantized_packing_matches_ort(bits, block):
-    rng = np.random.default_rng(bits)
-    codes, scales, weight = _random_codes(bits, 40, 2, rng, block)
-    node = helper.make_node(
+def _gather_node(inputs: list[str], output: str, block: int, bits: int):
+    """GatherBlockQuantized as the onnx lowering writes it: rows gathered, blocks along the row."""
+    return helper.make_node(
         "GatherBlockQuantized",
-        ["B", "I", "S"],
-        ["Y"],
+        inputs,
+        [output],
         domain="com.microsoft",
         gather_axis=0,
         quantize_axis=1,
         block_size=block,
         bits=bits,
     )
+
+
+@pytest.mark.parametrize(("bits", "block"), [(4, 32), (4, 64), (4, 128), (8, 32)])
+def test_gather_block_quantized_packing_matches_ort(bits, block):
+    rng = np.random.default_rng(bits)
+    codes, scales, weight = _random_codes(bits, 40, 2, rng, block)
+    node = _gather_node(["B", "I", "S"], "Y", block, bits)
     ids = np.array([[0, 5, 39]], dtype=np.int64)
     y = _run_single(
         node,
@@ -106,18 +111,9 @@ def test_float16_scales_behind_a_cast_match_float32_ones(level):
     cast = helper.make_node("Cast", ["S16"], ["S"], to=TensorProto.FLOAT)
     flat = helper.make_node("Reshape", ["S", "flat"], ["S1"])
     matmul = helper.make_node(
-        "MatMulNBits", ["A", "B", "S1"], ["Y"], domain="com.microsoft", K=k, N=n, bits=4, block_size=block
+        "MatMulNBits", ["A", "B", "S1"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=block
     )
-    gather = helper.make_node(
-        "GatherBlockQuantized",
-        ["T", "I", "S"],
-        ["Z"],
-        domain="com.microsoft",
-        gather_axis=0,
-        quantize_axis=1,
-        block_size=block,
-        bits=bits,
-    )
+    gather = _gather_node(["T", "I", "S"], "Z", block, bits)
     packed = pack_codes(codes, bits)
     graph = helper.make_graph(
         [cast, flat, matmul, gather],
