@@ -30,34 +30,29 @@ SETTINGS = {"edgeasr": False, "ORT defaults": True}  # name -> onnx_memory_arena
 MISC = DATA / "english_misc" / "manifest.jsonl"
 
 
-def _metric(records: list[dict], name: str) -> float | None:
-    found = [r["metric"]["value"] for r in records if r["metric"]["name"] == name and r.get("group", "all") == "all"]
-    return found[0] if found else None
-
-
-def run(folder, setting: str, clip_set: str, round_: int) -> dict:
-    dataset = load_dataset(MISC) if clip_set == "english_misc" else test_clips()
-    source = MISC if clip_set == "english_misc" else SPEECHOCEAN
+def run(folder, setting: str, clip_set: str, clips: tuple, round_: int) -> dict:
+    """One `edgeasr bench` of the onnx runtime on `clips` (source manifest, dataset) under `setting`."""
+    source, dataset = clips
     say(f"{setting}, {clip_set}, round {round_}")
     result = bench(
         BenchOptions(artifact=folder, data=source, runtimes=("onnx",), onnx_memory_arena=SETTINGS[setting]),
         dataset=dataset,
     )
-    records = result.records
-    n_words = next(r["extra"]["n_words"] for r in records if r["metric"]["name"] == "wer" and r["group"] == "all")
+    metric = {r["metric"]["name"]: r for r in result.records if r["group"] == "all"}  # as peers.run_edgeasr reads it
+    value = {name: record["metric"]["value"] for name, record in metric.items()}
     return {
         "setting": setting,
         "clips": clip_set,
         "round": round_,
         "n_clips": len(dataset),
-        "artifact_bytes": _metric(records, "artifact_bytes"),
-        "load_peak_bytes": _metric(records, "memory_load_peak"),
-        "run_peak_bytes": _metric(records, "memory_run_peak"),
-        "predicted_run_peak_bytes": _metric(records, "predicted_memory_run_peak"),
-        "latency_median_ms": _metric(records, "latency_median"),
-        "rtf": _metric(records, "real_time_factor"),
-        "wer": _metric(records, "wer"),
-        "n_words": n_words,
+        "artifact_bytes": value["artifact_bytes"],
+        "load_peak_bytes": value["memory_load_peak"],
+        "run_peak_bytes": value["memory_run_peak"],
+        "predicted_run_peak_bytes": value["predicted_memory_run_peak"],
+        "latency_median_ms": value["latency_median"],
+        "rtf": value["real_time_factor"],
+        "wer": value["wer"],
+        "n_words": metric["wer"]["extra"]["n_words"],
     }
 
 
@@ -113,10 +108,11 @@ def main() -> None:
     folder = exported(args.model, "onnx", "onnx", Q4_0_BYTES[args.model])
     if isinstance(folder, str):
         raise SystemExit(f"the export failed: {folder}")
+    clip_sets = {"english_misc": (MISC, load_dataset(MISC)), "peers": (SPEECHOCEAN, test_clips())}
     rows = [
-        run(folder, setting, clip_set, round_)
+        run(folder, setting, name, clips, round_)
         for round_ in range(1, args.rounds + 1)
-        for clip_set in ("english_misc", "peers")
+        for name, clips in clip_sets.items()
         for setting in SETTINGS
     ]
     notes = [

@@ -49,6 +49,10 @@ TARGETS = (
     ("litert", "tflite", "litert"),
     ("tflite-runtime", "tflite-runtime", "tflite-runtime"),
 )
+TARGET_NAMES = [target for target, _, _ in TARGETS]
+# The default clip set (speechocean762 speakers, clips per speaker): 40 clips, beside 40 of AN4's; another
+# set's results go to their own files
+DEFAULT_CLIP_SET = (20, 2)
 # Every edgeasr export here: the fill allocation, calibrated on 32 of the english_misc clips (CALIB).
 ALLOCATION, N_CALIB = "fill", 32
 # The LiteRT converter lives in its own environment (Makefile: make install-litert); its exports run there.
@@ -300,11 +304,11 @@ def add_target(args, clips: Dataset, rows: list[tuple[Row, Row | None]]) -> list
 def _options(args) -> str:
     """The command-line options of this run that differ from the defaults, as typed."""
     words = [f" --limit {args.limit}"] if args.limit else []
-    if (args.speakers, args.per_speaker) != (20, 2):
+    if (args.speakers, args.per_speaker) != DEFAULT_CLIP_SET:
         words.append(f" --speakers {args.speakers} --per-speaker {args.per_speaker}")
     if list(args.quants) != list(GGML_QUANTS):
         words.append(f" --quants {' '.join(args.quants)}")
-    if list(args.targets) != [t[0] for t in TARGETS]:
+    if list(args.targets) != TARGET_NAMES:
         words.append(f" --targets {' '.join(args.targets)}")
     return "".join(words) + (" --no-ct2" if args.no_ct2 else "")
 
@@ -318,22 +322,21 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="re-make the tables from the last run's rows")
     parser.add_argument(
         "--add-target",
-        choices=[t[0] for t in TARGETS],
+        choices=TARGET_NAMES,
         help="measure only this target's rows and add them to the last run's (say so with --note)",
     )
-    parser.add_argument("--speakers", type=int, default=20, help="speechocean762 speakers sampled (of 64)")
-    parser.add_argument("--per-speaker", type=int, default=2, help="clips per sampled speaker (of 20)")
+    speakers, per_speaker = DEFAULT_CLIP_SET
+    parser.add_argument("--speakers", type=int, default=speakers, help="speechocean762 speakers sampled (of 64)")
+    parser.add_argument("--per-speaker", type=int, default=per_speaker, help="clips per sampled speaker (of 20)")
     parser.add_argument("--quants", nargs="+", choices=GGML_QUANTS, default=list(GGML_QUANTS), help="whisper.cpp sizes")
-    parser.add_argument(
-        "--targets", nargs="+", choices=[t[0] for t in TARGETS], default=[t[0] for t in TARGETS], help="edgeasr targets"
-    )
+    parser.add_argument("--targets", nargs="+", choices=TARGET_NAMES, default=TARGET_NAMES, help="edgeasr targets")
     parser.add_argument("--no-ct2", action="store_true", help="leave out the CTranslate2 int8 row")
     args = parser.parse_args()
     clips = test_clips(speakers=args.speakers, per_speaker=args.per_speaker)
     if args.limit:
         clips = Dataset(clips.source, random.Random(0).sample(list(clips), args.limit))
     # another clip set gets its own files: e.g. peers_base_so64x4 for 4 clips of every speaker
-    wide = "" if (args.speakers, args.per_speaker) == (20, 2) else f"_so{args.speakers}x{args.per_speaker}"
+    wide = "" if (args.speakers, args.per_speaker) == DEFAULT_CLIP_SET else f"_so{args.speakers}x{args.per_speaker}"
     raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}{wide}.json"  # kept for re-reports
     if args.report_only or args.add_target:
         rows = [(Row(**a), b and Row(**b)) for a, b in json.loads(raw.read_text())]
