@@ -1,7 +1,8 @@
-"""ONNX Runtime session memory: edgeasr's runner setting (arena and memory patterns off) against ORT's defaults.
+"""ONNX Runtime session memory: edgeasr's runner settings (arena and memory patterns off, glibc's mmap threshold
+fixed) against the arena off alone and ORT's defaults.
 
 One sherpa-layout ONNX pair (target onnx, fill, calibrated on the english_misc clips: the peers benchmark's
-export at whisper.cpp q4_0's bytes) is run by `edgeasr bench` under both settings, in alternating rounds, each
+export at whisper.cpp q4_0's bytes) is run by `edgeasr bench` under each setting, in alternating rounds, each
 run in its own process, on the english_misc clips (up to 30 s, so the encoder sees its longest inputs) and the
 peers benchmark's 80 AN4 + speechocean762 clips. Recorded per run: load and run peak (resident set above
 the process's baseline), the memory model's prediction, latency median, RTF, WER.
@@ -26,7 +27,8 @@ from exporter.io import read_json, write_json, write_text
 
 # whisper.cpp q4_0's file bytes per model (benchmarks/results/peers_*.json): the budgets of the peers exports
 Q4_0_BYTES = {"base": 46_471_049, "tiny.en": 25_335_354}
-SETTINGS = {"edgeasr": False, "ORT defaults": True}  # name -> onnx_memory_arena (arena and memory patterns)
+# name -> (onnx_memory_arena: ORT's arena and memory patterns, onnx_return_freed_memory: glibc's mmap threshold fixed)
+SETTINGS = {"edgeasr": (False, True), "arena off": (False, False), "ORT defaults": (True, False)}
 MISC = DATA / "english_misc" / "manifest.jsonl"
 
 
@@ -35,7 +37,13 @@ def run(folder, setting: str, clip_set: str, clips: tuple, round_: int) -> dict:
     source, dataset = clips
     say(f"{setting}, {clip_set}, round {round_}")
     result = bench(
-        BenchOptions(artifact=folder, data=source, runtimes=("onnx",), onnx_memory_arena=SETTINGS[setting]),
+        BenchOptions(
+            artifact=folder,
+            data=source,
+            runtimes=("onnx",),
+            onnx_memory_arena=SETTINGS[setting][0],
+            onnx_return_freed_memory=SETTINGS[setting][1],
+        ),
         dataset=dataset,
     )
     metric = {r["metric"]["name"]: r for r in result.records if r["group"] == "all"}  # as peers.run_edgeasr reads it
@@ -117,8 +125,10 @@ def main() -> None:
     ]
     notes = [
         f"Artifact: {folder.name} (sherpa layout, {rows[0]['artifact_bytes'] / 1e6:.1f} MB), target onnx at "
-        "whisper.cpp q4_0's bytes. edgeasr: the ONNX runner's sessions with ORT's CPU memory arena and memory "
-        "patterns off (its default); ORT defaults: both on. Each run is `edgeasr bench` in its own process, one "
+        "whisper.cpp q4_0's bytes. edgeasr: the ONNX runner's defaults, ORT's CPU memory arena and memory "
+        "patterns off and glibc's mmap threshold fixed at 128 KiB (runtimes/allocator.py); arena off: the same "
+        "sessions under glibc's dynamic mmap threshold (the runner before the allocator setting); ORT defaults: "
+        "arena and patterns on, glibc's dynamic threshold. Each run is `edgeasr bench` in its own process, one "
         "thread, one warm-up clip; peaks are resident set above the process's baseline (runtime imported); "
         "predicted = exporter.memory's run peak for the artifact. english_misc: 22 LibriSpeech-style clips up to "
         "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round.",

@@ -83,6 +83,9 @@ class BenchOptions:
     # ONNX Runtime's CPU memory arena and memory patterns (ORT's defaults): on is about as fast and holds
     # more memory (runtimes/onnx_runner.py), so edgeasr's runner leaves them off
     onnx_memory_arena: bool = False
+    # glibc's mmap threshold fixed in the ONNX worker, so freed tensors leave the resident set
+    # (runtimes/allocator.py); False keeps glibc's dynamic threshold, which holds them in the heap
+    onnx_return_freed_memory: bool = True
     # One user's LoRA adapter for an NF4 + LoRA artifact: adapter.ptd for a .pte, a folder of .onnx_adapter
     # files for ONNX (None: the adapter the export left in the folder).
     adapter: Path | None = None
@@ -369,6 +372,7 @@ def run_worker(target: Target, clips: list[dict], options: BenchOptions) -> dict
         "warmup": options.warmup,
         "threads": options.threads,
         "onnx_memory_arena": options.onnx_memory_arena,
+        "onnx_return_freed_memory": options.onnx_return_freed_memory,
         "adapter": None if options.adapter is None else str(options.adapter),
         "loop_guard": options.loop_guard,
     }
@@ -563,6 +567,8 @@ def _runtime_records(
     backend = BACKENDS[target.runtime]
     if target.runtime == "onnx" and options.onnx_memory_arena:
         backend += ", memory arena and patterns"
+    if target.runtime == "onnx" and not options.onnx_return_freed_memory:
+        backend += ", glibc's dynamic mmap threshold"
     if not options.loop_guard and target.runtime != "sherpa-onnx":  # sherpa-onnx decodes by itself, unguarded
         backend += ", no loop guard"
     info = {

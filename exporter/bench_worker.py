@@ -106,6 +106,7 @@ class WorkerSpec:
     warmup: int = 1
     threads: int = 1
     onnx_memory_arena: bool = False
+    onnx_return_freed_memory: bool = True
     adapter: str | None = None  # one user's adapter file(s) for an NF4 + LoRA artifact
     loop_guard: bool = True
 
@@ -194,6 +195,7 @@ def _build_runner(spec: WorkerSpec):
             runtime=spec.runtime,
             adapters=spec.adapter,
             onnx_memory_arena=spec.onnx_memory_arena,
+            onnx_return_freed_memory=spec.onnx_return_freed_memory,
         )
     from exporter.models import load_whisper
     from runtimes.torch_runner import TorchRunner

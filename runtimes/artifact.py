@@ -55,6 +55,7 @@ def open_artifact(
     runtime: str | None = None,
     adapters: str | Path | None = None,
     onnx_memory_arena: bool = False,
+    onnx_return_freed_memory: bool = True,
 ):
     """The runner for the artifact at `path` (see `locate`), with `threads` intra-op threads where given.
 
@@ -76,7 +77,13 @@ def open_artifact(
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 
-        return OnnxRunner(folder, threads=threads, adapters=adapters, memory_arena=onnx_memory_arena)
+        return OnnxRunner(
+            folder,
+            threads=threads,
+            adapters=adapters,
+            memory_arena=onnx_memory_arena,
+            return_freed_memory=onnx_return_freed_memory,
+        )
     if kind.runtime == "litert":
         if adapters is not None:
             raise EdgeAsrError("a LiteRT artifact takes no per-user adapter files (no LoRA lowering for LiteRT)")

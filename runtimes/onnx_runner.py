@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtimes.allocator import fix_mmap_threshold
 from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, SAMPLE_RATE, log_mel_frames
 from runtimes.base import Runner
 from runtimes.contract import (
@@ -184,12 +185,19 @@ class OnnxRunner(Runner):
         threads: int | None = None,
         adapters: str | Path | None = None,
         memory_arena: bool = False,
+        return_freed_memory: bool = True,
     ):
         """`adapters`: a folder with encoder.onnx_adapter / decoder.onnx_adapter for an NF4 + LoRA artifact:
-        that user's LoRA parameters replace the ones the graphs carry (one base, many users)."""
+        that user's LoRA parameters replace the ones the graphs carry (one base, many users).
+        `memory_arena`: ORT's CPU arena and memory patterns on (ORT's defaults; off: activation memory follows
+        the graphs' liveness). `return_freed_memory`: fix glibc's mmap threshold for this process
+        (runtimes/allocator.py), so that freed tensors leave the resident set; where the C library is not
+        glibc nothing changes."""
         folder = Path(artifact_dir)
         if not folder.is_dir():
             raise EdgeAsrError(f"ONNX artifact folder not found: {folder}")
+        # Before the sessions exist, so that loading's own buffers are served the same way.
+        self.freed_memory_returned = return_freed_memory and fix_mmap_threshold()
         self.encoder = _session(folder / ENCODER_FILE, threads, memory_arena)
         self.decoder = _session(folder / DECODER_FILE, threads, memory_arena)
         self.memory_arena = memory_arena

@@ -14,6 +14,7 @@ import pytest
 
 from exporter.lower.onnx_sherpa import byte_decoder, lower_onnx_sherpa, sherpa_metadata, tokens_txt
 from exporter.normalize import normalize
+from runtimes.allocator import _glibc
 from runtimes.audio import FULL_FRAMES, load_audio
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
@@ -128,6 +129,7 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
     from runtimes.torch_runner import TorchRunner
 
     simulated, runner = TorchRunner(simulate(tiny_en, sherpa_plan)), OnnxRunner(sherpa_pair)
+    assert runner.freed_memory_returned == (_glibc() is not None)  # runtimes/allocator.py, on by default
     samples = load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav")
     for frames in (FULL_FRAMES, 1208):  # the 30 s window, and the client's shorter framing
         features = log_mel_frames(samples, tiny_en.n_mels, frames)

@@ -1,0 +1,52 @@
+"""The C allocator of a runner's process: large freed blocks go back to the OS instead of staying resident.
+
+With ONNX Runtime's arena off (runtimes/onnx_runner.py), every intermediate tensor is a malloc / free. glibc
+serves blocks above its mmap threshold (128 KiB at start) with their own mappings, which a free unmaps; but
+each free of such a block raises the threshold to that block's size (up to 32 MiB), so after the first
+encoder layer the hidden states, feed-forward activations and attention outputs (3-12 MB each for base) are
+carved from the heap, and a freed heap block stays resident until the heap's top is free. Measured on base's
+46 MB sherpa pair: the encoder's run left the process 135 MB larger than before it; with the threshold fixed,
+45 MB (the cross-attention keys and values it returns), and transcribing peaked about 60-100 MB lower
+(benchmarks/results/onnx_memory_base.md). Fixing the threshold (mallopt M_MMAP_THRESHOLD) turns the dynamic
+adjustment off for the whole process; an Android app's allocator (bionic's scudo) has no such adjustment.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's starting value: blocks this large and up get their own mapping
+
+_applied: list[int] = []
+
+
+def _glibc():
+    """The process's C library when it is glibc (mallopt with M_MMAP_THRESHOLD), else None."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only; musl and macOS's libc have no such symbol
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Serve every block of `threshold` bytes or more with its own mapping, returned to the OS when freed.
+    Process-wide and lasting. True when applied (glibc), False where the C library is not glibc."""
+    if threshold in _applied:
+        return True
+    libc = _glibc()
+    if libc is None or libc.mallopt(M_MMAP_THRESHOLD, threshold) != 1:
+        return False
+    _applied.append(threshold)
+    return True
+
+
+def mmap_threshold_fixed() -> int | None:
+    """The threshold this process fixed, or None while glibc's dynamic adjustment is on."""
+    return _applied[-1] if _applied else None
