@@ -4,11 +4,12 @@ With ONNX Runtime's arena off (runtimes/onnx_runner.py), every intermediate tens
 serves blocks above its mmap threshold (128 KiB at start) with their own mappings, which a free unmaps; but
 each free of such a block raises the threshold to that block's size (up to 32 MiB), so after the first
 encoder layer the hidden states, feed-forward activations and attention outputs (3-12 MB each for base) are
-carved from the heap, and a freed heap block stays resident until the heap's top is free. Measured on base's
-46 MB sherpa pair: the encoder's run left the process 135 MB larger than before it; with the threshold fixed,
-45 MB (the cross-attention keys and values it returns), and transcribing peaked about 60-100 MB lower
-(benchmarks/results/onnx_memory_base.md). Fixing the threshold (mallopt M_MMAP_THRESHOLD) turns the dynamic
-adjustment off for the whole process; an Android app's allocator (bionic's scudo) has no such adjustment.
+carved from the heap, and a freed heap block stays resident until the heap's top is free. Fixing the
+threshold (mallopt M_MMAP_THRESHOLD) turns the adjustment off for the whole process: freed tensors leave the
+resident set, and every large tensor is mapped afresh, so each decoder step pays page faults for the
+tensors it allocates. Measured on base's 46 MB sherpa pair (benchmarks/results/onnx_memory_base.md): run
+peak lower by about 50-70 MB, CPU time higher by about a third. An Android app's allocator (bionic's
+scudo) has no such adjustment.
 """
 
 from __future__ import annotations

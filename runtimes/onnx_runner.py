@@ -139,9 +139,8 @@ class _SherpaLayoutDecoderSession(_OnnxDecoderSession):
 
     def __init__(self, session, cross_k: np.ndarray, cross_v: np.ndarray, run_options=None):
         super().__init__(session, cross_k, cross_v, run_options)
-        layers, batch, _, width = cross_k.shape
-        context = session.get_inputs()[1].shape[2]  # fixed in the graph (448)
-        self.self_k = np.zeros((layers, batch, context, width), dtype=np.float32)
+        layers, _, context, width = session.get_inputs()[1].shape  # [L, N, 448, d]: fixed but N
+        self.self_k = np.zeros((layers, cross_k.shape[1], context, width), dtype=np.float32)
         self.self_v = np.zeros_like(self.self_k)
         self.offset = 0
 

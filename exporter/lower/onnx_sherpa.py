@@ -6,12 +6,14 @@ in shapes and calling convention, not in how layers are quantised (the same plac
 GatherBlockQuantized / MatMulBnb4 rewrite and plan metadata):
 
 * `encoder.onnx`: mel[N, n_mels, T] with T dynamic up to 3000 (sherpa feeds the clip's frames plus
-  `tail_paddings`, not a padded 30 s window) -> cross_k, cross_v [L, N, ceil(T / 2), d]: every decoder
-  layer's cross-attention keys and values, heads merged, computed once per clip.
+  `tail_paddings`, not a padded 30 s window) -> cross_k, cross_v [L, N, H, ceil(T / 2), d / H]: every
+  decoder layer's cross-attention keys and values, heads split, computed once per clip (their layout is
+  opaque to sherpa, which passes them to the decoder unchanged).
 * `decoder.onnx`: tokens[N, n], self_k, self_v [L, N, 448, d], cross_k, cross_v, offset[1] -> logits
   [N, n, V], self_k, self_v (same fixed shape). The self-attention cache has a fixed size: the n new keys
-  are written at offset .. offset + n - 1 (a gather and a select, so neither n nor the offset is baked
-  into the graph), later slots are masked. The first call takes the whole prompt at offset 0.
+  are scattered into slots offset .. offset + n - 1 (neither n nor the offset is baked into the graph);
+  attention reads only the slots before offset and the n new ones. The first call takes
+  the whole prompt at offset 0.
 * `tokens.txt`: `<base64 of the token's bytes> <id>` per id below end-of-text, sherpa's vocabulary file;
   `tokenizer.json` as well, for edgeasr's runners.
 
@@ -41,7 +43,7 @@ from exporter.lower.onnx import (
     tokenizer_json,
 )
 from exporter.lower.onnx_lora import lora_metadata, marked_lora_model, rewrite_branches
-from exporter.lower.whisper_modules import attend, split_heads
+from exporter.lower.whisper_modules import attend, cross_keys_values, split_heads
 from exporter.models import WhisperBundle
 from exporter.quant.plan import QuantPlan
 from runtimes.audio import FULL_FRAMES
@@ -54,63 +56,69 @@ TEXT_CONTEXT = 448  # Whisper's decoder positions: the fixed self-attention cach
 
 
 class SherpaEncoderGraph(nn.Module):
-    """mel [N, n_mels, T] -> cross_k, cross_v [L, N, ceil(T/2), d], for any T up to 3000."""
+    """mel [N, n_mels, T] -> cross_k, cross_v [L, N, H, ceil(T/2), d / H], for any T up to 3000."""
 
     def __init__(self, model):
         super().__init__()
         self.encoder = model.model.encoder
         self.decoder_layers = model.model.decoder.layers
+        self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states = encode_unchecked(self.encoder, mel)  # HF's forward refuses anything but 3000 frames
-        keys = [layer.encoder_attn.k_proj(states) for layer in self.decoder_layers]
-        values = [layer.encoder_attn.v_proj(states) for layer in self.decoder_layers]
-        return torch.stack(keys), torch.stack(values)
+        # Heads split here, once per clip: the decoder reads them as they are at every step (a transpose there
+        # would copy every layer's keys and values per token).
+        pairs = cross_keys_values(self.decoder_layers, states, self.n_heads)
+        return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
 class SherpaDecoderGraph(DecoderGraph):
     """tokens, self_k, self_v, cross_k, cross_v, offset -> logits [N, n, V], self_k, self_v."""
 
-    @staticmethod
-    def _write(cache: torch.Tensor, new: torch.Tensor, inside: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """`cache` [N, ctx, d] with slots where `inside` replaced by rows `source` of `new` [N, n, d]."""
-        return torch.where(inside[None, :, None], new.index_select(1, source), cache)
-
     def forward(self, tokens, self_k, self_v, cross_k, cross_v, offset):
         # n and the positions as tensors computed from the inputs, so the trace keeps them dynamic.
         ones = torch.ones_like(tokens[0])
-        count = ones.sum()
         positions = ones.cumsum(0) - 1 + offset  # [n]: offset .. offset + n - 1
         slots = torch.arange(self_k.shape[2])
-        relative = slots - offset
-        inside = (relative >= 0) & (relative < count)  # the slots this call writes
-        source = torch.minimum(relative.clamp(min=0), count - 1)
-        # Query i (at positions[i]) sees slots 0 .. positions[i]; later slots hold zeros or an older clip.
+        # Attention reads only the slots written so far, not all 448: every copy a step makes for it is then
+        # as long as the text so far.
+        written = torch.nonzero(slots < offset).squeeze(1)  # [offset]: 0 .. offset - 1
+        seen = torch.cat([written, positions])  # the keys' positions: the cache's, then this call's
+        # Query i (at positions[i]) sees keys at positions 0 .. positions[i].
         blocked = torch.full((1,), torch.finfo(torch.float32).min)
-        mask = torch.where(slots[None, :] > positions[:, None], blocked, torch.zeros(1))
+        mask = torch.where(seen[None, :] > positions[:, None], blocked, torch.zeros(1))
         x = self.embed_tokens(tokens) + self.embed_positions.weight.index_select(0, positions).unsqueeze(0)
+        # The written slots of every layer at once: indexing the stacked cache per layer first would copy
+        # all of it (ORT turns the per-layer gathers into one Split).
+        past_k, past_v = self_k.index_select(2, written), self_v.index_select(2, written)
         new_k, new_v = [], []
         for index, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            k = self._write(self_k[index], attn.k_proj(h), inside, source)
-            v = self._write(self_v[index], attn.v_proj(h), inside, source)
-            new_k.append(k)
-            new_v.append(v)
+            k_new, v_new = attn.k_proj(h), attn.v_proj(h)
+            new_k.append(k_new)
+            new_v.append(v_new)
+            k = torch.cat([past_k[index], k_new], dim=1)
+            v = torch.cat([past_v[index], v_new], dim=1)
             q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
             heads = attend(q, split_heads(k, self.n_heads), split_heads(v, self.n_heads), mask)
             x = x + attn.out_proj(merge_heads(heads))
-            keys, values = split_heads(cross_k[index], self.n_heads), split_heads(cross_v[index], self.n_heads)
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), keys, values)
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[index], cross_v[index])
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-        return self.proj_out(self.layer_norm(x)), torch.stack(new_k), torch.stack(new_v)
+        # The caches go out whole (sherpa's fixed [L, N, 448, d]), this call's rows scattered into slots
+        # offset .. offset + n - 1 of every layer at once: one copy of each cache per call. The index is
+        # expanded to the new rows' shape as traced, so neither n nor the offset is baked into the graph.
+        rows_k, rows_v = torch.stack(new_k), torch.stack(new_v)  # [L, N, n, d]
+        where = positions[None, None, :, None].expand_as(rows_k)
+        out_k, out_v = self_k.scatter(2, where, rows_k), self_v.scatter(2, where, rows_v)
+        return self.proj_out(self.layer_norm(x)), out_k, out_v
 
 
 def export_encoder(model, n_mels: int) -> object:
     # Traced on an odd length below 3000 so the frame axis is not specialised to a constant.
     features = torch.zeros(1, n_mels, 1001)
     fused_encoder_attention(model)  # flash attention in ORT, sherpa-onnx's own build included
-    dynamic = {"mel": {0: "N", 2: "T"}, "cross_k": {1: "N", 2: "T2"}, "cross_v": {1: "N", 2: "T2"}}
+    dynamic = {"mel": {0: "N", 2: "T"}, "cross_k": {1: "N", 3: "T2"}, "cross_v": {1: "N", 3: "T2"}}
     return export_graph(SherpaEncoderGraph(model), (features,), ["mel"], ["cross_k", "cross_v"], dynamic)
 
 
@@ -118,14 +126,15 @@ def export_decoder(model) -> object:
     config = model.config
     tokens = torch.zeros(1, 3, dtype=torch.long)
     cache = torch.zeros(config.decoder_layers, 1, TEXT_CONTEXT, config.d_model)
-    cross = torch.zeros(config.decoder_layers, 1, 501, config.d_model)
+    heads = config.decoder_attention_heads
+    cross = torch.zeros(config.decoder_layers, 1, heads, 501, config.d_model // heads)
     offset = torch.zeros(1, dtype=torch.long)
     dynamic = {
         "tokens": {0: "N", 1: "n"},
         "in_self_k": {1: "N"},
         "in_self_v": {1: "N"},
-        "cross_k": {1: "N", 2: "T2"},
-        "cross_v": {1: "N", 2: "T2"},
+        "cross_k": {1: "N", 3: "T2"},
+        "cross_v": {1: "N", 3: "T2"},
         "logits": {0: "N", 1: "n"},
         "out_self_k": {1: "N"},
         "out_self_v": {1: "N"},
