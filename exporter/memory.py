@@ -397,7 +397,8 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
     if metadata.get(META_LAYOUT) == "sherpa":  # dynamic batch and frames (exporter/lower/onnx_sherpa.py): the most
         dims = {"N": 1, "T": n_frames, "T2": n_frames // 2, "n": 1}
         encoder_peak = live_peak_bytes(encoder, dims, count_outputs=False)
-        decoder_peak = live_peak_bytes(decoder, dims, count_outputs=False)
+        # At the last position: every slot but one written, which the decoder's attention reads.
+        decoder_peak = live_peak_bytes(decoder, dims, count_outputs=False, data_dim=MAX_POSITIONS - 1)
     else:
         encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
         decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)

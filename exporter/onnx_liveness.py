@@ -76,24 +76,47 @@ def _shape_graph(proto: onnx.ModelProto, dims: dict[str, int]) -> onnx.GraphProt
     return SymbolicShapeInference.infer_shapes(proto, auto_merge=True).graph
 
 
-def _bytes(value: onnx.ValueInfoProto) -> int | None:
+def _data_dependent(expression: str, value: int | None) -> int | None:
+    """A length shape inference left as an expression of data-dependent symbols (e.g. NonZero's count plus
+    1), evaluated with every such symbol set to `value`; None where no value is given."""
+    if value is None:
+        return None
+    import sympy
+
+    try:
+        parsed = sympy.sympify(expression)
+        return int(parsed.subs({symbol: value for symbol in parsed.free_symbols}))
+    except (sympy.SympifyError, TypeError, ValueError):
+        return None
+
+
+def _bytes(value: onnx.ValueInfoProto, data_dim: int | None = None) -> int | None:
     tensor = value.type.tensor_type
     size = helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
     for dim in tensor.shape.dim:
-        if not dim.HasField("dim_value"):
+        length = dim.dim_value if dim.HasField("dim_value") else _data_dependent(dim.dim_param, data_dim)
+        if length is None:
             return None
-        size *= dim.dim_value
+        size *= length
     return size
 
 
-def live_peak_bytes(path: Path, dims: dict[str, int], count_outputs: bool = True, count_inputs: bool = False) -> int:
-    """Peak bytes of simultaneously live tensors while `path` runs once with dimension values `dims`."""
+def live_peak_bytes(
+    path: Path,
+    dims: dict[str, int],
+    count_outputs: bool = True,
+    count_inputs: bool = False,
+    data_dim: int | None = None,
+) -> int:
+    """Peak bytes of simultaneously live tensors while `path` runs once with dimension values `dims`.
+    `data_dim`: the value of every length that depends on a tensor's values rather than its shape (the
+    sherpa decoder's count of written cache slots); None: such a length is an error."""
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # protobuf decode errors of every kind
         raise EdgeAsrError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
     graph = _shape_graph(proto, dims)
-    sizes = {v.name: _bytes(v) for v in [*graph.value_info, *graph.output, *graph.input]}
+    sizes = {v.name: _bytes(v, data_dim) for v in [*graph.value_info, *graph.output, *graph.input]}
     weights = {i.name for i in graph.initializer}
     outputs = {o.name for o in graph.output}
     root: dict[str, str] = {}
