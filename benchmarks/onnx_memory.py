@@ -133,7 +133,9 @@ def main() -> None:
         "predicted = exporter.memory's run peak for the artifact. english_misc: 22 LibriSpeech-style clips up to "
         "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round.",
         *args.note,
-        f"Produced by `python benchmarks/onnx_memory.py --model {args.model}` (edgeasr {__version__}).",
+        f"Produced by `python benchmarks/onnx_memory.py --model {args.model}"
+        + (f" --rounds {args.rounds}" if args.rounds != 2 else "")
+        + f"` (edgeasr {__version__}).",
     ]
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows, "summary": medians(rows)})
     write_text(stem.with_suffix(".md"), markdown(args.model, rows, notes))
