@@ -21,8 +21,6 @@ import ctypes.util
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's starting value: blocks this large and up get their own mapping
 
-_applied: list[int] = []
-
 
 def _glibc():
     """The process's C library when it is glibc (mallopt with M_MMAP_THRESHOLD), else None."""
@@ -40,15 +38,5 @@ def _glibc():
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Serve every block of `threshold` bytes or more with its own mapping, returned to the OS when freed.
     Process-wide and lasting. True when applied (glibc), False where the C library is not glibc."""
-    if threshold in _applied:
-        return True
     libc = _glibc()
-    if libc is None or libc.mallopt(M_MMAP_THRESHOLD, threshold) != 1:
-        return False
-    _applied.append(threshold)
-    return True
-
-
-def mmap_threshold_fixed() -> int | None:
-    """The threshold this process fixed, or None while glibc's dynamic adjustment is on."""
-    return _applied[-1] if _applied else None
+    return libc is not None and libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
