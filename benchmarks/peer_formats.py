@@ -106,7 +106,7 @@ def _openai_names(config) -> dict[str, str]:
 
 def _vocab_bytes(bundle) -> list[bytes]:
     """The byte string of every ordinary token, in id order, up to the first special token."""
-    from exporter.lower.onnx_sherpa import byte_decoder
+    from runtimes.tokenizer import byte_decoder
 
     decoder = byte_decoder()
     vocab = bundle.tokenizer.get_vocab()

@@ -8,7 +8,7 @@ reuses freed buffers needs at least; ONNX Runtime's arena can hold more (it grow
 Shape inference (ONNX Runtime's symbolic one) does not know every com.microsoft quantised op, so for inference
 only they are swapped
 for the standard op with the same output shape: MatMulNBits(A, packed) -> MatMul(A, W[K, N]) and
-GatherBlockQuantized(packed, ids) -> Gather(E[V, D], ids), with W and E declared as shape-only inputs.
+GatherBlockQuantized(packed, ids) -> Gather(E[V, blocks, block], ids), with W and E declared as shape-only inputs.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def _standard_stand_in(node, initializers: dict) -> tuple[onnx.NodeProto, onnx.V
         weight = helper.make_tensor_value_info(stand_in, TensorProto.FLOAT, [attrs["K"], attrs["N"]])
         return helper.make_node("MatMul", [node.input[0], stand_in], list(node.output)), weight
     if node.op_type == "GatherBlockQuantized":
-        packed = initializers[node.input[0]]
-        width = packed.dims[1] * 8 // attrs["bits"]
-        table = helper.make_tensor_value_info(stand_in, TensorProto.FLOAT, [packed.dims[0], width])
+        packed = list(initializers[node.input[0]].dims)  # [rows, ..., packed bytes]: the last axis is quantised
+        table_shape = [*packed[:-1], packed[-1] * 8 // attrs["bits"]]
+        table = helper.make_tensor_value_info(stand_in, TensorProto.FLOAT, table_shape)
         return helper.make_node("Gather", [stand_in, node.input[1]], list(node.output)), table
     return None
 

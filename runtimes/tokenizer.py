@@ -6,6 +6,7 @@ runners that have no transformers model, e.g. an ONNX or ExecuTorch runner, or t
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,17 +103,67 @@ def special_tokens(
     )
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer.json an artifact ships beside its model files."""
+def byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character -> the byte it stands for (GPT-2's reversible map:
+    printable Latin-1 bytes stand for themselves, the others are shifted to code points from 256 on)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            mapping[chr(byte)] = byte
+        else:
+            mapping[chr(256 + shifted)] = byte
+            shifted += 1
+    return mapping
+
+
+class TextDecoder:
+    """Ids -> text for a byte-level BPE tokenizer.json (Whisper's), from its vocabulary alone.
+
+    A runner only turns generated ids into text. `tokenizers.Tokenizer` also holds the merges and the
+    encoding tables: about 19 MB resident for Whisper's tokenizer.json, which showed in every runner's peak;
+    this holds each id's bytes (about 3 MB). Same text as `Tokenizer.decode` (its ByteLevel decoder joins the
+    tokens' bytes and decodes them as UTF-8, an invalid sequence becoming U+FFFD; tests/test_tokenizer.py
+    compares the two); ids it does not know are skipped, as there.
+    """
+
+    def __init__(self, pieces: list[bytes | None], special: frozenset[int]):
+        self.pieces = pieces  # id -> the token's bytes (an added token's: its text in UTF-8); None: unknown
+        self.special = special
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        known = (i for i in ids if 0 <= i < len(self.pieces) and not (skip_special_tokens and i in self.special))
+        return b"".join(piece for piece in (self.pieces[i] for i in known) if piece is not None).decode(
+            "utf-8", errors="replace"
+        )
+
+    @classmethod
+    def from_json(cls, data: dict) -> TextDecoder:
+        model, decoder = data.get("model") or {}, data.get("decoder") or {}
+        if model.get("type") != "BPE" or decoder.get("type") != "ByteLevel":
+            raise ValueError("not a byte-level BPE tokenizer (Whisper's is BPE with a ByteLevel decoder)")
+        stand_ins = byte_decoder()
+        vocab, added = model["vocab"], data.get("added_tokens") or []
+        size = 1 + max([*vocab.values(), *(token["id"] for token in added)])
+        pieces: list[bytes | None] = [None] * size
+        for token, token_id in vocab.items():
+            pieces[token_id] = bytes(stand_ins[ch] for ch in token)
+        for token in added:  # added tokens are not byte-mapped: their text is their content
+            pieces[token["id"]] = token["content"].encode("utf-8")
+        return cls(pieces, frozenset(token["id"] for token in added if token.get("special")))
+
+
+def load_tokenizer(path: str | Path) -> TextDecoder:
+    """The text decoder of the tokenizer.json an artifact ships beside its model files."""
     path = Path(path)
     if not path.is_file():
         raise EdgeAsrError(f"tokenizer not found: {path} (it is written next to the model files)")
     try:
-        return Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
+        return TextDecoder.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors
         raise EdgeAsrError(f"{path} is not a readable tokenizer.json ({exc})") from exc
 
 
-def decode_text(tokenizer: Tokenizer, tokens: list[int], special: SpecialTokens) -> str:
+def decode_text(tokenizer: Tokenizer | TextDecoder, tokens: list[int], special: SpecialTokens) -> str:
     """Text of generated tokens; special and timestamp tokens (ids >= end of text) are dropped."""
     return tokenizer.decode([t for t in tokens if t < special.eot], skip_special_tokens=True).strip()

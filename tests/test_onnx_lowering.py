@@ -71,14 +71,15 @@ def test_matmul_nbits_packing_matches_ort(bits, block):
 
 
 def _gather_node(inputs: list[str], output: str, block: int, bits: int):
-    """GatherBlockQuantized as the onnx lowering writes it: rows gathered, blocks along the row."""
+    """GatherBlockQuantized as the onnx lowering writes it: rows gathered, blocks on their own axis (the
+    shape MatMulNBits takes its codes in, so a tied projection shares the table)."""
     return helper.make_node(
         "GatherBlockQuantized",
         inputs,
         [output],
         domain="com.microsoft",
         gather_axis=0,
-        quantize_axis=1,
+        quantize_axis=2,
         block_size=block,
         bits=bits,
     )
@@ -93,27 +94,28 @@ def test_gather_block_quantized_packing_matches_ort(bits, block):
     y = _run_single(
         node,
         [helper.make_tensor_value_info("I", TensorProto.INT64, [1, 3])],
-        [numpy_helper.from_array(pack_codes(codes, bits).reshape(40, -1), "B"), numpy_helper.from_array(scales, "S")],
+        [numpy_helper.from_array(pack_codes(codes, bits), "B"), numpy_helper.from_array(scales[:, :, None], "S")],
         {"I": ids},
     )
-    np.testing.assert_array_equal(y, weight[ids])  # a gather + one multiply: bit-exact
+    np.testing.assert_array_equal(y.reshape(1, 3, -1), weight[ids])  # a gather + one multiply: bit-exact
 
 
 @pytest.mark.parametrize("level", ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_ALL"])
 def test_float16_scales_behind_a_cast_match_float32_ones(level):
     """The onnx target stores float16 scales behind a Cast to float32 (both contrib ops take scales in the
     activations' type): same outputs whether or not ORT folds the Cast (sherpa-onnx apps pick their level),
-    here with the tied pair's shapes (the embedding's scales [rows, blocks], reshaped flat for MatMulNBits)."""
+    here with the tied pair's shapes: one table of codes [rows, blocks, blob] read by both, the embedding's
+    scales [rows, blocks, 1], reshaped flat for MatMulNBits."""
     rng = np.random.default_rng(3)
     n, k, block, bits = 40, 128, 32, 4
     codes, scales, _ = _random_codes(bits, n, k // block, rng, block)
     half = scales.astype(np.float16)
-    cast = helper.make_node("Cast", ["S16"], ["S"], to=TensorProto.FLOAT)
-    flat = helper.make_node("Reshape", ["S", "flat"], ["S1"])
+    cast = helper.make_node("Cast", ["S16"], ["S3"], to=TensorProto.FLOAT)
+    flat = helper.make_node("Reshape", ["S3", "flat"], ["S1"])
     matmul = helper.make_node(
         "MatMulNBits", ["A", "B", "S1"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=block
     )
-    gather = _gather_node(["T", "I", "S"], "Z", block, bits)
+    gather = _gather_node(["B", "I", "S3"], "Z", block, bits)
     packed = pack_codes(codes, bits)
     graph = helper.make_graph(
         [cast, flat, matmul, gather],
@@ -125,8 +127,7 @@ def test_float16_scales_behind_a_cast_match_float32_ones(level):
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("Y", "Z")],
         [
             numpy_helper.from_array(packed, "B"),
-            numpy_helper.from_array(packed.reshape(n, -1), "T"),
-            numpy_helper.from_array(half, "S16"),
+            numpy_helper.from_array(half[:, :, None], "S16"),
             numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
         ],
     )
@@ -140,7 +141,7 @@ def test_float16_scales_behind_a_cast_match_float32_ones(level):
     y, z = session.run(None, {"A": x, "I": ids})
     weight = (codes * half.astype(np.float32)[..., None]).reshape(n, k)
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
-    np.testing.assert_array_equal(z, weight[ids])
+    np.testing.assert_array_equal(z.reshape(3, k), weight[ids])
 
 
 def test_half_storage_keeps_exact_values_and_leaves_the_rest():
@@ -368,11 +369,12 @@ def test_tied_output_projection_is_stored_once(lowered, mixed_plan):
     assert "model.decoder.embed_tokens.weight_packed" in names
     assert not [n for n in names if n.startswith("proj_out.weight")]
     matmul = next(n for n in proto.graph.node if n.name == "proj_out/MatMulNBits")
+    gather = next(n for n in proto.graph.node if n.op_type == "GatherBlockQuantized")
     producers = {out: n for n in proto.graph.node for out in n.output}
-    assert [producers[i].input[0] for i in matmul.input[1:3]] == [
-        "model.decoder.embed_tokens.weight_packed",
-        "model.decoder.embed_tokens.weight_scales",
-    ]
+    # The codes as stored, no Reshape (ORT would fold one into a second copy of the table); the scales
+    # through a Reshape, as the two ops take them in different ranks.
+    assert matmul.input[1] == gather.input[0] == "model.decoder.embed_tokens.weight_packed"
+    assert producers[matmul.input[2]].input[0] == gather.input[2] == "model.decoder.embed_tokens.weight_scales"
 
 
 @pytest.mark.slow

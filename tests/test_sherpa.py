@@ -12,12 +12,13 @@ import base64
 import numpy as np
 import pytest
 
-from exporter.lower.onnx_sherpa import byte_decoder, lower_onnx_sherpa, sherpa_metadata, tokens_txt
+from exporter.lower.onnx_sherpa import lower_onnx_sherpa, sherpa_metadata, tokens_txt
 from exporter.normalize import normalize
 from runtimes.allocator import _glibc
 from runtimes.audio import FULL_FRAMES, load_audio
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import byte_decoder
 
 # Every key sherpa-onnx 2.0.1 reads from the encoder's metadata; it exits when one is missing.
 SHERPA_REQUIRED = (

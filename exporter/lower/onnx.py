@@ -421,7 +421,15 @@ def _matmul_nbits(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.No
     return new, [numpy_helper.from_array(packed, names[0]), numpy_helper.from_array(scales.reshape(-1), names[1])]
 
 
-def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[onnx.NodeProto, list]:
+def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tuple[list[onnx.NodeProto], list]:
+    """GatherBlockQuantized over the table stored as [rows, blocks, blob], then a Reshape of the gathered
+    rows to [..., cols].
+
+    The blocks get their own axis because that is the shape MatMulNBits takes its codes in: a tied output
+    projection then reads this very initializer (_tied_matmul_nbits). Stored [rows, cols * bits / 8], the
+    projection needed a Reshape of it, which ORT folds into a second copy of the table when it creates the
+    session (13 MB for base's 4-bit table). The Reshape after the gather aliases its input: no copy.
+    """
     fmt = layer.format
     if fmt.bits not in _EMBEDDING_BITS:
         raise EdgeAsrError(f"{layer.name}: GatherBlockQuantized takes {_EMBEDDING_BITS} bits, not {fmt.bits}")
@@ -429,29 +437,45 @@ def _gather_block_quantized(node, layer: LayerPlan, weight: torch.Tensor) -> tup
         # Padded blocks would widen every gathered row; Whisper's widths are multiples of 32.
         raise EdgeAsrError(f"{layer.name}: width {weight.shape[1]} is not a multiple of {fmt.group_size}")
     packed, scales, _ = _quantized(weight, layer)
-    rows = weight.shape[0]
     names = (f"{layer.name}.weight_packed", f"{layer.name}.weight_scales")
-    new = helper.make_node(
-        "GatherBlockQuantized",
-        [names[0], node.input[0], names[1]],
-        list(node.output),
-        name=f"{layer.name}/GatherBlockQuantized",
-        domain=MS_DOMAIN,
-        gather_axis=0,
-        quantize_axis=1,
-        block_size=fmt.group_size,
-        bits=fmt.bits,
-        doc_string=_doc(layer),
-    )
-    return new, [numpy_helper.from_array(packed.reshape(rows, -1), names[0]), numpy_helper.from_array(scales, names[1])]
+    blocks, ids, rows_shape = f"{layer.name}/blocks", node.input[0], f"{layer.name}/rows_shape"
+    nodes = [
+        helper.make_node(
+            "GatherBlockQuantized",
+            [names[0], ids, names[1]],
+            [blocks],
+            name=f"{layer.name}/GatherBlockQuantized",
+            domain=MS_DOMAIN,
+            gather_axis=0,
+            quantize_axis=2,
+            block_size=fmt.group_size,
+            bits=fmt.bits,
+            doc_string=_doc(layer),
+        ),
+        # The gathered rows' shape: the ids' shape, then the row width (blocks x block).
+        helper.make_node("Shape", [ids], [f"{layer.name}/ids_shape"], name=f"{layer.name}/ids_shape"),
+        helper.make_node(
+            "Concat", [f"{layer.name}/ids_shape", f"{layer.name}.width"], [rows_shape], name=rows_shape, axis=0
+        ),
+        helper.make_node("Reshape", [blocks, rows_shape], list(node.output), name=f"{layer.name}/rows"),
+    ]
+    initializers = [
+        numpy_helper.from_array(packed, names[0]),
+        numpy_helper.from_array(scales[:, :, None], names[1]),  # GatherBlockQuantized: the data's rank
+        numpy_helper.from_array(np.array([weight.shape[1]], dtype=np.int64), f"{layer.name}.width"),
+    ]
+    return nodes, initializers
 
 
 def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[onnx.NodeProto], list]:
-    """MatMulNBits reading the leader embedding's packed codes and scales through two Reshapes.
+    """MatMulNBits reading the leader embedding's packed codes as they are stored, and its scales through
+    a Reshape.
 
-    GatherBlockQuantized stores the table as [rows, cols * bits / 8] and its scales as [rows, blocks];
-    MatMulNBits wants [rows, blocks, blob] and [rows * blocks]: the same bytes in another shape, so the
-    matrix is stored once. ORT folds the Reshapes of constants when the session is created.
+    The embedding's table is stored in the [rows, blocks, blob] shape MatMulNBits takes (see
+    _gather_block_quantized), so the matrix is stored and held once. Its scales are [rows, blocks, 1] for
+    GatherBlockQuantized (the data's rank) and MatMulNBits takes [rows * blocks]: ORT folds that Reshape into
+    a copy of the scales when it creates the session, 1/8 of the table's bytes at blocks of 32 with
+    float16 scales widened to float32.
     """
     fmt, lead = layer.format, leader.format
     if (fmt.bits, fmt.group_size, layer.clip) != (lead.bits, lead.group_size, leader.clip):
@@ -460,28 +484,14 @@ def _tied_matmul_nbits(node, layer: LayerPlan, leader: LayerPlan) -> tuple[list[
             f"or clips ({fmt.name} x{layer.clip} vs {lead.name} x{leader.clip}); re-make the plan"
         )
     n, k = layer.shape
-    blocks = k // fmt.group_size
-    shapes = {
-        f"{layer.name}.tied_b_shape": [n, blocks, fmt.group_size * fmt.bits // 8],
-        f"{layer.name}.tied_scales_shape": [-1],
-    }
-    b_name, s_name = f"{layer.name}.tied_b", f"{layer.name}.tied_scales"
+    shape_name, s_name = f"{layer.name}.tied_scales_shape", f"{layer.name}.tied_scales"
     nodes = [
         helper.make_node(
-            "Reshape",
-            [f"{leader.name}.weight_packed", f"{layer.name}.tied_b_shape"],
-            [b_name],
-            name=f"{layer.name}/tied_b",
+            "Reshape", [f"{leader.name}.weight_scales", shape_name], [s_name], name=f"{layer.name}/tied_scales"
         ),
-        helper.make_node(
-            "Reshape",
-            [f"{leader.name}.weight_scales", f"{layer.name}.tied_scales_shape"],
-            [s_name],
-            name=f"{layer.name}/tied_scales",
-        ),
-        _matmul_nbits_node(node, layer, b_name, s_name, n, k),
+        _matmul_nbits_node(node, layer, f"{leader.name}.weight_packed", s_name, n, k),
     ]
-    return nodes, [numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in shapes.items()]
+    return nodes, [numpy_helper.from_array(np.array([-1], dtype=np.int64), shape_name)]
 
 
 def _quant_linear(node, layer: LayerPlan, weight: torch.Tensor):

@@ -49,6 +49,7 @@ from exporter.quant.plan import QuantPlan
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, META_LORA, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
+from runtimes.tokenizer import byte_decoder
 from runtimes.torch_runner import encode_unchecked
 
 LAYOUT = "sherpa"
@@ -91,19 +92,25 @@ class SherpaDecoderGraph(DecoderGraph):
         # The written slots of every layer at once: indexing the stacked cache per layer first would copy
         # all of it (ORT turns the per-layer gathers into one Split).
         past_k, past_v = self_k.index_select(2, written), self_v.index_select(2, written)
+        # Each layer's slice of a stacked input is a copy in ORT. With constant indices ORT fuses the
+        # per-layer gathers into one Split that copies every layer's cross keys and values at the start of
+        # the step (25 MB for base at 20 s of audio), all alive at once; an index computed from an input
+        # keeps them apart, so each layer's copy lives only while that layer runs.
+        zero = (offset * 0).squeeze(0)
         new_k, new_v = [], []
         for index, layer in enumerate(self.layers):
+            at = zero + index
             attn = layer.self_attn
             h = layer.self_attn_layer_norm(x)
             k_new, v_new = attn.k_proj(h), attn.v_proj(h)
             new_k.append(k_new)
             new_v.append(v_new)
-            k = torch.cat([past_k[index], k_new], dim=1)
-            v = torch.cat([past_v[index], v_new], dim=1)
+            k = torch.cat([past_k[at], k_new], dim=1)
+            v = torch.cat([past_v[at], v_new], dim=1)
             q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
             heads = attend(q, split_heads(k, self.n_heads), split_heads(v, self.n_heads), mask)
             x = x + attn.out_proj(merge_heads(heads))
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[index], cross_v[index])
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[at], cross_v[at])
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         # The caches go out whole (sherpa's fixed [L, N, 448, d]), this call's rows scattered into slots
         # offset .. offset + n - 1 of every layer at once: one copy of each cache per call. The index is
@@ -194,20 +201,6 @@ def sherpa_metadata(bundle: WhisperBundle) -> dict[str, str]:
         values["all_language_tokens"] = ",".join(str(special.languages[c]) for c in codes)
         values["all_language_codes"] = ",".join(codes)
     return {key: str(value) for key, value in values.items()}
-
-
-def byte_decoder() -> dict[str, int]:
-    """Byte-level BPE's printable stand-in character -> the byte it stands for (GPT-2's reversible map:
-    printable Latin-1 bytes stand for themselves, the others are shifted to code points from 256 on)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    mapping, shifted = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            mapping[chr(byte)] = byte
-        else:
-            mapping[chr(256 + shifted)] = byte
-            shifted += 1
-    return mapping
 
 
 def tokens_txt(bundle: WhisperBundle) -> bytes:
