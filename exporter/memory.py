@@ -77,7 +77,7 @@ ET_FIRST_RUN_BYTES = 42 * MB
 ORT_LOAD_FACTOR = 2.0
 # ORT's CPU memory arena and memory patterns hold more than the live tensors (freed blocks kept, growth in
 # large steps, a block per input-shape set). edgeasr's runner turns both off; with them on, base's 46 MB pair
-# ran 66-77 MB higher (benchmarks/results/onnx_memory_base.md). Not modelled: factor 1.
+# ran 69-93 MB higher (benchmarks/results/onnx_memory_base.md). Not modelled: factor 1.
 ORT_ARENA_FACTOR = 1.0
 # Encoder liveness peak: attention scores and softmax output of one layer plus two hidden states.
 ORT_ENCODER_MAPS = 2

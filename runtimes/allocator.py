@@ -7,10 +7,9 @@ encoder layer the hidden states, feed-forward activations and attention outputs 
 carved from the heap, and a freed heap block stays resident until the heap's top is free. Fixing the
 threshold (mallopt M_MMAP_THRESHOLD) turns the adjustment off for the whole process: freed tensors leave the
 resident set, and every large tensor is mapped afresh, so each decoder step pays page faults for the
-tensors it allocates. Measured on base's 46 MB sherpa pair: run peak 163-166 MB above the process's
-baseline against 230-241 MB (benchmarks/results/onnx_memory_base.md); CPU time about a third higher in a
-hand probe (12 english_misc clips, 1 thread: 58 -> 76 s; the benchmark's contended RTFs: 0.68 vs 0.56 and
-0.67 vs 0.68). An Android app's allocator (bionic's scudo) has no such adjustment.
+tensors it allocates. Measured on base's 46 MB sherpa pair: run peak 133-136 MB above the process's
+baseline against 196-205 MB (benchmarks/results/onnx_memory_base.md, session 22's runner); CPU time about a
+third higher in a hand probe of session 21's runner (22 english_misc clips, 1 thread: 58 -> 76 s). An Android app's allocator (bionic's scudo) has no such adjustment.
 """
 
 from __future__ import annotations

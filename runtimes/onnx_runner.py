@@ -48,9 +48,9 @@ def _session(path: Path, threads: int | None, memory_arena: bool = False):
         options.intra_op_num_threads = threads
     # ORT's defaults, its CPU arena (keeps freed blocks for reuse, grows in large steps) and memory patterns
     # (one block pre-planned per input-shape set, kept for each set seen), hold more than the live tensors.
-    # Both off, activation memory follows the graph's liveness: base's 46 MB pair peaked 230-241 MB above the
-    # process's baseline with both off against 281-297 MB with both on, glibc's allocator left as it is
-    # (benchmarks/results/onnx_memory_base.md), at about the same CPU time; runtimes/allocator.py goes further.
+    # Both off, activation memory follows the graph's liveness: base's 46 MB pair peaked 196-205 MB above the
+    # process's baseline with both off against 274-289 MB with both on, glibc's allocator left as it is
+    # (benchmarks/results/onnx_memory_base.md); runtimes/allocator.py goes further.
     options.enable_cpu_mem_arena = memory_arena
     options.enable_mem_pattern = memory_arena
     try:
