@@ -36,6 +36,7 @@ from exporter.lower.onnx import (
     export_graph,
     fused_encoder_attention,
     graph_metadata,
+    layer_index_zero,
     marked_model,
     merge_heads,
     replace_markers,
@@ -92,11 +93,7 @@ class SherpaDecoderGraph(DecoderGraph):
         # The written slots of every layer at once: indexing the stacked cache per layer first would copy
         # all of it (ORT turns the per-layer gathers into one Split).
         past_k, past_v = self_k.index_select(2, written), self_v.index_select(2, written)
-        # Each layer's slice of a stacked input is a copy in ORT. With constant indices ORT fuses the
-        # per-layer gathers into one Split that copies every layer's cross keys and values at the start of
-        # the step (25 MB for base at 20 s of audio), all alive at once; an index computed from an input
-        # keeps them apart, so each layer's copy lives only while that layer runs.
-        zero = (offset * 0).squeeze(0)
+        zero = layer_index_zero(tokens)
         new_k, new_v = [], []
         for index, layer in enumerate(self.layers):
             at = zero + index
