@@ -122,9 +122,9 @@ class TextDecoder:
 
     A runner only turns generated ids into text. `tokenizers.Tokenizer` also holds the merges and the
     encoding tables: about 19 MB resident for Whisper's tokenizer.json, which showed in every runner's peak;
-    this holds each id's bytes (about 3 MB). Same text as `Tokenizer.decode` (its ByteLevel decoder joins the
-    tokens' bytes and decodes them as UTF-8, an invalid sequence becoming U+FFFD; tests/test_tokenizer.py
-    compares the two); ids it does not know are skipped, as there.
+    this holds each id's bytes (4 MB resident for base's). Same text as `Tokenizer.decode` (its ByteLevel
+    decoder joins the tokens' bytes and decodes them as UTF-8, an invalid sequence becoming U+FFFD;
+    tests/test_tokenizer.py compares the two); ids it does not know are skipped, as there.
     """
 
     def __init__(self, pieces: list[bytes | None], special: frozenset[int]):
