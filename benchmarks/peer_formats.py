@@ -106,12 +106,11 @@ def _openai_names(config) -> dict[str, str]:
 
 def _vocab_bytes(bundle) -> list[bytes]:
     """The byte string of every ordinary token, in id order, up to the first special token."""
-    from runtimes.tokenizer import byte_decoder
+    from runtimes.tokenizer import token_bytes
 
-    decoder = byte_decoder()
     vocab = bundle.tokenizer.get_vocab()
     by_id = {i: token for token, i in vocab.items()}
-    return [bytes(decoder[ch] for ch in by_id[i]) for i in range(bundle.special.eot)]
+    return [token_bytes(by_id[i]) for i in range(bundle.special.eot)]
 
 
 def _tensor(name: str, array: np.ndarray, quant: str, lib) -> bytes:

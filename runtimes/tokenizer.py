@@ -117,6 +117,17 @@ def byte_decoder() -> dict[str, int]:
     return mapping
 
 
+_STAND_INS = byte_decoder()
+
+
+def token_bytes(piece: str) -> bytes:
+    """The bytes a byte-level BPE token's text stands for; ValueError for a token that is not byte-level."""
+    try:
+        return bytes(_STAND_INS[ch] for ch in piece)
+    except KeyError as exc:
+        raise ValueError(f"token {piece!r} is not a byte-level BPE token") from exc
+
+
 class TextDecoder:
     """Ids -> text for a byte-level BPE tokenizer.json (Whisper's), from its vocabulary alone.
 
@@ -142,12 +153,11 @@ class TextDecoder:
         model, decoder = data.get("model") or {}, data.get("decoder") or {}
         if model.get("type") != "BPE" or decoder.get("type") != "ByteLevel":
             raise ValueError("not a byte-level BPE tokenizer (Whisper's is BPE with a ByteLevel decoder)")
-        stand_ins = byte_decoder()
         vocab, added = model["vocab"], data.get("added_tokens") or []
         size = 1 + max([*vocab.values(), *(token["id"] for token in added)])
         pieces: list[bytes | None] = [None] * size
         for token, token_id in vocab.items():
-            pieces[token_id] = bytes(stand_ins[ch] for ch in token)
+            pieces[token_id] = token_bytes(token)
         for token in added:  # added tokens are not byte-mapped: their text is their content
             pieces[token["id"]] = token["content"].encode("utf-8")
         return cls(pieces, frozenset(token["id"] for token in added if token.get("special")))

@@ -50,7 +50,7 @@ from exporter.quant.plan import QuantPlan
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, META_LAYOUT, META_LORA, SHERPA_TOKENS_FILE, TOKENIZER_FILE
 from runtimes.errors import EdgeAsrError
-from runtimes.tokenizer import byte_decoder
+from runtimes.tokenizer import token_bytes
 from runtimes.torch_runner import encode_unchecked
 
 LAYOUT = "sherpa"
@@ -202,13 +202,17 @@ def sherpa_metadata(bundle: WhisperBundle) -> dict[str, str]:
 
 def tokens_txt(bundle: WhisperBundle) -> bytes:
     """sherpa's vocabulary: one line per id below end-of-text, the token's bytes in base64, then the id."""
-    decoder = byte_decoder()
     lines = []
     for token_id in range(bundle.special.eot):
         piece = bundle.tokenizer.id_to_token(token_id)
-        if piece is None or any(ch not in decoder for ch in piece):
-            raise EdgeAsrError(f"token {token_id} ({piece!r}) is not a byte-level BPE token; not a Whisper tokenizer")
-        raw = bytes(decoder[ch] for ch in piece)
+        try:
+            if piece is None:
+                raise ValueError(f"no token {token_id}")
+            raw = token_bytes(piece)
+        except ValueError:
+            raise EdgeAsrError(
+                f"token {token_id} ({piece!r}) is not a byte-level BPE token; not a Whisper tokenizer"
+            ) from None
         lines.append(f"{base64.b64encode(raw).decode('ascii')} {token_id}")
     return ("\n".join(lines) + "\n").encode("ascii")
 
