@@ -34,12 +34,15 @@ from exporter.models import load_whisper  # noqa: E402
 from exporter.quant.layers import quantizable_layers, unquantised_bytes  # noqa: E402
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa: E402
 from exporter.quant.simulate import simulate  # noqa: E402
+from exporter.quant.targets import get_target  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, capped, paired_bootstrap  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 SPEECHOCEAN = DATA / "speechocean762" / "manifest.jsonl"
 GROUPS = ("child", "adult")
-ALLOCATIONS = ("myqasr", "fill", "knapsack")
+# knapsack-output: the knapsack on output costs (the model's next-token KL per layer and rung,
+# exporter/quant/output_costs.py) instead of each layer's own output error.
+ALLOCATIONS = ("myqasr", "fill", "knapsack", "knapsack-output")
 CALIBS = ("child", "adult", "generic")
 BUDGETS = {"tiny.en": {"android": ["55MB", "45MB", "40MB"], "onnx": ["45MB", "33MB", "28MB"]}}
 
@@ -62,7 +65,7 @@ def split_speakers(n_calib_speakers: int, n_calib: int, n_test: int, seed: int) 
     return calib, Dataset(data.source, test)
 
 
-def row_plan(model_id: str, target: str, budgets: list[str]) -> list[dict]:
+def row_plan(model_id: str, target: str, budgets: list[str], allocations=ALLOCATIONS, calibs=CALIBS) -> list[dict]:
     rows = [{"key": "fp", "system": "FP", "budget": None, "calib": None, "allocation": None}]
     for budget in budgets:
         rows.append(
@@ -74,8 +77,8 @@ def row_plan(model_id: str, target: str, budgets: list[str]) -> list[dict]:
                 "allocation": None,
             }
         )
-        for calib in CALIBS:  # calibration-major: each group's matched rows come in together
-            for allocation in ALLOCATIONS:
+        for calib in calibs:  # calibration-major: each group's matched rows come in together
+            for allocation in allocations:
                 key = f"{target}/{budget}/{allocation}/{calib}"
                 rows.append(
                     {"key": key, "system": allocation, "budget": budget, "calib": calib, "allocation": allocation}
@@ -117,7 +120,7 @@ def _unmeasured(done: dict, meta: dict) -> str:
     return f" (not measured yet: {', '.join(missing)}; the run was stopped before them)" if missing else ""
 
 
-def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict) -> str:
+def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict, timings: dict) -> str:
     shown = [r for r in rows if r["key"] in done]
     lines = [
         f"# Allocation on user groups: Whisper {model_id}, target {target}, speechocean762",
@@ -130,7 +133,13 @@ def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict)
         "the plans' exact bytes (MB = 10^6). Intervals: 95 % paired bootstrap resampled by speaker "
         "(B - A in WER points; * = excludes 0). Every row decodes with the loop guard (runtimes/decoding.py: a "
         "decoder that repeats one span is stopped after its first copy); capped: each clip's errors capped at "
-        "its reference words.",
+        "its reference words. knapsack: per-layer costs from each layer's own output error (1 - cosine); "
+        "knapsack-output: from the model's next-token KL with only that layer quantised "
+        "(exporter/quant/output_costs.py).",
+        "",
+        "Seconds (this machine, 2 cores; observation = FP pass over the calibration clips, costs = the "
+        "knapsack's table, measured once per calibration set): "
+        + (", ".join(f"{k} {v}" for k, v in sorted(timings.items())) or "not recorded"),
         "",
         "| row | MB | WER children % (n) | capped | WER adults % (n) | capped | formats |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -188,7 +197,13 @@ def plot(model_id: str, target: str, done: dict, stem: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, group in zip(axes, GROUPS):
-        for system, marker in (("uniform", "s"), ("myqasr", "o"), ("fill", "^"), ("knapsack", "D")):
+        for system, marker in (
+            ("uniform", "s"),
+            ("myqasr", "o"),
+            ("fill", "^"),
+            ("knapsack", "D"),
+            ("knapsack-output", "v"),
+        ):
             points = sorted(
                 (r["megabytes"], 100 * capped_wer(r, group))
                 for r in done.values()
@@ -224,6 +239,12 @@ def main() -> None:
     parser.add_argument("--n-calib-speakers", type=int, default=8)
     parser.add_argument("--n-test", type=int, default=60, help="test clips per group")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--allocations", nargs="+", choices=ALLOCATIONS, default=list(ALLOCATIONS), help="rows to measure (default all)"
+    )
+    parser.add_argument(
+        "--calibs", nargs="+", choices=CALIBS, default=list(CALIBS), help="calibration sets (default all)"
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     budgets = args.budgets or BUDGETS[args.model][args.target]
@@ -239,7 +260,7 @@ def main() -> None:
         "seed": args.seed,
         "loop_guard": True,  # results measured before the guard existed are not comparable
     }
-    done = {}
+    done, timings = {}, {}
     if json_path.is_file():
         stored = read_json(json_path, "a results file")
         settings = {k: v for k, v in meta.items() if k != "budgets"}
@@ -249,11 +270,13 @@ def main() -> None:
         budgets = stored["meta"]["budgets"] + [b for b in budgets if b not in stored["meta"]["budgets"]]
         meta["budgets"] = budgets
         done = stored["rows"]
-    rows = row_plan(args.model, args.target, budgets)
+        timings = stored.get("timings", {})
+    rows = row_plan(args.model, args.target, budgets)  # the report shows every row measured
+    todo = row_plan(args.model, args.target, args.budgets or budgets, args.allocations, args.calibs)
 
     def save() -> None:
-        write_json(json_path, {"meta": meta, "rows": done})
-        write_text(stem.with_suffix(".md"), report(args.model, args.target, done, rows, meta))
+        write_json(json_path, {"meta": meta, "rows": done, "timings": timings})
+        write_text(stem.with_suffix(".md"), report(args.model, args.target, done, rows, meta, timings))
         plot(args.model, args.target, done, stem)
 
     if args.report_only:
@@ -262,8 +285,8 @@ def main() -> None:
     bundle = load_whisper(args.model)
     calib, test = split_speakers(args.n_calib_speakers, args.n_calib, args.n_test, args.seed)
     calib["generic"] = generic_calibration_set()
-    users, timings = {}, {}
-    for row in rows:
+    users = {}
+    for row in todo:
         if row["key"] in done:
             continue
         started = time.perf_counter()
@@ -278,14 +301,21 @@ def main() -> None:
                     users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
                     timings[f"observe/{row['calib']}"] = round(time.perf_counter() - t0, 1)
                 user = users[row["calib"]]
+            allocation, _, layer_cost = (row["allocation"] or "myqasr").partition("-")
             options = PlanOptions(
                 target=args.target,
                 budget=row["budget"],
                 order="uniform" if row["system"] == "uniform" else "myqasr",
                 calibration="minmax" if row["system"] == "uniform" else "cosine",
-                allocation=row["allocation"] or "myqasr",
+                allocation=allocation,
+                layer_cost=layer_cost or "local",
                 seed=args.seed,
             )
+            if user is not None and allocation == "knapsack":
+                key = f"costs/{layer_cost or 'local'}/{row['calib']}"
+                t0 = time.perf_counter()
+                user.layer_costs(bundle, get_target(args.target), options.layer_cost, progress=False)
+                timings.setdefault(key, round(time.perf_counter() - t0, 1))  # first measure only: cached after
             t0 = time.perf_counter()
             plan = make_plan(bundle, user, options, progress=False)
             plan_seconds = round(time.perf_counter() - t0, 1)

@@ -20,6 +20,11 @@ ALLOCATIONS = ("myqasr", "fill", "knapsack")
 # fill: never worse than the first fit in benchmarks/results/allocation_tiny_en_android.md, and the same
 # plan where the first fit already reaches the budget.
 DEFAULT_ALLOCATION = "fill"
+# What the knapsack minimises per layer and rung: "local", the layer's own output error (1 - cosine; seconds,
+# exporter/quant/costs.py), or "output", the KL of the model's next-token distributions with only that layer
+# quantised (a partial model pass per layer and rung; exporter/quant/output_costs.py).
+LAYER_COSTS = ("local", "output")
+DEFAULT_LAYER_COST = "local"
 # The ONNX pair's layout: the one sherpa-onnx loads (exporter/lower/onnx_sherpa.py; format "sherpa") or
 # edgeasr's own (growing cache, full 30 s window; format "onnx"), which `--onnx-layout edgeasr` selects.
 # sherpa is the default: measured with one plan in both layouts, on the same 80 clips, it was faster and used

@@ -22,12 +22,14 @@ from exporter.choices import (
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
     DEFAULT_EMBEDDING,
+    DEFAULT_LAYER_COST,
     DEFAULT_ORDER,
     DEFAULT_SENSITIVITY,
     EMBEDDINGS,
     GROUP_KEYS,
     INSTALLABLE_RUNTIMES,
     LABEL_STYLES,
+    LAYER_COSTS,
     METRICS,
     ONNX_LAYOUTS,
     ORDERS,
@@ -87,6 +89,14 @@ def _add_allocation(parser: argparse.ArgumentParser) -> None:
         choices=ALLOCATIONS,
         help="myqasr: the paper's first fit; fill: then spend what is left of the budget, most sensitive "
         f"layers first; knapsack: least measured damage (default {DEFAULT_ALLOCATION})",
+    )
+    parser.add_argument(
+        "--layer-cost",
+        default=DEFAULT_LAYER_COST,
+        choices=LAYER_COSTS,
+        help="with --allocation knapsack, each layer's cost on each rung: local (its own output error, seconds) "
+        "or output (the model's next-token KL with only that layer quantised, minutes) "
+        f"(default {DEFAULT_LAYER_COST})",
     )
 
 
@@ -223,6 +233,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         budget=args.budget,
         order=args.order,
         allocation=args.allocation,
+        layer_cost=args.layer_cost,
         one_rung=args.one_rung,
         calibration=args.calibration,
         sensitivity_metric=args.sensitivity,

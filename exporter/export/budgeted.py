@@ -82,6 +82,7 @@ def export_artifact(
             budget=plan_budget,
             order=options.order,
             allocation=options.allocation,
+            layer_cost=options.layer_cost,
             calibration=options.calibration if user else "minmax",
             seed=options.seed,
         )

@@ -9,6 +9,7 @@ from exporter.choices import (
     DEFAULT_ALLOCATION,
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
+    DEFAULT_LAYER_COST,
     DEFAULT_ONNX_LAYOUT,
     DEFAULT_ORDER,
     DEFAULT_PTE_LAYOUT,
@@ -33,6 +34,7 @@ class ExportOptions:
     n_calib: int = DEFAULT_CALIB_CLIPS
     order: str = DEFAULT_ORDER
     allocation: str = DEFAULT_ALLOCATION
+    layer_cost: str = DEFAULT_LAYER_COST  # knapsack only (choices.LAYER_COSTS)
     calibration: str = DEFAULT_CALIBRATION
     seed: int = 0
     parity_clips: int = 4

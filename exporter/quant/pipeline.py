@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,8 +17,10 @@ from exporter.choices import (
     DEFAULT_ALLOCATION,
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
+    DEFAULT_LAYER_COST,
     DEFAULT_ORDER,
     DEFAULT_SENSITIVITY,
+    LAYER_COSTS,
     ORDERS,
     SENSITIVITY_METRICS,
 )
@@ -30,8 +32,9 @@ from exporter.quant.calibrate import calibrate
 from exporter.quant.costs import layer_costs
 from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.observe import Observations, observe, sensitivities
+from exporter.quant.output_costs import output_costs
 from exporter.quant.plan import LayerPlan, QuantPlan
-from exporter.quant.targets import get_target
+from exporter.quant.targets import Target, get_target
 from runtimes.audio import load_audio
 from runtimes.errors import EdgeAsrError
 
@@ -47,6 +50,7 @@ class PlanOptions:
     activation_bits: int | None = None  # static A-bit input quantisation, sim target only
     allocation: str = DEFAULT_ALLOCATION
     one_rung: bool = False  # fill only: keep every layer within one rung of the others (myQASR's constraint)
+    layer_cost: str = DEFAULT_LAYER_COST  # knapsack only: what a layer's rung costs (choices.LAYER_COSTS)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", Budget.parse(self.budget))  # a malformed budget fails here, early
@@ -60,6 +64,8 @@ class PlanOptions:
             raise EdgeAsrError(f"unknown order {self.order!r}; choose one of {', '.join(ORDERS)}")
         if self.allocation not in ALLOCATIONS:
             raise EdgeAsrError(f"unknown allocation {self.allocation!r}; choose one of {', '.join(ALLOCATIONS)}")
+        if self.layer_cost not in LAYER_COSTS:
+            raise EdgeAsrError(f"unknown layer cost {self.layer_cost!r}; choose one of {', '.join(LAYER_COSTS)}")
         if self.allocation == "knapsack" and not has_calibration_data:
             raise EdgeAsrError(
                 "--allocation knapsack measures each layer's cost on calibration clips; give --calib "
@@ -90,6 +96,20 @@ class PlanOptions:
 class UserObservations:
     source: str
     observations: Observations
+    # Measured layer costs by (target, layer cost): the output measure takes minutes, and an export that
+    # re-plans for a smaller budget, or a benchmark planning many budgets, needs the same table again.
+    costs: dict[tuple[str, str], dict[str, list[float]]] = field(default_factory=dict)
+
+    def layer_costs(
+        self, bundle: WhisperBundle, target: Target, measure: str, progress: bool
+    ) -> dict[str, list[float]]:
+        key = (target.name, measure)
+        if key not in self.costs:
+            if measure == "output":
+                self.costs[key] = output_costs(bundle, self.observations, target, progress=progress)
+            else:
+                self.costs[key] = layer_costs(bundle, self.observations, target)
+        return self.costs[key]
 
 
 def select_clips(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
@@ -140,7 +160,7 @@ def make_plan(
         sens = sensitivities(user.observations, options.sensitivity_metric)
     else:
         sens = {layer.name: 0.0 for layer in layers}
-    costs = layer_costs(bundle, user.observations, target) if options.allocation == "knapsack" else None
+    costs = user.layer_costs(bundle, target, options.layer_cost, progress) if options.allocation == "knapsack" else None
     allocation = allocate(
         layers,
         sens,
@@ -187,6 +207,7 @@ def make_plan(
         seed=options.seed,
         activation_bits=options.activation_bits,
         allocation=options.allocation,
+        layer_cost=options.layer_cost if options.allocation == "knapsack" else None,
     )
     if user is not None and options.calibration != "minmax":
         torch.manual_seed(options.seed)

@@ -34,7 +34,8 @@ class LayerPlan:
     calibration_score: float | None = None  # objective reached (cosine similarity, -hessian loss), if searched
     input_absmax: float | None = None  # calibrated input range, for static activation quantisation
     tied_to: str | None = None  # leader whose quantised tensor this layer reads (0 bytes of its own)
-    costs: list[float] | None = None  # knapsack allocation: measured cost of each rung of its ladder (costs.py)
+    # knapsack allocation: measured cost of each rung of its ladder (QuantPlan.layer_cost says which measure)
+    costs: list[float] | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -69,6 +70,7 @@ class QuantPlan:
     activation_bits: int | None = None  # simulated static activation quantisation (sim target only)
     notes: list[str] = field(default_factory=list)
     allocation: str = "myqasr"  # how rungs were allocated (exporter/quant/allocate.py)
+    layer_cost: str | None = None  # knapsack: the measure its per-layer costs came from (choices.LAYER_COSTS)
     schema_version: int = SCHEMA_VERSION
 
     @property
