@@ -277,6 +277,13 @@ def _group_wer(row: dict, group: str, cap: bool) -> tuple[float, int]:
     return errors / words, words
 
 
+def _megabytes(budget: str) -> float:
+    """A results file's budget label ("35MB") as a number, for ordering budgets."""
+    if not budget.endswith("MB"):
+        raise ValueError(f"budget label {budget!r} is not in MB")
+    return float(budget[:-2])
+
+
 def allocation_table(data: dict) -> list[str]:
     lines = [
         "Capped: each clip's errors capped at its reference words (a decoder loop counts as one wrong clip).",
@@ -484,7 +491,7 @@ def headline_lines(paths: list[Path]) -> list[str]:
         # children, the group the general model serves worst, at the file's tightest budget (where uniform
         # precision fails): FP, uniform, and each allocation calibrated on them; a row that repeats another
         # budget's plan shows that plan's numbers
-        tightest = [k for k in rows if k != "fp"][-1].split("/")[1]
+        tightest = min((k.split("/")[1] for k in rows if k != "fp"), key=_megabytes)
         shown = [k for k in rows if k == "fp" or f"/{tightest}/" in k and k.endswith(("/uniform", "/child"))]
         for key in shown:
             measured = rows[rows[key].get("same_plan_as") or key]

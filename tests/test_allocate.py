@@ -291,3 +291,10 @@ def test_knapsack_without_costs_is_refused():
         allocate(layers, _sens(layers), target, lo, method="knapsack")
     with pytest.raises(EdgeAsrError, match="unknown allocation"):
         allocate(layers, _sens(layers), target, lo, method="greedy")
+
+
+def test_an_unknown_layer_cost_is_refused_before_any_clip_is_read():
+    from exporter.quant.pipeline import PlanOptions
+
+    with pytest.raises(EdgeAsrError, match="unknown layer cost 'kl'; choose one of local, output"):
+        PlanOptions(allocation="knapsack", layer_cost="kl").validate(has_calibration_data=True)
