@@ -121,7 +121,11 @@ def _unmeasured(done: dict, meta: dict) -> str:
 
 
 def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict, timings: dict) -> str:
-    shown = [r for r in rows if r["key"] in done]
+    shown = []
+    for row in rows:
+        if row["key"] in done:
+            shown.append(row)
+            shown += [{"key": k} for k, r in done.items() if r.get("runtime") and k.startswith(row["key"] + "@")]
     lines = [
         f"# Allocation on user groups: Whisper {model_id}, target {target}, speechocean762",
         "",
@@ -162,6 +166,11 @@ def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict,
     def compared(a: dict, b: dict, group: str) -> str:
         return f"{_compare(a, b, group)} | {_compare(a, b, group, cap=True)}"
 
+    for key, r in done.items():
+        if r.get("runtime"):
+            simulated = done[key.split("@")[0]]
+            for group in GROUPS:
+                lines.append(f"| {r['budget']} | {group} | {key} vs its simulation | {compared(simulated, r, group)} |")
     for budget in meta["budgets"]:
         uniform = done.get(f"{target}/{budget}/uniform")
         for group in GROUPS:
@@ -226,6 +235,94 @@ def plot(model_id: str, target: str, done: dict, stem: Path) -> None:
     plt.close(fig)
 
 
+def row_plan_made(bundle, row: dict, args, users: dict, calib: dict, timings: dict):
+    """(the plan of a row that is not FP, seconds it took): observations of its calibration set made once per
+    run (and their seconds recorded), a knapsack's cost table measured once per set and measure."""
+    user = None
+    if row["calib"]:
+        if row["calib"] not in users:
+            t0 = time.perf_counter()
+            users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
+            timings[f"observe/{row['calib']}"] = round(time.perf_counter() - t0, 1)
+        user = users[row["calib"]]
+    allocation, _, layer_cost = (row["allocation"] or "myqasr").partition("-")
+    options = PlanOptions(
+        target=args.target,
+        budget=row["budget"],
+        order="uniform" if row["system"] == "uniform" else "myqasr",
+        calibration="minmax" if row["system"] == "uniform" else "cosine",
+        allocation=allocation,
+        layer_cost=layer_cost or "local",
+        seed=args.seed,
+    )
+    if user is not None and allocation == "knapsack":
+        key = f"costs/{layer_cost or 'local'}/{row['calib']}"
+        t0 = time.perf_counter()
+        user.layer_costs(bundle, get_target(args.target), options.layer_cost, progress=False)
+        timings.setdefault(key, round(time.perf_counter() - t0, 1))  # first measure only: cached after
+    t0 = time.perf_counter()
+    plan = make_plan(bundle, user, options, progress=False)
+    return plan, round(time.perf_counter() - t0, 1)
+
+
+def scored(result: dict, test: Dataset) -> tuple[list[dict], dict]:
+    """(per-clip records with group and speaker, {group: WER, words, clips}) of an evaluation of `test`."""
+    by_path = {str(u.audio_path): u for u in test}
+    utterances = []
+    for u in result["utterances"]:
+        source = by_path[u["audio_path"]]
+        utterances.append(
+            {
+                "utt_id": source.utt_id,
+                "group": source.extra["age_group"],
+                "speaker": source.speaker,
+                "hypothesis": u["hypothesis"],
+                "counts": u["counts"],
+            }
+        )
+    groups = {}
+    for group in GROUPS:
+        score = aggregate([UtteranceCounts(**u["counts"]) for u in utterances if u["group"] == group])
+        groups[group] = {"wer": score.wer, "n_words": score.n_words, "n_clips": score.n_clips}
+    return utterances, groups
+
+
+# The real runtime a row's plan is run through (--runtime-rows): the export format edgeasr export writes for
+# the target by default, and the runner that decodes it (None: the artifact's own).
+RUNTIME_ROWS = {"android": ("pte", "executorch"), "onnx": ("sherpa", "onnx")}
+
+
+def runtime_row(bundle, key: str, done: dict, args, users: dict, calib: dict, timings: dict, test: Dataset) -> dict:
+    """A simulated row's plan made again (its digest must match), lowered as `edgeasr export` lowers it, and
+    decoded by the real runtime on the same test clips."""
+    from bench_common import WORK, lower_artifact
+
+    from runtimes.artifact import open_artifact
+
+    row = done[key]
+    fmt, runtime = RUNTIME_ROWS[args.target]
+    plan, _ = row_plan_made(bundle, row, args, users, calib, timings)
+    if plan_digest(plan) != row["plan_digest"]:
+        sys.exit(f"{key}: the plan made again differs from the one simulated (digest); re-run the row first")
+    started = time.perf_counter()
+    folder = lower_artifact(bundle, plan, fmt, WORK / f"allocation-{args.model}-{fmt}-{plan_digest(plan)}")
+    runner = open_artifact(folder, threads=2, runtime=runtime)
+    result = evaluate(runner, test, model_id=f"{key}@{runtime}", group_by=None, progress=False).to_dict()
+    utterances, groups = scored(result, test)
+    return {
+        **{
+            k: row[k] for k in ("key", "system", "budget", "calib", "allocation", "bytes", "megabytes", "format_counts")
+        },
+        "key": f"{key}@{runtime}",
+        "runtime": runtime,
+        "artifact_format": fmt,
+        "plan_digest": row["plan_digest"],
+        "groups": groups,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "utterances": utterances,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en", choices=sorted(BUDGETS))
@@ -244,6 +341,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--calibs", nargs="+", choices=CALIBS, default=list(CALIBS), help="calibration sets (default all)"
+    )
+    parser.add_argument(
+        "--runtime-rows",
+        nargs="+",
+        default=[],
+        metavar="ROW",
+        help="measured rows (keys as in the table) to run again through the target's real runtime",
     )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
@@ -294,33 +398,9 @@ def main() -> None:
         if row["system"] == "FP":
             evaluated = bundle
         else:
-            user = None
-            if row["calib"]:
-                if row["calib"] not in users:
-                    t0 = time.perf_counter()
-                    users[row["calib"]] = observe_user(bundle, calib[row["calib"]], args.n_calib, args.seed)
-                    timings[f"observe/{row['calib']}"] = round(time.perf_counter() - t0, 1)
-                user = users[row["calib"]]
-            allocation, _, layer_cost = (row["allocation"] or "myqasr").partition("-")
-            options = PlanOptions(
-                target=args.target,
-                budget=row["budget"],
-                order="uniform" if row["system"] == "uniform" else "myqasr",
-                calibration="minmax" if row["system"] == "uniform" else "cosine",
-                allocation=allocation,
-                layer_cost=layer_cost or "local",
-                seed=args.seed,
-            )
-            if user is not None and allocation == "knapsack":
-                key = f"costs/{layer_cost or 'local'}/{row['calib']}"
-                t0 = time.perf_counter()
-                user.layer_costs(bundle, get_target(args.target), options.layer_cost, progress=False)
-                timings.setdefault(key, round(time.perf_counter() - t0, 1))  # first measure only: cached after
-            t0 = time.perf_counter()
-            plan = make_plan(bundle, user, options, progress=False)
-            plan_seconds = round(time.perf_counter() - t0, 1)
+            plan, plan_seconds = row_plan_made(bundle, row, args, users, calib, timings)
             digest = plan_digest(plan)
-            twin = next((r for r in done.values() if r.get("plan_digest") == digest), None)
+            twin = next((r for r in done.values() if r.get("plan_digest") == digest and not r.get("runtime")), None)
             if twin is not None:  # same formats and scales as a row already tested: same transcripts
                 done[row["key"]] = {**twin, **row, "plan_seconds": plan_seconds, "same_plan_as": twin["key"]}
                 save()
@@ -328,23 +408,7 @@ def main() -> None:
                 continue
             evaluated = simulate(bundle, plan)
         result = evaluate(TorchRunner(evaluated), test, model_id=row["key"], group_by=None, progress=False).to_dict()
-        by_path = {str(u.audio_path): u for u in test}
-        utterances = []
-        for u in result["utterances"]:
-            source = by_path[u["audio_path"]]
-            utterances.append(
-                {
-                    "utt_id": source.utt_id,
-                    "group": source.extra["age_group"],
-                    "speaker": source.speaker,
-                    "hypothesis": u["hypothesis"],
-                    "counts": u["counts"],
-                }
-            )
-        groups = {}
-        for group in GROUPS:
-            score = aggregate([UtteranceCounts(**u["counts"]) for u in utterances if u["group"] == group])
-            groups[group] = {"wer": score.wer, "n_words": score.n_words, "n_clips": score.n_clips}
+        utterances, groups = scored(result, test)
         if plan is None:
             layers = quantizable_layers(bundle.model)
             size = unquantised_bytes(bundle.model, layers) + sum(4 * layer.numel for layer in layers)
@@ -366,7 +430,16 @@ def main() -> None:
             f"{row['key']}: children {groups['child']['wer']:.3f} adults {groups['adult']['wer']:.3f} "
             f"({done[row['key']]['wall_s']} s)"
         )
-    say(f"observation seconds: {timings}")
+    for key in args.runtime_rows:
+        if key not in done or done[key]["system"] == "FP":
+            sys.exit(f"{key}: no simulated plan row of that key in {json_path}; measure it first")
+        runtime_key = f"{key}@{RUNTIME_ROWS[args.target][1]}"
+        if runtime_key not in done:
+            done[runtime_key] = runtime_row(bundle, key, done, args, users, calib, timings, test)
+            save()
+            groups = done[runtime_key]["groups"]
+            say(f"{runtime_key}: children {groups['child']['wer']:.3f} adults {groups['adult']['wer']:.3f}")
+    say(f"seconds: {timings}")
 
 
 if __name__ == "__main__":
