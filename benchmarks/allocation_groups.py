@@ -183,6 +183,11 @@ def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict,
                     lines.append(
                         f"| {budget} | {group} | {allocation}/{group} vs uniform | {compared(uniform, matched, group)} |"
                     )
+                local = done.get(f"{target}/{budget}/knapsack/{group}")
+                if allocation == "knapsack-output" and local is not None:
+                    lines.append(
+                        f"| {budget} | {group} | {allocation}/{group} vs knapsack/{group} | {compared(local, matched, group)} |"
+                    )
                 first = done.get(f"{target}/{budget}/myqasr/{group}")
                 if allocation != "myqasr" and first is not None:
                     lines.append(

@@ -106,7 +106,9 @@ SECTIONS = (
         "Allocation on user groups",
         "myQASR's first fit, fill and knapsack against uniform precision at equal budgets, calibrated on "
         "speechocean762 children, adults or the generic clips, tested on held-out speakers of both groups, "
-        "with speaker-resampled paired intervals (`allocation_groups.py`).",
+        "with speaker-resampled paired intervals (`allocation_groups.py`); knapsack on output costs; the best "
+        "rows through the real runtime; and the per-speaker setting, 5 clips of one speaker plan the model for "
+        "their other 15 (`allocation_speakers.py`).",
     ),
     (
         "gender_",
@@ -300,6 +302,23 @@ def allocation_table(data: dict) -> list[str]:
     return lines
 
 
+def allocation_speakers_table(data: dict) -> list[str]:
+    """Per-speaker allocation (allocation_speakers.py): each system's WER per age group, over its speakers."""
+    lines = ["| group | system | n speakers | WER % (n) | capped |", "|---|---|---:|---:|---:|"]
+    cells = defaultdict(list)
+    for row in data["rows"].values():
+        cells[row["group"], row["system"]].append(row)
+    for (group, system), rows in cells.items():
+        counts = [u["counts"] for row in rows for u in row["utterances"]]
+        words = sum(c["ref_tokens"] for c in counts)
+        errors = sum(c["token_errors"] for c in counts)
+        capped = sum(min(c["token_errors"], c["ref_tokens"]) for c in counts)
+        lines.append(
+            f"| {group} | {system} | {len(rows)} | {_pct(errors / words)} ({words}) | {_pct(capped / words)} |"
+        )
+    return lines
+
+
 # Peers (peers.py): one row per system.
 
 
@@ -406,6 +425,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return pqm_speechocean_table(data)
     if isinstance(data, dict) and "summary" in data and "systems" in data.get("summary", {}):
         return pqm_table(data)
+    if stem.startswith("allocation_speakers_") and isinstance(data, dict) and "rows" in data:
+        return allocation_speakers_table(data)
     if stem.startswith("allocation_") and isinstance(data, dict) and "rows" in data:
         return allocation_table(data)
     if stem.startswith("peers_") and isinstance(data, dict) and "rows" in data:
@@ -485,7 +506,7 @@ def headline_lines(paths: list[Path]) -> list[str]:
                 f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
             )
     for path in paths:
-        if not path.stem.startswith("allocation_"):
+        if not path.stem.startswith("allocation_") or path.stem.startswith("allocation_speakers_"):
             continue
         rows = _load(path)["rows"]
         # children, the group the general model serves worst, at the file's tightest budget (where uniform

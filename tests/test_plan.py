@@ -183,7 +183,10 @@ def test_fill_and_knapsack_plans_use_the_budget_and_record_how(tiny_en, user, tm
     budget = {"android": "45MB", "onnx": "33MB"}[target]
     plans = {
         method: make_plan(
-            tiny_en, user, PlanOptions(target=target, budget=budget, calibration="minmax", allocation=method), False
+            tiny_en,
+            user,
+            PlanOptions(target=target, budget=budget, calibration="minmax", allocation=method, layer_cost="local"),
+            False,
         )
         for method in ("myqasr", "fill", "knapsack")
     }
