@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import DATA, RESULTS, say  # noqa: E402  (sets sys.path and quiets libraries)
+from bench_common import DATA, RESULTS, WORK, lower_artifact, say  # noqa: E402  (sets sys.path, quiets libraries)
 
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.evaluate import evaluate  # noqa: E402
@@ -36,6 +36,7 @@ from exporter.quant.pipeline import PlanOptions, make_plan, observe_user  # noqa
 from exporter.quant.simulate import simulate  # noqa: E402
 from exporter.quant.targets import get_target  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, capped, paired_bootstrap  # noqa: E402
+from runtimes.artifact import open_artifact  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
 SPEECHOCEAN = DATA / "speechocean762" / "manifest.jsonl"
@@ -300,10 +301,6 @@ RUNTIME_ROWS = {"android": ("pte", "executorch"), "onnx": ("sherpa", "onnx")}
 def runtime_row(bundle, key: str, done: dict, args, users: dict, calib: dict, timings: dict, test: Dataset) -> dict:
     """A simulated row's plan made again (its digest must match), lowered as `edgeasr export` lowers it, and
     decoded by the real runtime on the same test clips."""
-    from bench_common import WORK, lower_artifact
-
-    from runtimes.artifact import open_artifact
-
     row = done[key]
     fmt, runtime = RUNTIME_ROWS[args.target]
     plan, _ = row_plan_made(bundle, row, args, users, calib, timings)

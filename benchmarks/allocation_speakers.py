@@ -24,7 +24,7 @@ import sys
 import time
 
 from allocation_groups import plan_digest  # noqa: E402  (bench_common, imported there, sets sys.path)
-from bench_common import DATA, RESULTS, say  # noqa: E402
+from bench_common import DATA, RESULTS, points_interval, say  # noqa: E402
 
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.evaluate import evaluate  # noqa: E402
@@ -117,8 +117,7 @@ def report(meta: dict, done: dict, speakers: dict[str, list[str]]) -> str:
                 if counts_a is None or counts_b is None:
                     break
                 c = paired_bootstrap(counts_a, counts_b, clusters=clusters, n_resamples=2000, seed=0)
-                mark = " *" if c.significant else ""
-                cells.append(f"{100 * c.delta:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]{mark}")
+                cells.append(points_interval(c.to_dict()) + (" *" if c.significant else ""))
             if len(cells) == 2:
                 lines.append(f"| {group} | {b} vs {a} | {cells[0]} | {cells[1]} |")
     lines += ["", "Per speaker (WER % on their 15 test clips; n words):", ""]

@@ -273,9 +273,13 @@ def best_label_free(systems: dict) -> str:
 
 def _group_wer(row: dict, group: str, cap: bool) -> tuple[float, int]:
     """(WER, scored words) of `group` in an allocation row; `cap`: each clip's errors capped at its words."""
-    kept = [u["counts"] for u in row["utterances"] if u["group"] == group]
-    words = sum(c["ref_tokens"] for c in kept)
-    errors = sum(min(c["token_errors"], c["ref_tokens"]) if cap else c["token_errors"] for c in kept)
+    return _counts_wer([u["counts"] for u in row["utterances"] if u["group"] == group], cap)
+
+
+def _counts_wer(counts: list[dict], cap: bool) -> tuple[float, int]:
+    """(WER, scored words) of per-clip counts; `cap`: each clip's errors capped at its words."""
+    words = sum(c["ref_tokens"] for c in counts)
+    errors = sum(min(c["token_errors"], c["ref_tokens"]) if cap else c["token_errors"] for c in counts)
     return errors / words, words
 
 
@@ -310,11 +314,9 @@ def allocation_speakers_table(data: dict) -> list[str]:
         cells[row["group"], row["system"]].append(row)
     for (group, system), rows in cells.items():
         counts = [u["counts"] for row in rows for u in row["utterances"]]
-        words = sum(c["ref_tokens"] for c in counts)
-        errors = sum(c["token_errors"] for c in counts)
-        capped = sum(min(c["token_errors"], c["ref_tokens"]) for c in counts)
+        wer, words = _counts_wer(counts, cap=False)
         lines.append(
-            f"| {group} | {system} | {len(rows)} | {_pct(errors / words)} ({words}) | {_pct(capped / words)} |"
+            f"| {group} | {system} | {len(rows)} | {_pct(wer)} ({words}) | {_pct(_counts_wer(counts, True)[0])} |"
         )
     return lines
 
