@@ -33,7 +33,8 @@ from exporter.quant.fold import fold_layernorm_affine
 from exporter.quant.formats import QuantFormat
 from exporter.quant.layers import QuantLayer, tied_followers
 from exporter.quant.observe import Observations
-from exporter.quant.primitives import fake_quantize_activation_per_token, fake_quantize_weight
+from exporter.quant.primitives import fake_quantize_weight
+from exporter.quant.simulate import dynamic_input_hook
 from exporter.quant.targets import Target
 
 DEFAULT_OUTPUT_COST_CLIPS = 4
@@ -50,12 +51,9 @@ def _quantised(model: nn.Module, layers: list[tuple[QuantLayer, QuantFormat]]) -
             module = model.get_submodule(layer.name)
             saved.append((module, module.weight))
             module.weight = nn.Parameter(fake_quantize_weight(module.weight, fmt), requires_grad=False)
-            if fmt.activation == "dynamic_int8_per_token" and layer.kind != "embedding":
-                handles.append(
-                    module.register_forward_pre_hook(
-                        lambda m, args: (fake_quantize_activation_per_token(args[0]),) + tuple(args[1:])
-                    )
-                )
+            hook = dynamic_input_hook(fmt, layer.kind)
+            if hook is not None:
+                handles.append(module.register_forward_pre_hook(hook))
         yield
     finally:
         for handle in handles:

@@ -16,6 +16,7 @@ from torch import nn
 
 from exporter.models import WhisperBundle
 from exporter.quant.fold import fold_layernorm_affine
+from exporter.quant.formats import QuantFormat
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import (
     fake_quantize_activation_per_token,
@@ -27,11 +28,19 @@ from exporter.quant.targets import get_target
 from runtimes.errors import EdgeAsrError
 
 
+def dynamic_input_hook(fmt: QuantFormat, kind: str):
+    """The forward pre-hook that quantises a layer's input per token, as XNNPACK's 8da* kernels do, or None
+    where the format computes on float inputs (float formats, weight-only formats, embedding lookups)."""
+    if fmt.is_float or kind == "embedding" or fmt.activation != "dynamic_int8_per_token":
+        return None
+    return lambda module, args: (fake_quantize_activation_per_token(args[0], 8),) + tuple(args[1:])
+
+
 def _activation_hook(layer: LayerPlan, bits: int | None):
     if layer.format.is_float or layer.kind == "embedding":
         return None
     if layer.format.activation == "dynamic_int8_per_token":
-        return lambda module, args: (fake_quantize_activation_per_token(args[0], 8),) + tuple(args[1:])
+        return dynamic_input_hook(layer.format, layer.kind)
     if bits is not None and layer.input_absmax is not None:
         return lambda module, args: (
             (fake_quantize_activation_static(args[0], layer.input_absmax, bits),) + tuple(args[1:])
@@ -105,4 +114,4 @@ def simulate(bundle: WhisperBundle, plan: QuantPlan) -> WhisperBundle:
     return simulated
 
 
-__all__ = ["apply_plan", "check_float_widths", "round_stored_floats", "simulate"]
+__all__ = ["apply_plan", "check_float_widths", "dynamic_input_hook", "round_stored_floats", "simulate"]
