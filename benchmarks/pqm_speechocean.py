@@ -65,7 +65,14 @@ from exporter.personalize.labels import (  # noqa: E402
     most_confident,
     pseudo_label,
 )
-from exporter.personalize.lora import AdapterInfo, LoraConfig, load_adapter, lora_state, save_adapter  # noqa: E402
+from exporter.personalize.lora import (  # noqa: E402
+    AdapterInfo,
+    LoraConfig,
+    load_adapter,
+    lora_state,
+    parse_targets,
+    save_adapter,
+)
 from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E402
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, capped, count_errors, paired_bootstrap  # noqa: E402
@@ -285,7 +292,9 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
         f"every system ({_speakers_per_group(summary)}; the run takes {cfg['per_group']} each of girls, boys, women, "
         f"men, interleaved), {cfg['folds']} folds of 15 adaptation / 5 test clips "
         f"per speaker; pool: {cfg['pool_clips']} clips of each of the {len(cfg['pool_speakers'])} other speakers. "
-        f"LoRA rank {cfg['lora']['rank']} on {','.join(cfg['lora']['targets'])} in {','.join(cfg['lora']['scope'])}; "
+        f"LoRA rank {cfg['lora']['rank']} on {','.join(cfg['lora']['targets'])} in {','.join(cfg['lora']['scope'])}"
+        + (f" (last {cfg['lora']['encoder_layers']} encoder layers)" if cfg["lora"].get("encoder_layers") else "")
+        + "; "
         f"speaker step {cfg['adapt']['steps']} steps batch {cfg['adapt']['batch_size']} lr {cfg['adapt']['lr']} "
         f"(from the pool: lr {cfg['adapt_pool']['lr']}); pool {cfg['pool']['steps']} steps batch "
         f"{cfg['pool']['batch_size']}. WER = collapsed-token WER, n = reference words; capped = each clip's errors "
@@ -398,6 +407,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--pool-steps", type=int, default=150)
     parser.add_argument("--systems", nargs="+", help="a subset of the systems (default: all)")
+    parser.add_argument("--scope", default="decoder", help="LoRA scope, comma list of encoder,decoder")
+    parser.add_argument("--encoder-layers", type=int, help="with the encoder in scope: adapt its last N layers only")
+    parser.add_argument(
+        "--pool-sources",
+        default="labels,either-conf",
+        help=f"label sources of pool adapters, from {', '.join(SOURCES)}",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/edgeasr-pqm-so"))
     parser.add_argument("--out", type=Path, help="results JSON (default benchmarks/results/pqm_speechocean_MODEL.json)")
     parser.add_argument("--report-only", action="store_true")
@@ -406,12 +422,15 @@ def main() -> None:
 
     so = load_dataset(DATA)
     test_speakers, pool_speakers = choose_speakers(so, args.per_group)
-    lora = LoraConfig()
+    lora = LoraConfig(scope=parse_targets(args.scope), encoder_layers=args.encoder_layers)
+    lora.validate()
     adapt = TrainOptions(steps=args.steps, batch_size=4, lr=1e-3)
     adapt_pool = TrainOptions(steps=args.steps, batch_size=4, lr=3e-4)
     pool_train = TrainOptions(steps=args.pool_steps, batch_size=8, lr=1e-3)
     base_options = Nf4Options()
-    pool_sources = ("labels", "either-conf")
+    pool_sources = parse_targets(args.pool_sources)
+    if not pool_sources or not set(pool_sources) <= set(SOURCES):
+        raise SystemExit(f"--pool-sources takes names from {', '.join(SOURCES)}")
     systems = ["fp", "teacher-fp", "nf4"] + [f"scratch/{s}" for s in SOURCES]
     systems += [f"{kind}/{s}" for s in pool_sources for kind in ("pool", "pool+spk")]
     systems = args.systems or systems
@@ -505,7 +524,9 @@ def main() -> None:
         return bundle, extra
 
     def pool_adapter(source: str) -> dict:
-        folder = cache / f"pool_{source}"
+        # the adapter's LoRA layout is part of its name: runs with another scope keep their own pool adapters
+        layout = "+".join(lora.scope) + (f"{lora.encoder_layers}" if lora.encoder_layers else "")
+        folder = cache / f"pool_{source}" if layout == "decoder" else cache / f"pool_{source}_{layout}"
         if source in data["pool"] and folder.is_dir():
             return load_adapter(folder)[0]
         utts = [u for s in pool_speakers for u in [v for v in so if v.speaker == s][: args.pool_clips]]

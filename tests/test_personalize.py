@@ -83,6 +83,16 @@ def test_targets_select_projections():
         "model.decoder.layers.1.fc2",
     ]
     assert len(target_layers(model, LoraConfig(targets=("q",), scope=("encoder", "decoder")))) == 2 + 4
+    # only the top encoder layer: its layers below stay frozen (their output is cached once per clip)
+    top = LoraConfig(targets=("q",), scope=("encoder", "decoder"), encoder_layers=1)
+    assert [n for n in target_layers(model, top) if ".encoder." in n] == ["model.encoder.layers.1.self_attn.q_proj"]
+    assert LoraConfig.from_dict(top.to_dict()) == top
+    assert "encoder_layers" not in LoraConfig().to_dict()  # adapter.json as before the field existed
+    for bad in (LoraConfig(encoder_layers=1), LoraConfig(scope=("encoder",), encoder_layers=0)):
+        with pytest.raises(EdgeAsrError, match="encoder_layers"):
+            bad.validate()
+    with pytest.raises(TypeError, match="encoder_layers"):
+        LoraConfig.from_dict({**top.to_dict(), "encoder_layers": "1"})
     with pytest.raises(EdgeAsrError, match="unknown LoRA target"):
         inject_lora(model, LoraConfig(targets=("query",)))
 

@@ -35,7 +35,7 @@ SCOPES = ("encoder", "decoder")
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter.json"
 SCHEMA_VERSION = 1
-_LAYER = re.compile(r"^model\.(encoder|decoder)\.layers\.\d+\.(?:(self_attn|encoder_attn)\.)?(\w+)$")
+_LAYER = re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\.(?:self_attn\.|encoder_attn\.)?(\w+)$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class LoraConfig:
     # decoder only by default: the encoder then runs once per clip instead of once per step (train.py), which
     # made training ~5x cheaper in benchmarks/pqm_pilot.py without a measurable WER loss there
     scope: tuple[str, ...] = ("decoder",)
+    # With the encoder in scope: adapt only its last N layers (None: all). The layers below stay frozen, so
+    # their output is computed once per clip (train.cache_frozen_encoder) and a step runs only the top N.
+    encoder_layers: int | None = None
 
     def validate(self) -> None:
         if self.rank < 1:
@@ -63,13 +66,23 @@ class LoraConfig:
         bad_scope = [s for s in self.scope if s not in SCOPES]
         if bad_scope or not self.scope:
             raise EdgeAsrError(f"unknown LoRA scope {', '.join(bad_scope) or '(none)'}; choose encoder, decoder")
+        if self.encoder_layers is not None:
+            if isinstance(self.encoder_layers, bool) or not isinstance(self.encoder_layers, int):
+                raise EdgeAsrError(f"LoRA encoder_layers must be a whole number, not {self.encoder_layers!r}")
+            if self.encoder_layers < 1 or "encoder" not in self.scope:
+                raise EdgeAsrError(
+                    f"LoRA encoder_layers={self.encoder_layers} needs the encoder in scope and at least 1 layer"
+                )
 
     @property
     def scaling(self) -> float:
         return self.alpha / self.rank
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.encoder_layers is None:  # adapter.json files written before the field read the same
+            del data["encoder_layers"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> LoraConfig:
@@ -78,7 +91,7 @@ class LoraConfig:
             if not isinstance(data.get(key), list | tuple) or not all(isinstance(v, str) for v in data[key]):
                 raise TypeError(f"{key!r} must be a list of names")
             data[key] = tuple(data[key])
-        for key, kind in (("rank", int), ("alpha", int | float), ("dropout", int | float)):
+        for key, kind in (("rank", int), ("alpha", int | float), ("dropout", int | float), ("encoder_layers", int)):
             if key in data and (isinstance(data[key], bool) or not isinstance(data[key], kind)):
                 raise TypeError(f"{key!r} must be a number")
         return cls(**data)
@@ -127,10 +140,14 @@ class LoRALinear(nn.Linear):
 def target_layers(model: nn.Module, config: LoraConfig) -> list[str]:
     """Names of the Linears `config` adapts, in module order."""
     wanted = {TARGETS[t] for t in config.targets}
+    n_encoder = len(model.model.encoder.layers)
+    lowest_encoder = 0 if config.encoder_layers is None else max(0, n_encoder - config.encoder_layers)
     names = []
     for name, module in model.named_modules():
         match = _LAYER.match(name)
-        if match and isinstance(module, nn.Linear) and match.group(1) in config.scope and match.group(3) in wanted:
+        if not (match and isinstance(module, nn.Linear) and match.group(1) in config.scope):
+            continue
+        if match.group(3) in wanted and (match.group(1) == "decoder" or int(match.group(2)) >= lowest_encoder):
             names.append(name)
     return names
 
