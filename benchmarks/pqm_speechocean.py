@@ -262,6 +262,12 @@ def summarise(data: dict) -> dict:
     return summary
 
 
+def _lora_flags(lora: dict) -> str:
+    """The command-line flags that give a run's LoRA layout (none for the default, decoder only)."""
+    flags = "" if list(lora["scope"]) == ["decoder"] else f" --scope {','.join(lora['scope'])}"
+    return flags + (f" --encoder-layers {lora['encoder_layers']}" if lora.get("encoder_layers") else "")
+
+
 def _speakers_per_group(summary: dict) -> str:
     groups = summary["groups"]
     return ", ".join(f"{len(groups[g]['speakers'])} {g}" for g in ("child", "adult") if g in groups)
@@ -288,7 +294,7 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
         f"# PQM per speaker on speechocean762 ({data['model']}, teacher {cfg['teacher']})",
         "",
         f"Produced by `python benchmarks/pqm_speechocean.py --model {data['model']} --teacher {cfg['teacher']} "
-        f"--per-group {cfg['per_group']}` (protocol in its docstring). {summary['n_speakers']} test speakers with "
+        f"--per-group {cfg['per_group']}{_lora_flags(cfg['lora'])}` (protocol in its docstring). {summary['n_speakers']} test speakers with "
         f"every system ({_speakers_per_group(summary)}; the run takes {cfg['per_group']} each of girls, boys, women, "
         f"men, interleaved), {cfg['folds']} folds of 15 adaptation / 5 test clips "
         f"per speaker; pool: {cfg['pool_clips']} clips of each of the {len(cfg['pool_speakers'])} other speakers. "
@@ -513,7 +519,12 @@ def main() -> None:
         bundle = adapted_model(nf4, lora, options.seed, start)
         reset_peak_rss()
         started = time.perf_counter()
-        result = train_lora(bundle.model, examples, nf4.special.eot, options)
+
+        def progress(record: dict) -> None:  # the pool's training runs for minutes: say where it is
+            if options.steps >= 100 and record["step"] % 25 == 0:
+                say(f"  step {record['step']}/{options.steps}: loss {record['loss']:.3f}, {record['seconds']:.0f} s")
+
+        result = train_lora(bundle.model, examples, nf4.special.eot, options, on_step=progress)
         extra = {
             "train_seconds": time.perf_counter() - started,
             "peak_rss_bytes": peak_rss_bytes(),
