@@ -394,7 +394,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     from exporter.personalize.train import TrainOptions
 
     lora = None
-    if any(v is not None for v in (args.rank, args.alpha, args.dropout, args.targets, args.scope)):
+    if any(v is not None for v in (args.rank, args.alpha, args.dropout, args.targets, args.scope, args.encoder_layers)):
         defaults = LoraConfig()
         lora = LoraConfig(
             rank=args.rank if args.rank is not None else defaults.rank,
@@ -402,6 +402,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
             dropout=args.dropout if args.dropout is not None else defaults.dropout,
             targets=parse_targets(args.targets) if args.targets else defaults.targets,
             scope=parse_targets(args.scope) if args.scope else defaults.scope,
+            encoder_layers=args.encoder_layers,
         )
     options = PersonalizeOptions(
         model=args.model,
@@ -732,6 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=_fraction, help="LoRA dropout (default 0.05)")
     p.add_argument("--targets", help="comma list of q,k,v,out,fc1,fc2 (default q,v)")
     p.add_argument("--scope", help="comma list of encoder,decoder (default decoder: self- and cross-attention)")
+    p.add_argument(
+        "--encoder-layers",
+        type=_positive_int,
+        help="with the encoder in --scope: adapt only its last N layers (the rest runs once per clip; default all)",
+    )
     p.add_argument("--steps", type=_positive_int, default=30, help="optimiser steps (default 30)")
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 3e-4 from --pretrained-lora)")

@@ -150,6 +150,8 @@ def test_cached_encoder_prefix_matches_full_encoder(nf4_tiny, examples):
     assert first_adapted_encoder_layer(_adapted(nf4_tiny).model) == 4  # decoder-only: the whole encoder cached
     encoder_lora = _adapted(nf4_tiny, LoraConfig(targets=("q",), scope=("encoder",)))
     assert cache_frozen_encoder(encoder_lora.model, examples[:1]) == 0
+    top_two = _adapted(nf4_tiny, LoraConfig(targets=("q",), scope=("encoder",), encoder_layers=2))
+    assert cache_frozen_encoder(top_two.model, examples[:1]) == 2  # layers 0-1 frozen: computed once per clip
 
 
 def test_adapter_state_round_trip_and_mismatch(nf4_tiny, tmp_path):
@@ -239,6 +241,8 @@ def test_personalize_cli_errors(run_cli, shared_data, tmp_path):
 
     status, _, err = run_cli("personalize", "--clips", clips, "--targets", "q,query", "--out", tmp_path / "o4")
     assert status == 2 and "unknown LoRA target" in err
+    status, _, err = run_cli("personalize", "--clips", clips, "--encoder-layers", "2", "--out", tmp_path / "o5")
+    assert status == 2 and "--scope encoder,decoder" in err and not (tmp_path / "o5").exists()
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
 
 

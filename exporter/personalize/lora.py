@@ -71,7 +71,8 @@ class LoraConfig:
                 raise EdgeAsrError(f"LoRA encoder_layers must be a whole number, not {self.encoder_layers!r}")
             if self.encoder_layers < 1 or "encoder" not in self.scope:
                 raise EdgeAsrError(
-                    f"LoRA encoder_layers={self.encoder_layers} needs the encoder in scope and at least 1 layer"
+                    f"LoRA encoder_layers={self.encoder_layers} (--encoder-layers) needs the encoder in scope "
+                    "(--scope encoder,decoder) and at least 1 layer"
                 )
 
     @property
