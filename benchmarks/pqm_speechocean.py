@@ -77,6 +77,7 @@ from exporter.personalize.run import adapted_model, labelled_examples  # noqa: E
 from exporter.personalize.train import TrainOptions, cache_frozen_encoder, train_lora  # noqa: E402
 from exporter.scoring import UtteranceCounts, aggregate, capped, count_errors, paired_bootstrap  # noqa: E402
 from runtimes.audio import load_audio  # noqa: E402
+from runtimes.errors import EdgeAsrError  # noqa: E402
 from runtimes.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from runtimes.torch_runner import TorchRunner  # noqa: E402
 
@@ -429,7 +430,10 @@ def main() -> None:
     so = load_dataset(DATA)
     test_speakers, pool_speakers = choose_speakers(so, args.per_group)
     lora = LoraConfig(scope=parse_targets(args.scope), encoder_layers=args.encoder_layers)
-    lora.validate()
+    try:  # a bad --scope / --encoder-layers is one line, like the script's other argument errors
+        lora.validate()
+    except EdgeAsrError as exc:
+        raise SystemExit(str(exc)) from exc
     adapt = TrainOptions(steps=args.steps, batch_size=4, lr=1e-3)
     adapt_pool = TrainOptions(steps=args.steps, batch_size=4, lr=3e-4)
     pool_train = TrainOptions(steps=args.pool_steps, batch_size=8, lr=1e-3)
