@@ -10,6 +10,9 @@ clips (40 AN4 test, 40 speechocean762), one thread, greedy, scored by edgeasr's 
 from `edgeasr bench`, the peers' from benchmarks/peer_worker.py. Each edgeasr row is also compared with
 whisper.cpp at the same size: a paired bootstrap of the WER difference, resampled by speaker.
 
+A run keeps every row as soon as it is measured (rows-...partial.json under the work folder), so a run that is
+stopped resumes where it stopped when started again with the same options; --fresh measures everything again.
+
     pip install -e '.[peers]'
     python benchmarks/peers.py --model base
 """
@@ -26,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from allocation_groups import capped
@@ -58,8 +62,7 @@ ALLOCATION, N_CALIB = "fill", 32
 # The LiteRT converter lives in its own environment (Makefile: make install-litert); its exports run there.
 LITERT_PYTHON = ROOT / ".venv-litert" / "bin" / "python"
 LITERT_TARGETS = ("litert", "tflite-runtime")  # both lowered by the LiteRT converter
-# tflite-runtime's own environment (make install-tflite), for its rows: the export's parity check and the runs
-os.environ.setdefault("EDGEASR_TFLITE_VENV", str(ROOT / ".venv-tflite"))
+TFLITE_VENV = ROOT / ".venv-tflite"  # tflite-runtime's own environment (make install-tflite), for its rows
 
 
 @dataclasses.dataclass
@@ -73,6 +76,40 @@ class Row:
     run_peak: int | None
     note: str = ""
     raw_texts: dict[str, str] | None = None  # a peer's own output, before edgeasr's loop guard (peer_worker.py)
+
+
+class RowCheckpoint:
+    """The rows an unfinished run has measured, kept after each one so that a stopped run resumes.
+
+    Valid only for the same `identity` (model, clips, threads, lowering source, edgeasr version): a file from
+    another run is set aside with a message and everything is measured again. `finish` removes it."""
+
+    def __init__(self, path: Path, identity: dict, fresh: bool = False):
+        self.path, self.identity, self.rows = path, identity, {}
+        if fresh or not path.is_file():
+            return
+        try:
+            stored = json.loads(path.read_text())
+            rows = {key: Row(**row) for key, row in stored["rows"].items()} if stored["identity"] == identity else None
+        except (ValueError, KeyError, TypeError) as exc:
+            say(f"{path.name} is unreadable ({type(exc).__name__}): measuring every row again")
+            return
+        if rows is None:
+            say(f"{path.name} is from a run with other clips, threads or lowering: measuring every row again")
+            return
+        self.rows = rows
+        say(f"resuming from {path.name}: {len(rows)} row(s) measured before")
+
+    def row(self, key: str, measure: Callable[[], Row]) -> Row:
+        """The row stored under `key`, or `measure()`'s, stored before it is returned."""
+        if key not in self.rows:
+            self.rows[key] = measure()
+            rows = {name: dataclasses.asdict(row) for name, row in self.rows.items()}
+            write_json(self.path, {"identity": self.identity, "rows": rows})
+        return self.rows[key]
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def peer_artifacts(model: str, bundle, quants=GGML_QUANTS, ct2: bool = True) -> dict[str, Path]:
@@ -256,29 +293,37 @@ def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(args, clips: Dataset) -> list[tuple[Row, Row | None]]:
-    """Every system on `clips`: (row, the whisper.cpp row it is compared with, if any)."""
+def target_row(args, clips: Dataset, target: str, fmt: str, runtime: str, budget: int) -> Row:
+    """edgeasr's `target` exported at `budget` bytes and run, or a row with the export's error."""
+    folder = exported(args.model, target, fmt, budget)
+    if isinstance(folder, str):
+        return Row(f"edgeasr {fmt}", fmt, budget, None, [], 0.0, None, folder)
+    return run_edgeasr(folder, runtime, fmt, clips, args.threads)
+
+
+def measure(args, clips: Dataset, checkpoint: RowCheckpoint) -> list[tuple[Row, Row | None]]:
+    """Every system on `clips`: (row, the whisper.cpp row it is compared with, if any). Rows already in
+    `checkpoint` are taken from it; every new one is stored there."""
     bundle = load_whisper(args.model)
     prompt = decoder_prompt(bundle.special)
     peers = peer_artifacts(args.model, bundle, args.quants, not args.no_ct2)
     del bundle  # the exports and runs below are separate processes or load their own copy
     rows: list[tuple[Row, Row | None]] = []
     for system, path in peers.items():
-        rows.append((run_peer(system, path, clips, args.threads, prompt), None))
+        key = f"{system} {artifact_bytes(path)}"
+        reference = checkpoint.row(key, lambda: run_peer(system, path, clips, args.threads, prompt))
+        rows.append((reference, None))
         if not system.startswith("whisper.cpp"):
             continue
-        reference = rows[-1][0]
         budget = artifact_bytes(path)
         for target, fmt, runtime in TARGETS:
             if target not in args.targets:
                 continue
-            folder = exported(args.model, target, fmt, budget)
-            if isinstance(folder, str):
-                rows.append((Row(f"edgeasr {fmt}", fmt, budget, None, [], 0.0, None, folder), None))
-                continue
-            rows.append((run_edgeasr(folder, runtime, fmt, clips, args.threads), reference))
-            if not any(row.system == "Whisper FP" for row, _ in rows):
-                fp = run_edgeasr(folder, "torch-fp", "fp32", clips, args.threads)
+            row = checkpoint.row(f"{target} {budget}", lambda: target_row(args, clips, target, fmt, runtime, budget))
+            rows.append((row, reference if row.texts is not None else None))
+            if row.texts is not None and not any(r.system == "Whisper FP" for r, _ in rows):
+                folder = exported(args.model, target, fmt, budget)
+                fp = checkpoint.row("torch-fp", lambda: run_edgeasr(folder, "torch-fp", "fp32", clips, args.threads))
                 rows.append((dataclasses.replace(fp, system="Whisper FP", fmt="PyTorch float32"), None))
     return rows
 
@@ -331,7 +376,10 @@ def main() -> None:
     parser.add_argument("--quants", nargs="+", choices=GGML_QUANTS, default=list(GGML_QUANTS), help="whisper.cpp sizes")
     parser.add_argument("--targets", nargs="+", choices=TARGET_NAMES, default=TARGET_NAMES, help="edgeasr targets")
     parser.add_argument("--no-ct2", action="store_true", help="leave out the CTranslate2 int8 row")
+    parser.add_argument("--fresh", action="store_true", help="measure every row again, not resuming a stopped run")
     args = parser.parse_args()
+    # the tflite-runtime rows' parity check and runs find its environment through this variable
+    os.environ.setdefault("EDGEASR_TFLITE_VENV", str(TFLITE_VENV))
     clips = test_clips(speakers=args.speakers, per_speaker=args.per_speaker)
     if args.limit:
         clips = Dataset(clips.source, random.Random(0).sample(list(clips), args.limit))
@@ -344,8 +392,17 @@ def main() -> None:
             rows = add_target(args, clips, rows)
             write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     else:
-        rows = measure(args, clips)
+        identity = {
+            "model": args.model,
+            "clips": [u.utt_id for u in clips],
+            "threads": args.threads,
+            "lowering": lowering_stamp(),
+            "edgeasr": __version__,
+        }
+        checkpoint = RowCheckpoint(raw.with_name(raw.stem + ".partial.json"), identity, args.fresh)
+        rows = measure(args, clips, checkpoint)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
+        checkpoint.finish()
     summaries = [summarise(row, clips, reference) for row, reference in rows]
     stem = RESULTS / f"peers_{args.model.replace('.', '_')}{wide}{f'_n{args.limit}' if args.limit else ''}"
     # a re-report or an added target keeps what earlier runs noted (after the generated first line)
