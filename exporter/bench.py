@@ -594,7 +594,11 @@ def _runtime_records(
     )
     estimate = predicted_memory(target, options.onnx_memory_arena)
     if estimate is not None:
-        terms = {k: v for k, v in estimate.to_dict().items() if k.endswith("_bytes") or k in ("source", "detail")}
+        terms = {
+            k: v
+            for k, v in estimate.to_dict().items()
+            if k.endswith("_bytes") or k in ("source", "detail", "run_phases")
+        }
         records.append(make(target, info, "predicted_memory_load_peak", estimate.load_peak_bytes, "bytes", extra=terms))
         records.append(make(target, info, "predicted_memory_run_peak", estimate.run_peak_bytes, "bytes", extra=terms))
     texts = {c["utt_id"]: c["text"] for c in result["clips"]}

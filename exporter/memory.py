@@ -15,9 +15,9 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
                  cross-attention keys and values, are copied out by the runner and held while decoding,
                  so they are added as KV cache;
                ONNX Runtime: a liveness pass over each graph with inferred shapes (tensors allocated when
-                 produced, freed after their last use, reshapes aliasing their input): the encoder's peak
-                 plus the decoder's at the last position. The encoder's outputs are the cross-attention
-                 keys and values, held while decoding, so they are counted as KV cache instead;
+                 produced, freed after their last use, reshapes aliasing their input), one peak per graph:
+                 the encoder's with its outputs (the cross-attention keys and values, written by its last
+                 nodes), the decoder's at the last position;
   workspace    memory outside the plan that the first run allocates. ExecuTorch: XNNPACK's workspace for
                tensors inside delegated subgraphs (one attention map and ~6 hidden-state tensors) plus a
                constant the runtime allocates on the first run. ONNX Runtime: none modelled;
@@ -30,6 +30,12 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
 
   load peak = weights + load transient (+ the arenas, which ExecuTorch allocates and zeroes while loading)
   run peak  = weights + activations + workspace + features + kv_cache not inside activations
+
+ONNX Runtime's sessions allocate as they run, so a run is three phases that never overlap: the log-mel
+(features), the encoder (its live peak with its outputs), then decoding (the decoder's live peak at the last
+position plus the whole KV cache). Its run peak is the weights plus the largest phase (`run_phases`); adding
+every term, as for ExecuTorch's arenas that are all allocated at load, over-counted base's 46 MB pair by
+90 MB (predicted 228 MB, measured 133-136 MB; benchmarks/results/onnx_memory_base.md).
 
 The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 2.04x
 the self-attention cache; ExecuTorch's first-run constant of 42 MB; ONNX Runtime keeping about twice the file
@@ -149,6 +155,9 @@ class MemoryEstimate:
     arena_at_load: bool  # the runtime allocates (and touches) the planned arena while loading
     source: str  # where `activation_bytes` comes from
     detail: dict = field(default_factory=dict)  # per-method / per-graph numbers behind the terms
+    # A run in sequential phases (ONNX Runtime): the bytes each phase holds above the weights and workspace.
+    # Empty: every term is live at once (ExecuTorch, LiteRT: their arenas are allocated at load).
+    run_phases: dict[str, int] = field(default_factory=dict)
 
     @property
     def load_peak_bytes(self) -> int:
@@ -157,6 +166,8 @@ class MemoryEstimate:
 
     @property
     def run_peak_bytes(self) -> int:
+        if self.run_phases:
+            return self.weights_bytes + self.workspace_bytes + max(self.run_phases.values())
         kv = self.kv_cache_bytes - self.kv_in_activations_bytes
         return self.weights_bytes + self.activation_bytes + self.workspace_bytes + self.features_bytes + kv
 
@@ -250,16 +261,22 @@ def _onnx_estimate(
 ) -> MemoryEstimate:
     # Half-precision initializers are widened to float32 when the session folds their Casts: resident twice.
     resident = int(ORT_LOAD_FACTOR * file_bytes) + half_bytes
-    live = encoder_peak + decoder_peak
+    arena = ORT_ARENA_FACTOR if memory_arena else 1.0
+    kv = kv_cache_bytes(shape, n_frames)
+    phases = {
+        "features": FEATURES_BYTES,
+        "encoder": int(encoder_peak * arena),
+        "decoder": int(decoder_peak * arena) + kv,
+    }
     return MemoryEstimate(
         runtime="onnx",
         host=host,
         n_frames=n_frames,
         attention="explicit",
         weights_bytes=resident,
-        activation_bytes=int(live * (ORT_ARENA_FACTOR if memory_arena else 1.0)),
+        activation_bytes=int(max(encoder_peak, decoder_peak) * arena),
         workspace_bytes=0,
-        kv_cache_bytes=kv_cache_bytes(shape, n_frames),
+        kv_cache_bytes=kv,
         kv_in_activations_bytes=0,
         features_bytes=FEATURES_BYTES,
         load_transient_bytes=0,
@@ -272,6 +289,7 @@ def _onnx_estimate(
             "memory_arena": memory_arena,
             "half_initializer_bytes": half_bytes,
         },
+        run_phases=phases,
     )
 
 
@@ -305,8 +323,10 @@ def predict_before_lowering(
         )
     if runtime == "litert":
         return _litert_estimate(shape, weight_bytes, n_frames, host, "structural estimate before lowering")
-    encoder_peak = ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames) + ORT_ENCODER_HIDDEN * shape.hidden_bytes(
-        n_frames
+    encoder_peak = (
+        ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames)
+        + ORT_ENCODER_HIDDEN * shape.hidden_bytes(n_frames)
+        + cross_cache_bytes(shape, n_frames)  # the encoder's outputs, written by its last nodes
     )
     return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0, "structural estimate before lowering")
 
@@ -396,11 +416,11 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
     n_frames = int(metadata.get(META_N_FRAMES, FULL_FRAMES))
     if metadata.get(META_LAYOUT) == "sherpa":  # dynamic batch and frames (exporter/lower/onnx_sherpa.py): the most
         dims = {"N": 1, "T": n_frames, "T2": n_frames // 2, "n": 1}
-        encoder_peak = live_peak_bytes(encoder, dims, count_outputs=False)
+        encoder_peak = live_peak_bytes(encoder, dims)
         # At the last position: every slot but one written, which the decoder's attention reads.
         decoder_peak = live_peak_bytes(decoder, dims, count_outputs=False, data_dim=MAX_POSITIONS - 1)
     else:
-        encoder_peak = live_peak_bytes(encoder, {}, count_outputs=False)
+        encoder_peak = live_peak_bytes(encoder, {})
         decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
     half_bytes = sum(_half_initializer_bytes(path) for path in (encoder, decoder))
@@ -445,6 +465,8 @@ def format_estimate(estimate: MemoryEstimate) -> list[str]:
 
     inside = estimate.kv_in_activations_bytes
     kv_note = f"{inside / MB:.1f} MB of it inside activations, the rest added" if inside else "added"
+    if estimate.run_phases:
+        kv_note = "in the decoder phase"
     return [
         "| term | bytes | MB | |",
         "|---|---:|---:|---|",
@@ -454,8 +476,9 @@ def format_estimate(estimate: MemoryEstimate) -> list[str]:
         row("KV cache (self + cross)", estimate.kv_cache_bytes, kv_note),
         row("features", estimate.features_bytes),
         row("load transient", estimate.load_transient_bytes),
+        *(row(f"run phase: {name}", value, "above the weights") for name, value in estimate.run_phases.items()),
         row("**load peak**", estimate.load_peak_bytes),
-        row("**run peak**", estimate.run_peak_bytes),
+        row("**run peak**", estimate.run_peak_bytes, "weights + the largest phase" if estimate.run_phases else ""),
     ]
 
 

@@ -9,9 +9,11 @@ import torch
 from onnx import TensorProto, helper
 
 from exporter.memory import (
+    MemoryEstimate,
     WhisperShape,
     cross_cache_bytes,
     executorch_memory_plan,
+    format_estimate,
     kv_cache_bytes,
     predict_before_lowering,
     self_cache_bytes,
@@ -50,6 +52,26 @@ def test_prediction_follows_the_activation_controls(tiny_en):
     assert full.run_peak_bytes == (
         40_000_000 + full.activation_bytes + full.workspace_bytes + full.features_bytes + cross_cache_bytes(shape)
     )
+
+
+def test_onnx_run_peak_is_the_largest_phase_not_every_term(tiny_en):
+    """ORT allocates as it runs: the log-mel, the encoder and decoding never hold their memory at once, so the
+    run peak is the weights plus the largest phase; the decoding phase holds the whole KV cache."""
+    config = tiny_en.model.config
+    shape = WhisperShape.from_config(config)
+    estimate = predict_before_lowering(config, 40_000_000, 12_000_000, "onnx", 3000, "explicit")
+    phases = estimate.run_phases
+    assert set(phases) == {"features", "encoder", "decoder"}
+    assert phases["decoder"] == kv_cache_bytes(shape)  # no decoder graph before lowering: its cache alone
+    assert phases["encoder"] > cross_cache_bytes(shape)  # the encoder's outputs are written inside its phase
+    assert estimate.run_peak_bytes == estimate.weights_bytes + max(phases.values())
+    every_term = estimate.weights_bytes + estimate.activation_bytes + estimate.features_bytes
+    assert estimate.run_peak_bytes < every_term + estimate.kv_cache_bytes
+    assert MemoryEstimate.from_dict(estimate.to_dict()) == estimate
+    old = {k: v for k, v in estimate.to_dict().items() if k != "run_phases"}  # a file written before phases
+    assert MemoryEstimate.from_dict(old).run_phases == {}
+    table = "\n".join(format_estimate(estimate))
+    assert "run phase: encoder" in table and "weights + the largest phase" in table
 
 
 def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
