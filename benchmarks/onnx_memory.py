@@ -7,13 +7,22 @@ run in its own process, on the english_misc clips (up to 30 s, so the encoder se
 peers benchmark's 80 AN4 + speechocean762 clips. Recorded per run: load and run peak (resident set above
 the process's baseline), the memory model's prediction, latency median, RTF, WER.
 
+The memory model predicts the worst case, a 30 s window (3000 frames) and 448 decoded tokens, which the clips
+above do not reach (the runner frames a clip as sherpa-onnx does: its own frames plus 1000 zero frames). So the
+phases the model adds up are also measured one at a time, each in a fresh process at the model's own sizes:
+the log-mel of 30 s of audio, and the encoder session on a full 3000-frame window (above the loaded session).
+
     python benchmarks/onnx_memory.py --model base
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 from bench_common import DATA, RESULTS, say
 from clients import SPEECHOCEAN, test_clips
@@ -24,6 +33,8 @@ from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.data import load_dataset
 from exporter.io import read_json, write_json, write_text
+from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, duration_seconds, load_audio
+from runtimes.onnx_runner import CLIENT_TAIL_FRAMES
 
 # whisper.cpp q4_0's file bytes per model (benchmarks/results/peers_*.json): the budgets of the peers exports
 Q4_0_BYTES = {"base": 46_471_049, "tiny.en": 25_335_354}
@@ -64,6 +75,64 @@ def run(folder, setting: str, clip_set: str, clips: tuple, round_: int) -> dict:
     }
 
 
+def probe(phase: str, folder: Path) -> dict:
+    """In this (fresh) process: the resident bytes one phase of a run adds, at the memory model's sizes."""
+    import numpy as np
+
+    from runtimes.allocator import fix_mmap_threshold
+    from runtimes.audio import FULL_FRAMES, SAMPLE_RATE, log_mel_frames
+    from runtimes.onnx_runner import _session
+    from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
+    fix_mmap_threshold()  # as the runner does
+    audio = np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE).astype(np.float32) * 0.1
+    if phase == "features":
+        start = rss_bytes()
+        reset_peak_rss()
+        log_mel_frames(audio, 80, FULL_FRAMES)
+        return {"phase": phase, "measured_bytes": peak_rss_bytes() - start}
+    session = _session(folder / "encoder.onnx", threads=1)
+    mel = session.get_inputs()[0]
+    features = np.zeros((1, mel.shape[1], FULL_FRAMES), dtype=np.float32)
+    loaded = rss_bytes()
+    reset_peak_rss()
+    outputs = session.run(None, {mel.name: features})
+    return {
+        "phase": phase,
+        "measured_bytes": peak_rss_bytes() - loaded,
+        "outputs_bytes": sum(o.nbytes for o in outputs),
+    }
+
+
+def client_frames(seconds: float) -> int:
+    """The encoder frames the ONNX runner feeds for a clip (its own, then sherpa-onnx's zero tail)."""
+    own = min(int(seconds * FRAMES_PER_SECOND), FULL_FRAMES - 50)
+    return min(own + CLIENT_TAIL_FRAMES, FULL_FRAMES)
+
+
+def measure_phases(model: str, folder: Path) -> list[dict]:
+    """Each probed phase in its own process, beside the memory model's prediction of it."""
+    from exporter.memory import estimate_artifact, model_config
+
+    predicted = estimate_artifact(folder, "onnx", model_config(model)).run_phases
+    rows = []
+    for phase in ("features", "encoder"):
+        say(f"phase {phase}, measured alone")
+        command = [sys.executable, __file__, "--probe", phase, "--artifact", str(folder)]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append({**json.loads(done.stdout.splitlines()[-1]), "predicted_bytes": predicted[phase]})
+    rows.append({"phase": "decoder", "measured_bytes": None, "predicted_bytes": predicted["decoder"]})
+    return rows
+
+
+def phases_table(phases: list[dict]) -> list[str]:
+    lines = ["| phase | measured MB (alone) | predicted MB |", "|---|---:|---:|"]
+    for r in phases:
+        measured = "not measured alone" if r["measured_bytes"] is None else f"{r['measured_bytes'] / 1e6:,.1f}"
+        lines.append(f"| {r['phase']} | {measured} | {r['predicted_bytes'] / 1e6:,.1f} |")
+    return lines
+
+
 def medians(rows: list[dict]) -> list[dict]:
     """Per setting and clip set: the median run peak and RTF over the rounds."""
     out = []
@@ -82,7 +151,7 @@ def medians(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
+def markdown(model: str, rows: list[dict], notes: list[str], phases: list[dict] | None = None) -> str:
     lines = [
         f"# ONNX Runtime session memory: {model}",
         "",
@@ -98,6 +167,9 @@ def markdown(model: str, rows: list[dict], notes: list[str]) -> str:
             f"{r['latency_median_ms']:,.0f} | {r['rtf']:.3f} | {100 * r['wer']:.1f} ({r['n_words']}) |"
         )
     lines += ["", "Median over rounds:", "", *onnx_memory_table(medians(rows))]
+    if phases:
+        lines += ["", "The run's phases one at a time (above the weights; the model's run peak adds the largest):"]
+        lines += ["", *phases_table(phases)]
     return "\n".join(lines) + "\n"
 
 
@@ -107,16 +179,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--report-only", action="store_true", help="re-make the tables from the results file")
+    parser.add_argument("--probe", choices=("features", "encoder"), help=argparse.SUPPRESS)  # one phase, in-process
+    parser.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        print(json.dumps(probe(args.probe, args.artifact)))
+        return
     stem = RESULTS / f"onnx_memory_{args.model.replace('.', '_')}"
     if args.report_only:
         data = read_json(stem.with_suffix(".json"), "an onnx_memory results file")
-        write_text(stem.with_suffix(".md"), markdown(args.model, data["rows"], data["notes"]))
+        write_text(stem.with_suffix(".md"), markdown(args.model, data["rows"], data["notes"], data.get("phases")))
         return
     folder = exported(args.model, "onnx", "onnx", Q4_0_BYTES[args.model])
     if isinstance(folder, str):
         raise SystemExit(f"the export failed: {folder}")
     clip_sets = {"english_misc": (MISC, load_dataset(MISC)), "peers": (SPEECHOCEAN, test_clips())}
+    longest = max(duration_seconds(load_audio(u.audio_path)) for u in clip_sets["english_misc"][1])
+    phases = measure_phases(args.model, folder)
     rows = [
         run(folder, setting, name, clips, round_)
         for round_ in range(1, args.rounds + 1)
@@ -131,14 +210,16 @@ def main() -> None:
         "arena and patterns on, glibc's dynamic threshold. Each run is `edgeasr bench` in its own process, one "
         "thread, one warm-up clip; peaks are resident set above the process's baseline (runtime imported); "
         "predicted = exporter.memory's run peak for the artifact. english_misc: 22 LibriSpeech-style clips up to "
-        "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round.",
+        "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round. The "
+        "prediction is for a 30 s window and 448 tokens, which these clips do not reach: the longest english_misc "
+        f"clip is {longest:.1f} s, so the encoder sees {client_frames(longest):,} frames, not {FULL_FRAMES:,}.",
         *args.note,
         f"Produced by `python benchmarks/onnx_memory.py --model {args.model}"
         + (f" --rounds {args.rounds}" if args.rounds != 2 else "")
         + f"` (edgeasr {__version__}).",
     ]
-    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows, "summary": medians(rows)})
-    write_text(stem.with_suffix(".md"), markdown(args.model, rows, notes))
+    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows, "summary": medians(rows), "phases": phases})
+    write_text(stem.with_suffix(".md"), markdown(args.model, rows, notes, phases))
     say(f"wrote {stem}.json/.md")
 
 

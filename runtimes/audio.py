@@ -70,6 +70,7 @@ def chunks(samples: np.ndarray, size: int = CHUNK_SAMPLES) -> list[np.ndarray]:
 
 N_FFT = 400  # 25 ms analysis window
 HOP = SAMPLE_RATE // FRAMES_PER_SECOND  # 160 samples
+STFT_BLOCK_FRAMES = 500  # frames transformed at once by log_mel (3.8 MB of float64 frames and spectrum)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -119,15 +120,26 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     """
     if samples.size > CHUNK_SAMPLES:
         raise ValueError("log_mel takes at most one 30 s window; split with chunks() first")
-    window = np.zeros(CHUNK_SAMPLES, dtype=np.float64)
-    window[: samples.size] = samples
-    padded = np.pad(window, N_FFT // 2, mode="reflect")
+    # The 30 s window, zero-padded, reflect-padded by N_FFT // 2 at both ends, written into one buffer.
+    edge = N_FFT // 2
+    padded = np.zeros(CHUNK_SAMPLES + 2 * edge, dtype=np.float64)
+    padded[edge : edge + samples.size] = samples
+    padded[:edge] = padded[2 * edge : edge : -1]
+    padded[-edge:] = padded[-edge - 2 : -2 * edge - 2 : -1]
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:FULL_FRAMES]
-    power = np.abs(np.fft.rfft(frames * _hann(), axis=-1)) ** 2  # (3000, 201)
-    mel = power @ mel_filters(n_mels)  # (3000, n_mels)
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return np.ascontiguousarray(((log_spec + 4.0) / 4.0).T, dtype=np.float32)
+    filters = mel_filters(n_mels)
+    # A block of frames at a time: each frame's transform is independent, and the whole (3000, 400) float64
+    # frame matrix with its complex spectrum held 27 MB at once (with the copies below, 8 MB now), more than a quantised encoder's activations.
+    mel = np.empty((len(frames), n_mels))
+    for start in range(0, len(frames), STFT_BLOCK_FRAMES):
+        block = frames[start : start + STFT_BLOCK_FRAMES]
+        power = np.abs(np.fft.rfft(block * _hann(), axis=-1)) ** 2  # (block, 201)
+        mel[start : start + len(block)] = power @ filters
+    log_spec = np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)  # in place: the same values, no copies
+    np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+    log_spec += 4.0
+    log_spec /= 4.0
+    return np.ascontiguousarray(log_spec.T, dtype=np.float32)
 
 
 def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:
