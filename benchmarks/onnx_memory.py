@@ -10,7 +10,8 @@ the process's baseline), the memory model's prediction, latency median, RTF, WER
 The memory model predicts the worst case, a 30 s window (3000 frames) and 448 decoded tokens, which the clips
 above do not reach (the runner frames a clip as sherpa-onnx does: its own frames plus 1000 zero frames). So the
 phases the model adds up are also measured one at a time, each in a fresh process at the model's own sizes:
-the log-mel of 30 s of audio, and the encoder session on a full 3000-frame window (above the loaded session).
+the log-mel of 30 s of audio, the encoder session on a full 3000-frame window, and the decoder's step at the
+last of 448 positions with the runner's caches (each above its loaded session).
 
     python benchmarks/onnx_memory.py --model base
 """
@@ -33,6 +34,7 @@ from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.data import load_dataset
 from exporter.io import read_json, write_json, write_text
+from exporter.memory import MAX_POSITIONS
 from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, duration_seconds, load_audio
 from runtimes.onnx_runner import CLIENT_TAIL_FRAMES
 
@@ -91,6 +93,8 @@ def probe(phase: str, folder: Path) -> dict:
         reset_peak_rss()
         log_mel_frames(audio, 80, FULL_FRAMES)
         return {"phase": phase, "measured_bytes": peak_rss_bytes() - start}
+    if phase == "decoder":
+        return decoder_probe(folder)
     session = _session(folder / "encoder.onnx", threads=1)
     mel = session.get_inputs()[0]
     features = np.zeros((1, mel.shape[1], FULL_FRAMES), dtype=np.float32)
@@ -102,6 +106,30 @@ def probe(phase: str, folder: Path) -> dict:
         "measured_bytes": peak_rss_bytes() - loaded,
         "outputs_bytes": sum(o.nbytes for o in outputs),
     }
+
+
+def decoder_probe(folder: Path) -> dict:
+    """The decoding phase at its largest: the sherpa-layout decoder's step at the last position (447), with
+    the runner's caches (self-attention at 448 positions, cross-attention over 1500) allocated and written."""
+    import numpy as np
+
+    from runtimes.onnx_runner import _session, _SherpaLayoutDecoderSession
+    from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
+
+    session = _session(folder / "decoder.onnx", threads=1)
+    names = [i.name for i in session.get_inputs()]
+    if "offset" not in names:
+        raise SystemExit("the decoder probe needs the sherpa layout (export --onnx-layout sherpa, the default)")
+    layers, _, heads, _, head_size = session.get_inputs()[names.index("cross_k")].shape
+    loaded = rss_bytes()
+    reset_peak_rss()
+    cross = np.ones((layers, 1, heads, FULL_FRAMES // 2, head_size), dtype=np.float32)  # written, as the encoder's
+    decoder = _SherpaLayoutDecoderSession(session, cross, cross.copy())
+    decoder.self_k.fill(0.5)
+    decoder.self_v.fill(0.5)
+    decoder.offset = MAX_POSITIONS - 1
+    decoder.step([1])
+    return {"phase": "decoder", "measured_bytes": peak_rss_bytes() - loaded}
 
 
 def client_frames(seconds: float) -> int:
@@ -116,12 +144,11 @@ def measure_phases(model: str, folder: Path) -> list[dict]:
 
     predicted = estimate_artifact(folder, "onnx", model_config(model)).run_phases
     rows = []
-    for phase in ("features", "encoder"):
+    for phase in ("features", "encoder", "decoder"):
         say(f"phase {phase}, measured alone")
         command = [sys.executable, __file__, "--probe", phase, "--artifact", str(folder)]
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         rows.append({**json.loads(done.stdout.splitlines()[-1]), "predicted_bytes": predicted[phase]})
-    rows.append({"phase": "decoder", "measured_bytes": None, "predicted_bytes": predicted["decoder"]})
     return rows
 
 
@@ -179,7 +206,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--report-only", action="store_true", help="re-make the tables from the results file")
-    parser.add_argument("--probe", choices=("features", "encoder"), help=argparse.SUPPRESS)  # one phase, in-process
+    parser.add_argument(
+        "--probe", choices=("features", "encoder", "decoder"), help=argparse.SUPPRESS
+    )  # one phase, in-process
     parser.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
