@@ -544,11 +544,15 @@ def headline_lines(paths: list[Path]) -> list[str]:
         if path.stem.startswith("pqm_speechocean_"):
             data = _load(path)
             systems = data["summary"]["groups"]["all"]["systems"]
-            labelled = min((n for n in systems if n.endswith("/labels")), key=lambda n: systems[n]["wer"])
-            for name in ("fp", best_label_free(systems), labelled):
+            labelled = [n for n in systems if n.endswith("/labels")]
+            # the main run: FP, the best label-free and the best labelled system; a run of a few systems (another
+            # LoRA layout, say) adds its best label-free one, named by its file
+            names = ["fp", best_label_free(systems), min(labelled, key=lambda n: systems[n]["wer"])] if labelled else []
+            title = f"PQM speechocean762 {data['model']}" if labelled else path.stem
+            for name in names or [best_label_free(systems)]:
                 entry = systems[name]
                 lines.append(
-                    f"| PQM speechocean762 {data['model']}: {name} | per speaker, 4 folds | - | "
+                    f"| {title}: {name} | {'per speaker, 4 folds' if labelled else 'one adapter for all'} | - | "
                     f"{_pct(entry['wer'])} ({entry['n_words']}); vs FP {_interval(entry, 'vs_fp')} | - | - | "
                     f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
                 )
