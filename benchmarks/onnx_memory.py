@@ -78,58 +78,42 @@ def run(folder, setting: str, clip_set: str, clips: tuple, round_: int) -> dict:
 
 
 def probe(phase: str, folder: Path) -> dict:
-    """In this (fresh) process: the resident bytes one phase of a run adds, at the memory model's sizes."""
+    """In this (fresh) process: the resident bytes one phase of a run adds, at the memory model's sizes. The
+    encoder and decoder phases are measured above the runner's loaded sessions."""
     import numpy as np
 
-    from runtimes.allocator import fix_mmap_threshold
-    from runtimes.audio import FULL_FRAMES, SAMPLE_RATE, log_mel_frames
-    from runtimes.onnx_runner import _session
+    from runtimes.audio import SAMPLE_RATE, log_mel_frames
+    from runtimes.onnx_runner import OnnxRunner
     from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 
-    fix_mmap_threshold()  # as the runner does
-    audio = np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE).astype(np.float32) * 0.1
-    if phase == "features":
-        start = rss_bytes()
-        reset_peak_rss()
-        log_mel_frames(audio, 80, FULL_FRAMES)
-        return {"phase": phase, "measured_bytes": peak_rss_bytes() - start}
-    if phase == "decoder":
-        return decoder_probe(folder)
-    session = _session(folder / "encoder.onnx", threads=1)
-    mel = session.get_inputs()[0]
-    features = np.zeros((1, mel.shape[1], FULL_FRAMES), dtype=np.float32)
+    runner = OnnxRunner(folder, threads=1)  # its sessions, and glibc's mmap threshold fixed, as in every run
     loaded = rss_bytes()
     reset_peak_rss()
-    outputs = session.run(None, {mel.name: features})
-    return {
-        "phase": phase,
-        "measured_bytes": peak_rss_bytes() - loaded,
-        "outputs_bytes": sum(o.nbytes for o in outputs),
-    }
+    if phase == "features":
+        audio = np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE).astype(np.float32) * 0.1
+        log_mel_frames(audio, runner.n_mels, FULL_FRAMES)
+    elif phase == "encoder":
+        runner.encode(np.zeros((runner.n_mels, FULL_FRAMES), dtype=np.float32))  # a full window, 3000 frames
+    else:
+        decode_last_position(runner)
+    return {"phase": phase, "measured_bytes": peak_rss_bytes() - loaded}
 
 
-def decoder_probe(folder: Path) -> dict:
-    """The decoding phase at its largest: the sherpa-layout decoder's step at the last position (447), with
+def decode_last_position(runner) -> None:
+    """The decoding phase at its largest: the sherpa-layout decoder's step at the last of 448 positions, with
     the runner's caches (self-attention at 448 positions, cross-attention over 1500) allocated and written."""
     import numpy as np
 
-    from runtimes.onnx_runner import _session, _SherpaLayoutDecoderSession
-    from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
-
-    session = _session(folder / "decoder.onnx", threads=1)
-    names = [i.name for i in session.get_inputs()]
-    if "offset" not in names:
+    if runner.layout != "sherpa":
         raise SystemExit("the decoder probe needs the sherpa layout (export --onnx-layout sherpa, the default)")
-    layers, _, heads, _, head_size = session.get_inputs()[names.index("cross_k")].shape
-    loaded = rss_bytes()
-    reset_peak_rss()
-    cross = np.ones((layers, 1, heads, FULL_FRAMES // 2, head_size), dtype=np.float32)  # written, as the encoder's
-    decoder = _SherpaLayoutDecoderSession(session, cross, cross.copy())
+    cross = next(i for i in runner.decoder.get_inputs() if i.name == "cross_k")
+    layers, _, heads, _, head_size = cross.shape
+    keys = np.ones((layers, 1, heads, FULL_FRAMES // 2, head_size), dtype=np.float32)  # written, as the encoder's
+    decoder = runner.start_decoder((keys, keys.copy()))
     decoder.self_k.fill(0.5)
     decoder.self_v.fill(0.5)
     decoder.offset = MAX_POSITIONS - 1
-    decoder.step([1])
-    return {"phase": "decoder", "measured_bytes": peak_rss_bytes() - loaded}
+    decoder.step([runner.special.sot])
 
 
 def client_frames(seconds: float) -> int:
