@@ -87,6 +87,7 @@ GROUPS = (("child", "female"), ("child", "male"), ("adult", "female"), ("adult",
 GROUP_NAMES = {("child", "female"): "girls", ("child", "male"): "boys", ("adult", "female"): "women"}
 GROUP_NAMES[("adult", "male")] = "men"
 SOURCES = ("labels", "self", "self-conf", "teacher", "teacher-conf", "either-conf")
+DEFAULT_POOL_SOURCES = ("labels", "either-conf")
 CONFIDENCE = ConfidenceFilter()
 
 
@@ -269,6 +270,18 @@ def _lora_flags(lora: dict) -> str:
     return flags + (f" --encoder-layers {lora['encoder_layers']}" if lora.get("encoder_layers") else "")
 
 
+def _system_flags(systems: list[str]) -> str:
+    """The flags that give a run's pool sources and systems, when they are not the defaults."""
+    pools = list(dict.fromkeys(s.split("/", 1)[1] for s in systems if s.startswith("pool")))
+    flags = "" if pools in ([], list(DEFAULT_POOL_SOURCES)) else f" --pool-sources {','.join(pools)}"
+    return flags + ("" if systems == default_systems(pools) else f" --systems {' '.join(systems)}")
+
+
+def default_systems(pool_sources: list[str]) -> list[str]:
+    systems = ["fp", "teacher-fp", "nf4"] + [f"scratch/{s}" for s in SOURCES]
+    return systems + [f"{kind}/{s}" for s in pool_sources for kind in ("pool", "pool+spk")]
+
+
 def _speakers_per_group(summary: dict) -> str:
     groups = summary["groups"]
     return ", ".join(f"{len(groups[g]['speakers'])} {g}" for g in ("child", "adult") if g in groups)
@@ -295,7 +308,8 @@ def write_report(path: Path, data: dict, write_data: bool = True) -> None:
         f"# PQM per speaker on speechocean762 ({data['model']}, teacher {cfg['teacher']})",
         "",
         f"Produced by `python benchmarks/pqm_speechocean.py --model {data['model']} --teacher {cfg['teacher']} "
-        f"--per-group {cfg['per_group']}{_lora_flags(cfg['lora'])}` (protocol in its docstring). {summary['n_speakers']} test speakers with "
+        f"--per-group {cfg['per_group']}{_lora_flags(cfg['lora'])}{_system_flags(cfg['systems'])}` (protocol in its "
+        f"docstring). {summary['n_speakers']} test speakers with "
         f"every system ({_speakers_per_group(summary)}; the run takes {cfg['per_group']} each of girls, boys, women, "
         f"men, interleaved), {cfg['folds']} folds of 15 adaptation / 5 test clips "
         f"per speaker; pool: {cfg['pool_clips']} clips of each of the {len(cfg['pool_speakers'])} other speakers. "
@@ -418,7 +432,7 @@ def main() -> None:
     parser.add_argument("--encoder-layers", type=int, help="with the encoder in scope: adapt its last N layers only")
     parser.add_argument(
         "--pool-sources",
-        default="labels,either-conf",
+        default=",".join(DEFAULT_POOL_SOURCES),
         help=f"label sources of pool adapters, from {', '.join(SOURCES)}",
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/edgeasr-pqm-so"))
@@ -441,9 +455,7 @@ def main() -> None:
     pool_sources = parse_targets(args.pool_sources)
     if not pool_sources or not set(pool_sources) <= set(SOURCES):
         raise SystemExit(f"--pool-sources takes names from {', '.join(SOURCES)}")
-    systems = ["fp", "teacher-fp", "nf4"] + [f"scratch/{s}" for s in SOURCES]
-    systems += [f"{kind}/{s}" for s in pool_sources for kind in ("pool", "pool+spk")]
-    systems = args.systems or systems
+    systems = args.systems or default_systems(pool_sources)
     config = json.loads(
         json.dumps(
             {
