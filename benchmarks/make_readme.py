@@ -547,9 +547,11 @@ def headline_lines(paths: list[Path]) -> list[str]:
             labelled = [n for n in systems if n.endswith("/labels")]
             # the main run: FP, the best label-free and the best labelled system; a run of a few systems (another
             # LoRA layout, say) adds its best label-free one, named by its file
-            names = ["fp", best_label_free(systems), min(labelled, key=lambda n: systems[n]["wer"])] if labelled else []
+            names = [best_label_free(systems)]
+            if labelled:
+                names = ["fp", *names, min(labelled, key=lambda n: systems[n]["wer"])]
             title = f"PQM speechocean762 {data['model']}" if labelled else path.stem
-            for name in names or [best_label_free(systems)]:
+            for name in names:
                 entry = systems[name]
                 lines.append(
                     f"| {title}: {name} | {'per speaker, 4 folds' if labelled else 'one adapter for all'} | - | "

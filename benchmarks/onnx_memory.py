@@ -35,8 +35,8 @@ from exporter.bench import BenchOptions, bench
 from exporter.data import load_dataset
 from exporter.io import read_json, write_json, write_text
 from exporter.memory import MAX_POSITIONS
-from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES, duration_seconds, load_audio
-from runtimes.onnx_runner import CLIENT_TAIL_FRAMES
+from runtimes.audio import FULL_FRAMES, SAMPLE_RATE, load_audio
+from runtimes.onnx_runner import client_frame_counts
 
 # whisper.cpp q4_0's file bytes per model (benchmarks/results/peers_*.json): the budgets of the peers exports
 Q4_0_BYTES = {"base": 46_471_049, "tiny.en": 25_335_354}
@@ -82,7 +82,7 @@ def probe(phase: str, folder: Path) -> dict:
     encoder and decoder phases are measured above the runner's loaded sessions."""
     import numpy as np
 
-    from runtimes.audio import SAMPLE_RATE, log_mel_frames
+    from runtimes.audio import log_mel_frames
     from runtimes.onnx_runner import OnnxRunner
     from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes
 
@@ -116,12 +116,6 @@ def decode_last_position(runner) -> None:
     decoder.step([runner.special.sot])
 
 
-def client_frames(seconds: float) -> int:
-    """The encoder frames the ONNX runner feeds for a clip (its own, then sherpa-onnx's zero tail)."""
-    own = min(int(seconds * FRAMES_PER_SECOND), FULL_FRAMES - 50)
-    return min(own + CLIENT_TAIL_FRAMES, FULL_FRAMES)
-
-
 def measure_phases(model: str, folder: Path) -> list[dict]:
     """Each probed phase in its own process, beside the memory model's prediction of it."""
     from exporter.memory import estimate_artifact, model_config
@@ -139,8 +133,7 @@ def measure_phases(model: str, folder: Path) -> list[dict]:
 def phases_table(phases: list[dict]) -> list[str]:
     lines = ["| phase | measured MB (alone) | predicted MB |", "|---|---:|---:|"]
     for r in phases:
-        measured = "not measured alone" if r["measured_bytes"] is None else f"{r['measured_bytes'] / 1e6:,.1f}"
-        lines.append(f"| {r['phase']} | {measured} | {r['predicted_bytes'] / 1e6:,.1f} |")
+        lines.append(f"| {r['phase']} | {r['measured_bytes'] / 1e6:,.1f} | {r['predicted_bytes'] / 1e6:,.1f} |")
     return lines
 
 
@@ -207,7 +200,7 @@ def main() -> None:
     if isinstance(folder, str):
         raise SystemExit(f"the export failed: {folder}")
     clip_sets = {"english_misc": (MISC, load_dataset(MISC)), "peers": (SPEECHOCEAN, test_clips())}
-    longest = max(duration_seconds(load_audio(u.audio_path)) for u in clip_sets["english_misc"][1])
+    longest = max(len(load_audio(u.audio_path)) for u in clip_sets["english_misc"][1])  # samples
     phases = measure_phases(args.model, folder)
     rows = [
         run(folder, setting, name, clips, round_)
@@ -225,7 +218,8 @@ def main() -> None:
         "predicted = exporter.memory's run peak for the artifact. english_misc: 22 LibriSpeech-style clips up to "
         "30 s; peers: the 80 clips of benchmarks/peers.py. The settings alternate within each round. The "
         "prediction is for a 30 s window and 448 tokens, which these clips do not reach: the longest english_misc "
-        f"clip is {longest:.1f} s, so the encoder sees {client_frames(longest):,} frames, not {FULL_FRAMES:,}.",
+        f"clip is {longest / SAMPLE_RATE:.1f} s, so the encoder sees {client_frame_counts(longest)[1]:,} frames, not "
+        f"{FULL_FRAMES:,}.",
         *args.note,
         f"Produced by `python benchmarks/onnx_memory.py --model {args.model}"
         + (f" --rounds {args.rounds}" if args.rounds != 2 else "")

@@ -34,8 +34,9 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
 ONNX Runtime's sessions allocate as they run, so a run is three phases that never overlap: the log-mel
 (features), the encoder (its live peak with its outputs), then decoding (the decoder's live peak at the last
 position plus the whole KV cache). Its run peak is the weights plus the largest phase (`run_phases`); adding
-every term, as for ExecuTorch's arenas that are all allocated at load, over-counted base's 46 MB pair by
-90 MB (predicted 228 MB, measured 133-136 MB; benchmarks/results/onnx_memory_base.md).
+every term, as for ExecuTorch's arenas that are all allocated at load, predicted 228 MB for base's 46 MB pair,
+measured 133-136 MB on short clips (the phase model: 175 MB at 30 s and 448 tokens, each phase measured alone
+in benchmarks/results/onnx_memory_base.md).
 
 The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 2.04x
 the self-attention cache; ExecuTorch's first-run constant of 42 MB; ONNX Runtime keeping about twice the file

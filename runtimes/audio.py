@@ -129,7 +129,8 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:FULL_FRAMES]
     filters = mel_filters(n_mels)
     # A block of frames at a time: each frame's transform is independent, and the whole (3000, 400) float64
-    # frame matrix with its complex spectrum held 27 MB at once (with the copies below, 8 MB now), more than a quantised encoder's activations.
+    # frame matrix with its complex spectrum held 27 MB at once; with the in-place steps below the 30 s log-mel
+    # peaks at 12-14 MB (benchmarks/results/onnx_memory_base.md, phases).
     mel = np.empty((len(frames), n_mels))
     for start in range(0, len(frames), STFT_BLOCK_FRAMES):
         block = frames[start : start + STFT_BLOCK_FRAMES]

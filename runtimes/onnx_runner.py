@@ -183,11 +183,16 @@ class _SherpaLayoutDecoderSession:
 CLIENT_TAIL_FRAMES = 1000
 
 
+def client_frame_counts(n_samples: int, tail_frames: int = CLIENT_TAIL_FRAMES) -> tuple[int, int]:
+    """(the clip's own frames, all frames with the zero tail) as sherpa-onnx frames `n_samples` of audio."""
+    frames = min(n_samples * FRAMES_PER_SECOND // SAMPLE_RATE, FULL_FRAMES - 50)
+    return frames, min(frames + tail_frames, FULL_FRAMES)
+
+
 def client_features(runner: Runner, window: np.ndarray, tail_frames: int = CLIENT_TAIL_FRAMES) -> np.ndarray:
     """Features framed as sherpa-onnx frames them: the clip's own frames (normalised as in the 30 s window),
     then `tail_frames` zero frames, at most 3000 in all; a short clip's encoder pass is that much shorter."""
-    frames = min(len(window) * FRAMES_PER_SECOND // SAMPLE_RATE, FULL_FRAMES - 50)
-    total = min(frames + tail_frames, FULL_FRAMES)
+    frames, total = client_frame_counts(len(window), tail_frames)
     features = np.zeros((runner.n_mels, total), dtype=np.float32)
     features[:, :frames] = log_mel_frames(window, runner.n_mels, FULL_FRAMES)[:, :frames]
     return features
