@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
+        if args.artifact is None or not args.artifact.is_dir():
+            parser.error("--probe needs --artifact, the folder of an exported ONNX pair")
         print(json.dumps(probe(args.probe, args.artifact)))
         return
     stem = RESULTS / f"onnx_memory_{args.model.replace('.', '_')}"
