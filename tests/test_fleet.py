@@ -1,7 +1,7 @@
 """`edgeasr fleet` on a local Ray: users' exports equal the single-user CLI's, failures stay per user, re-runs resume.
 
 The users file and the store are tested without Ray (milliseconds); one slow test runs the real command on
-real speechocean762 speakers and a folder with a corrupt clip, then the single-user export of each good user,
+real speechocean762 speakers and a folder with a corrupt clip, then the single-user export of one good user,
 then the fleet again.
 """
 
@@ -204,7 +204,9 @@ def test_fleet_on_local_ray_equals_single_exports_isolates_a_corrupt_clip_and_re
     assert (out / "fleet.md").read_text().count("| ok |") == 2
     assert not (out / "users" / "broken").exists()
 
-    for user, speaker in (("child-0001", "0001"), ("adult-0026", "0026")):
+    # one user's files against the single-user CLI's (each export costs a minute; the other user's differ only
+    # in their calibration speaker)
+    for user, speaker in (("child-0001", "0001"),):
         single = tmp_path / f"single-{user}"
         proc = subprocess.run(
             [sys.executable, "-m", "exporter", "export", "--model", "tiny.en", "--target", "onnx", "--budget", "40MB"]

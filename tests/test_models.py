@@ -36,11 +36,12 @@ def _ct2_folder(bundle_name: str, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
 def test_conversion_matches_ctranslate2(name, request, shared_data, tmp_path):
-    """Same model.bin, two implementations (ours in PyTorch, CTranslate2 float32, both greedy)."""
+    """Same model.bin, two implementations (ours in PyTorch, CTranslate2 float32, both greedy), on the first 10
+    english_misc clips (a conversion error shows on every clip; all 22 took 2.5 minutes for base)."""
     bundle = request.getfixturevalue("tiny_en" if name == "tiny.en" else "base")
     runner = TorchRunner(bundle)
     ct2 = ctranslate2.models.Whisper(str(_ct2_folder(name, tmp_path)), device="cpu", compute_type="float32")
-    data = load_dataset(shared_data / "english_misc" / "manifest.jsonl")
+    data = list(load_dataset(shared_data / "english_misc" / "manifest.jsonl"))[:10]
     same, rows = 0, []
     for utt in data:
         samples = load_audio(utt.audio_path)
