@@ -553,8 +553,10 @@ def headline_lines(paths: list[Path]) -> list[str]:
             title = f"PQM speechocean762 {data['model']}" if labelled else path.stem
             for name in names:
                 entry = systems[name]
+                # a pool adapter alone serves every test speaker; any other system adapts to each, per fold
+                scope = "one adapter for all" if name.startswith("pool/") else "per speaker, 4 folds"
                 lines.append(
-                    f"| {title}: {name} | {'per speaker, 4 folds' if labelled else 'one adapter for all'} | - | "
+                    f"| {title}: {name} | {scope} | - | "
                     f"{_pct(entry['wer'])} ({entry['n_words']}); vs FP {_interval(entry, 'vs_fp')} | - | - | "
                     f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
                 )
