@@ -46,12 +46,12 @@ demo: $(STAMP)
 	$(BIN)/edgeasr transcribe --artifact $(DEMO_OUT) ../shared/data/english_misc/audio/ls_1089-134691-0000.wav
 
 # Lint and format check first (seconds), then the suite; -ra lists every skip with its reason (under CI, a
-# skip fails: tests/conftest.py). The LiteRT tests run in their own environment, after the rest; those of
-# tflite-runtime start its process from there.
+# skip fails: tests/conftest.py), --durations the slowest tests (the suite should stay under 20 minutes). The
+# LiteRT tests run in their own environment, after the rest; those of tflite-runtime start its process there.
 test: $(STAMP) $(LITERT_STAMP) $(TFLITE_VENV)/bin/python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -ra -m "not litert"
+	$(BIN)/python -m pytest -q -ra --durations=15 -m "not litert"
 	EDGEASR_TFLITE_VENV=$(TFLITE_VENV) $(LITERT_VENV)/bin/python -m pytest -q -ra -m litert tests/test_litert.py
 
 clean:
