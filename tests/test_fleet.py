@@ -206,25 +206,25 @@ def test_fleet_on_local_ray_equals_single_exports_isolates_a_corrupt_clip_and_re
 
     # one user's files against the single-user CLI's (each export costs a minute; the other user's differ only
     # in their calibration speaker)
-    for user, speaker in (("child-0001", "0001"),):
-        single = tmp_path / f"single-{user}"
-        proc = subprocess.run(
-            [sys.executable, "-m", "exporter", "export", "--model", "tiny.en", "--target", "onnx", "--budget", "40MB"]
-            + ["--n-calib", "4", "--calib", str(manifest), "--speaker", speaker, "--threads", "1"]
-            + ["--out", str(single), "--no-progress"],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        fleet_files, single_files = _digests(out / "users" / user), _digests(single)
-        measured = {"export.json", "report.md"}  # timings; compared below without them
-        assert {k: v for k, v in fleet_files.items() if k not in measured} == {
-            k: v for k, v in single_files.items() if k not in measured
-        }
-        summaries = [json.loads((root / "export.json").read_text()) for root in (out / "users" / user, single)]
-        assert _described(summaries[0]) == _described(summaries[1])
+    user, speaker = "child-0001", "0001"
+    single = tmp_path / f"single-{user}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "export", "--model", "tiny.en", "--target", "onnx", "--budget", "40MB"]
+        + ["--n-calib", "4", "--calib", str(manifest), "--speaker", speaker, "--threads", "1"]
+        + ["--out", str(single), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fleet_files, single_files = _digests(out / "users" / user), _digests(single)
+    measured = {"export.json", "report.md"}  # timings; compared below without them
+    assert {k: v for k, v in fleet_files.items() if k not in measured} == {
+        k: v for k, v in single_files.items() if k not in measured
+    }
+    summaries = [json.loads((root / "export.json").read_text()) for root in (out / "users" / user, single)]
+    assert _described(summaries[0]) == _described(summaries[1])
 
     before = {u: (out / "users" / u / "encoder.onnx").stat().st_mtime_ns for u in ("child-0001", "adult-0026")}
     second = _fleet(users, out)
