@@ -1,7 +1,7 @@
 """Per-user adapters apart from one base .pte (exporter/lower/pte_adapter.py): two users' adapters on one
 program, each transcribing as that user's PyTorch NF4 + LoRA model; a program lowered for another user is
 byte-identical (on a toy; tiny.en in benchmarks/pte_adapters.py); a bad adapter file is refused whole. Two
-tiny.en lowerings (edgeasr's layout, the ASR-runner layout): about three minutes."""
+lowerings of the one-layer toy (tests/conftest.py; edgeasr's layout, the ASR-runner layout): about two minutes."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def _user(bundle, seed: int, config: LoraConfig = CONFIG):
     return adapted
 
 
-def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
+def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_path):
+    """On the toy (tests/conftest.py): the program and adapter plumbing, each checked against PyTorch."""
     from exporter.export import ExportOptions
     from exporter.export.parity import check_parity, first_logits
     from exporter.quant.simulate import simulate
@@ -39,9 +40,10 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
     from runtimes.torch_runner import TorchRunner
 
     base = Nf4Options().to_dict()
-    users = {name: _user(tiny_en, seed) for name, seed in (("a", 1), ("b", 2))}
+    model = toy_whisper.model_id
+    users = {name: _user(toy_whisper, seed) for name, seed in (("a", 1), ("b", 2))}
     for name, user in users.items():
-        save_adapter(tmp_path / f"adapter_{name}", lora_state(user.model), AdapterInfo("tiny.en", CONFIG, base))
+        save_adapter(tmp_path / f"adapter_{name}", lora_state(user.model), AdapterInfo(model, CONFIG, base))
     calib = tmp_path / "calib"
     calib.mkdir()
     for clip in sorted((shared_data / "an4" / "wav" / "test" / "mdms2").glob("*.wav"))[:2]:
@@ -49,16 +51,18 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
 
     # user A through `edgeasr export --lora`: base program + adapter.ptd, parity-checked like any export
     out = tmp_path / "export_a"
-    args = ["export", "--model", "tiny.en", "--target", "android", "--budget", "80MB", "--lora", tmp_path / "adapter_a"]
+    args = ["export", "--model", model, "--target", "android", "--budget", "80MB", "--lora", tmp_path / "adapter_a"]
     status, _, stderr = run_cli(*args, "--calib", calib, "--out", out, "--no-progress")
     assert status == 0, stderr
     summary = json.loads((out / "export.json").read_text())
-    assert summary["artifacts"][0]["parity"]["matching"] == 2
+    # the toy's transcripts are not words, so its first decoder step's logits (the whole vocabulary) are the
+    # measure: int8 activations put them within ~0.1 of PyTorch's (measured 0.07); a dropped scale is off 1e3
+    assert summary["artifacts"][0]["parity"]["logits_relative_max_error"] <= 0.15
     pte, adapter_a = out / "model.pte", out / "adapter.ptd"
     assert adapter_a.stat().st_size <= 0.02 * pte.stat().st_size  # the issue's goal: <= 2 % of the base
 
     # B's file, written for A's export without lowering (`edgeasr adapter`). That B's own lowering gives A's
-    # program byte for byte is checked on a toy below and on tiny.en by benchmarks/pte_adapters.py.
+    # program byte for byte is checked on a smaller toy below and on tiny.en by benchmarks/pte_adapters.py.
     status, stdout, stderr = run_cli(
         "adapter", "--artifact", out, "--lora", tmp_path / "adapter_b", "--out", tmp_path / "files_b"
     )
@@ -69,12 +73,12 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
     # each user's file on the one program transcribes as that user's PyTorch NF4 + LoRA model
     wavs = sorted((shared_data / "an4" / "wav" / "test" / "fcaw").glob("*.wav"))[:3]  # short clips: seconds
     clips = [load_audio(p) for p in wavs]
-    plan = nf4_plan(tiny_en)
+    plan = nf4_plan(toy_whisper)
     logits, texts = {}, {}
     for name, adapter in (("a", None), ("b", tmp_path / "files_b")):
         runner = open_artifact(out, adapters=adapter)
         parity = check_parity(runner, TorchRunner(simulate(users[name], plan)), clips, ExportOptions())
-        assert parity["matching"] >= 2, parity["rows"]
+        assert parity["logits_relative_max_error"] <= 0.15 and parity["matching"] >= 2, parity
         logits[name] = first_logits(runner, log_mel_frames(clips[0], runner.n_mels, runner.n_frames))
         texts[name] = parity["rows"][0]["artifact"]
     assert np.abs(logits["a"] - logits["b"]).max() > 1e-2 * np.abs(logits["a"]).max()  # B's adapter took effect
@@ -101,7 +105,7 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
     # an adapter of another rank, or for another model, gets no file at all
     rank_2 = LoraConfig(rank=2, alpha=4, dropout=0.0, targets=("q", "v"))
     save_adapter(
-        tmp_path / "adapter_r2", lora_state(_user(tiny_en, 3, rank_2).model), AdapterInfo("tiny.en", rank_2, base)
+        tmp_path / "adapter_r2", lora_state(_user(toy_whisper, 3, rank_2).model), AdapterInfo(model, rank_2, base)
     )
     status, _, stderr = run_cli(
         "adapter", "--artifact", out, "--lora", tmp_path / "adapter_r2", "--out", tmp_path / "r2"
@@ -118,24 +122,29 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
         ExecutorchRunner.open(bare / "model.pte")
 
 
-def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, tiny_en, shared_data, tmp_path):
+def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, toy_whisper, shared_data, tmp_path):
     """The ASR-runner layout with the adapter apart: what Android's AsrModule(model, tokenizer, dataPath)
-    loads. Only the runner's contract is driven (tests/test_pte_runner_layout.py), with user B's file."""
+    loads. Only the runner's contract is driven (tests/test_pte_runner_layout.py, which transcribes words on
+    tiny.en), with each user's data file; on the toy the first step's logits are compared with PyTorch's."""
     from test_pte_runner_layout import CLIPS, runner_contract_transcribe
 
     from exporter.lower.registry import get_backend
+    from exporter.quant.simulate import simulate
     from runtimes.audio import load_audio, log_mel_frames
     from runtimes.contract import PTE_FILE, PTE_PREPROCESSOR_FILE, TOKENIZER_FILE
     from runtimes.executorch_runner import load_program
     from runtimes.tokenizer import load_tokenizer
+    from runtimes.torch_runner import TorchRunner
 
-    base = Nf4Options().to_dict()
-    users = {name: _user(tiny_en, seed) for name, seed in (("a", 1), ("b", 2))}
-    save_adapter(tmp_path / "adapter_b", lora_state(users["b"].model), AdapterInfo("tiny.en", CONFIG, base))
+    base, sot = Nf4Options().to_dict(), toy_whisper.special.sot
+    users = {name: _user(toy_whisper, seed) for name, seed in (("a", 1), ("b", 2))}
+    info = AdapterInfo(toy_whisper.model_id, CONFIG, base)
+    save_adapter(tmp_path / "adapter_b", lora_state(users["b"].model), info)
     folder = tmp_path / "runner"
     folder.mkdir()
-    lora_info = {"model_id": "tiny.en", "lora": CONFIG.to_dict(), "base": base}
-    get_backend("pte-runner").lower_lora(users["a"], nf4_plan(tiny_en), folder, lora_info, "branch-int8")
+    lora_info = {"model_id": toy_whisper.model_id, "lora": CONFIG.to_dict(), "base": base}
+    plan = nf4_plan(toy_whisper)
+    get_backend("pte-runner").lower_lora(users["a"], plan, folder, lora_info, "branch-int8")
     assert {PTE_FILE, "adapter.ptd", TOKENIZER_FILE, PTE_PREPROCESSOR_FILE} <= {p.name for p in folder.iterdir()}
     status, _, stderr = run_cli(
         "adapter", "--artifact", folder, "--lora", tmp_path / "adapter_b", "--out", tmp_path / "b"
@@ -143,16 +152,18 @@ def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, tiny_en, shar
     assert status == 0, stderr
 
     tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    clip = shared_data / "english_misc" / "audio" / next(iter(CLIPS))
+    features = log_mel_frames(load_audio(clip), toy_whisper.n_mels)
     first = {}
     for name, data in (("a", folder / "adapter.ptd"), ("b", tmp_path / "b" / "adapter.ptd")):
         program = load_program(folder / PTE_FILE, data)
-        for clip, words in list(CLIPS.items())[:1]:  # one clip per user: the contract, not accuracy
-            features = log_mel_frames(load_audio(shared_data / "english_misc" / "audio" / clip), tiny_en.n_mels)
-            text = runner_contract_transcribe(program, tokenizer, features, tiny_en.special.sot)
-            assert words in text.lower(), (name, clip, text)
+        assert isinstance(runner_contract_transcribe(program, tokenizer, features, sot), str)  # the contract runs
         encoded = program.load_method("encoder").execute((torch.from_numpy(features)[None],))
-        step = (torch.tensor([[tiny_en.special.sot]]), encoded[0], torch.tensor([0]))
-        first[name] = program.load_method("text_decoder").execute(step)[0].numpy()
+        step = (torch.tensor([[sot]]), encoded[0], torch.tensor([0]))
+        first[name] = program.load_method("text_decoder").execute(step)[0].numpy().reshape(-1)
+        torch_runner = TorchRunner(simulate(users[name], plan))
+        reference = np.asarray(torch_runner.start_decoder(torch_runner.encode(features)).step([sot])).reshape(-1)
+        assert np.abs(first[name] - reference).max() <= 0.15 * np.abs(reference).max(), name  # measured 0.04-0.06
     assert np.abs(first["a"] - first["b"]).max() > 1e-2 * np.abs(first["a"]).max()  # the data file decides
 
 
