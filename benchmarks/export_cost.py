@@ -11,6 +11,7 @@ A rerun replaces the rows it measures and keeps the others.
 
     python benchmarks/export_cost.py                                  # base android 80MB, base onnx 50MB
     python benchmarks/export_cost.py --runs base:android:80MB         # one row
+    python benchmarks/export_cost.py --runs base:onnx:50MB:knapsack:output   # with --allocation, --layer-cost
     python benchmarks/export_cost.py --report-only
 """
 
@@ -28,6 +29,7 @@ import time
 from bench_common import RESULTS, ROOT, calibration_folder, say
 
 from exporter import __version__
+from exporter.choices import ALLOCATIONS, DEFAULT_ALLOCATION, DEFAULT_LAYER_COST, LAYER_COSTS
 from exporter.export import describe_stages, stage_values
 from exporter.io import write_json, write_text
 
@@ -44,7 +46,24 @@ def _commit() -> str:
     return done.stdout.strip() + ("+changes" if dirty else "")
 
 
-def measure(model: str, target: str, budget: str) -> dict:
+def parse_run(spec: str) -> dict:
+    """MODEL:TARGET:BUDGET[:ALLOCATION[:LAYER_COST]]; the last two default to the export's defaults."""
+    parts = spec.split(":")
+    if not 3 <= len(parts) <= 5:
+        raise SystemExit(f"--runs {spec!r}: expected MODEL:TARGET:BUDGET[:ALLOCATION[:LAYER_COST]]")
+    parts += [DEFAULT_ALLOCATION, DEFAULT_LAYER_COST][len(parts) - 3 :]
+    run = dict(zip(("model", "target", "budget", "allocation", "layer_cost"), parts))
+    if run["allocation"] not in ALLOCATIONS or run["layer_cost"] not in LAYER_COSTS:
+        raise SystemExit(f"--runs {spec!r}: allocation is one of {ALLOCATIONS}, layer cost one of {LAYER_COSTS}")
+    return run
+
+
+def _key(row: dict) -> tuple:
+    # rows measured before the allocation was recorded ran the default of their commit
+    return tuple(row.get(k, "not recorded") for k in ("model", "target", "budget", "allocation", "layer_cost"))
+
+
+def measure(model: str, target: str, budget: str, allocation: str, layer_cost: str) -> dict:
     """One export in a child process; its cost, read from the outside (wall, peak RSS) and the inside."""
     work = tempfile.mkdtemp(prefix="edgeasr-export-cost-")
     out = os.path.join(work, "artifact")
@@ -63,6 +82,10 @@ def measure(model: str, target: str, budget: str) -> dict:
                 target,
                 "--budget",
                 budget,
+                "--allocation",
+                allocation,
+                "--layer-cost",
+                layer_cost,
                 "--calib",
                 str(calibration_folder()),
                 "--out",
@@ -86,6 +109,8 @@ def measure(model: str, target: str, budget: str) -> dict:
         "model": model,
         "target": target,
         "budget": budget,
+        "allocation": allocation,
+        "layer_cost": layer_cost,
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(peak_mb, 1),
         "peak_rss_mb_largest_stage": round(max(peaks.values()), 1),
@@ -99,6 +124,12 @@ def measure(model: str, target: str, budget: str) -> dict:
     }
 
 
+def _allocation(row: dict) -> str:
+    if "allocation" not in row:
+        return "not recorded (its commit's default)"
+    return row["allocation"] + (f" ({row['layer_cost']})" if row["allocation"] == "knapsack" else "")
+
+
 def write_report(data: dict) -> None:
     lines = [
         "# Export cost: wall time and peak memory of `edgeasr export`",
@@ -109,14 +140,14 @@ def write_report(data: dict) -> None:
         "high-water mark at the stage's start. Goal for base: "
         f"<= {GOAL_SECONDS} s and <= {GOAL_RSS_MB / 1000:g} GB.",
         "",
-        "| model | target | budget | wall s | peak RSS MB | stages: seconds / peak | load avg before / after "
-        "(1 min) | commit |",
-        "|---|---|---|---:|---:|---|---|---|",
+        "| model | target | budget | allocation (layer cost) | wall s | peak RSS MB | stages: seconds / peak | "
+        "load avg before / after (1 min) | commit |",
+        "|---|---|---|---|---:|---:|---|---|---|",
     ]
     for row in data["rows"]:
         stages = describe_stages(row["stages_s"], row["stage_peak_rss_mb"])
         lines.append(
-            f"| {row['model']} | {row['target']} | {row['budget']} | {row['wall_s']:.0f} | "
+            f"| {row['model']} | {row['target']} | {row['budget']} | {_allocation(row)} | {row['wall_s']:.0f} | "
             f"{row['peak_rss_mb']:,.0f} | {stages} | {row['load_average_before'][0]:.1f} / "
             f"{row['load_average_after'][0]:.1f} | {row['commit']} |"
         )
@@ -128,7 +159,7 @@ def write_report(data: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), metavar="MODEL:TARGET:BUDGET")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), metavar="MODEL:TARGET:BUDGET[:ALLOC[:COST]]")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     path = STEM.with_suffix(".json")
@@ -138,13 +169,11 @@ def main() -> None:
         else {"schema_version": 1, "generated_by": f"edgeasr {__version__} benchmarks/export_cost.py", "rows": []}
     )
     if not args.report_only:
-        for run in args.runs:
-            model, target, budget = run.split(":")
-            say(f"export {model} {target} {budget}")
-            row = measure(model, target, budget)
-            data["rows"] = [
-                r for r in data["rows"] if (r["model"], r["target"], r["budget"]) != (model, target, budget)
-            ] + [row]
+        runs = [parse_run(spec) for spec in args.runs]  # all checked before the first export
+        for run in runs:
+            say("export " + " ".join(run.values()))
+            row = measure(**run)
+            data["rows"] = [r for r in data["rows"] if _key(r) != _key(row)] + [row]
             write_json(path, data)
     write_report(data)
 
