@@ -1,7 +1,8 @@
 """Per-user adapters apart from one base .pte (exporter/lower/pte_adapter.py): two users' adapters on one
 program, each transcribing as that user's PyTorch NF4 + LoRA model; a program lowered for another user is
-byte-identical (on a toy; tiny.en in benchmarks/pte_adapters.py); a bad adapter file is refused whole. Two
-lowerings of the one-layer toy (tests/conftest.py; edgeasr's layout, the ASR-runner layout): about two minutes."""
+byte-identical (on a toy; tiny.en in benchmarks/pte_adapters.py); a bad adapter file is refused whole. One
+tiny.en lowering (edgeasr's layout, about three minutes) and one of the one-layer toy (tests/conftest.py; the
+ASR-runner layout, one minute)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def _user(bundle, seed: int, config: LoraConfig = CONFIG):
     return adapted
 
 
-def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_path):
-    """On the toy (tests/conftest.py): the program and adapter plumbing, each checked against PyTorch."""
+def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
+    """On tiny.en, so the transcripts compared are words (the issue's test); the runner layout's adapter
+    plumbing below runs on the toy."""
     from exporter.export import ExportOptions
     from exporter.export.parity import check_parity, first_logits
     from exporter.quant.simulate import simulate
@@ -40,10 +42,9 @@ def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_pat
     from runtimes.torch_runner import TorchRunner
 
     base = Nf4Options().to_dict()
-    model = toy_whisper.model_id
-    users = {name: _user(toy_whisper, seed) for name, seed in (("a", 1), ("b", 2))}
+    users = {name: _user(tiny_en, seed) for name, seed in (("a", 1), ("b", 2))}
     for name, user in users.items():
-        save_adapter(tmp_path / f"adapter_{name}", lora_state(user.model), AdapterInfo(model, CONFIG, base))
+        save_adapter(tmp_path / f"adapter_{name}", lora_state(user.model), AdapterInfo("tiny.en", CONFIG, base))
     calib = tmp_path / "calib"
     calib.mkdir()
     for clip in sorted((shared_data / "an4" / "wav" / "test" / "mdms2").glob("*.wav"))[:2]:
@@ -51,18 +52,16 @@ def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_pat
 
     # user A through `edgeasr export --lora`: base program + adapter.ptd, parity-checked like any export
     out = tmp_path / "export_a"
-    args = ["export", "--model", model, "--target", "android", "--budget", "80MB", "--lora", tmp_path / "adapter_a"]
+    args = ["export", "--model", "tiny.en", "--target", "android", "--budget", "80MB", "--lora", tmp_path / "adapter_a"]
     status, _, stderr = run_cli(*args, "--calib", calib, "--out", out, "--no-progress")
     assert status == 0, stderr
     summary = json.loads((out / "export.json").read_text())
-    # the toy's transcripts are not words, so its first decoder step's logits (the whole vocabulary) are the
-    # measure: int8 activations put them within ~0.1 of PyTorch's (measured 0.07); a dropped scale is off 1e3
-    assert summary["artifacts"][0]["parity"]["logits_relative_max_error"] <= 0.15
+    assert summary["artifacts"][0]["parity"]["matching"] == 2
     pte, adapter_a = out / "model.pte", out / "adapter.ptd"
     assert adapter_a.stat().st_size <= 0.02 * pte.stat().st_size  # the issue's goal: <= 2 % of the base
 
     # B's file, written for A's export without lowering (`edgeasr adapter`). That B's own lowering gives A's
-    # program byte for byte is checked on a smaller toy below and on tiny.en by benchmarks/pte_adapters.py.
+    # program byte for byte is checked on a toy below and on tiny.en by benchmarks/pte_adapters.py.
     status, stdout, stderr = run_cli(
         "adapter", "--artifact", out, "--lora", tmp_path / "adapter_b", "--out", tmp_path / "files_b"
     )
@@ -73,12 +72,12 @@ def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_pat
     # each user's file on the one program transcribes as that user's PyTorch NF4 + LoRA model
     wavs = sorted((shared_data / "an4" / "wav" / "test" / "fcaw").glob("*.wav"))[:3]  # short clips: seconds
     clips = [load_audio(p) for p in wavs]
-    plan = nf4_plan(toy_whisper)
+    plan = nf4_plan(tiny_en)
     logits, texts = {}, {}
     for name, adapter in (("a", None), ("b", tmp_path / "files_b")):
         runner = open_artifact(out, adapters=adapter)
         parity = check_parity(runner, TorchRunner(simulate(users[name], plan)), clips, ExportOptions())
-        assert parity["logits_relative_max_error"] <= 0.15 and parity["matching"] >= 2, parity
+        assert parity["matching"] >= 2, parity["rows"]
         logits[name] = first_logits(runner, log_mel_frames(clips[0], runner.n_mels, runner.n_frames))
         texts[name] = parity["rows"][0]["artifact"]
     assert np.abs(logits["a"] - logits["b"]).max() > 1e-2 * np.abs(logits["a"]).max()  # B's adapter took effect
@@ -105,7 +104,7 @@ def test_two_users_share_one_base_pte(run_cli, toy_whisper, shared_data, tmp_pat
     # an adapter of another rank, or for another model, gets no file at all
     rank_2 = LoraConfig(rank=2, alpha=4, dropout=0.0, targets=("q", "v"))
     save_adapter(
-        tmp_path / "adapter_r2", lora_state(_user(toy_whisper, 3, rank_2).model), AdapterInfo(model, rank_2, base)
+        tmp_path / "adapter_r2", lora_state(_user(tiny_en, 3, rank_2).model), AdapterInfo("tiny.en", rank_2, base)
     )
     status, _, stderr = run_cli(
         "adapter", "--artifact", out, "--lora", tmp_path / "adapter_r2", "--out", tmp_path / "r2"
