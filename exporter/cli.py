@@ -82,6 +82,24 @@ def _fraction(text: str) -> float:
     return _number(text, float, 0.0, False, "a finite number >= 0")
 
 
+def _add_layouts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--onnx-layout",
+        default=_EXPORT.onnx_layout,
+        choices=ONNX_LAYOUTS,
+        help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads; edgeasr: "
+        "edgeasr's own layout, whose NF4 + LoRA pair swaps per-user adapter files at run time "
+        f"(default {_EXPORT.onnx_layout})",
+    )
+    parser.add_argument(
+        "--pte-layout",
+        default=_EXPORT.pte_layout,
+        choices=PTE_LAYOUTS,
+        help="runner: a .pte with the methods ExecuTorch's ASR runner (Seq2SeqRunner, Android AsrModule) calls, "
+        f"one encoder output unpacked in text_decoder (default {_EXPORT.pte_layout})",
+    )
+
+
 def _add_allocation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allocation",
@@ -583,21 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speaker", help="only the --calib clips of this speaker (a manifest's speaker column)")
     p.add_argument("--formats", help=f"comma list of {','.join(FORMATS)} (default: pte for android, onnx for onnx)")
-    p.add_argument(
-        "--onnx-layout",
-        default=_EXPORT.onnx_layout,
-        choices=ONNX_LAYOUTS,
-        help="sherpa: the ONNX pair (and tokens.txt) that sherpa-onnx's OfflineRecognizer loads; edgeasr: "
-        "edgeasr's own layout, whose NF4 + LoRA pair swaps per-user adapter files at run time "
-        f"(default {_EXPORT.onnx_layout})",
-    )
-    p.add_argument(
-        "--pte-layout",
-        default=_EXPORT.pte_layout,
-        choices=PTE_LAYOUTS,
-        help="runner: a .pte with the methods ExecuTorch's ASR runner (Seq2SeqRunner, Android AsrModule) calls, "
-        f"one encoder output unpacked in text_decoder (default {_EXPORT.pte_layout})",
-    )
+    _add_layouts(p)
     p.add_argument("--out", type=Path, required=True, help="new output folder")
     p.add_argument(
         "--bundle",
@@ -779,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=_EXPORT.target, choices=EXPORT_TARGETS, help="default for rows without one")
     p.add_argument("--budget", required=True, help="default budget for rows without one, e.g. 45MB")
     p.add_argument("--formats", help="default formats for rows without target or formats")
+    _add_layouts(p)  # every user's artifacts share the layouts
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     _add_allocation(p)
     p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)

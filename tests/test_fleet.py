@@ -85,6 +85,18 @@ def test_users_file_rows_fail_alone_and_file_errors_refuse_the_run(tmp_path, sha
             read_users(_users(tmp_path, rows), DEFAULTS)
 
 
+def test_fleet_flags_give_every_user_the_export_flags_defaults(tmp_path):
+    """The fleet's flags are the single export's, layouts included: a fleet of ONNX users in edgeasr's
+    layout (per-user adapter files) or of runner-layout .pte files is one command."""
+    from exporter.cli import _export_options, build_parser
+
+    args = ["fleet", "--users", "u.jsonl", "--out", tmp_path, "--budget", "40MB", "--onnx-layout", "edgeasr"]
+    options = _export_options(build_parser().parse_args([*map(str, args), "--pte-layout", "runner"]))
+    assert (options.onnx_layout, options.pte_layout, options.budget.bytes) == ("edgeasr", "runner", 40_000_000)
+    plain = _export_options(build_parser().parse_args(list(map(str, args[:-2]))))
+    assert (plain.onnx_layout, plain.pte_layout) == (ExportOptions.onnx_layout, ExportOptions.pte_layout)
+
+
 def _fake_export(folder: Path, weights: bytes, plan_note: str) -> Path:
     """An export folder's shape (export.json naming one artifact) with the given weight bytes."""
     from exporter.quant.plan import LayerPlan, QuantPlan
