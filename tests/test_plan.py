@@ -100,7 +100,9 @@ def test_plan_fits_budget_and_round_trips(tiny_en, user, tmp_path, calibration):
 
 @pytest.mark.slow
 def test_same_inputs_same_plan(tiny_en, user):
-    options = PlanOptions(target="onnx", budget="45MB", order="shuffled", calibration="cosine", seed=5)
+    """The seeded order. The cosine search's repeatability is checked across processes by the fleet test
+    (tests/test_fleet.py: a fleet user's files equal the single export's, default calibration)."""
+    options = PlanOptions(target="onnx", budget="45MB", order="shuffled", calibration="minmax", seed=5)
     assert (
         make_plan(tiny_en, user, options, progress=False).to_json()
         == make_plan(tiny_en, user, options, progress=False).to_json()
