@@ -61,13 +61,14 @@ def toy_whisper(tmp_path_factory, tiny_en):
     loaded from it (the path users with their own checkpoints take). Real weights and tokenizer, the same
     graph per layer, a quarter of the layers: a .pte lowers in ~30 s instead of ~110 s. Its transcripts are
     not words, so tests on it compare an artifact with the PyTorch model, never with a transcript."""
+    import copy
     import shutil
 
     from transformers import WhisperForConditionalGeneration
 
     from exporter.models import load_whisper
 
-    config = tiny_en.model.config.__class__.from_dict(tiny_en.model.config.to_dict())
+    config = copy.deepcopy(tiny_en.model.config)
     config.encoder_layers = config.decoder_layers = 1
     model = WhisperForConditionalGeneration(config)
     missing, _ = model.load_state_dict(tiny_en.model.state_dict(), strict=False)  # later layers are dropped
