@@ -78,6 +78,13 @@ SECTIONS = (
         "alternating runs, each in its own process: load and run peak, predicted peak, RTF (`onnx_memory.py`).",
     ),
     (
+        "onnx_int8_compute",
+        "ONNX 8-bit rung: int8 against float activations",
+        "One export per model at whisper.cpp q8_0's bytes, run as exported (8-bit MatMulNBits at accuracy_level 4) "
+        "and with those nodes at level 0, same clips: WER with a speaker-resampled interval, RTF, peaks "
+        "(`onnx_int8_compute.py`).",
+    ),
+    (
         "peers_",
         "Peers: whisper.cpp and CTranslate2",
         "edgeasr's ONNX pair, .pte and LiteRT pair exported at each whisper.cpp file's bytes, against whisper.cpp q4_0 / "
@@ -396,6 +403,23 @@ def onnx_memory_table(summary: list[dict]) -> list[str]:
     return lines
 
 
+# ONNX 8-bit rung (onnx_int8_compute.py): the two accuracy levels per model.
+
+
+def int8_compute_table(data: dict) -> list[str]:
+    lines = [
+        "| model | accuracy level | MB | WER % (n words) | level 4 - level 0, points [95 % CI] | RTF | run peak MB |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in data["rows"]:
+        versus = _interval(r, "vs_level_0")
+        lines.append(
+            f"| {r['model']} | {r['accuracy_level']} | {r['artifact_bytes'] / 1e6:.1f} | {_pct(r['wer'])} "
+            f"({r['n_words']}) | {versus} | {r['rtf']:.3f} | {r['run_peak_bytes'] / 1e6:,.0f} |"
+        )
+    return lines
+
+
 # Fleet (fleet.py): throughput of the fleet against the sequential loop, and what was stored.
 
 
@@ -441,6 +465,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return scale_rules_table(data)
     if stem.startswith("calibrations_") and isinstance(data, dict) and "rows" in data:
         return calibrations_table(data)
+    if stem == "onnx_int8_compute" and isinstance(data, dict) and "rows" in data:
+        return int8_compute_table(data)
     if stem.startswith("onnx_memory_") and isinstance(data, dict) and "summary" in data:
         return onnx_memory_table(data["summary"])
     return []

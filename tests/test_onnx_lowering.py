@@ -70,6 +70,38 @@ def test_matmul_nbits_packing_matches_ort(bits, block):
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
 
 
+def test_int8_compute_matches_the_simulated_per_block_activations():
+    """The onnx target's 8-bit rung runs MatMulNBits at accuracy_level 4, which quantises the input to int8
+    per block of 32 at run time: the simulation's per-block fake quantisation gives ORT's output to float32
+    round-off, while the float-input product is off by far more (so the test can tell the two apart)."""
+    import torch
+
+    from exporter.quant.primitives import fake_quantize_input
+
+    fmt = get_target("onnx").ladder("linear")[1]
+    assert (fmt.bits, fmt.group_size, fmt.activation) == (8, 32, "dynamic_int8_per_block")
+    rng = np.random.default_rng(8)
+    n, k = 48, 384
+    codes, scales, weight = _random_codes(8, n, k // 32, rng, 32)
+    node = helper.make_node(
+        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=8, block_size=32,
+        accuracy_level=4,
+    )  # fmt: skip
+    # heavy-tailed inputs with a zero block, as real activations have outlier channels
+    x = (rng.standard_normal((1, 5, k)) * np.exp(rng.standard_normal((1, 5, k)))).astype(np.float32)
+    x[0, 0, :32] = 0.0
+    y = _run_single(
+        node,
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 5, k])],
+        [numpy_helper.from_array(pack_codes(codes, 8), "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
+        {"A": x},
+    )
+    simulated = fake_quantize_input(torch.from_numpy(x), fmt).numpy().astype(np.float64) @ weight.T
+    span = np.abs(x @ weight.T).max()
+    assert np.abs(y - simulated).max() < 1e-5 * span
+    assert np.abs(y - x @ weight.T).max() > 1e-3 * span
+
+
 def _gather_node(inputs: list[str], output: str, block: int, bits: int):
     """GatherBlockQuantized as the onnx lowering writes it: rows gathered, blocks on their own axis (the
     shape MatMulNBits takes its codes in, so a tied projection shares the table)."""
@@ -223,7 +255,9 @@ _FLOAT32_SCALED = ("model.encoder.layers.2.fc1",)
 
 def _set(plan, name, bits, clip, prefix="mnb", group=32, scale_dtype=None):
     layer = plan.layer(name)
-    layer.format = get_target("onnx").format_by_name(f"{prefix}{bits}_g{group}") if bits else FP16
+    kind = "embedding" if prefix == "gbq" else "linear"
+    ladder = get_target("onnx").ladder(kind)
+    layer.format = next(f for f in ladder if (f.bits, f.group_size) == (bits, group)) if bits else FP16
     if scale_dtype:
         layer.format = replace(layer.format, scale_dtype=scale_dtype)
     layer.clip = clip

@@ -123,7 +123,12 @@ def test_the_pair_is_the_sherpa_layout_and_near_plan_size(sherpa_pair, sherpa_pl
 
 @pytest.mark.slow
 def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_plan, sherpa_pair, shared_data):
-    """Prompt in one call at offset 0, then single tokens: the fixed cache is written where it should be."""
+    """Prompt in one call at offset 0, then single tokens: the fixed cache is written where it should be.
+
+    The plan's 8-bit layers quantise their inputs to int8 at run time (the onnx target's 8-bit rung), so a
+    float32 round-off difference upstream can move an input across a rounding boundary: one code step, which
+    the layers after it carry on. Measured: up to 0.1 on logits of 8-16, the same argmax; a cache written at the
+    wrong position changes the logits by whole units."""
     from exporter.quant.simulate import simulate
     from runtimes.audio import log_mel_frames
     from runtimes.onnx_runner import OnnxRunner
@@ -138,7 +143,8 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
         session = runner.start_decoder(runner.encode(features))
         for tokens in (tiny_en.special.prompt(None), [679], [714], [339]):
             expected, got = reference.step(tokens), session.step(tokens)
-            np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+            np.testing.assert_allclose(got, expected, atol=0.3, rtol=0)
+            assert got.argmax() == expected.argmax()
 
 
 @pytest.mark.slow

@@ -407,11 +407,18 @@ def _doc(layer: LayerPlan) -> str:
     return json.dumps({"layer": layer.name, "format": layer.format.to_dict(), "clip": layer.clip}, sort_keys=True)
 
 
+# MatMulNBits' accuracy_level for each activation handling it can compute (the attribute's minimum compute
+# type: 0 = as the input, float32 here; 4 = int8).
+_ACCURACY_LEVELS = {"float": 0, "dynamic_int8_per_block": 4}
+
+
 def _matmul_nbits_node(node, layer: LayerPlan, codes: str, scales: str, n: int, k: int) -> onnx.NodeProto:
     """MatMulNBits for `layer` in place of the marker `node`, reading its packed codes and scales by name."""
     fmt = layer.format
     if fmt.bits not in _LINEAR_BITS:
         raise EdgeAsrError(f"{layer.name}: MatMulNBits takes {_LINEAR_BITS} bits, not {fmt.bits}")
+    if fmt.activation not in _ACCURACY_LEVELS:
+        raise EdgeAsrError(f"{layer.name}: MatMulNBits cannot compute format {fmt.name}'s {fmt.activation} inputs")
     return helper.make_node(
         "MatMulNBits",
         [node.input[0], codes, scales],
@@ -423,6 +430,8 @@ def _matmul_nbits_node(node, layer: LayerPlan, codes: str, scales: str, n: int, 
         bits=fmt.bits,
         block_size=fmt.group_size,
         doc_string=_doc(layer),
+        # 4: int8 activations per block (the format's dynamic_int8_per_block); 0 leaves them float32.
+        accuracy_level=_ACCURACY_LEVELS[fmt.activation],
     )
 
 

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from exporter.choices import CALIBRATIONS
 from exporter.models import WhisperBundle
+from exporter.quant.formats import DYNAMIC_ACTIVATIONS
 from exporter.quant.observe import Observations
 from exporter.quant.plan import LayerPlan, QuantPlan
-from exporter.quant.primitives import fake_quantize_activation_per_token, fake_quantize_weight
+from exporter.quant.primitives import fake_quantize_input, fake_quantize_weight
 
 # Coarse grid of clip ratios, then one refinement step around the best (17 evaluations per layer).
 COARSE_GRID = tuple(round(0.30 + 0.05 * i, 3) for i in range(15))  # 0.30 .. 1.00
@@ -31,11 +32,12 @@ REFINE_STEP = 0.025
 
 
 def _layer_inputs(layer: LayerPlan, inputs: list[torch.Tensor], quantize_input: bool) -> list[torch.Tensor]:
-    """Recorded inputs as the runtime sees them (per-token int8 for 8da* formats): done once per layer."""
+    """Recorded inputs as the runtime sees them (int8 per token for 8da* formats, per block for ORT's
+    int8-compute MatMulNBits): done once per layer."""
     if layer.kind == "conv":
-        return [fake_quantize_activation_per_token(x.T).T if quantize_input else x for x in inputs]
+        return [fake_quantize_input(x.T, layer.format).T if quantize_input else x for x in inputs]
     rows = torch.cat(inputs)  # one matrix: a single matmul per candidate
-    return [fake_quantize_activation_per_token(rows) if quantize_input else rows]
+    return [fake_quantize_input(rows, layer.format) if quantize_input else rows]
 
 
 def _layer_outputs(
@@ -84,7 +86,7 @@ def calibrate_layer(
         rows = weight[ids]  # the embedding's "output" is the looked-up rows
         return _search(lambda c: _cosine(rows, fake_quantize_weight(rows, layer.format, c)))
     reference = _layer_outputs(layer, module, _layer_inputs(layer, obs.inputs, False), weight)
-    inputs = _layer_inputs(layer, obs.inputs, layer.format.activation == "dynamic_int8_per_token")
+    inputs = _layer_inputs(layer, obs.inputs, layer.format.activation in DYNAMIC_ACTIVATIONS)
     if method == "hessian":
         g = torch.cat(grads)
 

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from exporter.models import WhisperBundle
+from exporter.quant.formats import DYNAMIC_ACTIVATIONS
 from exporter.quant.layers import QuantLayer
 from exporter.quant.observe import Observations
-from exporter.quant.primitives import fake_quantize_activation_per_token, fake_quantize_weight
+from exporter.quant.primitives import fake_quantize_input, fake_quantize_weight
 from exporter.quant.targets import Target
 
 
@@ -26,10 +27,10 @@ def _outputs(layer: QuantLayer, module: torch.nn.Module, inputs: list[torch.Tens
     return F.linear(torch.cat(inputs), weight, module.bias)
 
 
-def _quantized_inputs(layer: QuantLayer, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def _quantized_inputs(layer: QuantLayer, inputs: list[torch.Tensor], fmt) -> list[torch.Tensor]:
     if layer.kind == "conv":
-        return [fake_quantize_activation_per_token(x.T).T for x in inputs]
-    return [fake_quantize_activation_per_token(torch.cat(inputs))]
+        return [fake_quantize_input(x.T, fmt).T for x in inputs]
+    return [fake_quantize_input(torch.cat(inputs), fmt)]
 
 
 def _distance(reference: torch.Tensor, candidate: torch.Tensor) -> float:
@@ -58,7 +59,7 @@ def layer_costs(bundle: WhisperBundle, observations: Observations, target: Targe
             if fmt.is_float:
                 per_rung.append(0.0)
                 continue
-            inputs = _quantized_inputs(layer, obs.inputs) if fmt.activation == "dynamic_int8_per_token" else obs.inputs
+            inputs = _quantized_inputs(layer, obs.inputs, fmt) if fmt.activation in DYNAMIC_ACTIVATIONS else obs.inputs
             per_rung.append(_distance(reference, _outputs(layer, module, inputs, fake_quantize_weight(weight, fmt))))
         costs[layer.name] = per_rung
     return costs

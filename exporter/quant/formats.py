@@ -21,7 +21,11 @@ from dataclasses import asdict, dataclass
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 # How the runtime treats the layer's input when the weight is quantised.
-ACTIVATIONS = ("float", "dynamic_int8_per_token", "static_int8_per_tensor")
+#   dynamic_int8_per_token: XNNPACK's 8da* kernels, asymmetric int8 per token;
+#   dynamic_int8_per_block: ORT's MatMulNBits at accuracy_level 4, symmetric int8 per block of the weight's
+#                           group along the input (its only fast kernel for 8-bit weights on CPU).
+ACTIVATIONS = ("float", "dynamic_int8_per_token", "dynamic_int8_per_block", "static_int8_per_tensor")
+DYNAMIC_ACTIVATIONS = ("dynamic_int8_per_token", "dynamic_int8_per_block")
 # How a quantiser turns a group's absmax into a scale and codes (exporter/quant/primitives.py):
 #   "half_range": scale = absmax / (qmax + 0.5), codes in [-qmax - 1, qmax] against the float32 scale, which
 #                 is then stored in `scale_dtype` (torchao for ExecuTorch, and the ONNX lowering);
@@ -57,6 +61,8 @@ class QuantFormat:
             raise ValueError("group granularity needs a group_size")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation handling {self.activation!r}")
+        if self.activation == "dynamic_int8_per_block" and self.granularity != "group":
+            raise ValueError("per-block activations take their block from the weight's group size")
         if self.kind == "nf4" and (self.bits != 4 or self.granularity != "group"):
             raise ValueError("nf4 formats are 4-bit with group (block) granularity")
         if self.scale_rule not in SCALE_RULES:

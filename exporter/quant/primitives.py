@@ -152,6 +152,34 @@ def fake_quantize_activation_per_token(x: torch.Tensor, bits: int = 8) -> torch.
     return (q - zero) * scale
 
 
+def fake_quantize_activation_per_block(x: torch.Tensor, block: int, bits: int = 8) -> torch.Tensor:
+    """Dynamic symmetric quantisation in blocks of `block` along the last axis, as ONNX Runtime's MatMulNBits
+    does with accuracy_level 4 (MLAS's CompInt8 path): per block, scale = absmax / qmax, codes rounded to
+    nearest in [-qmax, qmax]. Its integer dot products are exact, so the result equals this simulation to
+    float32 round-off (tests/test_onnx_lowering.py)."""
+    qmax = 2 ** (bits - 1) - 1
+    width = x.shape[-1]
+    if width % block:
+        raise ValueError(f"input width {width} is not a multiple of the activation block {block}")
+    blocks = x.reshape(*x.shape[:-1], width // block, block)
+    scale = blocks.abs().amax(dim=-1, keepdim=True) / qmax
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round(blocks / safe), -qmax, qmax)
+    return (q * scale).reshape(x.shape)
+
+
+def fake_quantize_input(x: torch.Tensor, fmt: QuantFormat) -> torch.Tensor:
+    """A quantised layer's input as its runtime computes with it: unchanged for float activations, per token
+    for XNNPACK's 8da* formats, per block of the weight's group for ORT's int8-compute MatMulNBits."""
+    if fmt.is_float or fmt.activation == "float":
+        return x
+    if fmt.activation == "dynamic_int8_per_token":
+        return fake_quantize_activation_per_token(x, 8)
+    if fmt.activation == "dynamic_int8_per_block":
+        return fake_quantize_activation_per_block(x, fmt.group_size, 8)
+    raise ValueError(f"format {fmt.name}: activation {fmt.activation!r} is not quantised dynamically")
+
+
 def fake_quantize_activation_static(x: torch.Tensor, absmax: float, bits: int = 8) -> torch.Tensor:
     """Static symmetric per-tensor quantisation with a calibrated range (the paper's A8)."""
     qmax = 2 ** (bits - 1) - 1

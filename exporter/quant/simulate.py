@@ -2,7 +2,8 @@
 
 Weights are replaced by their dequantised values (exactly what the runtime computes with, scale rounding
 included). Activations are fake-quantised where the runtime quantises them: per token, dynamically, for
-XNNPACK's 8da* formats; per tensor with the calibrated range when the plan asks for static A8 (sim target).
+XNNPACK's 8da* formats; per block of the weight's group for ORT's int8-compute MatMulNBits; per tensor
+with the calibrated range when the plan asks for static A8 (sim target).
 The token embedding and output projection are untied, each with its own format. On a target that stores
 floats as half (`Target.float_bits` 16), every float parameter is rounded to half as the artifact holds it.
 """
@@ -16,11 +17,11 @@ from torch import nn
 
 from exporter.models import WhisperBundle
 from exporter.quant.fold import fold_layernorm_affine
-from exporter.quant.formats import QuantFormat
+from exporter.quant.formats import DYNAMIC_ACTIVATIONS, QuantFormat
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import (
-    fake_quantize_activation_per_token,
     fake_quantize_activation_static,
+    fake_quantize_input,
     fake_quantize_weight,
     round_float,
 )
@@ -29,17 +30,18 @@ from runtimes.errors import EdgeAsrError
 
 
 def dynamic_input_hook(fmt: QuantFormat, kind: str):
-    """The forward pre-hook that quantises a layer's input per token, as XNNPACK's 8da* kernels do, or None
-    where the format computes on float inputs (float formats, weight-only formats, embedding lookups)."""
-    if fmt.is_float or kind == "embedding" or fmt.activation != "dynamic_int8_per_token":
+    """The forward pre-hook that quantises a layer's input as its runtime does at run time (per token for
+    XNNPACK's 8da* formats, per block for ORT's int8-compute MatMulNBits), or None where the format computes
+    on float inputs (float formats, weight-only formats, embedding lookups)."""
+    if fmt.is_float or kind == "embedding" or fmt.activation not in DYNAMIC_ACTIVATIONS:
         return None
-    return lambda module, args: (fake_quantize_activation_per_token(args[0], 8),) + tuple(args[1:])
+    return lambda module, args: (fake_quantize_input(args[0], fmt),) + tuple(args[1:])
 
 
 def _activation_hook(layer: LayerPlan, bits: int | None):
     if layer.format.is_float or layer.kind == "embedding":
         return None
-    if layer.format.activation == "dynamic_int8_per_token":
+    if layer.format.activation in DYNAMIC_ACTIVATIONS:
         return dynamic_input_hook(layer.format, layer.kind)
     if bits is not None and layer.input_absmax is not None:
         return lambda module, args: (

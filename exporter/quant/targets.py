@@ -13,7 +13,8 @@ layer kind has its own ladder because runtimes support different formats per op:
   output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
-  128 -> 2 bits in blocks of 32, float32 activations. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128
+  128 -> 2 bits in blocks of 32, float32 activations, except on the 8-bit rung: there the input is quantised
+  to int8 per block of 32 at run time (accuracy_level 4), as the simulation does too. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128
   (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
   block's largest weight lands exactly on the lowest code, the scale carries its sign), not torchao's
   half-range one, and scales are stored as float16 (as ggml's q4_0 stores them: 4.5 bits per weight in blocks
@@ -101,7 +102,12 @@ def _onnx() -> Target:
     def group(bits: int, size: int, prefix: str) -> QuantFormat:
         return int_format(bits, "group", size, scale_dtype="float16", prefix=prefix, scale_rule="signed_max")
 
-    linear = (FP16, group(8, 32, "mnb")) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (group(2, 32, "mnb"),)
+    # 8 bits computes with int8 activations (accuracy_level 4): at level 0, ORT 1.31.1 has no kernel for
+    # 8-bit weights and dequantises the whole matrix to float32 on every call, ~30x slower for one token
+    # and a transient float copy of the weight (80 MB for tiny.en's output projection). The 4-bit rungs
+    # keep float activations, which their level-0 kernel computes without such a copy.
+    int8_compute = replace(group(8, 32, "mnb"), name="mnb8_g32_a8", activation="dynamic_int8_per_block")
+    linear = (FP16, int8_compute) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (group(2, 32, "mnb"),)
     embedding = (FP16, group(8, 32, "gbq")) + tuple(group(4, g, "gbq") for g in INT4_GROUPS)
     return Target(
         "onnx",

@@ -1,0 +1,184 @@
+"""The onnx target's 8-bit rung: MatMulNBits with int8 activations (accuracy_level 4) against float ones (0).
+
+ONNX Runtime 1.31.1 computes 8-bit MatMulNBits at accuracy_level 0 by dequantising the whole weight matrix to
+float32 on every call (no 8-bit kernel for float inputs on this CPU): for the decoder's one-token steps that
+is ~30x slower than the int8 kernel, and the output projection's 8-bit table becomes a transient float copy
+(80 MB for tiny.en). The onnx target's 8-bit rung therefore computes with int8 activations per block of 32
+(`mnb8_g32_a8`, accuracy_level 4), which the simulation reproduces.
+
+This benchmark measures what that choice costs and buys on the same artifact. Per model, one sherpa-layout
+export at whisper.cpp q8_0's bytes (the peers benchmark's export: target onnx, fill, english_misc
+calibration), the size where most layers sit on the 8-bit rung; then a copy of it whose 8-bit MatMulNBits
+nodes run at accuracy_level 0 (same codes and scales: only the kernel, and so the activations' precision,
+differs). Both run through `edgeasr bench` (each in its own process, one thread, one warm-up clip) on
+the same clips, one after the other: 40 AN4 test clips and `--per-speaker` clips of each of the 64 speechocean762
+speakers. Recorded: WER with n words, the paired difference (level 4 - level 0) with a 95 % interval resampled
+by speaker, latency median, RTF, load and run peak (the whole process's resident set, as the peers table
+measures it) and the memory model's prediction.
+
+    python benchmarks/onnx_int8_compute.py --models tiny.en base
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import onnx
+from bench_common import RESULTS, WORK, points_interval, say
+from clients import SPEECHOCEAN, test_clips
+from onnx import helper
+from peers import _counts, exported
+
+from exporter import __version__
+from exporter.bench import BenchOptions, bench
+from exporter.io import read_json, write_json, write_text
+from exporter.scoring import aggregate, paired_bootstrap
+from runtimes.contract import DECODER_FILE, ENCODER_FILE
+
+# whisper.cpp q8_0's file bytes per model (benchmarks/results/peers_*_so64x4.json): the exports' budgets
+Q8_0_BYTES = {"tiny.en": 43_550_778, "base": 81_768_585}
+LEVELS = (4, 0)
+
+
+def float_input_copy(folder: Path) -> tuple[Path, int]:
+    """A copy of the ONNX pair in `folder` whose 8-bit MatMulNBits nodes run at accuracy_level 0, and how
+    many nodes it changed. Metadata (plan, formats) is left as exported: this copy is a measurement aid."""
+    out = WORK / "onnx-int8-compute" / f"{folder.name}-level0"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    changed = 0
+    for item in folder.iterdir():
+        if item.name in (ENCODER_FILE, DECODER_FILE):
+            proto = onnx.load(str(item))
+            for node in proto.graph.node:
+                attrs = {a.name: a for a in node.attribute}
+                if node.op_type == "MatMulNBits" and attrs["bits"].i == 8:
+                    node.attribute.remove(attrs["accuracy_level"])
+                    node.attribute.append(helper.make_attribute("accuracy_level", 0))
+                    changed += 1
+            onnx.save(proto, str(out / item.name))
+        elif item.name != "checksums.json":  # the copy's files differ from the recorded digests
+            shutil.copy2(item, out / item.name)
+    return out, changed
+
+
+def measure(folder: Path, level: int, clips) -> dict:
+    say(f"accuracy_level {level}: {folder.name}")
+    result = bench(BenchOptions(artifact=folder, data=SPEECHOCEAN, runtimes=("onnx",)), dataset=clips)
+    per_clip = result.transcripts["onnx"]
+    value = {r["metric"]["name"]: r["metric"]["value"] for r in result.records if r["group"] == "all"}
+    baseline = value["memory_baseline"]
+    return {
+        "level": level,
+        "texts": {c["utt_id"]: c["text"] for c in per_clip},
+        "latencies": [c["timings"]["total"] for c in per_clip],
+        "audio_seconds": sum(c["audio_seconds"] for c in per_clip),
+        "artifact_bytes": int(value["artifact_bytes"]),
+        "load_peak_bytes": int(baseline + value["memory_load_peak"]),
+        "run_peak_bytes": int(baseline + value["memory_run_peak"]),
+        "predicted_run_peak_bytes": int(baseline + value["predicted_memory_run_peak"]),
+        "latency_median_s": value["latency_median"] / 1000,
+    }
+
+
+def summarise(model: str, runs: list[dict], clips, changed: int) -> list[dict]:
+    from types import SimpleNamespace
+
+    counts = {run["level"]: _counts(SimpleNamespace(texts=run["texts"], raw_texts=None), clips) for run in runs}
+    comparison = paired_bootstrap(counts[0], counts[4], clusters=[u.speaker for u in clips])
+    rows = []
+    for run in runs:
+        score = aggregate(counts[run["level"]])
+        groups = {}
+        for group in ("an4", "speechocean762"):
+            picked = aggregate([c for c, u in zip(counts[run["level"]], clips, strict=True) if u.split == group])
+            groups[group] = {"wer": picked.wer, "n_words": picked.n_tokens}
+        rows.append(
+            {
+                "model": model,
+                "accuracy_level": run["level"],
+                "int8_nodes_changed": changed,
+                "artifact_bytes": run["artifact_bytes"],
+                "wer": score.wer,
+                "n_words": score.n_tokens,
+                "groups": groups,
+                "vs_level_0": comparison.to_dict() if run["level"] == 4 else None,
+                "latency_median_s": run["latency_median_s"],
+                "rtf": sum(run["latencies"]) / run["audio_seconds"],
+                "load_peak_bytes": run["load_peak_bytes"],
+                "run_peak_bytes": run["run_peak_bytes"],
+                "predicted_run_peak_bytes": run["predicted_run_peak_bytes"],
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict], notes: list[str]) -> str:
+    lines = [
+        "# ONNX 8-bit rung: int8 activations (accuracy_level 4) vs float activations (0), same artifact",
+        "",
+        *notes,
+        "",
+        "| model | accuracy level | MB | WER all (n) | WER AN4 (n) | WER speechocean762 (n) | level 4 - level 0, "
+        "points [95 % CI] | latency median s | RTF | load peak MB | run peak MB (predicted) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        an4, ocean = r["groups"]["an4"], r["groups"]["speechocean762"]
+        lines.append(
+            f"| {r['model']} | {r['accuracy_level']} | {r['artifact_bytes'] / 1e6:.1f} | "
+            f"{100 * r['wer']:.1f} ({r['n_words']}) | {100 * an4['wer']:.1f} ({an4['n_words']}) | "
+            f"{100 * ocean['wer']:.1f} ({ocean['n_words']}) | {points_interval(r['vs_level_0'])} | "
+            f"{r['latency_median_s']:.2f} | {r['rtf']:.3f} | {r['load_peak_bytes'] / 1e6:.0f} | "
+            f"{r['run_peak_bytes'] / 1e6:.0f} ({r['predicted_run_peak_bytes'] / 1e6:.0f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=sorted(Q8_0_BYTES))
+    parser.add_argument("--per-speaker", type=int, default=2, help="speechocean762 clips per speaker (of 20)")
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
+    parser.add_argument("--report-only", action="store_true", help="re-make the table from the results file")
+    args = parser.parse_args()
+    stem = RESULTS / "onnx_int8_compute"
+    if args.report_only:
+        data = read_json(stem.with_suffix(".json"), "an onnx_int8_compute results file")
+        write_text(stem.with_suffix(".md"), markdown(data["rows"], data["notes"]))
+        return
+    clips = test_clips(speakers=64, per_speaker=args.per_speaker)
+    rows = []
+    for model in args.models:
+        folder = exported(model, "onnx", "onnx", Q8_0_BYTES[model])
+        if isinstance(folder, str):
+            sys.exit(f"the {model} export failed: {folder}")
+        level0, changed = float_input_copy(folder)
+        if not changed:
+            sys.exit(f"the {model} export has no 8-bit MatMulNBits node: nothing to compare")
+        runs = [measure(path, level, clips) for level, path in zip(LEVELS, (folder, level0), strict=True)]
+        rows += summarise(model, runs, clips, changed)
+    notes = [
+        f"{len(clips)} clips: 40 AN4 test (20 per gender) and {len(clips) - 40} speechocean762 "
+        f"({args.per_speaker} per speaker, 64 speakers), seed 0. Per model one sherpa-layout export at whisper.cpp "
+        "q8_0's bytes (target onnx, fill, english_misc calibration, as benchmarks/peers.py exports), run as "
+        "exported (its 8-bit MatMulNBits at accuracy_level 4) and as a copy with those nodes at level 0 (same "
+        "codes and scales). `edgeasr bench`, its own process per run, 1 thread, greedy with the loop guard; "
+        "collapsed WER, n = reference words; interval: paired bootstrap over speakers (2000 resamples); peaks: "
+        "the whole process's resident set (baseline with the runtime imported + the bench's peak above it); "
+        "predicted: exporter.memory's run peak for a 30 s window and 448 tokens, plus the same baseline.",
+        *args.note,
+        f"Produced by `python benchmarks/onnx_int8_compute.py --models {' '.join(args.models)}"
+        + (f" --per-speaker {args.per_speaker}" if args.per_speaker != 2 else "")
+        + f"` (edgeasr {__version__}).",
+    ]
+    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows})
+    write_text(stem.with_suffix(".md"), markdown(rows, notes))
+    say(f"wrote {stem}.json/.md")
+
+
+if __name__ == "__main__":
+    main()
