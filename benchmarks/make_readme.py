@@ -78,6 +78,12 @@ SECTIONS = (
         "alternating runs, each in its own process: load and run peak, predicted peak, RTF (`onnx_memory.py`).",
     ),
     (
+        "client_framing_",
+        "Client framing: sherpa-onnx's tail padding vs the full window",
+        "The same sherpa-layout pairs run with sherpa-onnx's default tail of 1000 zero frames and with the full 30 s "
+        "window, against PyTorch FP: WER per data set with speaker-resampled intervals, RTF (`client_framing.py`).",
+    ),
+    (
         "onnx_int8_compute",
         "ONNX 8-bit rung: int8 against float activations",
         "One export per model at whisper.cpp q8_0's bytes, run as exported (8-bit MatMulNBits at accuracy_level 4) "

@@ -208,6 +208,7 @@ class OnnxRunner(Runner):
         adapters: str | Path | None = None,
         memory_arena: bool = False,
         return_freed_memory: bool = True,
+        tail_frames: int = CLIENT_TAIL_FRAMES,
     ):
         """`adapters`: a folder with encoder.onnx_adapter / decoder.onnx_adapter for an NF4 + LoRA artifact:
         that user's LoRA parameters replace the ones the graphs carry (one base, many users).
@@ -232,6 +233,11 @@ class OnnxRunner(Runner):
             raise EdgeAsrError(f"{folder / ENCODER_FILE} has malformed edgeasr metadata ({exc})") from exc
         super().__init__(load_tokenizer(folder / TOKENIZER_FILE), special, n_mels, n_frames)
         self.folder = folder
+        # sherpa layout only: the zero frames after a clip's own, as sherpa-onnx's `tail_paddings` (an app's
+        # setting; 3000 gives every clip the full 30 s window Whisper was trained on, at more encoder work).
+        if not 0 <= tail_frames <= FULL_FRAMES:
+            raise EdgeAsrError(f"tail frames must be 0 to {FULL_FRAMES}, not {tail_frames}")
+        self.tail_frames = tail_frames
         # Either edgeasr's own pair (fed a full 30 s window) or the one sherpa-onnx loads (fed as sherpa does).
         self.layout = self.encoder.get_modelmeta().custom_metadata_map.get(META_LAYOUT, "edgeasr")
         if self.layout not in ("edgeasr", "sherpa"):
@@ -247,7 +253,7 @@ class OnnxRunner(Runner):
 
     def features(self, window: np.ndarray) -> np.ndarray:
         # The sherpa layout is run as its client runs it, so this runner and sherpa-onnx see the same input.
-        return client_features(self, window) if self.layout == "sherpa" else super().features(window)
+        return client_features(self, window, self.tail_frames) if self.layout == "sherpa" else super().features(window)
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cross_k, cross_v = self.encoder.run(

@@ -148,6 +148,22 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
 
 
 @pytest.mark.slow
+def test_the_runner_frames_a_clip_with_the_client_s_tail_padding(sherpa_pair, shared_data):
+    """sherpa-onnx appends `tail_paddings` zero frames (1000 by default, an app's setting); the runner does the
+    same, 3000 giving a short clip the full 30 s window. Out-of-range values are refused."""
+    from runtimes.onnx_runner import OnnxRunner, client_frame_counts
+
+    samples = load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav")
+    own, with_tail = client_frame_counts(len(samples))
+    assert own < with_tail < FULL_FRAMES
+    assert OnnxRunner(sherpa_pair).features(samples).shape[1] == with_tail
+    full = OnnxRunner(sherpa_pair, tail_frames=FULL_FRAMES).features(samples)
+    assert full.shape[1] == FULL_FRAMES and not full[:, own:].any()
+    with pytest.raises(EdgeAsrError, match="tail frames"):
+        OnnxRunner(sherpa_pair, tail_frames=FULL_FRAMES + 1)
+
+
+@pytest.mark.slow
 def test_sherpa_onnx_itself_transcribes_like_edgeasr_s_runner(sherpa_pair, shared_data):
     """The client apps use, on real clips: the same text as edgeasr's runner, up to near ties. sherpa-onnx
     computes its own log-mel features, so a word whose two readings score almost alike can flip (on 22
