@@ -250,7 +250,7 @@ def summarise(data: dict) -> dict:
             }
     summary["costs"] = costs
     stats = {}
-    for s in ("fp", "teacher-fp"):
+    for s in (name for name in ("fp", "teacher-fp") if name in by):  # a run may leave the teacher's row out
         for kept in (True, False):
             clips = [by[s][c] for c in common if by[s][c].get("kept_by_filter") is kept]
             if clips:
