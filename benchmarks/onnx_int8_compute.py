@@ -30,12 +30,12 @@ import onnx
 from bench_common import RESULTS, WORK, points_interval, say
 from clients import SPEECHOCEAN, test_clips
 from onnx import helper
-from peers import _counts, exported
+from peers import exported
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.io import read_json, write_json, write_text
-from exporter.scoring import aggregate, paired_bootstrap
+from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.contract import DECODER_FILE, ENCODER_FILE
 
 # whisper.cpp q8_0's file bytes per model (benchmarks/results/peers_*_so64x4.json): the exports' budgets
@@ -85,9 +85,7 @@ def measure(folder: Path, level: int, clips) -> dict:
 
 
 def summarise(model: str, runs: list[dict], clips, changed: int) -> list[dict]:
-    from types import SimpleNamespace
-
-    counts = {run["level"]: _counts(SimpleNamespace(texts=run["texts"], raw_texts=None), clips) for run in runs}
+    counts = {run["level"]: [count_errors(u.transcript, run["texts"].get(u.utt_id)) for u in clips] for run in runs}
     comparison = paired_bootstrap(counts[0], counts[4], clusters=[u.speaker for u in clips])
     rows = []
     for run in runs:

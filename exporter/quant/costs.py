@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from exporter.models import WhisperBundle
-from exporter.quant.formats import DYNAMIC_ACTIVATIONS
+from exporter.quant.formats import DYNAMIC_ACTIVATIONS, QuantFormat
 from exporter.quant.layers import QuantLayer
 from exporter.quant.observe import Observations
 from exporter.quant.primitives import fake_quantize_input, fake_quantize_weight
@@ -27,7 +27,7 @@ def _outputs(layer: QuantLayer, module: torch.nn.Module, inputs: list[torch.Tens
     return F.linear(torch.cat(inputs), weight, module.bias)
 
 
-def _quantized_inputs(layer: QuantLayer, inputs: list[torch.Tensor], fmt) -> list[torch.Tensor]:
+def _quantized_inputs(layer: QuantLayer, inputs: list[torch.Tensor], fmt: QuantFormat) -> list[torch.Tensor]:
     if layer.kind == "conv":
         return [fake_quantize_input(x.T, fmt).T for x in inputs]
     return [fake_quantize_input(torch.cat(inputs), fmt)]

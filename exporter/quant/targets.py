@@ -14,8 +14,8 @@ layer kind has its own ladder because runtimes support different formats per op:
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
   128 -> 2 bits in blocks of 32, float32 activations, except on the 8-bit rung: there the input is quantised
-  to int8 per block of 32 at run time (accuracy_level 4), as the simulation does too. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128
-  (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
+  to int8 per block of 32 at run time (accuracy_level 4), as the simulation does too. Embedding = fp16 -> 8
+  -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
   block's largest weight lands exactly on the lowest code, the scale carries its sign), not torchao's
   half-range one, and scales are stored as float16 (as ggml's q4_0 stores them: 4.5 bits per weight in blocks
   of 32, not 5). Both contrib ops take scales in the activations' type, float32, so like every other float
