@@ -85,10 +85,11 @@ SECTIONS = (
     ),
     (
         "onnx_int8_compute",
-        "ONNX 8-bit rung: int8 against float activations",
+        "ONNX rungs: int8 against float activations",
         "One export per model at whisper.cpp q8_0's bytes, run as exported (8-bit MatMulNBits at accuracy_level 4) "
         "and with those nodes at level 0, same clips: WER with a speaker-resampled interval, RTF, peaks "
-        "(`onnx_int8_compute.py`).",
+        "(`onnx_int8_compute.py`). `_w4`: the same for the 4-bit rungs at q4_0's bytes (exported at level 0, "
+        "copy at 4), which keep float activations; `_w2`: the 2-bit rung at lower budgets.",
     ),
     (
         "peers_",
@@ -409,7 +410,8 @@ def onnx_memory_table(summary: list[dict]) -> list[str]:
     return lines
 
 
-# ONNX 8-bit rung (onnx_int8_compute.py): the two accuracy levels per model.
+# ONNX rungs (onnx_int8_compute.py): the two accuracy levels per model, for the 8-bit rung and (_w4, _w2)
+# the 4-bit and 2-bit ones.
 
 
 def int8_compute_table(data: dict) -> list[str]:
@@ -471,7 +473,7 @@ def summary_lines(stem: str, data) -> list[str]:
         return scale_rules_table(data)
     if stem.startswith("calibrations_") and isinstance(data, dict) and "rows" in data:
         return calibrations_table(data)
-    if stem == "onnx_int8_compute" and isinstance(data, dict) and "rows" in data:
+    if stem.startswith("onnx_int8_compute") and isinstance(data, dict) and "rows" in data:
         return int8_compute_table(data)
     if stem.startswith("onnx_memory_") and isinstance(data, dict) and "summary" in data:
         return onnx_memory_table(data["summary"])

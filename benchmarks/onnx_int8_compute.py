@@ -1,4 +1,4 @@
-"""The onnx target's 8-bit rung: MatMulNBits with int8 activations (accuracy_level 4) against float ones (0).
+"""The onnx target's rungs: MatMulNBits with int8 activations (accuracy_level 4) against float ones (0).
 
 ONNX Runtime 1.31.1 computes 8-bit MatMulNBits at accuracy_level 0 by dequantising the whole weight matrix to
 float32 on every call (no 8-bit kernel for float inputs on this CPU): for the decoder's one-token steps that
@@ -10,13 +10,16 @@ This benchmark measures what that choice costs and buys on the same artifact. Pe
 export at whisper.cpp q8_0's bytes (the peers benchmark's export: target onnx, fill, english_misc
 calibration), the size where most layers sit on the 8-bit rung; then a copy of it whose 8-bit MatMulNBits
 nodes run at accuracy_level 0 (same codes and scales: only the kernel, and so the activations' precision,
-differs). Both run through `edgeasr bench` (each in its own process, one thread, one warm-up clip) on
+differs). `--bits 4` asks the same of the 4-bit rungs, which the target computes with float activations:
+the export at q4_0's bytes, where most layers are 4-bit, as exported (level 0) and as a copy whose 4-bit
+nodes run at level 4 (results file onnx_int8_compute_w4). `--bits 2`: the 2-bit rung, which computes with
+int8 activations like the 8-bit one, at budgets where the plan puts layers on it (onnx_int8_compute_w2). Both run through `edgeasr bench` (each in its own process, one thread, one warm-up clip) on
 the same clips, one after the other: 40 AN4 test clips and `--per-speaker` clips of each of the 64 speechocean762
 speakers. Recorded: WER with n words, the paired difference (level 4 - level 0) with a 95 % interval resampled
 by speaker, latency median, RTF, load and run peak (the whole process's resident set, as the peers table
 measures it) and the memory model's prediction.
 
-    python benchmarks/onnx_int8_compute.py --models tiny.en base
+    python benchmarks/onnx_int8_compute.py --models tiny.en base [--bits 4]
 """
 
 from __future__ import annotations
@@ -38,15 +41,26 @@ from exporter.io import read_json, write_json, write_text
 from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.contract import DECODER_FILE, ENCODER_FILE
 
-# whisper.cpp q8_0's file bytes per model (benchmarks/results/peers_*_so64x4.json): the exports' budgets
-Q8_0_BYTES = {"tiny.en": 43_550_778, "base": 81_768_585}
+# The exports' budgets: whisper.cpp's file bytes per model (benchmarks/results/peers_*_so64x4.json), q8_0's
+# for the 8-bit rung and q4_0's for the 4-bit ones (the sizes where most layers sit on that rung); for the
+# 2-bit rung, budgets below every layer on 4 bits in blocks of 128, where the plan moves layers to 2 bits.
+BUDGETS = {
+    8: {"tiny.en": 43_550_778, "base": 81_768_585},
+    4: {"tiny.en": 25_335_354, "base": 46_471_049},
+    2: {"tiny.en": 21_000_000, "base": 40_000_000},
+}
+BUDGET_NAMES = {8: "whisper.cpp q8_0's bytes", 4: "whisper.cpp q4_0's bytes", 2: "21 MB (tiny.en), 40 MB (base)"}
 LEVELS = (4, 0)
+# the accuracy_level each rung is exported with (exporter/quant/targets.py): the copy runs at the other one
+EXPORTED_LEVEL = {8: 4, 4: 0, 2: 4}
 
 
-def float_input_copy(folder: Path) -> tuple[Path, int]:
-    """A copy of the ONNX pair in `folder` whose 8-bit MatMulNBits nodes run at accuracy_level 0, and how
-    many nodes it changed. Metadata (plan, formats) is left as exported: this copy is a measurement aid."""
-    out = WORK / "onnx-int8-compute" / f"{folder.name}-level0"
+def other_level_copy(folder: Path, bits: int) -> tuple[Path, int, int]:
+    """A copy of the ONNX pair in `folder` whose `bits`-bit MatMulNBits nodes run at the other accuracy_level
+    (4 <-> 0), that level, and how many nodes it changed. Metadata (plan, formats) is left as exported: this
+    copy is a measurement aid."""
+    level = 4 - EXPORTED_LEVEL[bits]
+    out = WORK / "onnx-int8-compute" / f"{folder.name}-level{level}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     changed = 0
@@ -55,14 +69,15 @@ def float_input_copy(folder: Path) -> tuple[Path, int]:
             proto = onnx.load(str(item))
             for node in proto.graph.node:
                 attrs = {a.name: a for a in node.attribute}
-                if node.op_type == "MatMulNBits" and attrs["bits"].i == 8:
-                    node.attribute.remove(attrs["accuracy_level"])
-                    node.attribute.append(helper.make_attribute("accuracy_level", 0))
+                if node.op_type == "MatMulNBits" and attrs["bits"].i == bits:
+                    if "accuracy_level" in attrs:
+                        node.attribute.remove(attrs["accuracy_level"])
+                    node.attribute.append(helper.make_attribute("accuracy_level", level))
                     changed += 1
             onnx.save(proto, str(out / item.name))
         elif item.name != "checksums.json":  # the copy's files differ from the recorded digests
             shutil.copy2(item, out / item.name)
-    return out, changed
+    return out, level, changed
 
 
 def measure(folder: Path, level: int, clips) -> dict:
@@ -84,7 +99,7 @@ def measure(folder: Path, level: int, clips) -> dict:
     }
 
 
-def summarise(model: str, runs: list[dict], clips, changed: int) -> list[dict]:
+def summarise(model: str, runs: list[dict], clips, bits: int, changed: int) -> list[dict]:
     counts = {run["level"]: [count_errors(u.transcript, run["texts"].get(u.utt_id)) for u in clips] for run in runs}
     comparison = paired_bootstrap(counts[0], counts[4], clusters=[u.speaker for u in clips])
     rows = []
@@ -97,8 +112,9 @@ def summarise(model: str, runs: list[dict], clips, changed: int) -> list[dict]:
         rows.append(
             {
                 "model": model,
+                "bits": bits,
                 "accuracy_level": run["level"],
-                "int8_nodes_changed": changed,
+                "nodes_changed": changed,
                 "artifact_bytes": run["artifact_bytes"],
                 "wer": score.wer,
                 "n_words": score.n_tokens,
@@ -115,8 +131,9 @@ def summarise(model: str, runs: list[dict], clips, changed: int) -> list[dict]:
 
 
 def markdown(rows: list[dict], notes: list[str]) -> str:
+    bits = rows[0].get("bits", 8)  # results from before --bits hold the 8-bit rung
     lines = [
-        "# ONNX 8-bit rung: int8 activations (accuracy_level 4) vs float activations (0), same artifact",
+        f"# ONNX {bits}-bit rung: int8 activations (accuracy_level 4) vs float activations (0), same artifact",
         "",
         *notes,
         "",
@@ -138,12 +155,13 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=sorted(Q8_0_BYTES))
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=sorted(BUDGETS[8]))
+    parser.add_argument("--bits", type=int, default=8, choices=sorted(BUDGETS), help="the rung compared")
     parser.add_argument("--per-speaker", type=int, default=2, help="speechocean762 clips per speaker (of 20)")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--report-only", action="store_true", help="re-make the table from the results file")
     args = parser.parse_args()
-    stem = RESULTS / "onnx_int8_compute"
+    stem = RESULTS / ("onnx_int8_compute" if args.bits == 8 else f"onnx_int8_compute_w{args.bits}")
     if args.report_only:
         data = read_json(stem.with_suffix(".json"), "an onnx_int8_compute results file")
         write_text(stem.with_suffix(".md"), markdown(data["rows"], data["notes"]))
@@ -151,26 +169,29 @@ def main() -> None:
     clips = test_clips(speakers=64, per_speaker=args.per_speaker)
     rows = []
     for model in args.models:
-        folder = exported(model, "onnx", "onnx", Q8_0_BYTES[model])
+        folder = exported(model, "onnx", "onnx", BUDGETS[args.bits][model])
         if isinstance(folder, str):
             sys.exit(f"the {model} export failed: {folder}")
-        level0, changed = float_input_copy(folder)
+        copy, copy_level, changed = other_level_copy(folder, args.bits)
         if not changed:
-            sys.exit(f"the {model} export has no 8-bit MatMulNBits node: nothing to compare")
-        runs = [measure(path, level, clips) for level, path in zip(LEVELS, (folder, level0), strict=True)]
-        rows += summarise(model, runs, clips, changed)
+            sys.exit(f"the {model} export has no {args.bits}-bit MatMulNBits node: nothing to compare")
+        paths = {EXPORTED_LEVEL[args.bits]: folder, copy_level: copy}
+        runs = [measure(paths[level], level, clips) for level in LEVELS]
+        rows += summarise(model, runs, clips, args.bits, changed)
     notes = [
         f"{len(clips)} clips: 40 AN4 test (20 per gender) and {len(clips) - 40} speechocean762 "
-        f"({args.per_speaker} per speaker, 64 speakers), seed 0. Per model one sherpa-layout export at whisper.cpp "
-        "q8_0's bytes (target onnx, fill, english_misc calibration, as benchmarks/peers.py exports), run as "
-        "exported (its 8-bit MatMulNBits at accuracy_level 4) and as a copy with those nodes at level 0 (same "
-        "codes and scales). `edgeasr bench`, its own process per run, 1 thread, greedy with the loop guard; "
+        f"({args.per_speaker} per speaker, 64 speakers), seed 0. Per model one sherpa-layout export at "
+        f"{BUDGET_NAMES[args.bits]} (target onnx, fill, english_misc calibration, as "
+        f"benchmarks/peers.py exports), run as exported (its {args.bits}-bit MatMulNBits at accuracy_level "
+        f"{EXPORTED_LEVEL[args.bits]}) and as a copy with those nodes at level {4 - EXPORTED_LEVEL[args.bits]} "
+        "(same codes and scales; other nodes as exported). `edgeasr bench`, its own process per run, 1 thread, greedy with the loop guard; "
         "collapsed WER, n = reference words; interval: paired bootstrap over speakers (2000 resamples); peaks: "
         "the whole process's resident set (baseline with the runtime imported + the bench's peak above it); "
         "predicted: exporter.memory's run peak for a 30 s window and 448 tokens, plus the same baseline.",
         *args.note,
         f"Produced by `python benchmarks/onnx_int8_compute.py --models {' '.join(args.models)}"
         + (f" --per-speaker {args.per_speaker}" if args.per_speaker != 2 else "")
+        + (f" --bits {args.bits}" if args.bits != 8 else "")
         + f"` (edgeasr {__version__}).",
     ]
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows})

@@ -70,30 +70,35 @@ def test_matmul_nbits_packing_matches_ort(bits, block):
     np.testing.assert_allclose(y, x @ weight.T, rtol=1e-5, atol=1e-5 * np.abs(weight).max() * k)
 
 
-def test_int8_compute_matches_the_simulated_per_block_activations():
-    """The onnx target's 8-bit rung runs MatMulNBits at accuracy_level 4, which quantises the input to int8
-    per block of 32 at run time: the simulation's per-block fake quantisation gives ORT's output to float32
-    round-off, while the float-input product is off by far more (so the test can tell the two apart)."""
+# Every rung of the onnx target that computes with int8 activations (8 and 2 bits).
+@pytest.mark.parametrize(
+    "name", [f.name for f in get_target("onnx").ladder("linear") if f.activation == "dynamic_int8_per_block"]
+)
+def test_int8_compute_matches_the_simulated_per_block_activations(name):
+    """The onnx target's 8-bit and 2-bit rungs run MatMulNBits at accuracy_level 4, which quantises the input
+    to int8 per block of 32 at run time: the simulation's per-block fake quantisation gives ORT's
+    output to float32 round-off, while the float-input product is off by far more (so the test can tell the
+    two apart)."""
     import torch
 
     from exporter.quant.primitives import fake_quantize_input
 
-    fmt = get_target("onnx").ladder("linear")[1]
-    assert (fmt.bits, fmt.group_size, fmt.activation) == (8, 32, "dynamic_int8_per_block")
-    rng = np.random.default_rng(8)
+    fmt = get_target("onnx").format_by_name(name)
+    bits, block = fmt.bits, fmt.group_size
+    rng = np.random.default_rng(bits * block)
     n, k = 48, 384
-    codes, scales, weight = _random_codes(8, n, k // 32, rng, 32)
+    codes, scales, weight = _random_codes(bits, n, k // block, rng, block)
     node = helper.make_node(
-        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=8, block_size=32,
+        "MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=block,
         accuracy_level=4,
     )  # fmt: skip
     # heavy-tailed inputs with a zero block, as real activations have outlier channels
     x = (rng.standard_normal((1, 5, k)) * np.exp(rng.standard_normal((1, 5, k)))).astype(np.float32)
-    x[0, 0, :32] = 0.0
+    x[0, 0, :block] = 0.0
     y = _run_single(
         node,
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 5, k])],
-        [numpy_helper.from_array(pack_codes(codes, 8), "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
+        [numpy_helper.from_array(pack_codes(codes, bits), "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
         {"A": x},
     )
     simulated = fake_quantize_input(torch.from_numpy(x), fmt).numpy().astype(np.float64) @ weight.T
@@ -322,9 +327,13 @@ def test_logits_match_the_simulated_plan(runners, tiny_en, shared_data):
     steps = [tiny_en.special.prompt(None), [679], [714], [339]]  # prompt, then single tokens
     for tokens in steps:
         expected, got = reference.step(tokens), session.step(tokens)
-        # Same weights bit for bit; only float32 accumulation order differs (kernels, fused attention).
-        # Logits are O(10-30); 1e-3 absolute is ~100x the observed 2e-5 and far below any argmax margin.
-        np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+        # Same weights bit for bit, but the 8-bit and 2-bit layers quantise their inputs to int8 at run
+        # time, so a float32 round-off difference upstream (kernels, fused attention) can move an input
+        # across a rounding boundary: one code step, which the layers after it carry on. Measured: 0.014 on
+        # logits of 5-15 with this plan; 0.25 with every Linear on int8 inputs, where a 1e-6 relative
+        # perturbation of the log-mel moves the simulation itself as much (mean 0.08-0.25). Exactness is
+        # checked per op (test_int8_compute_...) and by the nodes' levels (test_every_int_layer_...).
+        np.testing.assert_allclose(got, expected, atol=0.3, rtol=0)
         assert got.argmax() == expected.argmax()
 
 
@@ -369,6 +378,8 @@ def test_every_int_layer_is_a_labelled_contrib_node(lowered, mixed_plan):
         node = by_layer[layer.name]
         assert node["op"] == ("GatherBlockQuantized" if layer.kind == "embedding" else "MatMulNBits")
         assert node["bits"] == layer.format.bits
+        if node["op"] == "MatMulNBits":  # int8 inputs at level 4, as simulated; 0 computes on float inputs
+            assert node["accuracy_level"] == (4 if layer.format.activation == "dynamic_int8_per_block" else 0)
         assert node["format"] == layer.format.to_dict()
         assert node["clip"] == layer.clip
 

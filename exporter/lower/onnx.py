@@ -663,13 +663,16 @@ def lower_onnx(
 
 
 def quantized_nodes(path: str | Path) -> list[dict]:
-    """Per quantised node: op type, the layer/format it was lowered from, and its bits attribute."""
+    """Per quantised node: op type, the layer/format it was lowered from, its bits attribute and, for
+    MatMulNBits, its accuracy_level (4: int8 inputs, 0: float)."""
     proto = onnx.load(str(path))
     found = []
     for node in proto.graph.node:
         if node.domain == MS_DOMAIN and node.op_type in ("MatMulNBits", "MatMulBnb4", "GatherBlockQuantized"):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             found.append({"op": node.op_type, "bits": attrs.get("bits"), **json.loads(node.doc_string)})
+            if node.op_type == "MatMulNBits":
+                found[-1]["accuracy_level"] = attrs.get("accuracy_level", 0)
     return found
 
 

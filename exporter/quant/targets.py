@@ -13,9 +13,9 @@ layer kind has its own ladder because runtimes support different formats per op:
   output of a single int4 Linear then equals the .pte's to float32 round-off (1e-6; 7e-3 with float32
   scales). Embedding group scales stay float32 (quantized_decomposed embedding kernels, not XNNPACK).
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
-  128 -> 2 bits in blocks of 32, float32 activations, except on the 8-bit rung: there the input is quantised
-  to int8 per block of 32 at run time (accuracy_level 4), as the simulation does too. Embedding = fp16 -> 8
-  -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
+  128 -> 2 bits in blocks of 32. The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4:
+  the input is quantised to int8 per block of 32 at run time), as the simulation does too; the 4-bit rungs
+  with float32 ones. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
   block's largest weight lands exactly on the lowest code, the scale carries its sign), not torchao's
   half-range one, and scales are stored as float16 (as ggml's q4_0 stores them: 4.5 bits per weight in blocks
   of 32, not 5). Both contrib ops take scales in the activations' type, float32, so like every other float
@@ -102,12 +102,17 @@ def _onnx() -> Target:
     def group(bits: int, size: int, prefix: str) -> QuantFormat:
         return int_format(bits, "group", size, scale_dtype="float16", prefix=prefix, scale_rule="signed_max")
 
-    # 8 bits computes with int8 activations (accuracy_level 4): at level 0, ORT 1.31.1 has no kernel for
-    # 8-bit weights and dequantises the whole matrix to float32 on every call, ~30x slower for one token
-    # and a transient float copy of the weight (80 MB for tiny.en's output projection). The 4-bit rungs
-    # keep float activations, which their level-0 kernel computes without such a copy.
-    int8_compute = replace(group(8, 32, "mnb"), name="mnb8_g32_a8", activation="dynamic_int8_per_block")
-    linear = (FP16, int8_compute) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (group(2, 32, "mnb"),)
+    # The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4). At level 0, ORT 1.31.1 has
+    # no kernel for 8-bit or 2-bit weights with float inputs and dequantises the whole matrix to float32 on
+    # every call: for one token ~30x (8 bits) and 60-110x (2 bits) slower, plus a transient float copy of the
+    # weight (80 MB for tiny.en's output projection on 8 bits). The 4-bit rungs have a float kernel and keep
+    # float inputs: on whole artifacts at q4_0's bytes, level 4 ran 2 % (tiny.en) and 18 % (base) faster
+    # but held 8-16 MB more, at +0.0 and +0.9 [-0.4, +3.4] WER points (benchmarks/results/onnx_int8_compute_w4.md).
+    def int8_compute(bits: int) -> QuantFormat:
+        fmt = group(bits, 32, "mnb")
+        return replace(fmt, name=f"{fmt.name}_a8", activation="dynamic_int8_per_block")
+
+    linear = (FP16, int8_compute(8)) + tuple(group(4, g, "mnb") for g in INT4_GROUPS) + (int8_compute(2),)
     embedding = (FP16, group(8, 32, "gbq")) + tuple(group(4, g, "gbq") for g in INT4_GROUPS)
     return Target(
         "onnx",
