@@ -301,12 +301,14 @@ def target_row(args, clips: Dataset, target: str, fmt: str, runtime: str, budget
     return run_edgeasr(folder, runtime, fmt, clips, args.threads)
 
 
-def measure(args, clips: Dataset, checkpoint: RowCheckpoint) -> list[tuple[Row, Row | None]]:
-    """Every system on `clips`: (row, the whisper.cpp row it is compared with, if any). Rows already in
-    `checkpoint` are taken from it; every new one is stored there."""
+def measure(
+    args, clips: Dataset, checkpoint: RowCheckpoint, quants=None, with_fp: bool = True
+) -> list[tuple[Row, Row | None]]:
+    """Every system on `clips` (whisper.cpp at `quants`, default args.quants): (row, the whisper.cpp row it
+    is compared with, if any). Rows already in `checkpoint` are taken from it; every new one is stored there."""
     bundle = load_whisper(args.model)
     prompt = decoder_prompt(bundle.special)
-    peers = peer_artifacts(args.model, bundle, args.quants, not args.no_ct2)
+    peers = peer_artifacts(args.model, bundle, quants or args.quants, not args.no_ct2)
     del bundle  # the exports and runs below are separate processes or load their own copy
     rows: list[tuple[Row, Row | None]] = []
     for system, path in peers.items():
@@ -321,7 +323,7 @@ def measure(args, clips: Dataset, checkpoint: RowCheckpoint) -> list[tuple[Row, 
                 continue
             row = checkpoint.row(f"{target} {budget}", lambda: target_row(args, clips, target, fmt, runtime, budget))
             rows.append((row, reference if row.texts is not None else None))
-            if row.texts is not None and not any(r.system == "Whisper FP" for r, _ in rows):
+            if with_fp and row.texts is not None and not any(r.system == "Whisper FP" for r, _ in rows):
                 folder = exported(args.model, target, fmt, budget)
                 fp = checkpoint.row("torch-fp", lambda: run_edgeasr(folder, "torch-fp", "fp32", clips, args.threads))
                 rows.append((dataclasses.replace(fp, system="Whisper FP", fmt="PyTorch float32"), None))
@@ -346,6 +348,34 @@ def add_target(args, clips: Dataset, rows: list[tuple[Row, Row | None]]) -> list
     return out
 
 
+def replace_size(stored: list[dict], fresh: list[dict], quant: str) -> list[dict]:
+    """`stored` (a results file's rows) with `fresh` in place of whisper.cpp `quant`'s row and of the edgeasr
+    rows at its bytes that `fresh` measured again (another target's row there stays); the other sizes, CT2
+    and FP stay. A size the file lacked goes last."""
+    if not any(row["system"] == f"whisper.cpp {quant}" for row in stored):
+        return stored + fresh
+    remeasured = {row["system"] for row in fresh}
+    out, in_size = [], False
+    for row in stored:
+        if row["system"].startswith("whisper.cpp"):
+            in_size = row["system"] == f"whisper.cpp {quant}"
+            if in_size:
+                out += fresh
+                continue
+        elif not row["system"].startswith("edgeasr"):
+            in_size = False
+        if not (in_size and row["system"] in remeasured):
+            out.append(row)
+    return out
+
+
+def remeasure(args, clips: Dataset, checkpoint: RowCheckpoint, stored: list[dict]) -> list[dict]:
+    """`stored` with the whisper.cpp size `args.remeasure` measured again (replace_size)."""
+    size_only = argparse.Namespace(**{**vars(args), "no_ct2": True})
+    measured = measure(size_only, clips, checkpoint, [args.remeasure], with_fp=False)
+    return replace_size(stored, [summarise(row, clips, reference) for row, reference in measured], args.remeasure)
+
+
 def _options(args) -> str:
     """The command-line options of this run that differ from the defaults, as typed."""
     words = [f" --limit {args.limit}"] if args.limit else []
@@ -355,7 +385,8 @@ def _options(args) -> str:
         words.append(f" --quants {' '.join(args.quants)}")
     if list(args.targets) != TARGET_NAMES:
         words.append(f" --targets {' '.join(args.targets)}")
-    return "".join(words) + (" --no-ct2" if args.no_ct2 else "")
+    words.append(" --no-ct2" if args.no_ct2 else "")
+    return "".join(words) + (f" --remeasure {args.remeasure}" if args.remeasure else "")
 
 
 def main() -> None:
@@ -377,6 +408,12 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", choices=TARGET_NAMES, default=TARGET_NAMES, help="edgeasr targets")
     parser.add_argument("--no-ct2", action="store_true", help="leave out the CTranslate2 int8 row")
     parser.add_argument("--fresh", action="store_true", help="measure every row again, not resuming a stopped run")
+    parser.add_argument(
+        "--remeasure",
+        choices=GGML_QUANTS,
+        help="measure this whisper.cpp size's rows again (the peer and edgeasr's at its bytes) and put them in place "
+        "of the results file's (say why with --note)",
+    )
     args = parser.parse_args()
     # the tflite-runtime rows' parity check and runs find its environment through this variable
     os.environ.setdefault("EDGEASR_TFLITE_VENV", str(TFLITE_VENV))
@@ -386,7 +423,22 @@ def main() -> None:
     # another clip set gets its own files: e.g. peers_base_so64x4 for 4 clips of every speaker
     wide = "" if (args.speakers, args.per_speaker) == DEFAULT_CLIP_SET else f"_so{args.speakers}x{args.per_speaker}"
     raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}{wide}.json"  # kept for re-reports
-    if args.report_only or args.add_target:
+    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{wide}{f'_n{args.limit}' if args.limit else ''}"
+    summaries = None
+    if args.remeasure:
+        stored = read_json(stem.with_suffix(".json"), "a peers results file")["rows"]
+        identity = {
+            "model": args.model,
+            "clips": [u.utt_id for u in clips],
+            "threads": args.threads,
+            "lowering": lowering_stamp(),
+            "edgeasr": __version__,
+            "remeasure": args.remeasure,
+        }
+        checkpoint = RowCheckpoint(raw.with_name(f"{raw.stem}.{args.remeasure}.partial.json"), identity, args.fresh)
+        summaries = remeasure(args, clips, checkpoint, stored)
+        checkpoint.finish()
+    elif args.report_only or args.add_target:
         rows = [(Row(**a), b and Row(**b)) for a, b in json.loads(raw.read_text())]
         if args.add_target:
             rows = add_target(args, clips, rows)
@@ -403,11 +455,12 @@ def main() -> None:
         rows = measure(args, clips, checkpoint)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
         checkpoint.finish()
-    summaries = [summarise(row, clips, reference) for row, reference in rows]
-    stem = RESULTS / f"peers_{args.model.replace('.', '_')}{wide}{f'_n{args.limit}' if args.limit else ''}"
-    # a re-report or an added target keeps what earlier runs noted (after the generated first line)
+    if summaries is None:
+        summaries = [summarise(row, clips, reference) for row, reference in rows]
+    # a re-report, an added target or a re-measured size keeps what earlier runs noted (after the generated
+    # first line)
     earlier = []
-    if (args.report_only or args.add_target) and stem.with_suffix(".json").is_file():
+    if (args.report_only or args.add_target or args.remeasure) and stem.with_suffix(".json").is_file():
         stored = read_json(stem.with_suffix(".json"), "a peers results file")["notes"][1:]
         earlier = [note for note in stored if not note.startswith("Produced by")]
     n_ocean = args.speakers * args.per_speaker

@@ -102,3 +102,29 @@ def test_a_stopped_run_resumes_with_the_rows_it_lacks(tmp_path, monkeypatch):
     assert len(rows) == 7
     # an edgeasr row is compared with the whisper.cpp file of its size; a failed export with nothing
     assert rows[1][1].system == "whisper.cpp q4_0" and rows[3][1] is None
+
+
+def test_a_remeasured_size_replaces_only_its_own_rows():
+    """`--remeasure q8_0` puts the new whisper.cpp q8_0 row and edgeasr's re-measured rows at its bytes where
+    the old ones were; the other sizes, FP, CT2 and another target's row at q8_0 stay as measured."""
+    from peers import replace_size
+
+    def rows(*systems, tag="old"):
+        return [{"system": system, "tag": tag} for system in systems]
+
+    stored = rows(
+        "whisper.cpp q4_0", "edgeasr onnx", "Whisper FP", "whisper.cpp q8_0", "edgeasr onnx", "edgeasr pte", "ct2 int8"
+    )
+    fresh = rows("whisper.cpp q8_0", "edgeasr onnx", tag="new")
+    merged = replace_size(stored, fresh, "q8_0")
+    assert [(r["system"], r["tag"]) for r in merged] == [
+        ("whisper.cpp q4_0", "old"),
+        ("edgeasr onnx", "old"),
+        ("Whisper FP", "old"),
+        ("whisper.cpp q8_0", "new"),
+        ("edgeasr onnx", "new"),
+        ("edgeasr pte", "old"),
+        ("ct2 int8", "old"),
+    ]
+    # a size the file did not have goes after the others
+    assert replace_size(stored[:3], fresh, "q8_0") == stored[:3] + fresh
