@@ -104,8 +104,9 @@ def _onnx() -> Target:
 
     # The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4). At level 0, ORT 1.31.1 has
     # no kernel for 8-bit or 2-bit weights with float inputs and dequantises the whole matrix to float32 on
-    # every call: for one token ~30x (8 bits) and 60-110x (2 bits) slower, plus a transient float copy of the
-    # weight (80 MB for tiny.en's output projection on 8 bits). The 4-bit rungs have a float kernel and keep
+    # every call: for one token ~30x (8 bits) and 60-110x (2 bits) slower per layer, plus a transient float
+    # copy of the weight (80 MB for tiny.en's output projection on 8 bits); whole artifacts with 5-8 layers on
+    # 2 bits ran 7-15 % faster at level 4, WER within 0.1 points (benchmarks/results/onnx_int8_compute_w2.md). The 4-bit rungs have a float kernel and keep
     # float inputs: on whole artifacts at q4_0's bytes, level 4 ran 2 % (tiny.en) and 18 % (base) faster
     # but held 8-16 MB more, at +0.0 and +0.9 [-0.4, +3.4] WER points (benchmarks/results/onnx_int8_compute_w4.md).
     def int8_compute(bits: int) -> QuantFormat:
