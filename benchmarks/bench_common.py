@@ -22,9 +22,10 @@ from exporter.logs import quiet_libraries  # noqa: E402
 
 quiet_libraries()
 
+from exporter import __version__  # noqa: E402
 from exporter.bench_schema import validate_results  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
-from exporter.io import write_json  # noqa: E402
+from exporter.io import write_json, write_text  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 AN4 = DATA / "an4" / "manifest.jsonl"
@@ -123,6 +124,23 @@ def write_results(path: Path, data: dict) -> None:
     write_json(path, data)
 
 
+def produced_by(script: str, options: dict[str, object]) -> str:
+    """The notes' last line: the command that made a results file, with the options that differ from their
+    defaults (`options`: flag -> value, None for a default; a list is written space-separated)."""
+    words = [f"python benchmarks/{script}"]
+    for flag, value in options.items():
+        if value is not None:
+            words.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list | tuple) else value}")
+    return f"Produced by `{' '.join(words)}` (edgeasr {__version__})."
+
+
+def write_notes_and_rows(stem: Path, data: dict, markdown: str) -> None:
+    """A results pair: `stem`.json with `data` (notes and rows) and `stem`.md with `markdown`, the tables."""
+    write_json(stem.with_suffix(".json"), data)
+    write_text(stem.with_suffix(".md"), markdown)
+    say(f"wrote {stem}.json/.md")
+
+
 __all__ = [
     "AN4",
     "DATA",
@@ -137,6 +155,8 @@ __all__ = [
     "is_current",
     "lower_artifact",
     "lowering_stamp",
+    "produced_by",
     "say",
+    "write_notes_and_rows",
     "write_results",
 ]

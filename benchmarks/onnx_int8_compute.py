@@ -30,14 +30,13 @@ import sys
 from pathlib import Path
 
 import onnx
-from bench_common import RESULTS, WORK, points_interval, say
+from bench_common import RESULTS, WORK, points_interval, produced_by, say, write_notes_and_rows
 from clients import SPEECHOCEAN, test_clips
 from onnx import helper
 from peers import exported
 
-from exporter import __version__
 from exporter.bench import BenchOptions, bench
-from exporter.io import read_json, write_json, write_text
+from exporter.io import read_json, write_text
 from exporter.scoring import aggregate, count_errors, paired_bootstrap
 from runtimes.contract import DECODER_FILE, ENCODER_FILE
 
@@ -189,14 +188,16 @@ def main() -> None:
         "the whole process's resident set (baseline with the runtime imported + the bench's peak above it); "
         "predicted: exporter.memory's run peak for a 30 s window and 448 tokens, plus the same baseline.",
         *args.note,
-        f"Produced by `python benchmarks/onnx_int8_compute.py --models {' '.join(args.models)}"
-        + (f" --per-speaker {args.per_speaker}" if args.per_speaker != 2 else "")
-        + (f" --bits {args.bits}" if args.bits != 8 else "")
-        + f"` (edgeasr {__version__}).",
+        produced_by(
+            "onnx_int8_compute.py",
+            {
+                "--models": args.models,
+                "--per-speaker": args.per_speaker if args.per_speaker != 2 else None,
+                "--bits": args.bits if args.bits != 8 else None,
+            },
+        ),
     ]
-    write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows})
-    write_text(stem.with_suffix(".md"), markdown(rows, notes))
-    say(f"wrote {stem}.json/.md")
+    write_notes_and_rows(stem, {"notes": notes, "rows": rows}, markdown(rows, notes))
 
 
 if __name__ == "__main__":

@@ -424,17 +424,17 @@ def main() -> None:
     wide = "" if (args.speakers, args.per_speaker) == DEFAULT_CLIP_SET else f"_so{args.speakers}x{args.per_speaker}"
     raw = WORK / f"peers-{args.model}" / f"rows-{args.limit or 'all'}{wide}.json"  # kept for re-reports
     stem = RESULTS / f"peers_{args.model.replace('.', '_')}{wide}{f'_n{args.limit}' if args.limit else ''}"
+    identity = {  # what a stopped run's checkpoint must share to be resumed
+        "model": args.model,
+        "clips": [u.utt_id for u in clips],
+        "threads": args.threads,
+        "lowering": lowering_stamp(),
+        "edgeasr": __version__,
+    }
     summaries = None
     if args.remeasure:
         stored = read_json(stem.with_suffix(".json"), "a peers results file")["rows"]
-        identity = {
-            "model": args.model,
-            "clips": [u.utt_id for u in clips],
-            "threads": args.threads,
-            "lowering": lowering_stamp(),
-            "edgeasr": __version__,
-            "remeasure": args.remeasure,
-        }
+        identity["remeasure"] = args.remeasure
         checkpoint = RowCheckpoint(raw.with_name(f"{raw.stem}.{args.remeasure}.partial.json"), identity, args.fresh)
         summaries = remeasure(args, clips, checkpoint, stored)
         checkpoint.finish()
@@ -444,13 +444,6 @@ def main() -> None:
             rows = add_target(args, clips, rows)
             write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
     else:
-        identity = {
-            "model": args.model,
-            "clips": [u.utt_id for u in clips],
-            "threads": args.threads,
-            "lowering": lowering_stamp(),
-            "edgeasr": __version__,
-        }
         checkpoint = RowCheckpoint(raw.with_name(raw.stem + ".partial.json"), identity, args.fresh)
         rows = measure(args, clips, checkpoint)
         write_json(raw, [(dataclasses.asdict(a), b and dataclasses.asdict(b)) for a, b in rows])
