@@ -78,6 +78,13 @@ SECTIONS = (
         "alternating runs, each in its own process: load and run peak, predicted peak, RTF (`onnx_memory.py`).",
     ),
     (
+        "onnx_resident",
+        "ONNX Runtime resident weights",
+        "Per graph of the q4_0- and q8_0-size pairs: file bytes, the initializers ORT keeps after folding its "
+        "Casts, resident with and without prepacking, both sessions in one process, against the memory model's "
+        "weights term (`onnx_resident.py`).",
+    ),
+    (
         "client_framing_",
         "Client framing: sherpa-onnx's tail padding vs the full window",
         "The same sherpa-layout pairs run with sherpa-onnx's default tail of 1000 zero frames and with the full 30 s "
