@@ -78,6 +78,13 @@ SECTIONS = (
         "alternating runs, each in its own process: load and run peak, predicted peak, RTF (`onnx_memory.py`).",
     ),
     (
+        "embedding_rungs_",
+        "Android token-embedding rungs at the smallest plan",
+        "The smallest android plan (every layer on its lowest rung) with only the token embedding moved between "
+        "int2 and 4- and 8-bit rungs, calibrated as an export, simulated on 168 clips: WER with speaker-resampled "
+        "intervals against the 2-bit table (`embedding_rungs.py`).",
+    ),
+    (
         "onnx_resident",
         "ONNX Runtime resident weights",
         "Per graph of the q4_0- and q8_0-size pairs: file bytes, the initializers ORT keeps after folding its "

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from exporter.lower.executorch import lower, torchao_config
+from exporter.quant.formats import int_format
 from exporter.quant.primitives import clip_weight, fake_quantize_activation_per_token, fake_quantize_weight
 from exporter.quant.targets import get_target
 
@@ -50,13 +51,19 @@ def test_quantized_linear_matches_simulation(fmt_name, clip):
     assert (got - simulated).abs().max() / scale < 1e-5
 
 
+# The android ladder's embedding rungs, and int2 in groups of 32: no longer offered (its cost in WER,
+# benchmarks/results/embedding_rungs_android.md), still lowered for a plan that names it.
+EMBEDDING_FORMATS = {f.name: f for f in get_target("android").ladder("embedding") if not f.is_float}
+EMBEDDING_FORMATS["int2_g32"] = int_format(2, "group", 32)
+
+
 @pytest.mark.parametrize("clip", [1.0, 0.8])
-@pytest.mark.parametrize("fmt_name", ["int8_g32", "int4_g32", "int4_g64", "int4_g128", "int2_g32"])
+@pytest.mark.parametrize("fmt_name", sorted(EMBEDDING_FORMATS))
 def test_quantized_embedding_matches_simulation(fmt_name, clip):
     from torchao.quantization import FqnToConfig, quantize_
 
     torch.manual_seed(0)
-    fmt = get_target("android").format_by_name(fmt_name)
+    fmt = EMBEDDING_FORMATS[fmt_name]
     module = nn.Sequential(nn.Embedding(1000, 384)).eval()
     weight = module[0].weight.detach().clone()
     with torch.no_grad():

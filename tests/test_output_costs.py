@@ -73,11 +73,11 @@ def test_output_costs_are_the_kl_of_the_simulated_one_layer_plan(tiny_en, user):
     for name, rung in (("model.encoder.layers.2.fc1", 4), ("model.decoder.layers.1.encoder_attn.v_proj", 2)):
         assert costs[name][rung] == pytest.approx(_kl_of_simulated_plan(tiny_en, user, name, rung), rel=1e-3, abs=1e-6)
     embedding = costs["model.decoder.embed_tokens"]
+    lowest = len(target.ladder("embedding")) - 1
     assert embedding[-1] == pytest.approx(
-        _kl_of_simulated_plan(tiny_en, user, "model.decoder.embed_tokens", 5), rel=1e-3
+        _kl_of_simulated_plan(tiny_en, user, "model.decoder.embed_tokens", lowest), rel=1e-3
     )
-    # int2 on the table every decoder step reads costs far more than int4: what the per-layer cosine missed
-    assert embedding[-1] > 10 * embedding[2] > 0
+    assert embedding[-1] > embedding[1] > 0  # 4 bits in groups of 128 cost more than 8 bits
 
 
 def test_a_pair_stored_once_is_measured_together(tiny_en, user):
