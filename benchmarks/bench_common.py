@@ -124,6 +124,27 @@ def write_results(path: Path, data: dict) -> None:
     write_json(path, data)
 
 
+# The data sets of the peers' clip set (benchmarks/clients.py test_clips), as each clip's `split`
+CLIP_SETS = ("an4", "speechocean762")
+
+
+def scores_by_set(counts: list, clips: Dataset) -> dict[str, dict]:
+    """WER and n words of `counts` (one per clip of `clips`) on all clips and on each data set."""
+    from exporter.scoring import aggregate
+
+    scores = {"all": aggregate(counts)}
+    for name in CLIP_SETS:
+        scores[name] = aggregate([c for c, u in zip(counts, clips, strict=True) if u.split == name])
+    return {name: {"wer": score.wer, "n_words": score.n_tokens} for name, score in scores.items()}
+
+
+def wer_cells(row: dict) -> str:
+    """A results row's WER as table cells, WER all (n) | WER AN4 (n) | WER speechocean762 (n): the row holds
+    `wer` and `n_words` over all clips and `groups`, per data set (`scores_by_set` split so)."""
+    scores = {"all": {"wer": row["wer"], "n_words": row["n_words"]}, **row["groups"]}
+    return " | ".join(f"{100 * scores[name]['wer']:.1f} ({scores[name]['n_words']})" for name in ("all", *CLIP_SETS))
+
+
 def produced_by(script: str, options: dict[str, object]) -> str:
     """The notes' last line: the command that made a results file, with the options that differ from their
     defaults (`options`: flag -> value, None for a default; a list is written space-separated)."""
@@ -143,6 +164,7 @@ def write_notes_and_rows(stem: Path, data: dict, markdown: str) -> None:
 
 __all__ = [
     "AN4",
+    "CLIP_SETS",
     "DATA",
     "GENDERS",
     "OVERHEAD_ALLOWANCE",
@@ -157,6 +179,8 @@ __all__ = [
     "lowering_stamp",
     "produced_by",
     "say",
+    "scores_by_set",
+    "wer_cells",
     "write_notes_and_rows",
     "write_results",
 ]

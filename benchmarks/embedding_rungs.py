@@ -19,7 +19,17 @@ from __future__ import annotations
 import argparse
 import copy
 
-from bench_common import RESULTS, calibration_folder, points_interval, produced_by, say, write_notes_and_rows
+from bench_common import (
+    CLIP_SETS,
+    RESULTS,
+    calibration_folder,
+    points_interval,
+    produced_by,
+    say,
+    scores_by_set,
+    wer_cells,
+    write_notes_and_rows,
+)
 from clients import test_clips
 
 from exporter.data import load_dataset
@@ -32,11 +42,10 @@ from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
 from exporter.quant.simulate import simulate
 from exporter.quant.targets import get_target
-from exporter.scoring import aggregate, count_errors, paired_bootstrap
+from exporter.scoring import count_errors, paired_bootstrap
 from runtimes.torch_runner import TorchRunner
 
 EMBEDDINGS = ("int2_g32", "int4_g128", "int4_g32", "int8_g32")  # the lowest rung first: the reference
-SPLITS = ("an4", "speechocean762")
 
 
 def floor_plan(bundle):
@@ -75,13 +84,9 @@ def run(model: str, clips) -> list[dict]:
         say(f"{model}: {system}")
         result = evaluate(runner, clips, model_id=system, progress=False)
         counts[system] = [count_errors(u.transcript, text) for u, text in zip(clips, result.hypotheses(), strict=True)]
-        score = aggregate(counts[system])
-        groups = {}
-        for split in SPLITS:
-            picked = aggregate([c for c, u in zip(counts[system], clips, strict=True) if u.split == split])
-            groups[split] = {"wer": picked.wer, "n_words": picked.n_tokens}
-        rows.append({"model": model, "system": system, "bytes": size, "wer": score.wer, "n_words": score.n_tokens,
-                     "groups": groups})  # fmt: skip
+        scores = scores_by_set(counts[system], clips)
+        groups = {name: scores[name] for name in CLIP_SETS}
+        rows.append({"model": model, "system": system, "bytes": size, **scores["all"], "groups": groups})
     reference = counts[f"embedding {EMBEDDINGS[0]}"]
     speakers = [u.speaker for u in clips]
     for row in rows:
@@ -101,11 +106,8 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
     ]
     for r in rows:
         size = "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}"
-        an4, ocean = r["groups"]["an4"], r["groups"]["speechocean762"]
         lines.append(
-            f"| {r['model']} | {r['system']} | {size} | {100 * r['wer']:.1f} ({r['n_words']}) | "
-            f"{100 * an4['wer']:.1f} ({an4['n_words']}) | {100 * ocean['wer']:.1f} ({ocean['n_words']}) | "
-            f"{points_interval(r.get('vs_int2'))} |"
+            f"| {r['model']} | {r['system']} | {size} | {wer_cells(r)} | {points_interval(r.get('vs_int2'))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -30,14 +30,24 @@ import sys
 from pathlib import Path
 
 import onnx
-from bench_common import RESULTS, WORK, points_interval, produced_by, say, write_notes_and_rows
+from bench_common import (
+    CLIP_SETS,
+    RESULTS,
+    WORK,
+    points_interval,
+    produced_by,
+    say,
+    scores_by_set,
+    wer_cells,
+    write_notes_and_rows,
+)
 from clients import SPEECHOCEAN, test_clips
 from onnx import helper
 from peers import exported
 
 from exporter.bench import BenchOptions, bench
 from exporter.io import read_json, write_text
-from exporter.scoring import aggregate, count_errors, paired_bootstrap
+from exporter.scoring import count_errors, paired_bootstrap
 from runtimes.contract import DECODER_FILE, ENCODER_FILE
 
 # The exports' budgets: whisper.cpp's file bytes per model (benchmarks/results/peers_*_so64x4.json), q8_0's
@@ -103,11 +113,7 @@ def summarise(model: str, runs: list[dict], clips, bits: int, changed: int) -> l
     comparison = paired_bootstrap(counts[0], counts[4], clusters=[u.speaker for u in clips])
     rows = []
     for run in runs:
-        score = aggregate(counts[run["level"]])
-        groups = {}
-        for group in ("an4", "speechocean762"):
-            picked = aggregate([c for c, u in zip(counts[run["level"]], clips, strict=True) if u.split == group])
-            groups[group] = {"wer": picked.wer, "n_words": picked.n_tokens}
+        scores = scores_by_set(counts[run["level"]], clips)
         rows.append(
             {
                 "model": model,
@@ -115,9 +121,8 @@ def summarise(model: str, runs: list[dict], clips, bits: int, changed: int) -> l
                 "accuracy_level": run["level"],
                 "nodes_changed": changed,
                 "artifact_bytes": run["artifact_bytes"],
-                "wer": score.wer,
-                "n_words": score.n_tokens,
-                "groups": groups,
+                **scores["all"],
+                "groups": {name: scores[name] for name in CLIP_SETS},
                 "vs_level_0": comparison.to_dict() if run["level"] == 4 else None,
                 "latency_median_s": run["latency_median_s"],
                 "rtf": sum(run["latencies"]) / run["audio_seconds"],
@@ -141,11 +146,9 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        an4, ocean = r["groups"]["an4"], r["groups"]["speechocean762"]
         lines.append(
-            f"| {r['model']} | {r['accuracy_level']} | {r['artifact_bytes'] / 1e6:.1f} | "
-            f"{100 * r['wer']:.1f} ({r['n_words']}) | {100 * an4['wer']:.1f} ({an4['n_words']}) | "
-            f"{100 * ocean['wer']:.1f} ({ocean['n_words']}) | {points_interval(r['vs_level_0'])} | "
+            f"| {r['model']} | {r['accuracy_level']} | {r['artifact_bytes'] / 1e6:.1f} | {wer_cells(r)} | "
+            f"{points_interval(r['vs_level_0'])} | "
             f"{r['latency_median_s']:.2f} | {r['rtf']:.3f} | {r['load_peak_bytes'] / 1e6:.0f} | "
             f"{r['run_peak_bytes'] / 1e6:.0f} ({r['predicted_run_peak_bytes'] / 1e6:.0f}) |"
         )
