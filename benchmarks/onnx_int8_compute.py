@@ -13,9 +13,10 @@ nodes run at accuracy_level 0 (same codes and scales: only the kernel, and so th
 differs). `--bits 4` asks the same of the 4-bit rungs, which the target computes with float activations:
 the export at q4_0's bytes, where most layers are 4-bit, as exported (level 0) and as a copy whose 4-bit
 nodes run at level 4 (results file onnx_int8_compute_w4). `--bits 2`: the 2-bit rung, which computes with
-int8 activations like the 8-bit one, at budgets where the plan puts layers on it (onnx_int8_compute_w2). Both run through `edgeasr bench` (each in its own process, one thread, one warm-up clip) on
-the same clips, one after the other: 40 AN4 test clips and `--per-speaker` clips of each of the 64 speechocean762
-speakers. Recorded: WER with n words, the paired difference (level 4 - level 0) with a 95 % interval resampled
+int8 activations like the 8-bit one, at budgets where the plan puts layers on it (onnx_int8_compute_w2).
+Both run through `edgeasr bench` (each in its own process, one thread, one warm-up clip) on the same clips,
+one after the other: 40 AN4 test clips and `--per-speaker` clips of each of the 64 speechocean762 speakers.
+Recorded: WER with n words, the paired difference (level 4 - level 0) with a 95 % interval resampled
 by speaker, latency median, RTF, load and run peak (the whole process's resident set, as the peers table
 measures it) and the memory model's prediction.
 
@@ -60,30 +61,36 @@ BUDGETS = {
 }
 BUDGET_NAMES = {8: "whisper.cpp q8_0's bytes", 4: "whisper.cpp q4_0's bytes", 2: "21 MB (tiny.en), 40 MB (base)"}
 LEVELS = (4, 0)
-# the accuracy_level each rung is exported with (exporter/quant/targets.py): the copy runs at the other one
-EXPORTED_LEVEL = {8: 4, 4: 0, 2: 4}
 
 
 def other_level_copy(folder: Path, bits: int) -> tuple[Path, int, int]:
     """A copy of the ONNX pair in `folder` whose `bits`-bit MatMulNBits nodes run at the other accuracy_level
-    (4 <-> 0), that level, and how many nodes it changed. Metadata (plan, formats) is left as exported: this
-    copy is a measurement aid."""
-    level = 4 - EXPORTED_LEVEL[bits]
-    out = WORK / "onnx-int8-compute" / f"{folder.name}-level{level}"
+    than the export gave them (4 <-> 0): the copy, the exported level (read off the nodes) and how many nodes
+    it changed. Metadata (plan, formats) is left as exported: this copy is a measurement aid."""
+    graphs, exported, changed = {}, set(), 0
+    for name in (ENCODER_FILE, DECODER_FILE):
+        proto = onnx.load(str(folder / name))
+        for node in proto.graph.node:
+            attrs = {a.name: a for a in node.attribute}
+            if node.op_type == "MatMulNBits" and attrs["bits"].i == bits:
+                level = attrs["accuracy_level"].i if "accuracy_level" in attrs else 0
+                exported.add(level)
+                if "accuracy_level" in attrs:
+                    node.attribute.remove(attrs["accuracy_level"])
+                node.attribute.append(helper.make_attribute("accuracy_level", 4 - level))
+                changed += 1
+        graphs[name] = proto
+    if not exported:
+        raise SystemExit(f"{folder.name} has no {bits}-bit MatMulNBits node: nothing to compare")
+    if len(exported) > 1:
+        raise SystemExit(f"{folder.name}: its {bits}-bit MatMulNBits nodes run at levels {sorted(exported)}, not one")
+    level = exported.pop()
+    out = WORK / "onnx-int8-compute" / f"{folder.name}-level{4 - level}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    changed = 0
     for item in folder.iterdir():
-        if item.name in (ENCODER_FILE, DECODER_FILE):
-            proto = onnx.load(str(item))
-            for node in proto.graph.node:
-                attrs = {a.name: a for a in node.attribute}
-                if node.op_type == "MatMulNBits" and attrs["bits"].i == bits:
-                    if "accuracy_level" in attrs:
-                        node.attribute.remove(attrs["accuracy_level"])
-                    node.attribute.append(helper.make_attribute("accuracy_level", level))
-                    changed += 1
-            onnx.save(proto, str(out / item.name))
+        if item.name in graphs:
+            onnx.save(graphs[item.name], str(out / item.name))
         elif item.name != "checksums.json":  # the copy's files differ from the recorded digests
             shutil.copy2(item, out / item.name)
     return out, level, changed
@@ -174,10 +181,8 @@ def main() -> None:
         folder = exported(model, "onnx", "onnx", BUDGETS[args.bits][model])
         if isinstance(folder, str):
             sys.exit(f"the {model} export failed: {folder}")
-        copy, copy_level, changed = other_level_copy(folder, args.bits)
-        if not changed:
-            sys.exit(f"the {model} export has no {args.bits}-bit MatMulNBits node: nothing to compare")
-        paths = {EXPORTED_LEVEL[args.bits]: folder, copy_level: copy}
+        copy, exported_level, changed = other_level_copy(folder, args.bits)
+        paths = {exported_level: folder, 4 - exported_level: copy}
         runs = [measure(paths[level], level, clips) for level in LEVELS]
         rows += summarise(model, runs, clips, args.bits, changed)
     notes = [
@@ -185,8 +190,8 @@ def main() -> None:
         f"({args.per_speaker} per speaker, 64 speakers), seed 0. Per model one sherpa-layout export at "
         f"{BUDGET_NAMES[args.bits]} (target onnx, fill, english_misc calibration, as "
         f"benchmarks/peers.py exports), run as exported (its {args.bits}-bit MatMulNBits at accuracy_level "
-        f"{EXPORTED_LEVEL[args.bits]}) and as a copy with those nodes at level {4 - EXPORTED_LEVEL[args.bits]} "
-        "(same codes and scales; other nodes as exported). `edgeasr bench`, its own process per run, 1 thread, greedy with the loop guard; "
+        f"{exported_level}) and as a copy with those nodes at level {4 - exported_level} (same codes and scales; "
+        "other nodes as exported). `edgeasr bench`, its own process per run, 1 thread, greedy with the loop guard; "
         "collapsed WER, n = reference words; interval: paired bootstrap over speakers (2000 resamples); peaks: "
         "the whole process's resident set (baseline with the runtime imported + the bench's peak above it); "
         "predicted: exporter.memory's run peak for a 30 s window and 448 tokens, plus the same baseline.",

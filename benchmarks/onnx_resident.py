@@ -38,25 +38,9 @@ from peers import exported
 
 from exporter.io import read_json, write_text
 from runtimes.contract import DECODER_FILE, ENCODER_FILE
+from runtimes.onnx_runner import runner_session
 
 SIZES = {"q4_0": 4, "q8_0": 8}  # whisper.cpp size -> onnx_int8_compute's BUDGETS key
-
-
-def _session(path: Path, prepack: bool, optimized_to: Path | None = None):
-    """An ORT session on `path` as runtimes/onnx_runner.py creates it (one thread, arena and memory patterns
-    off), prepacking on or off; `optimized_to` also writes the optimised graph there."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    options.enable_mem_pattern = False
-    if not prepack:
-        options.add_session_config_entry("session.disable_prepacking", "1")
-    if optimized_to is not None:
-        options.optimized_model_filepath = str(optimized_to)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def probe(paths: list[Path], prepack: bool) -> dict:
@@ -70,7 +54,8 @@ def probe(paths: list[Path], prepack: bool) -> dict:
 
     gc.collect()
     before = rss_bytes()
-    sessions = [_session(path, prepack) for path in paths]
+    config = None if prepack else {"session.disable_prepacking": "1"}
+    sessions = [runner_session(path, 1, config=config) for path in paths]  # the runner's own settings
     gc.collect()
     after = rss_bytes()
     del sessions
@@ -80,11 +65,15 @@ def probe(paths: list[Path], prepack: bool) -> dict:
 def folded_initializer_bytes(path: Path) -> int:
     """Initializer bytes of `path` after ORT's graph optimisation (Casts of half tensors folded)."""
     import onnx
+    import onnxruntime as ort
     from onnx import numpy_helper
 
     with tempfile.TemporaryDirectory() as scratch:
         optimized = Path(scratch) / "optimized.onnx"
-        _session(path, prepack=False, optimized_to=optimized)
+        options = ort.SessionOptions()  # the graph optimisations are ORT's defaults, as in the runner's sessions
+        options.log_severity_level = 3
+        options.optimized_model_filepath = str(optimized)
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(optimized))
     return sum(numpy_helper.to_array(t).nbytes for t in proto.graph.initializer)
 

@@ -385,8 +385,11 @@ def _options(args) -> str:
         words.append(f" --quants {' '.join(args.quants)}")
     if list(args.targets) != TARGET_NAMES:
         words.append(f" --targets {' '.join(args.targets)}")
-    words.append(" --no-ct2" if args.no_ct2 else "")
-    return "".join(words) + (f" --remeasure {args.remeasure}" if args.remeasure else "")
+    if args.no_ct2:
+        words.append(" --no-ct2")
+    if args.remeasure:
+        words.append(f" --remeasure {args.remeasure}")
+    return "".join(words)
 
 
 def main() -> None:

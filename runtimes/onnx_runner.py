@@ -38,7 +38,8 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def _session(path: Path, threads: int | None, memory_arena: bool = False):
+def runner_session(path: Path, threads: int | None, memory_arena: bool = False, config: dict[str, str] | None = None):
+    """An ORT session as the runner holds it; `config`: further session config entries (key -> value)."""
     ort = _import_onnxruntime()
     if not path.is_file():
         raise EdgeAsrError(f"ONNX model not found: {path} (lower a plan with the onnx target first)")
@@ -53,6 +54,8 @@ def _session(path: Path, threads: int | None, memory_arena: bool = False):
     # (benchmarks/results/onnx_memory_base.md); runtimes/allocator.py goes further.
     options.enable_cpu_mem_arena = memory_arena
     options.enable_mem_pattern = memory_arena
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types; all mean an unusable file
@@ -221,8 +224,8 @@ class OnnxRunner(Runner):
             raise EdgeAsrError(f"ONNX artifact folder not found: {folder}")
         # Before the sessions exist, so that loading's own buffers are served the same way.
         self.freed_memory_returned = return_freed_memory and fix_mmap_threshold()
-        self.encoder = _session(folder / ENCODER_FILE, threads, memory_arena)
-        self.decoder = _session(folder / DECODER_FILE, threads, memory_arena)
+        self.encoder = runner_session(folder / ENCODER_FILE, threads, memory_arena)
+        self.decoder = runner_session(folder / DECODER_FILE, threads, memory_arena)
         self.memory_arena = memory_arena
         try:
             special = SpecialTokens.from_dict(json.loads(_metadata(self.encoder, folder, META_SPECIAL)))

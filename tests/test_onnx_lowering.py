@@ -207,7 +207,7 @@ def test_half_storage_keeps_exact_values_and_leaves_the_rest():
 def test_runner_sessions_leave_ort_s_memory_caches_off_unless_asked(tmp_path):
     """edgeasr's ONNX runner turns ORT's CPU arena and memory patterns off (less run memory, about as fast:
     benchmarks/onnx_memory.py); memory_arena=True restores ORT's defaults."""
-    from runtimes.onnx_runner import _session
+    from runtimes.onnx_runner import runner_session
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["X"], ["Y"])],
@@ -217,9 +217,9 @@ def test_runner_sessions_leave_ort_s_memory_caches_off_unless_asked(tmp_path):
     )
     path = tmp_path / "identity.onnx"
     onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    lean = _session(path, 1).get_session_options()
+    lean = runner_session(path, 1).get_session_options()
     assert (lean.enable_cpu_mem_arena, lean.enable_mem_pattern) == (False, False)
-    default = _session(path, 1, memory_arena=True).get_session_options()
+    default = runner_session(path, 1, memory_arena=True).get_session_options()
     assert (default.enable_cpu_mem_arena, default.enable_mem_pattern) == (True, True)
 
 

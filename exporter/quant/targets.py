@@ -17,8 +17,9 @@ layer kind has its own ladder because runtimes support different formats per op:
 * `onnx` (ONNX Runtime MatMulNBits): Linear = fp16 -> 8 bits in blocks of 32 -> 4 bits in blocks of 32, 64,
   128 -> 2 bits in blocks of 32. The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4:
   the input is quantised to int8 per block of 32 at run time), as the simulation does too; the 4-bit rungs
-  with float32 ones. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each
-  block's largest weight lands exactly on the lowest code, the scale carries its sign), not torchao's
+  with float32 ones. Embedding = fp16 -> 8 -> 4 bits in blocks of 32, 64, 128 (GatherBlockQuantized). Convs
+  fp16. Codes and scales follow the signed_max rule (ggml's q4_0 rule: each block's largest weight lands
+  exactly on the lowest code, the scale carries its sign), not torchao's
   half-range one, and scales are stored as float16 (as ggml's q4_0 stores them: 4.5 bits per weight in blocks
   of 32, not 5). Both contrib ops take scales in the activations' type, float32, so like every other float
   tensor they sit behind a Cast (below); ORT 1.31.1 gives the same output with and without folding it.
@@ -105,13 +106,14 @@ def _onnx() -> Target:
     def group(bits: int, size: int, prefix: str) -> QuantFormat:
         return int_format(bits, "group", size, scale_dtype="float16", prefix=prefix, scale_rule="signed_max")
 
-    # The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4). At level 0, ORT 1.31.1 has
-    # no kernel for 8-bit or 2-bit weights with float inputs and dequantises the whole matrix to float32 on
-    # every call: for one token ~30x (8 bits) and 60-110x (2 bits) slower per layer, plus a transient float
-    # copy of the weight (80 MB for tiny.en's output projection on 8 bits); whole artifacts with 5-8 layers on
-    # 2 bits ran 7-15 % faster at level 4, WER within 0.1 points (benchmarks/results/onnx_int8_compute_w2.md). The 4-bit rungs have a float kernel and keep
-    # float inputs: on whole artifacts at q4_0's bytes, level 4 ran 2 % (tiny.en) and 18 % (base) faster
-    # but held 8-16 MB more, at +0.0 and +0.9 [-0.4, +3.4] WER points (benchmarks/results/onnx_int8_compute_w4.md).
+    # The 8-bit and 2-bit rungs compute with int8 activations (accuracy_level 4). At level 0, ORT 1.31.1 has no
+    # kernel for 8-bit or 2-bit weights with float inputs and dequantises the whole matrix to float32 on every call:
+    # for one token ~30x (8 bits) and 60-110x (2 bits) slower per layer, plus a transient float copy of the weight
+    # (80 MB for tiny.en's output projection on 8 bits); whole artifacts with 5-8 layers on 2 bits ran 7-15 % faster
+    # at level 4, WER within 0.1 points (benchmarks/results/onnx_int8_compute_w2.md). The 4-bit rungs have a float
+    # kernel and keep float inputs: on whole artifacts at q4_0's bytes, level 4 ran 2 % (tiny.en) and 18 % (base)
+    # faster but held 8-16 MB more, at +0.0 and +0.9 [-0.4, +3.4] WER points
+    # (benchmarks/results/onnx_int8_compute_w4.md).
     def int8_compute(bits: int) -> QuantFormat:
         fmt = group(bits, 32, "mnb")
         return replace(fmt, name=f"{fmt.name}_a8", activation="dynamic_int8_per_block")
