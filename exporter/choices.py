@@ -12,6 +12,9 @@ from __future__ import annotations
 # statistic of |output| that ranks a layer's sensitivity.
 ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
 CALIBRATIONS = ("minmax", "cosine", "hessian")
+# Which code each weight gets once its scale is fixed (exporter/quant/gptq.py): the nearest one, or GPTQ's,
+# which spreads each rounding error onto the weights not yet rounded, weighed by the user's activations.
+ROUNDINGS = ("nearest", "gptq")
 SENSITIVITY_METRICS = ("median", "mean", "max", "std")
 DEFAULT_ORDER = ORDERS[0]
 # How rungs are allocated under the budget (exporter/quant/allocate.py): myQASR's first fit in `ORDERS` order,
@@ -38,6 +41,7 @@ DEFAULT_ONNX_LAYOUT = "sherpa"
 # The .pte's methods: edgeasr's (2L encoder outputs) or ExecuTorch's ASR runner contract (format pte-runner).
 PTE_LAYOUTS = ("edgeasr", "runner")
 DEFAULT_PTE_LAYOUT = "edgeasr"
+DEFAULT_ROUNDING = "nearest"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)

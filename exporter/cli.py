@@ -35,6 +35,7 @@ from exporter.choices import (
     ORDERS,
     PLAN_TARGETS,
     PTE_LAYOUTS,
+    ROUNDINGS,
     SENSITIVITY_METRICS,
     TASKS,
 )
@@ -614,6 +615,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
     _add_allocation(p)
     p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
+    p.add_argument(
+        "--rounding",
+        default=_EXPORT.rounding,
+        choices=ROUNDINGS,
+        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
+        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
+    )
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument(
         "--memory-budget",
@@ -787,6 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     _add_allocation(p)
     p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
+    p.add_argument(
+        "--rounding",
+        default=_EXPORT.rounding,
+        choices=ROUNDINGS,
+        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
+        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
+    )
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_fleet)

@@ -138,6 +138,13 @@ CORPUS = [
     ("plan-not-json", [*EVAL, "--plan", "{t}/plan_truncated.json"], "is not a plan JSON file"),
     ("plan-not-utf8", [*EVAL, "--plan", "{t}/plan_not_utf8.json"], "is not UTF-8 text"),
     ("plan-future-version", [*EVAL, "--plan", "{t}/plan_v99.json"], "schema version 99 is not supported"),
+    (
+        "plan-gptq-without-its-weights",
+        [*EVAL, "--plan", "{t}/plan_gptq.json"],
+        "this model does not hold those rounded weights",
+    ),
+    ("gptq-on-litert", [*EXPORT, "--out", "{t}/new", "--target", "litert", "--rounding", "gptq"], "not available"),
+    ("gptq-with-lora", [*EXPORT, "--out", "{t}/new", "--lora", "{t}", "--rounding", "gptq"], "drop --rounding gptq"),
     ("plan-other-model", [*EVAL, "--plan", "{art}/plan.json", "--model", "base"], "was made for model 'tiny.en'"),
     ("plan-for-another-shape", [*EVAL, "--plan", "{t}/plan_other_shape.json"], "the plan was made for another model"),
     ("plan-missing", [*EVAL, "--plan", "{t}/nothing.json"], "not found: {t}/nothing.json"),
@@ -304,6 +311,7 @@ def corpus(tmp_path_factory, shared_data, tiny_export) -> dict[str, str]:
     reshaped = [{**plan["layers"][0], "shape": [1, 2, 3]}, *plan["layers"][1:]]
     (t / "plan_other_shape.json").write_text(json.dumps({**plan, "layers": reshaped}))
     (t / "plan_v99.json").write_text(json.dumps({**plan, "schema_version": 99}))
+    (t / "plan_gptq.json").write_text(json.dumps({**plan, "rounding": "gptq", "rounded_weights": "0" * 64}))
     # adapters
     lora = {"rank": 8, "alpha": 16.0, "dropout": 0.0, "targets": ["q", "v"], "scope": ["decoder"]}
     base = {"block_size": 64, "double_quant_block": None, "embedding": "int8"}

@@ -51,6 +51,33 @@ def test_quantized_linear_matches_simulation(fmt_name, clip):
     assert (got - simulated).abs().max() / scale < 1e-5
 
 
+@pytest.mark.parametrize("fmt_name", ["8da8_pc", "8da4_g32", "8da4_g128"])
+def test_gptq_grid_weights_keep_their_codes_through_xnnpack(fmt_name):
+    """GPTQ's grid weights (exporter/quant/gptq.py), handed to torchao as a plan's weights are, give the .pte
+    GPTQ's codes: its output equals the simulation of those codes to float round-off, not the nearest ones."""
+    from torchao.quantization import FqnToConfig, quantize_
+
+    from exporter.quant.gptq import GptqOptions, gptq_codes, grid_weight
+
+    torch.manual_seed(1)
+    fmt = get_target("android").format_by_name(fmt_name)
+    module = nn.Sequential(nn.Linear(512, 384)).eval()
+    weight, bias = module[0].weight.detach().clone(), module[0].bias.detach().clone()
+    inputs = torch.randn(2000, 512) @ torch.randn(512, 512) * 0.1
+    codes = gptq_codes(weight, inputs.T @ inputs / len(inputs), fmt, 0.9, GptqOptions())
+    grid = grid_weight(weight, codes, fmt, 0.9)
+    with torch.no_grad():
+        module[0].weight.copy_(clip_weight(grid, fmt, 1.0))
+    x = torch.randn(1, 9, 512) * 2
+    quantize_(module, FqnToConfig(OrderedDict([("0", torchao_config(fmt, "linear"))])), filter_fn=None)
+    got = _run_pte(module, x)
+    simulated = nn.functional.linear(fake_quantize_activation_per_token(x), fake_quantize_weight(grid, fmt, 1.0), bias)
+    nearest = nn.functional.linear(fake_quantize_activation_per_token(x), fake_quantize_weight(weight, fmt, 0.9), bias)
+    scale = simulated.abs().max()
+    assert (got - simulated).abs().max() / scale < 1e-5
+    assert (got - nearest).abs().max() / scale > 1e-3
+
+
 # The android ladder's embedding rungs, and int2 in groups of 32: no longer offered (its cost in WER,
 # benchmarks/results/embedding_rungs_android.md), still lowered for a plan that names it.
 EMBEDDING_FORMATS = {f.name: f for f in get_target("android").ladder("embedding") if not f.is_float}

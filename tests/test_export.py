@@ -307,3 +307,22 @@ def test_client_check_tells_a_front_end_difference_from_a_broken_client():
     broken = ["zebra", "quantum", "lorem ipsum"]
     with pytest.raises(EdgeAsrError, match="full-precision model's on 100 %"):
         check_client(client_named(broken), clips, ours, options, _ScriptedRunner(fp))
+
+
+@pytest.mark.slow
+def test_gptq_export_lowers_the_rounded_codes_in_both_formats(toy_whisper, run_cli, shared_data, tmp_path):
+    """`--rounding gptq`: the .pte and the ONNX pair carry GPTQ's codes (parity against the simulation of the
+    rounded model passes, first-step logits within float round-off and int8-activation flips), and each
+    plan.json records the rounding with the digest of the weights it wrote."""
+    calib = shared_data / "english_misc" / "manifest.jsonl"
+    out = tmp_path / "gptq"
+    args = ["export", "--model", toy_whisper.model_id, *TOY_EXPORT_ARGS, "--calib", calib, "--no-progress"]
+    status, stdout, stderr = run_cli(*args, "--rounding", "gptq", "--out", out)
+    assert status == 0, stderr
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["options"]["rounding"] == "gptq"
+    for artifact in summary["artifacts"]:  # a failed parity check would have refused the export
+        assert artifact["parity"]["logits_relative_max_error"] < 0.05, artifact["parity"]
+    for plan_file in (out / "plan.json", out / "onnx" / "plan.json"):
+        plan = json.loads(plan_file.read_text())
+        assert plan["rounding"] == "gptq" and len(plan["rounded_weights"]) == 64

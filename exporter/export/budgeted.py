@@ -22,7 +22,8 @@ from exporter.lower.registry import get_backend
 from exporter.memory_budget import MemorySettings, check_artifact, choose_settings, fixed_settings
 from exporter.models import WhisperBundle
 from exporter.quant.budget import format_bytes
-from exporter.quant.pipeline import PlanOptions, check_plan_budget, make_plan
+from exporter.quant.gptq import check_rounding
+from exporter.quant.pipeline import PlanOptions, check_plan_budget, make_plan, round_weights
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
 from runtimes.artifact import open_artifact
@@ -57,6 +58,7 @@ def lower_artifact(
     fmt: str, bundle: WhisperBundle, plan: QuantPlan, folder: Path, settings: MemorySettings = MemorySettings()
 ) -> dict[str, int]:
     """Lower `plan` with the format's backend into `folder`, write plan.json; the files and their bytes."""
+    check_rounding(bundle.model, plan)
     folder.mkdir(parents=True, exist_ok=True)
     get_backend(fmt).lower(bundle, plan, folder, settings.n_frames, settings.attention)
     plan.save(folder / PLAN_FILE)
@@ -90,12 +92,14 @@ def export_artifact(
         with stage("plan"):
             plan = make_plan(bundle, user, plan_options, progress)
             plan.budget_bytes = budget
-            settings = memory_settings(fmt, bundle, plan, options)
+            # from here on, `rounded` holds the weights whose codes the plan means (GPTQ's grid weights)
+            rounded, plan = round_weights(bundle, plan, user, options.rounding, progress)
+            settings = memory_settings(fmt, rounded, plan, options)
         say(f"{fmt}: lowering {plan.format_counts()}, {settings.describe()}")
         for stale in (p for p in folder.glob("*") if p.is_file()):  # an earlier, over-budget attempt
             stale.unlink()
         with stage("lower"):
-            files = lower_artifact(fmt, bundle, plan, folder, settings)
+            files = lower_artifact(fmt, rounded, plan, folder, settings)
         size = get_backend(fmt).budget_bytes(files)
         if size <= budget:
             break
@@ -109,11 +113,11 @@ def export_artifact(
             "attempts; raise the budget"
         )
     with stage("memory"):
-        memory = check_memory(fmt, bundle, folder, settings, options)
+        memory = check_memory(fmt, rounded, folder, settings, options)
     say(f"{fmt}: parity check on {len(parity_clips)} clips")
     with stage("parity"):
         framing = get_backend(fmt).framing
-        simulated = TorchRunner(simulate(bundle, plan), n_frames=settings.n_frames, framing=framing)
+        simulated = TorchRunner(simulate(rounded, plan), n_frames=settings.n_frames, framing=framing)
         full_precision = TorchRunner(bundle, n_frames=settings.n_frames, framing=framing)
         parity = check_parity(open_artifact(folder), simulated, parity_clips, options, full_precision)
         reference = [row["artifact"] for row in parity["rows"]]

@@ -13,13 +13,16 @@ from exporter.choices import (
     DEFAULT_ONNX_LAYOUT,
     DEFAULT_ORDER,
     DEFAULT_PTE_LAYOUT,
+    DEFAULT_ROUNDING,
     ONNX_LAYOUTS,
     PTE_LAYOUTS,
+    ROUNDINGS,
 )
-from exporter.lower.registry import resolve_formats
+from exporter.lower.registry import get_backend, resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
 from exporter.memory_budget import frames_for_seconds
 from exporter.quant.budget import Budget
+from exporter.quant.targets import get_target
 from runtimes.errors import EdgeAsrError
 
 
@@ -36,6 +39,7 @@ class ExportOptions:
     allocation: str = DEFAULT_ALLOCATION
     layer_cost: str = DEFAULT_LAYER_COST  # knapsack only (choices.LAYER_COSTS)
     calibration: str = DEFAULT_CALIBRATION
+    rounding: str = DEFAULT_ROUNDING  # nearest codes, or GPTQ's on the user's activations (choices.ROUNDINGS)
     seed: int = 0
     parity_clips: int = 4
     # Parity tolerances. Each XNNPACK layer equals the simulation to float round-off, but the runtimes sum
@@ -74,6 +78,25 @@ class ExportOptions:
             raise EdgeAsrError(f"unknown .pte layout {self.pte_layout!r}; choose {' or '.join(PTE_LAYOUTS)}")
         if "sherpa" in self.resolved_formats():
             self._check_sherpa()
+        self._check_rounding()
+
+    def _check_rounding(self) -> None:
+        if self.rounding not in ROUNDINGS:
+            raise EdgeAsrError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+        if self.rounding == "nearest":
+            return
+        if self.lora is not None:
+            raise EdgeAsrError(
+                "--rounding gptq rounds a planned model; an NF4 + LoRA export (--lora) keeps the codes its "
+                "adapter was trained against: drop --rounding gptq"
+            )
+        for fmt in self.resolved_formats():
+            target = get_target(get_backend(fmt).target)
+            if target.folds_layernorms:
+                raise EdgeAsrError(
+                    f"--rounding gptq is not available for the {fmt} format: its converter folds LayerNorms "
+                    "into the weights before quantising them; use --rounding nearest"
+                )
 
     def _check_sherpa(self) -> None:
         # sherpa-onnx feeds the encoder the clip's frames plus its tail padding, up to 3000: an encoder cut

@@ -1,4 +1,5 @@
-"""From a model and the user's clips to a calibrated plan: sensitivity -> allocation -> calibration.
+"""From a model and the user's clips to a calibrated plan: sensitivity -> allocation -> calibration, then
+(`round_weights`) the codes: nearest, or GPTQ's on the user's activations.
 
 `observe_user(bundle, clips)` runs the expensive part once (FP pseudo-labels and layer observations);
 `make_plan(bundle, observations, options)` is then cheap enough to call for many budgets and orders.
@@ -22,6 +23,7 @@ from exporter.choices import (
     DEFAULT_SENSITIVITY,
     LAYER_COSTS,
     ORDERS,
+    ROUNDINGS,
     SENSITIVITY_METRICS,
 )
 from exporter.data import Dataset
@@ -30,6 +32,7 @@ from exporter.quant.allocate import allocate, check_budget, followers, layer_byt
 from exporter.quant.budget import Budget
 from exporter.quant.calibrate import calibrate
 from exporter.quant.costs import layer_costs
+from exporter.quant.gptq import gptq_layers, gptq_round, input_hessians
 from exporter.quant.layers import quantizable_layers, unquantised_bytes
 from exporter.quant.observe import Observations, observe, sensitivities
 from exporter.quant.output_costs import output_costs
@@ -99,6 +102,8 @@ class UserObservations:
     # Measured layer costs by (target, layer cost): the output measure takes minutes, and an export that
     # re-plans for a smaller budget, or a benchmark planning many budgets, needs the same table again.
     costs: dict[tuple[str, str], dict[str, list[float]]] = field(default_factory=dict)
+    # GPTQ's input Hessians by layer name (one forward pass per clip; the same for every plan of this model)
+    hessians: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def layer_costs(
         self, bundle: WhisperBundle, target: Target, measure: str, progress: bool
@@ -110,6 +115,24 @@ class UserObservations:
             else:
                 self.costs[key] = layer_costs(bundle, self.observations, target)
         return self.costs[key]
+
+
+def round_weights(
+    bundle: WhisperBundle, plan: QuantPlan, user: UserObservations | None, rounding: str, progress: bool = True
+) -> tuple[WhisperBundle, QuantPlan]:
+    """The bundle and plan every later stage (simulation, lowering, parity) uses: unchanged for nearest
+    rounding; for "gptq", a copy whose rounded layers hold GPTQ's grid weights (exporter/quant/gptq.py)."""
+    if rounding not in ROUNDINGS:
+        raise EdgeAsrError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    if rounding == "nearest":
+        return bundle, plan
+    if user is None:
+        raise EdgeAsrError("GPTQ rounding weighs errors by the activations of calibration clips; give --calib")
+    names = [layer.name for layer in gptq_layers(plan)]
+    missing = [name for name in names if name not in user.hessians]
+    if missing:
+        user.hessians.update(input_hessians(bundle, missing, user.observations, progress))
+    return gptq_round(bundle, plan, user.hessians, progress=progress)
 
 
 def select_clips(dataset: Dataset, n: int, seed: int = 0) -> Dataset:

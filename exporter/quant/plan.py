@@ -71,6 +71,10 @@ class QuantPlan:
     notes: list[str] = field(default_factory=list)
     allocation: str = "myqasr"  # how rungs were allocated (exporter/quant/allocate.py)
     layer_cost: str | None = None  # knapsack: the measure its per-layer costs came from (choices.LAYER_COSTS)
+    # How codes were chosen (choices.ROUNDINGS). "gptq" moved the rounded layers' float weights onto the grid
+    # (exporter/quant/gptq.py); their sha256 is recorded, because the plan alone cannot reproduce them.
+    rounding: str = "nearest"
+    rounded_weights: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -18,6 +18,7 @@ from torch import nn
 from exporter.models import WhisperBundle
 from exporter.quant.fold import fold_layernorm_affine
 from exporter.quant.formats import DYNAMIC_ACTIVATIONS, QuantFormat
+from exporter.quant.gptq import check_rounding
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import (
     fake_quantize_activation_static,
@@ -93,6 +94,7 @@ def round_stored_floats(model: nn.Module, plan: QuantPlan) -> None:
 def apply_plan(model: nn.Module, plan: QuantPlan) -> nn.Module:
     """A fake-quantised copy of `model` (the original is not modified)."""
     check_plan_fits(model, plan)
+    check_rounding(model, plan)
     model = copy.deepcopy(model)
     if get_target(plan.target).folds_layernorms:
         fold_layernorm_affine(model)
