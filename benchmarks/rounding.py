@@ -17,7 +17,16 @@ import argparse
 import time
 
 from allocation_groups import GROUPS, split_speakers
-from bench_common import RESULTS, points_interval, produced_by, say, wer_summary, write_notes_and_rows
+from bench_common import (
+    RESULTS,
+    WORK,
+    lower_artifact,
+    points_interval,
+    produced_by,
+    say,
+    wer_summary,
+    write_notes_and_rows,
+)
 
 from exporter.data import Dataset
 from exporter.evaluate import evaluate
@@ -26,9 +35,12 @@ from exporter.quant.gptq import GptqOptions, gptq_layers, gptq_round, input_hess
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
 from exporter.quant.simulate import simulate
 from exporter.scoring import aggregate, paired_bootstrap
+from runtimes.artifact import open_artifact
 from runtimes.torch_runner import TorchRunner
 
 ALL = "both"  # the column pooling both groups' clips
+# --runtime: the export format whose real runtime decodes the nearest row and the first GPTQ row again
+RUNTIME_FORMATS = {"executorch": "pte", "onnx": "sherpa"}
 
 
 def _row_name(damping: float | None) -> str:
@@ -42,6 +54,7 @@ def main() -> None:
     parser.add_argument("--budget", default="35MB")
     parser.add_argument("--per-group", type=int, default=60, help="test clips per age group")
     parser.add_argument("--dampings", type=float, nargs="+", default=[GptqOptions().damping])
+    parser.add_argument("--runtime", choices=sorted(RUNTIME_FORMATS), help="also decode two rows' artifacts")
     args = parser.parse_args()
     bundle = load_whisper(args.model)
     calib, test = split_speakers(8, 32, args.per_group, 0)
@@ -71,6 +84,13 @@ def main() -> None:
             runner = TorchRunner(simulate(model, row_plan))
             counts.setdefault(name, {})[group] = evaluate(runner, clips, model_id=name, progress=False).counts()
             say(f"{group} {name}: {100 * aggregate(counts[name][group]).wer:.1f} %")
+            if args.runtime and damping in (None, args.dampings[0]):
+                fmt = RUNTIME_FORMATS[args.runtime]
+                folder = lower_artifact(model, row_plan, fmt, WORK / f"rounding-{args.model}-{fmt}-{row_plan.plan_id}")
+                runner = open_artifact(folder, threads=2, runtime=args.runtime)
+                real = f"{name} @{args.runtime}"
+                counts.setdefault(real, {})[group] = evaluate(runner, clips, model_id=real, progress=False).counts()
+                say(f"{group} {real}: {100 * aggregate(counts[real][group]).wer:.1f} %")
     columns = [*GROUPS, ALL]
     speakers[ALL] = [s for g in GROUPS for s in speakers[g]]
     rows = []
@@ -79,9 +99,10 @@ def main() -> None:
         row = {"row": name, "seconds": {g: seconds.get((name, g)) for g in GROUPS}}
         for column in columns:
             row[column] = wer_summary(by_group[column])
-            if name not in ("FP", "nearest"):
+            reference = f"nearest @{args.runtime}" if name.endswith(f"@{args.runtime}") else "nearest"
+            if name not in ("FP", reference):
                 row[column]["vs_nearest"] = paired_bootstrap(
-                    counts["nearest"][column], by_group[column], clusters=speakers[column]
+                    counts[reference][column], by_group[column], clusters=speakers[column]
                 ).to_dict()
         rows.append(row)
     hessian_s = "/".join(str(seconds[("hessians", g)]) for g in GROUPS)
@@ -95,7 +116,8 @@ def main() -> None:
         "calibration clips' activations (every real input row, teacher-forced on the FP model's pseudo-labels; "
         "damping as a fraction of H's mean diagonal). Simulated in PyTorch (the export checks each artifact "
         "against this simulation), greedy with the loop guard. WER % with n words; capped: each clip's errors "
-        "capped at its reference words; interval: 95 % paired bootstrap against nearest over speakers (2000 "
+        "capped at its reference words; interval: 95 % paired bootstrap against nearest (for @runtime rows: "
+        "nearest through the same runtime, the artifact lowered from that row's plan) over speakers (2000 "
         f"resamples). s: GPTQ rounding time per group on this 2-core machine, after input Hessians taking "
         f"{hessian_s} s (one pass over the 32 clips).",
         produced_by(
@@ -106,6 +128,7 @@ def main() -> None:
                 "--budget": args.budget,
                 "--per-group": args.per_group,
                 "--dampings": args.dampings,
+                "--runtime": args.runtime,
             },
         ),
     ]

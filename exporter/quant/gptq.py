@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
-from exporter.quant.observe import Observations, _is_encoder_side
+from exporter.quant.observe import Observations, is_encoder_side
 from exporter.quant.plan import LayerPlan, QuantPlan
 from exporter.quant.primitives import clip_groups, quantize_weight
 from exporter.quant.targets import get_target
@@ -84,7 +84,7 @@ def input_hessians(
     def hook(name: str):
         def record(module, args):
             x = args[0][0]
-            if _is_encoder_side(name):
+            if is_encoder_side(name):
                 x = x[: frames["n"]]
             x = x.double()
             sums[name] = sums.get(name, 0) + x.T @ x

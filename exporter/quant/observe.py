@@ -68,7 +68,8 @@ class Observations:
     clips: list[ClipRecord]
 
 
-def _is_encoder_side(name: str) -> bool:
+def is_encoder_side(name: str) -> bool:
+    """Whether the layer's rows are encoder frames (whose padding must be cut), not decoder tokens."""
     return ".encoder." in f".{name}." or name.endswith(("encoder_attn.k_proj", "encoder_attn.v_proj"))
 
 
@@ -79,7 +80,7 @@ def _real(tensor: torch.Tensor, layer: QuantLayer, clip: ClipRecord, is_output: 
         # conv1 keeps the mel frame rate; conv2 (stride 2) halves it on its output.
         strided_output = is_output and layer.name.endswith("conv2")
         return x[:, : clip.encoder_frames if strided_output else clip.mel_frames]
-    if _is_encoder_side(layer.name):
+    if is_encoder_side(layer.name):
         return x[: clip.encoder_frames]
     return x
 
