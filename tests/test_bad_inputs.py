@@ -59,6 +59,11 @@ CORPUS = [
     ("budget-negative", ["plan", "--budget", "-5MB"], "--budget: expected one argument"),
     ("memory-budget-not-a-size", [*EXPORT, "--out", "{t}/new", "--memory-budget", "lots"], "cannot read budget"),
     ("budget-impossible", [*EXPORT, "--out", "{t}/new", "--budget", "1MB"], "cannot be met"),
+    (
+        "budget-below-the-pte-floor",
+        [*EXPORT, "--out", "{t}/new", "--budget", "30MB"],
+        "or use --target onnx, which stores the tied embedding once",
+    ),
     ("export-speaker-without-calib", [*EXPORT, "--out", "{t}/new", "--speaker", "0001"], "give --calib too"),
     ("fleet-users-missing", [*FLEET, "{t}/none.jsonl", "--out", "{t}/new"], "users file {t}/none.jsonl not found"),
     ("fleet-users-not-json", [*FLEET, "{t}/a_file", "--out", "{t}/new"], "not JSON"),

@@ -109,10 +109,13 @@ def check_budget(budget: int, lo: int, hi: int, target: Target, overhead: int = 
             f"{format_bytes(lo)} to {format_bytes(hi)}"
         )
     if budget < lo:
+        # XNNPACK holds the tied embedding twice (a table and a packed Linear); ONNX Runtime reads one copy
+        tied_twice = target.name in ("android", "executorch")
+        other = ", or use --target onnx, which stores the tied embedding once" if tied_twice else ""
         raise EdgeAsrError(
             f"budget {format_bytes(budget)} cannot be met on target {target.name}: the smallest "
             f"plan (every layer on its lowest format) is {format_bytes(lo)}{extra}. Reachable: "
-            f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model"
+            f"{format_bytes(lo)} to {format_bytes(hi)}; raise the budget or pick a smaller model{other}"
         )
 
 
