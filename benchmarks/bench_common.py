@@ -147,10 +147,13 @@ def wer_cells(row: dict) -> str:
 
 def produced_by(script: str, options: dict[str, object]) -> str:
     """The notes' last line: the command that made a results file, with the options that differ from their
-    defaults (`options`: flag -> value, None for a default; a list is written space-separated)."""
+    defaults (`options`: flag -> value, None for a default, True for a switch given; a list is written
+    space-separated)."""
     words = [f"python benchmarks/{script}"]
     for flag, value in options.items():
-        if value is not None:
+        if value is True:  # a switch
+            words.append(flag)
+        elif value is not None:
             words.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list | tuple) else value}")
     return f"Produced by `{' '.join(words)}` (edgeasr {__version__})."
 

@@ -72,6 +72,13 @@ SECTIONS = (
         "group, calibrated on the group's unlabelled clips, with speaker-resampled intervals (`calibrations.py`).",
     ),
     (
+        "rounding_",
+        "Rounding (GPTQ)",
+        "Nearest codes against GPTQ's, chosen on the group's unlabelled clips' activations, on the same formats and "
+        "scales at one budget, per speechocean762 age group, simulated and through the real runtime, with "
+        "speaker-resampled intervals (`rounding.py`).",
+    ),
+    (
         "onnx_memory_",
         "ONNX Runtime session memory",
         "edgeasr's ONNX runner (ORT's CPU arena and memory patterns off) against ORT's defaults on one pair, "
@@ -400,14 +407,16 @@ def scale_rules_table(data: dict) -> list[str]:
     return lines
 
 
-def calibrations_table(data: dict) -> list[str]:
+def versus_table(data: dict, reference: str) -> list[str]:
+    """Rows of WER per group with each row's interval against `reference` (calibrations: minmax; rounding:
+    nearest), from a results file whose rows hold one {wer, n_words, vs_<reference>} entry per group."""
     groups = [
         key for key in data["rows"][0] if isinstance(data["rows"][0][key], dict) and "wer" in data["rows"][0][key]
     ]
-    header = " | ".join(f"{g} WER % (n) | vs minmax" for g in groups)
+    header = " | ".join(f"{g} WER % (n) | vs {reference}" for g in groups)
     lines = [f"| row | {header} |", "|---|" + "---:|---|" * len(groups)]
     for r in data["rows"]:
-        cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_interval(r[g], 'vs_minmax')}" for g in groups]
+        cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_interval(r[g], f'vs_{reference}')}" for g in groups]
         lines.append(f"| {r['row']} | {' | '.join(cells)} |")
     return lines
 
@@ -486,7 +495,9 @@ def summary_lines(stem: str, data) -> list[str]:
     if stem.startswith("scale_rules_") and isinstance(data, dict) and "rows" in data:
         return scale_rules_table(data)
     if stem.startswith("calibrations_") and isinstance(data, dict) and "rows" in data:
-        return calibrations_table(data)
+        return versus_table(data, "minmax")
+    if stem.startswith("rounding_") and isinstance(data, dict) and "rows" in data:
+        return versus_table(data, "nearest")
     if stem.startswith("onnx_int8_compute") and isinstance(data, dict) and "rows" in data:
         return int8_compute_table(data)
     if stem.startswith("onnx_memory_") and isinstance(data, dict) and "summary" in data:

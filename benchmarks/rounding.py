@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 from allocation_groups import GROUPS, split_speakers
 from bench_common import (
@@ -31,7 +32,8 @@ from bench_common import (
 from exporter.data import Dataset
 from exporter.evaluate import evaluate
 from exporter.models import load_whisper
-from exporter.quant.gptq import GptqOptions, gptq_layers, gptq_round, input_hessians
+from exporter.quant.gptq import GptqOptions, gptq_round, input_hessians
+from exporter.quant.layers import quantizable_layers
 from exporter.quant.pipeline import PlanOptions, make_plan, observe_user
 from exporter.quant.simulate import simulate
 from exporter.scoring import aggregate, paired_bootstrap
@@ -55,36 +57,49 @@ def main() -> None:
     parser.add_argument("--per-group", type=int, default=60, help="test clips per age group")
     parser.add_argument("--dampings", type=float, nargs="+", default=[GptqOptions().damping])
     parser.add_argument("--runtime", choices=sorted(RUNTIME_FORMATS), help="also decode two rows' artifacts")
+    parser.add_argument("--act-order", action="store_true", help="add the first damping with act order")
+    parser.add_argument(
+        "--mismatched", action="store_true", help="add the first damping on the other group's clips' activations"
+    )
     args = parser.parse_args()
     bundle = load_whisper(args.model)
     calib, test = split_speakers(8, 32, args.per_group, 0)
     counts: dict[str, dict[str, list]] = {"FP": {}}
     speakers: dict[str, list[str]] = {}
     sizes, seconds = {}, {}
+    linear = [layer.name for layer in quantizable_layers(bundle.model) if layer.kind == "linear"]
+    users, hessians = {}, {}
+    for group in GROUPS:
+        users[group] = observe_user(bundle, calib[group], 32, 0, progress=False)
+        started = time.perf_counter()
+        hessians[group] = input_hessians(bundle, linear, users[group].observations, False)
+        seconds[("hessians", group)] = round(time.perf_counter() - started, 1)
+    first = GptqOptions(damping=args.dampings[0])
+    variants = [(_row_name(d), GptqOptions(damping=d), False) for d in args.dampings]
+    if args.act_order:
+        variants.append((f"{_row_name(first.damping)}, act order", replace(first, act_order=True), False))
+    if args.mismatched:
+        variants.append((f"{_row_name(first.damping)}, other group's clips", first, True))
     for group in GROUPS:
         clips = Dataset(test.source, [u for u in test if u.extra["age_group"] == group])
         speakers[group] = [u.speaker for u in clips]
         counts["FP"][group] = evaluate(TorchRunner(bundle), clips, model_id="FP", progress=False).counts()
-        user = observe_user(bundle, calib[group], 32, 0, progress=False)
         options = PlanOptions(target=args.target, budget=args.budget, allocation="fill")
-        plan = make_plan(bundle, user, options, progress=False)
+        plan = make_plan(bundle, users[group], options, progress=False)
         sizes[group] = plan.total_bytes
-        started = time.perf_counter()
-        hessians = input_hessians(bundle, [layer.name for layer in gptq_layers(plan)], user.observations, False)
-        seconds[("hessians", group)] = round(time.perf_counter() - started, 1)
-        for damping in [None, *args.dampings]:
-            name = _row_name(damping)
+        other = next(g for g in GROUPS if g != group)
+        for name, gptq, mismatched in [("nearest", None, False), *variants]:
             started = time.perf_counter()
-            if damping is None:
+            if gptq is None:
                 model, row_plan = bundle, plan
             else:
-                model, row_plan = gptq_round(bundle, plan, hessians, GptqOptions(damping=damping), progress=False)
-            if damping is not None:
+                source = hessians[other if mismatched else group]
+                model, row_plan = gptq_round(bundle, plan, source, gptq, progress=False)
                 seconds[(name, group)] = round(time.perf_counter() - started, 1)
             runner = TorchRunner(simulate(model, row_plan))
             counts.setdefault(name, {})[group] = evaluate(runner, clips, model_id=name, progress=False).counts()
             say(f"{group} {name}: {100 * aggregate(counts[name][group]).wer:.1f} %")
-            if args.runtime and damping in (None, args.dampings[0]):
+            if args.runtime and name in ("nearest", _row_name(first.damping)):
                 fmt = RUNTIME_FORMATS[args.runtime]
                 folder = lower_artifact(model, row_plan, fmt, WORK / f"rounding-{args.model}-{fmt}-{row_plan.plan_id}")
                 runner = open_artifact(folder, threads=2, runtime=args.runtime)
@@ -114,7 +129,8 @@ def main() -> None:
         + ", ".join(f"{g} {sizes[g] / 1e6:.2f} MB" for g in GROUPS)
         + ". Formats and scales are the same in every row; only the codes differ: nearest, or GPTQ's on the "
         "calibration clips' activations (every real input row, teacher-forced on the FP model's pseudo-labels; "
-        "damping as a fraction of H's mean diagonal). Simulated in PyTorch (the export checks each artifact "
+        "damping as a fraction of H's mean diagonal; act order: columns rounded by decreasing H diagonal; other "
+        "group's clips: this group's plan, rounded on the other age group's calibration clips). Simulated in PyTorch (the export checks each artifact "
         "against this simulation), greedy with the loop guard. WER % with n words; capped: each clip's errors "
         "capped at its reference words; interval: 95 % paired bootstrap against nearest (for @runtime rows: "
         "nearest through the same runtime, the artifact lowered from that row's plan) over speakers (2000 "
@@ -129,6 +145,8 @@ def main() -> None:
                 "--per-group": args.per_group,
                 "--dampings": args.dampings,
                 "--runtime": args.runtime,
+                "--act-order": args.act_order or None,
+                "--mismatched": args.mismatched or None,
             },
         ),
     ]

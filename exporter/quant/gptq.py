@@ -50,6 +50,9 @@ class GptqOptions:
     damping: float = 1.0
     # Columns rounded between two updates of the rest of the matrix (the update is the same, only batched).
     block: int = 128
+    # Round input columns in order of decreasing activity (H's diagonal) instead of their index order. The
+    # scales are fixed before rounding, so any order keeps the same groups.
+    act_order: bool = False
 
 
 def gptq_layers(plan: QuantPlan) -> list[LayerPlan]:
@@ -151,8 +154,13 @@ def gptq_codes(
     anchor_mask = anchor_mask.reshape(out_features, in_features)
     anchor_codes = nearest.reshape(out_features, in_features).float()
 
-    factor = _inverse_factor(hessian, options.damping)
     work = groups.reshape(out_features, in_features).clone()  # the clipped weights, updated as columns round
+    if options.act_order:  # the most active input columns first, while the others can still absorb errors
+        order = torch.argsort(torch.diagonal(hessian), descending=True, stable=True)
+        hessian = hessian[order][:, order]
+        work, per_weight, low_w, high_w = (t[:, order] for t in (work, per_weight, low_w, high_w))
+        anchor_mask, anchor_codes = anchor_mask[:, order], anchor_codes[:, order]
+    factor = _inverse_factor(hessian, options.damping)
     codes = torch.zeros_like(work)
     for start in range(0, in_features, options.block):
         stop = min(start + options.block, in_features)
@@ -166,6 +174,8 @@ def gptq_codes(
             work[:, col + 1 : stop] -= error[:, None] * factor[col, col + 1 : stop][None, :]
             errors[:, col - start] = error
         work[:, stop:] -= errors @ factor[start:stop, stop:]
+    if options.act_order:
+        codes = codes[:, torch.argsort(order)]
     return codes.reshape(nearest.shape).to(nearest.dtype)
 
 
