@@ -158,6 +158,21 @@ def produced_by(script: str, options: dict[str, object]) -> str:
     return f"Produced by `{' '.join(words)}` (edgeasr {__version__})."
 
 
+def versus_table(rows: list[dict], columns: list[str], reference: str, last: tuple[str, object]) -> list[str]:
+    """Markdown table of rows holding, per column, a wer_summary with an optional `vs_<reference>` paired
+    comparison: WER (n), capped WER and the interval per column; `last` = (title, row -> cell) ends each row."""
+    title, cell = last
+    header = " | ".join(f"{c} WER % (n) | capped | vs {reference}, points [95 % CI]" for c in columns)
+    lines = [f"| row | {header} | {title} |", "|---|" + "---:|---:|---|" * len(columns) + "---:|"]
+    for r in rows:
+        cells = []
+        for c in columns:
+            versus = points_interval(r[c].get(f"vs_{reference}"))
+            cells.append(f"{100 * r[c]['wer']:.1f} ({r[c]['n_words']}) | {100 * r[c]['capped_wer']:.1f} | {versus}")
+        lines.append(f"| {r['row']} | {' | '.join(cells)} | {cell(r)} |")
+    return lines
+
+
 def write_notes_and_rows(stem: Path, data: dict, markdown: str) -> None:
     """A results pair: `stem`.json with `data` (notes and rows) and `stem`.md with `markdown`, the tables."""
     write_json(stem.with_suffix(".json"), data)
@@ -183,6 +198,7 @@ __all__ = [
     "produced_by",
     "say",
     "scores_by_set",
+    "versus_table",
     "wer_cells",
     "write_notes_and_rows",
     "write_results",

@@ -16,7 +16,7 @@ import argparse
 import time
 
 from allocation_groups import GROUPS, split_speakers
-from bench_common import RESULTS, points_interval, say, wer_summary
+from bench_common import RESULTS, say, versus_table, wer_summary
 
 from exporter import __version__
 from exporter.choices import CALIBRATIONS
@@ -84,15 +84,11 @@ def main() -> None:
         f"(edgeasr {__version__}).",
     ]
     lines = [f"# Calibration methods: {args.model}, {args.target} {args.budget}", "", *notes, ""]
-    header = " | ".join(f"{g} WER % (n) | capped | vs minmax, points [95 % CI]" for g in GROUPS)
-    lines += [f"| row | {header} | plan s |", "|---|" + "---:|---:|---|" * len(GROUPS) + "---:|"]
-    for r in rows:
-        cells = []
-        for g in GROUPS:
-            versus = points_interval(r[g].get("vs_minmax"))
-            cells.append(f"{100 * r[g]['wer']:.1f} ({r[g]['n_words']}) | {100 * r[g]['capped_wer']:.1f} | {versus}")
-        plan_s = "/".join(str(s) for s in r["plan_seconds"].values()) if r["plan_seconds"] else "-"
-        lines.append(f"| {r['row']} | {' | '.join(cells)} | {plan_s} |")
+
+    def plan_s(row: dict) -> str:
+        return "/".join(str(s) for s in row["plan_seconds"].values()) if row["plan_seconds"] else "-"
+
+    lines += versus_table(rows, list(GROUPS), "minmax", ("plan s", plan_s))
     stem = RESULTS / f"calibrations_{args.model.replace('.', '_')}_{args.target}"
     write_json(stem.with_suffix(".json"), {"notes": notes, "rows": rows})
     write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")

@@ -22,9 +22,9 @@ from bench_common import (
     RESULTS,
     WORK,
     lower_artifact,
-    points_interval,
     produced_by,
     say,
+    versus_table,
     wer_summary,
     write_notes_and_rows,
 )
@@ -151,15 +151,12 @@ def main() -> None:
         ),
     ]
     lines = [f"# Rounding: {args.model}, {args.target} {args.budget}", "", *notes, ""]
-    header = " | ".join(f"{c} WER % (n) | capped | vs nearest, points [95 % CI]" for c in columns)
-    lines += [f"| row | {header} | s |", "|---|" + "---:|---:|---|" * len(columns) + "---:|"]
-    for r in rows:
-        cells = []
-        for c in columns:
-            versus = points_interval(r[c].get("vs_nearest"))
-            cells.append(f"{100 * r[c]['wer']:.1f} ({r[c]['n_words']}) | {100 * r[c]['capped_wer']:.1f} | {versus}")
-        spent = [s for s in r["seconds"].values() if s is not None]
-        lines.append(f"| {r['row']} | {' | '.join(cells)} | {'/'.join(map(str, spent)) if spent else '-'} |")
+
+    def spent(row: dict) -> str:
+        values = [s for s in row["seconds"].values() if s is not None]
+        return "/".join(map(str, values)) if values else "-"
+
+    lines += versus_table(rows, columns, "nearest", ("s", spent))
     stem = RESULTS / f"rounding_{args.model.replace('.', '_')}_{args.target}_{args.budget}"
     write_notes_and_rows(stem, {"notes": notes, "rows": rows}, "\n".join(lines) + "\n")
 

@@ -101,6 +101,18 @@ def _add_layouts(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scales_and_codes(parser: argparse.ArgumentParser) -> None:
+    """export's and fleet's --calibration (each layer's clip ratio) and --rounding (each weight's code)."""
+    parser.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
+    parser.add_argument(
+        "--rounding",
+        default=_EXPORT.rounding,
+        choices=ROUNDINGS,
+        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
+        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
+    )
+
+
 def _add_allocation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allocation",
@@ -614,14 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
     _add_allocation(p)
-    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
-    p.add_argument(
-        "--rounding",
-        default=_EXPORT.rounding,
-        choices=ROUNDINGS,
-        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
-        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
-    )
+    _add_scales_and_codes(p)
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument(
         "--memory-budget",
@@ -794,14 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layouts(p)  # every user's artifacts share the layouts
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     _add_allocation(p)
-    p.add_argument("--calibration", default=_EXPORT.calibration, choices=CALIBRATIONS)
-    p.add_argument(
-        "--rounding",
-        default=_EXPORT.rounding,
-        choices=ROUNDINGS,
-        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
-        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
-    )
+    _add_scales_and_codes(p)
     p.add_argument("--seed", type=_count, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_fleet)
