@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument(
         "--mismatched", action="store_true", help="add the first damping on the other group's clips' activations"
     )
+    parser.add_argument("--suffix", default="", help="appended to the results file name (e.g. _variants)")
     args = parser.parse_args()
     bundle = load_whisper(args.model)
     calib, test = split_speakers(8, 32, args.per_group, 0)
@@ -147,6 +148,7 @@ def main() -> None:
                 "--runtime": args.runtime,
                 "--act-order": args.act_order or None,
                 "--mismatched": args.mismatched or None,
+                "--suffix": args.suffix or None,
             },
         ),
     ]
@@ -157,7 +159,7 @@ def main() -> None:
         return "/".join(map(str, values)) if values else "-"
 
     lines += versus_table(rows, columns, "nearest", ("s", spent))
-    stem = RESULTS / f"rounding_{args.model.replace('.', '_')}_{args.target}_{args.budget}"
+    stem = RESULTS / f"rounding_{args.model.replace('.', '_')}_{args.target}_{args.budget}{args.suffix}"
     write_notes_and_rows(stem, {"notes": notes, "rows": rows}, "\n".join(lines) + "\n")
 
 
