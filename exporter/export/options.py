@@ -22,7 +22,6 @@ from exporter.lower.registry import get_backend, resolve_formats
 from exporter.lower.settings import DEFAULT_PTE_MODE
 from exporter.memory_budget import frames_for_seconds
 from exporter.quant.budget import Budget
-from exporter.quant.targets import get_target
 from runtimes.errors import EdgeAsrError
 
 
@@ -90,13 +89,10 @@ class ExportOptions:
                 "--rounding gptq rounds a planned model; an NF4 + LoRA export (--lora) keeps the codes its "
                 "adapter was trained against: drop --rounding gptq"
             )
+        from exporter.quant.gptq import check_gptq_target  # here, not at the top: it loads torch
+
         for fmt in self.resolved_formats():
-            target = get_target(get_backend(fmt).target)
-            if target.folds_layernorms:
-                raise EdgeAsrError(
-                    f"--rounding gptq is not available for the {fmt} format: its converter folds LayerNorms "
-                    "into the weights before quantising them; use --rounding nearest"
-                )
+            check_gptq_target(get_backend(fmt).target)
 
     def _check_sherpa(self) -> None:
         # sherpa-onnx feeds the encoder the clip's frames plus its tail padding, up to 3000: an encoder cut

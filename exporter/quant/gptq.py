@@ -55,14 +55,19 @@ class GptqOptions:
     act_order: bool = False
 
 
+def check_gptq_target(name: str) -> None:
+    """Refuse a target whose converter quantises other weights than the model's (export checks this early)."""
+    if get_target(name).folds_layernorms:
+        raise EdgeAsrError(
+            f"--rounding gptq is not available for the {name} target: its converter folds LayerNorms into "
+            "the weights before quantising them; use --rounding nearest"
+        )
+
+
 def gptq_layers(plan: QuantPlan) -> list[LayerPlan]:
     """The plan's layers GPTQ rounds (see the module docstring for which and why)."""
+    check_gptq_target(plan.target)
     target = get_target(plan.target)
-    if target.folds_layernorms:
-        raise EdgeAsrError(
-            f"GPTQ rounding is not available for the {plan.target} target: its converter folds LayerNorms into "
-            "the weights before quantising them; use --calibration minmax, cosine or hessian"
-        )
     tied = {layer.name for layer in plan.layers if layer.tied_to} if target.shares_tied_weights else set()
     return [
         layer
@@ -142,7 +147,7 @@ def gptq_codes(
     out_features, in_features = weight.shape
     columns_per_scale = _group_layout(weight, fmt)
     nearest, stored_scale = quantize_weight(weight, fmt, clip)
-    groups, _, limit = clip_groups(weight, fmt, clip)
+    groups, _, _ = clip_groups(weight, fmt, clip)
     anchors = groups.abs().argmax(dim=1)
     low, high = _code_range(nearest, anchors, fmt)
     # per weight: the stored scale (what the runtime multiplies by) and the code bounds of its group
