@@ -10,6 +10,8 @@ bootstrap intervals resampled by speaker for: best allocation vs uniform, vs myq
 mismatched. Simulated in PyTorch with the target's real formats (see exporter/quant/targets.py).
 
 Resumable: rows already in the results JSON are skipped; JSON, table and plot are rewritten after each row.
+With --refresh, each stored row's plan is made again first and a row whose plan differs (a ladder or a
+simulation changed since it was measured) is measured again, with its real-runtime row if it had one.
 
     python benchmarks/allocation_groups.py --model tiny.en [--target android] [--budgets 55MB 45MB 40MB]
 """
@@ -351,6 +353,11 @@ def main() -> None:
         metavar="ROW",
         help="measured rows (keys as in the table) to run again through the target's real runtime",
     )
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="make each stored row's plan again and measure again those whose plan changed",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     budgets = args.budgets or BUDGETS[args.model][args.target]
@@ -393,14 +400,26 @@ def main() -> None:
     calib["generic"] = generic_calibration_set()
     users = {}
     for row in todo:
-        if row["key"] in done:
-            continue
-        started = time.perf_counter()
         plan = None
+        if row["key"] in done:
+            if not (args.refresh and row["system"] != "FP"):
+                continue
+            plan, plan_seconds = row_plan_made(bundle, row, args, users, calib, timings)
+            if plan_digest(plan) == done[row["key"]]["plan_digest"]:
+                continue
+            say(f"{row['key']}: the plan changed since it was measured; measuring it again")
+            stale = [k for k in done if k == row["key"] or k.startswith(row["key"] + "@")]
+            args.runtime_rows += [
+                k.split("@")[0] for k in stale if "@" in k and k.split("@")[0] not in args.runtime_rows
+            ]
+            for k in stale:
+                del done[k]
+        started = time.perf_counter()
         if row["system"] == "FP":
             evaluated = bundle
         else:
-            plan, plan_seconds = row_plan_made(bundle, row, args, users, calib, timings)
+            if plan is None:
+                plan, plan_seconds = row_plan_made(bundle, row, args, users, calib, timings)
             digest = plan_digest(plan)
             twin = next((r for r in done.values() if r.get("plan_digest") == digest and not r.get("runtime")), None)
             if twin is not None:  # same formats and scales as a row already tested: same transcripts
