@@ -62,6 +62,7 @@ BACKENDS = {
     "sherpa-onnx": "OfflineRecognizer (ONNX Runtime cpu), its own features and greedy search",
     "litert": "ai-edge-litert interpreter, XNNPACK delegate",
     "tflite-runtime": "tflite-runtime interpreter, XNNPACK delegate, in its own process (memory: both processes)",
+    "executorch-native": "ExecuTorch's C++ runtime, XNNPACK, in its own process without torch (memory: both processes)",
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,7 +186,7 @@ def _fp32_bytes(plan: dict) -> int:
     return plan["unquantised_bytes"] + sum(4 * int(np.prod(layer["shape"])) for layer in plan["layers"])
 
 
-def _executorch_target(root: Path) -> Target:
+def _executorch_target(root: Path, runtime: str = "executorch") -> Target:
     folder = KINDS["executorch"].find(root)
     if folder is None:
         raise EdgeAsrError(f"{root} holds no model.pte, so runtime executorch has nothing to run")
@@ -205,7 +206,7 @@ def _executorch_target(root: Path) -> Target:
         "n_frames": n_frames,
         "attention": attention,
     }
-    return Target("executorch", folder, plan, artifact, plan["model_id"], n_frames)
+    return Target(runtime, folder, plan, artifact, plan["model_id"], n_frames)
 
 
 def _pair_artifact(folder: Path, root: Path, files: list[Path], fmt: str, plan: dict, n_frames: int) -> dict:
@@ -262,8 +263,8 @@ def _litert_target(root: Path, runtime: str = "litert") -> Target:
 
 
 def _artifact_target(root: Path, runtime: str) -> Target:
-    if runtime == "executorch":
-        return _executorch_target(root)
+    if runtime in ("executorch", "executorch-native"):
+        return _executorch_target(root, runtime)
     if runtime in ("litert", "tflite-runtime"):
         return _litert_target(root, runtime)
     return _onnx_target(root, runtime)
@@ -338,6 +339,11 @@ def check_runtime_available(runtime: str) -> None:
         from runtimes.tflite_process import worker_python
 
         worker_python()
+        return
+    if runtime == "executorch-native":  # a C++ worker, compiled here once: a missing compiler fails now
+        from runtimes.pte_native import build_worker
+
+        build_worker()
         return
     module, install = RUNTIME_IMPORTS[runtime]
     try:
@@ -506,12 +512,15 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
 
 def predicted_memory(target: Target, onnx_memory_arena: bool = False):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
-    if target.runtime not in KINDS:  # the torch runtimes run a plan, not an artifact file
+    # executorch-native holds what the Python runtime holds, less torch (not counted there either: the
+    # baseline is read with the runtime imported), so the .pte's model applies to both
+    kind = "executorch" if target.runtime == "executorch-native" else target.runtime
+    if kind not in KINDS:  # the torch runtimes run a plan, not an artifact file
         return None
     from exporter.lower.registry import get_backend
     from exporter.memory import estimate_artifact, model_config
 
-    runtime = get_backend(KINDS[target.runtime].format).memory_runtime  # sherpa-onnx: ONNX Runtime's model
+    runtime = get_backend(KINDS[kind].format).memory_runtime  # sherpa-onnx: ONNX Runtime's model
     return estimate_artifact(target.folder, runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena)
 
 

@@ -39,6 +39,8 @@ RUNTIME_IMPORTS = {  # runtime -> (module to import, what to install when it is 
     "litert": ("ai_edge_litert.interpreter", "pip install ai-edge-litert==2.3.0"),
     # the interpreter runs in its own environment and process; this one only talks to it
     "tflite-runtime": ("runtimes.tflite_process", "edgeasr runtimes install tflite-runtime"),
+    # ExecuTorch's C++ runtime in a worker compiled against the executorch wheel (a C++ compiler is needed)
+    "executorch-native": ("runtimes.pte_native", "pip install executorch==1.5.1 and a C++ compiler"),
 }
 _STATUS = Path("/proc/self/status")
 
@@ -130,7 +132,7 @@ class WorkerResult:
 
 
 def _set_threads(runtime: str, threads: int) -> None:
-    if runtime in ("onnx", "sherpa-onnx", "tflite-runtime"):
+    if runtime in ("onnx", "sherpa-onnx", "tflite-runtime", "executorch-native"):
         return  # their sessions take `threads` when opened; importing torch here would be measured as theirs
     import torch
 
@@ -151,6 +153,7 @@ def _runtime_version(runtime: str) -> str:
     package = {
         "onnx": "onnxruntime",
         "executorch": "executorch",
+        "executorch-native": "executorch",
         "sherpa-onnx": "sherpa-onnx",
         "litert": "ai-edge-litert",
     }.get(runtime, "torch")
@@ -179,6 +182,10 @@ def _import_runtime(runtime: str) -> None:
         import runtimes.litert_runner  # noqa: F401
     elif runtime == "tflite-runtime":
         import runtimes.tflite_process  # noqa: F401
+    elif runtime == "executorch-native":
+        from runtimes.pte_native import build_worker
+
+        build_worker()  # compiled before the baseline is read (once; kept in the cache after)
     else:
         import exporter.models  # noqa: F401
         import exporter.quant.simulate  # noqa: F401
@@ -186,7 +193,7 @@ def _import_runtime(runtime: str) -> None:
 
 
 def _build_runner(spec: WorkerSpec):
-    if spec.runtime in ("onnx", "executorch", "sherpa-onnx", "litert", "tflite-runtime"):
+    if spec.runtime in ("onnx", "executorch", "sherpa-onnx", "litert", "tflite-runtime", "executorch-native"):
         from runtimes.artifact import open_artifact
 
         return open_artifact(

@@ -57,7 +57,7 @@ TASKS = ("transcribe", "translate")
 
 # Runtimes that run an exported artifact (runtimes/contract.py RUNTIMES), and `edgeasr bench`'s, which add the
 # PyTorch references (exporter/bench.py).
-ARTIFACT_RUNTIMES = ("executorch", "onnx", "litert", "sherpa-onnx", "tflite-runtime")
+ARTIFACT_RUNTIMES = ("executorch", "onnx", "litert", "sherpa-onnx", "tflite-runtime", "executorch-native")
 BENCH_RUNTIMES = ("torch-fp", "torch", *ARTIFACT_RUNTIMES)
 # Runtimes that `edgeasr runtimes install` sets up in an environment of their own (runtimes/tflite_process.py).
 INSTALLABLE_RUNTIMES = ("tflite-runtime",)

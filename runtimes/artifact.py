@@ -74,6 +74,12 @@ def open_artifact(
         from runtimes.tflite_process import TfliteRuntimeRunner
 
         return TfliteRuntimeRunner(folder, threads=threads)
+    if runtime == "executorch-native":
+        if adapters is not None:
+            raise EdgeAsrError("the executorch-native worker loads no adapter files; run with --runtime executorch")
+        from runtimes.pte_native import NativePteRunner
+
+        return NativePteRunner(_entry_file(path, kind, folder), threads=threads)
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 

@@ -117,7 +117,9 @@ KINDS = {
 # Runtimes that run another runtime's artifact kind with an engine of their own: runtime -> that kind's runtime.
 # tflite-runtime (the older TFLite package, in its own environment and process: runtimes/tflite_process.py)
 # runs the LiteRT pair, where every layer is in a format it computes correctly (TFLITE_RUNTIME_FORMATS).
-ENGINES = {"tflite-runtime": "litert"}
+# executorch-native runs the .pte with ExecuTorch's C++ runtime in a process without torch, as an app does
+# (runtimes/pte_native.py).
+ENGINES = {"tflite-runtime": "litert", "executorch-native": "executorch"}
 RUNTIMES = (*KINDS, *ENGINES)
 
 

@@ -13,16 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import weakref
 from pathlib import Path
 
 import numpy as np
 
 from runtimes.base import Runner
 from runtimes.contract import TFLITE_DECODER_FILE, TFLITE_ENCODER_FILE, TOKENIZER_FILE
+from runtimes.engine_process import EngineProcess
 from runtimes.errors import EdgeAsrError
-from runtimes.framing import read_message, write_message
 from runtimes.litert_engine import PositionSession
 from runtimes.litert_runner import read_litert_info
 from runtimes.tokenizer import load_tokenizer
@@ -108,71 +106,13 @@ def install(venv: Path | None = None, python: str | None = None) -> Path:
     return venv
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.stdin.close()  # the worker ends at the end of its input
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class EngineProcess:
-    """tflite-runtime's worker process and its request / reply channel."""
-
-    def __init__(self, python: Path):
-        package_root = Path(__file__).resolve().parent.parent
-        # appended, not prepended: the environment's own numpy (< 2) must win over whatever sits beside
-        # this package (a site-packages folder holds numpy 2)
-        launch = f"import sys; sys.path.append({str(package_root)!r}); from runtimes.tflite_worker import main; main()"
-        self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [str(python), "-c", launch], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr
-        )
-        self._finalizer = weakref.finalize(self, _stop, self.process)
-        ready, _ = self._reply()
-        self.version = ready["version"]
-        self.baseline_rss = ready["rss"]  # the process with its libraries imported, nothing loaded
-
-    def request(self, header: dict, array: np.ndarray | None = None) -> tuple[dict, np.ndarray | None]:
-        try:
-            write_message(self.process.stdin, header, array)
-        except (BrokenPipeError, ValueError):  # ValueError: the pipe was closed
-            raise self._ended() from None
-        return self._reply()
-
-    def _reply(self) -> tuple[dict, np.ndarray | None]:
-        message = read_message(self.process.stdout)
-        if message is None:
-            raise self._ended()
-        header, array = message
-        if "error" in header:
-            raise EdgeAsrError(header["error"])
-        return header, array
-
-    def _ended(self) -> EdgeAsrError:
-        try:
-            code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stderr.seek(0)
-        lines = [line for line in self.stderr.read().decode(errors="replace").splitlines() if line.strip()]
-        return EdgeAsrError(
-            f"tflite-runtime's process ended unexpectedly (exit code {code}): "
-            f"{lines[-1] if lines else 'it printed nothing'}"
-        )
-
-    def memory(self) -> dict[str, int]:
-        """{"rss", "hwm"} of the worker process, in bytes."""
-        header, _ = self.request({"op": "memory"})
-        return {"rss": header["rss"], "hwm": header["hwm"]}
-
-    def reset_peak(self) -> bool:
-        return bool(self.request({"op": "reset_peak"})[0]["ok"])
-
-    def close(self) -> None:
-        self._finalizer()
+def tflite_engine(python: Path) -> EngineProcess:
+    """tflite-runtime's worker process, started with the Python of its environment."""
+    package_root = Path(__file__).resolve().parent.parent
+    # appended, not prepended: the environment's own numpy (< 2) must win over whatever sits beside this
+    # package (a site-packages folder holds numpy 2)
+    launch = f"import sys; sys.path.append({str(package_root)!r}); from runtimes.tflite_worker import main; main()"
+    return EngineProcess([str(python), "-c", launch], "tflite-runtime")
 
 
 class TfliteRuntimeRunner(Runner):
@@ -195,7 +135,7 @@ class TfliteRuntimeRunner(Runner):
         python = worker_python(venv)  # before anything starts: a missing environment is the user's to fix
         super().__init__(load_tokenizer(folder / TOKENIZER_FILE), info.special, info.n_mels, info.n_frames)
         self.max_seq_len = info.max_seq_len
-        self.engine = EngineProcess(python)
+        self.engine = tflite_engine(python)
         files = [TFLITE_ENCODER_FILE, TFLITE_DECODER_FILE]
         request = {"op": "open", "folder": str(folder.resolve()), "files": files, "layers": info.layers}
         self.engine.request({**request, "threads": threads or 1})
@@ -219,4 +159,4 @@ class TfliteRuntimeRunner(Runner):
         self.engine.close()
 
 
-__all__ = ["TfliteRuntimeRunner", "default_venv", "install", "installed_version", "worker_python"]
+__all__ = ["TfliteRuntimeRunner", "default_venv", "install", "installed_version", "tflite_engine", "worker_python"]

@@ -16,7 +16,7 @@ from exporter.quant.targets import get_target
 from runtimes.contract import RUNTIMES, kind_for_runtime
 from runtimes.errors import EdgeAsrError
 from runtimes.framing import read_message, write_message
-from runtimes.tflite_process import TFLITE_RUNTIME_FORMATS, EngineProcess, install, worker_python
+from runtimes.tflite_process import TFLITE_RUNTIME_FORMATS, install, tflite_engine, worker_python
 
 
 def test_messages_carry_arrays_of_any_dtype_and_shape():
@@ -73,7 +73,7 @@ def test_a_failed_install_leaves_nothing_behind(tmp_path, capsys):
 def test_an_engine_process_that_cannot_start_is_a_clear_error():
     # this environment has no tflite-runtime (numpy 2): the worker dies on import, and says why
     with pytest.raises(EdgeAsrError, match="tflite-runtime's process ended unexpectedly.*tflite_runtime"):
-        EngineProcess(sys.executable)
+        tflite_engine(sys.executable)
 
 
 def test_runtime_goes_with_an_artifact(capsys):

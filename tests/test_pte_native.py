@@ -1,0 +1,113 @@
+"""executorch-native: the .pte through ExecuTorch's C++ runtime in a torch-free worker (runtimes/pte_native.py).
+
+The worker is compiled against the executorch wheel once per test session (into a temporary cache), then it
+must give the Python runtime's transcripts and logits on real clips, hold no torch, and refuse what it cannot
+run with one clear error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from runtimes.audio import load_audio
+from runtimes.errors import EdgeAsrError
+
+CLIPS = ("english_misc/audio/ls_1089-134691-0000.wav", "english_misc/audio/ls_1089-134691-0001.wav")
+
+
+@pytest.fixture(scope="module")
+def native_cache(tmp_path_factory):
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        what = "a C++ compiler (apt-get install g++)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is required in CI; .ci/run installs it")
+        pytest.skip(f"{what} not available")
+    cache = tmp_path_factory.mktemp("native")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEASR_NATIVE_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def pte(tiny_export):
+    return tiny_export[0] / "model.pte"
+
+
+def test_the_worker_transcribes_as_the_python_runtime_does(native_cache, pte, shared_data):
+    from runtimes.executorch_runner import ExecutorchRunner
+    from runtimes.pte_native import NativePteRunner
+
+    native = NativePteRunner(pte, threads=1)
+    python = ExecutorchRunner.open(pte, threads=1)
+    try:
+        assert (native.n_mels, native.n_frames, native.special) == (python.n_mels, python.n_frames, python.special)
+        for clip in CLIPS:
+            samples = load_audio(shared_data / clip)
+            ours, theirs = native.transcribe(samples), python.transcribe(samples)
+            assert ours.tokens == theirs.tokens and ours.text == theirs.text and ours.text
+        features = native.features(load_audio(shared_data / CLIPS[0]))
+        prompt = native.special.prompt(None, "transcribe")
+        ours = native.start_decoder(native.encode(features)).step(prompt)
+        theirs = python.start_decoder(python.encode(features)).step(prompt)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+        memory = native.engine.memory()
+        assert memory["hwm"] >= memory["rss"] > native.engine.baseline_rss
+    finally:
+        native.close()
+    assert native.engine.process.poll() is not None  # closing ends the worker
+
+
+def test_the_worker_process_holds_no_torch(native_cache, pte):
+    from runtimes.pte_native import NativePteRunner, build_worker
+
+    runner = NativePteRunner(pte)
+    try:
+        maps = open(f"/proc/{runner.engine.process.pid}/maps").read()
+        assert "libexecutorch.so" in maps and "libtorch" not in maps and "libpython" not in maps
+    finally:
+        runner.close()
+    assert build_worker() == build_worker()  # built once, then reused from the cache
+    assert [p.name for p in native_cache.iterdir()] == [build_worker().name]
+
+
+def test_open_artifact_and_bench_name_the_native_runtime(native_cache, tiny_export):
+    from runtimes.artifact import open_artifact
+
+    runner = open_artifact(tiny_export[0], runtime="executorch-native")
+    try:
+        assert runner.name == "executorch-native"
+    finally:
+        runner.close()
+    with pytest.raises(EdgeAsrError, match="loads no adapter files; run with --runtime executorch"):
+        open_artifact(tiny_export[0], runtime="executorch-native", adapters=tiny_export[0])
+
+
+def test_a_corrupt_program_is_one_clear_error(native_cache, pte, tmp_path):
+    from runtimes.pte_native import NativePteRunner
+
+    broken = tmp_path / "model.pte"
+    broken.write_bytes(pte.read_bytes()[:5000])
+    shutil.copy(pte.parent / "tokenizer.json", tmp_path)
+    with pytest.raises(EdgeAsrError, match="could not load method encoder of .*model.pte"):
+        NativePteRunner(broken)
+    with pytest.raises(EdgeAsrError, match="ExecuTorch program not found"):
+        NativePteRunner(tmp_path / "absent.pte")
+    with pytest.raises(EdgeAsrError, match="unknown load mode 'swap'"):
+        NativePteRunner(pte, load_mode="swap")
+
+
+def test_no_compiler_and_a_failed_build_are_clear_errors_that_leave_nothing(tmp_path, monkeypatch):
+    from runtimes import pte_native
+
+    monkeypatch.setenv("EDGEASR_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-compiler"))
+    with pytest.raises(EdgeAsrError, match="compiling the executorch-native worker with .*no-compiler failed"):
+        pte_native.build_worker()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv("CXX")
+    monkeypatch.setattr(pte_native.shutil, "which", lambda name: None)
+    with pytest.raises(EdgeAsrError, match="found no C\\+\\+ compiler: install one"):
+        pte_native.build_worker()
