@@ -643,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--attention",
         choices=ATTENTIONS,
-        help=f"ExecuTorch encoder attention (default {DEFAULT_ATTENTION}: fully delegated to XNNPACK, less memory)",
+        help=f"ExecuTorch encoder attention (default {DEFAULT_ATTENTION}); chunked: the same arithmetic over slices of "
+        "the queries, so no whole attention map is held (far less run memory at 30 s)",
     )
     p.add_argument(
         "--lora",

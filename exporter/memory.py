@@ -52,6 +52,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from exporter.lower.settings import QUERY_CHUNKS
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import (
     DECODER_FILE,
@@ -72,12 +73,16 @@ MB = 10**6
 # states; eager 117.2 MB = 2 maps + 4 hidden states). Decoder: 11.2 / 22.2 MB = 2.04 / 2.02 x the self-
 # attention cache since the decoder takes precomputed cross keys/values and writes its cache in place
 # (before: 3.26 / 3.17 x).
-ET_PLANNED_MAPS = {"sdpa": 3, "eager": 2}
+ET_PLANNED_MAPS = {"sdpa": 3, "eager": 2, "chunked": 0}
 ET_PLANNED_HIDDEN = 4
+# Chunked attention (exporter/lower/whisper_modules.py) keeps every attention map inside XNNPACK: the plan holds
+# hidden states only, 4 per encoder layer (read off tiny.en's and base's plans: 36.9 / 73.7 MB = 16 / 24).
+ET_CHUNKED_HIDDEN_PER_LAYER = 4
 ET_DECODER_PLAN_PER_SELF_CACHE = 2.04
 # XNNPACK workspace and first-run allocations, fitted to the run-peak increase of tiny.en (1000 and 3000
 # frames) and base (3000 frames): 1 attention map + 6 hidden states + 42 MB, each within 1 MB.
-ET_WORKSPACE_MAPS = 1
+# Chunked attention: one slice of a map at a time (1 / QUERY_CHUNKS of one).
+ET_WORKSPACE_MAPS = {"sdpa": 1.0, "eager": 1.0, "chunked": 1.0 / QUERY_CHUNKS}
 ET_WORKSPACE_HIDDEN = 6
 ET_FIRST_RUN_BYTES = 42 * MB
 # ONNX Runtime keeps the model's tensors after building a session and reads the file besides: about 2x.
@@ -227,7 +232,7 @@ def _executorch_estimate(
     source: str,
 ) -> MemoryEstimate:
     workspace = (
-        ET_WORKSPACE_MAPS * shape.attention_map_bytes(n_frames)
+        int(ET_WORKSPACE_MAPS[attention] * shape.attention_map_bytes(n_frames))
         + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames)
         + ET_FIRST_RUN_BYTES
     )
@@ -307,9 +312,10 @@ def predict_before_lowering(
     _check(runtime, host, attention)
     shape = WhisperShape.from_config(config)
     if runtime == "executorch":
+        hidden = ET_CHUNKED_HIDDEN_PER_LAYER * shape.encoder_layers if attention == "chunked" else ET_PLANNED_HIDDEN
         per_method = {
             "encoder": ET_PLANNED_MAPS[attention] * shape.attention_map_bytes(n_frames)
-            + ET_PLANNED_HIDDEN * shape.hidden_bytes(n_frames),
+            + hidden * shape.hidden_bytes(n_frames),
             "text_decoder": int(ET_DECODER_PLAN_PER_SELF_CACHE * self_cache_bytes(shape)),
         }
         return _executorch_estimate(

@@ -31,6 +31,7 @@ from exporter.lower.whisper_modules import (
     RunnerTextDecoderModule,
     WhisperEncoderModule,
     WhisperTextDecoderModule,
+    register_chunked_attention,
 )
 from exporter.models import WhisperBundle
 from exporter.quant.formats import QuantFormat
@@ -67,7 +68,8 @@ def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAU
     # The .pte records each constant's requires_grad flag; an inference artifact must not depend on whether
     # the caller's parameters were frozen (LoRA training freezes a shared encoder, for one).
     model.requires_grad_(False)
-    model.config._attn_implementation = attention  # the deep copy has its own config
+    # the deep copy has its own config; "chunked" is edgeasr's own entry in transformers' registry
+    model.config._attn_implementation = register_chunked_attention() if attention == "chunked" else attention
     model.proj_out.weight = nn.Parameter(model.proj_out.weight.detach().clone(), requires_grad=False)
     model.model.decoder.embed_tokens.padding_idx = None  # padding_idx blocks the quantised-embedding fusion
     for layer in plan.layers:

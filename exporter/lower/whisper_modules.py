@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporter.lower.settings import QUERY_CHUNKS
 from runtimes.torch_runner import encode_frames
 
 
@@ -50,6 +51,43 @@ def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     if mask is not None:
         scores = scores + mask.reshape(1, 1, length)
     return torch.bmm(torch.softmax(scores, dim=-1), v.reshape(heads, length, dim)).reshape(1, heads, dim)
+
+
+CHUNKED_ATTENTION = "edgeasr_chunked"  # its name in transformers' attention registry
+
+
+def chunked_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """HF's eager attention (same signature, same order of operations) as 3-D batched matmuls over the heads,
+    on QUERY_CHUNKS slices of the queries one after the other. 4-D matmuls export as expand + bmm, and the
+    expand copies each attention map into ExecuTorch's planned memory outside XNNPACK; with bmm the maps stay
+    inside the delegate, and with slices only one slice's scores and probabilities are alive at a time.
+    Returns no weights."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    batch, heads, length, dim = query.shape
+    queries = query.reshape(batch * heads, length, dim)
+    keys = key.reshape(batch * heads, -1, dim).transpose(1, 2)
+    values = value.reshape(batch * heads, -1, dim)
+    step = -(-length // QUERY_CHUNKS)
+    outputs = []
+    for start in range(0, length, step):
+        scores = torch.bmm(queries[:, start : start + step], keys) * scaling
+        if attention_mask is not None:
+            rows = scores.shape[1]
+            scores = (scores.reshape(batch, heads, rows, -1) + attention_mask[:, :, start : start + step]).reshape(
+                batch * heads, rows, -1
+            )
+        outputs.append(torch.bmm(F.softmax(scores, dim=-1), values))
+    merged = torch.cat(outputs, dim=1).reshape(batch, heads, length, dim)
+    return merged.transpose(1, 2).contiguous(), None
+
+
+def register_chunked_attention() -> str:
+    """Make "chunked" available to transformers' attention layers; returns the name to set in the config."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(CHUNKED_ATTENTION, chunked_attention)
+    return CHUNKED_ATTENTION
 
 
 def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
