@@ -26,6 +26,7 @@ from exporter import __version__  # noqa: E402
 from exporter.bench_schema import validate_results  # noqa: E402
 from exporter.data import Dataset, load_dataset  # noqa: E402
 from exporter.io import write_json, write_text  # noqa: E402
+from exporter.lower.settings import DEFAULT_ATTENTION  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 AN4 = DATA / "an4" / "manifest.jsonl"
@@ -97,7 +98,9 @@ def is_current(folder: Path) -> bool:
     return stamp.is_file() and stamp.read_text().strip() == lowering_stamp()
 
 
-def lower_artifact(bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = "eager") -> Path:
+def lower_artifact(
+    bundle, plan, fmt: str, folder: Path, n_frames: int = 3000, attention: str = DEFAULT_ATTENTION
+) -> Path:
     """`folder` with the plan lowered as `edgeasr export` lays it out (model.pte or the .onnx pair, plan.json,
     tokenizer.json); reused when it is already complete."""
     from exporter.lower.registry import get_backend

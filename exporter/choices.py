@@ -25,12 +25,13 @@ ALLOCATIONS = ("myqasr", "fill", "knapsack")
 DEFAULT_ALLOCATION = "fill"
 # What the knapsack minimises per layer and rung: "local", the layer's own output error (1 - cosine; seconds,
 # exporter/quant/costs.py), or "output", the KL of the model's next-token distributions with only that layer
-# quantised (a partial model pass per layer and rung; exporter/quant/output_costs.py). output is the default:
-# at tiny.en android 35 MB the local costs bought 8-bit layers with an int2 embedding (children 80.9 % WER),
-# the output costs did not (48.3 %; benchmarks/results/allocation_tiny_en_android.md); it takes minutes
-# (tiny.en: 274-287 s on 2 cores), so fill, not knapsack, stays the default allocation.
+# quantised (a partial model pass per layer and rung; exporter/quant/output_costs.py). output was the default
+# while the android ladder had a 2-bit embedding, which the local costs bought (children 80.9 % WER at tiny.en
+# 35 MB). Without that rung (re-measured: benchmarks/results/allocation_tiny_en_android.md, 35 MB) local costs
+# gave children 44.9 % and output 48.3 (+3.4 [-10.6, +13.1] points), adults 54.3 and 52.5, in 8-13 s
+# instead of 274-486 s on 2 cores: local is the default again.
 LAYER_COSTS = ("local", "output")
-DEFAULT_LAYER_COST = "output"
+DEFAULT_LAYER_COST = "local"
 # The ONNX pair's layout: the one sherpa-onnx loads (exporter/lower/onnx_sherpa.py; format "sherpa") or
 # edgeasr's own (growing cache, full 30 s window; format "onnx"), which `--onnx-layout edgeasr` selects.
 # sherpa is the default: measured with one plan in both layouts, on the same 80 clips, it was faster and used

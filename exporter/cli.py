@@ -631,8 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--memory-budget",
         help="runtime RAM budget for the predicted peak (weights + activations + "
-        "KV cache + load peak), e.g. 250MB; shrinks activations (eager "
-        "attention, shorter audio context) until it fits, else fails",
+        "KV cache + load peak), e.g. 250MB; shrinks activations (a shorter "
+        "audio context) until it fits, else fails",
     )
     p.add_argument(
         "--max-audio-seconds",

@@ -52,7 +52,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exporter.lower.settings import QUERY_CHUNKS
+from exporter.lower.settings import DEFAULT_ATTENTION, QUERY_CHUNKS
 from runtimes.audio import FULL_FRAMES
 from runtimes.contract import (
     DECODER_FILE,
@@ -305,7 +305,7 @@ def predict_before_lowering(
     largest_layer_bytes: int,
     runtime: str,
     n_frames: int = FULL_FRAMES,
-    attention: str = "eager",
+    attention: str = DEFAULT_ATTENTION,
     host: str = "python",
 ) -> MemoryEstimate:
     """The estimate from the model config and the plan alone (structural counts, see the module doc)."""

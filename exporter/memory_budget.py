@@ -3,9 +3,10 @@
 Weight bits cannot shrink activations, and on a 30 s window the encoder's attention maps dominate. The
 controls that do shrink them, cheapest first:
 
-  attention  ExecuTorch exports use eager attention by default: XNNPACK takes all of it, while its
-             lowering of sdpa plans one more attention map per layer (tiny.en: 117 vs 171 MB of planned
-             activations) and runs slower. sdpa stays available with --attention, never chosen here;
+  attention  ExecuTorch exports use chunked attention by default (exporter/lower/whisper_modules.py): no
+             attention map is planned and XNNPACK holds a fifth of one at a time (tiny.en: 37 MB of planned
+             activations against eager's 117 and sdpa's 171). The others stay available with --attention,
+             never chosen here;
   context    a shorter audio context: the encoder takes F < 3000 frames (F / 100 s of audio) and attends
              over F / 2 positions, so attention maps shrink with (F / 3000)^2. Clips longer than the context
              are transcribed window by window, and Whisper was trained on 30 s windows, so this can cost
@@ -25,6 +26,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from exporter.lower.registry import get_backend
+from exporter.lower.settings import DEFAULT_ATTENTION
 from exporter.memory import MemoryEstimate, estimate_artifact, predict_before_lowering
 from exporter.quant.budget import format_bytes
 from runtimes.audio import FRAMES_PER_SECOND, FULL_FRAMES
@@ -36,7 +38,7 @@ CONTEXT_LADDER = (3000, 2000, 1500, 1000, 500)  # encoder frames tried, longest 
 @dataclass(frozen=True)
 class MemorySettings:
     n_frames: int = FULL_FRAMES
-    attention: str = "eager"
+    attention: str = DEFAULT_ATTENTION
     chosen_by: str = "default"  # default | user | memory budget
 
     @property
@@ -63,7 +65,7 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
     allowed = get_backend(fmt).attentions
     if attention is not None and fmt == "pte" and attention not in allowed:
         raise EdgeAsrError(f"--attention {attention!r}: choose one of {', '.join(allowed)}")
-    # Left open, the attention is the default: the other one (sdpa) plans more memory, so it never fits first.
+    # Left open, the attention is the default: the others plan more memory, so they never fit first.
     attentions = (attention,) if attention is not None and fmt == "pte" else allowed[:1]
     if max_audio_seconds is not None:
         frames = (frames_for_seconds(max_audio_seconds),)
@@ -78,7 +80,7 @@ def candidates(fmt: str, max_audio_seconds: float | None, attention: str | None)
 
 
 def fixed_settings(fmt: str, max_audio_seconds: float | None, attention: str | None) -> MemorySettings:
-    """The settings when no memory budget is given: the user's, else the 30 s window with eager attention."""
+    """The settings when no memory budget is given: the user's, else the 30 s window with the default attention."""
     first = candidates(fmt, max_audio_seconds, attention)[0]
     user = max_audio_seconds is not None or (attention is not None and fmt == "pte")
     return MemorySettings(first.n_frames, first.attention, "user" if user else "default")

@@ -54,13 +54,16 @@ def test_the_encoder_uses_chunks_when_asked(tiny_en):
     torch.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-5)
 
 
-def test_a_chunked_export_passes_parity_and_plans_no_attention_map(toy_whisper, run_cli, shared_data, tmp_path):
+def test_the_default_export_is_chunked_and_plans_no_attention_map(toy_whisper, run_cli, shared_data, tmp_path):
     calib = shared_data / "english_misc" / "manifest.jsonl"
     out = tmp_path / "chunked"
     args = ["export", "--model", toy_whisper.model_id, "--target", "android", "--budget", "30MB"]
     args += ["--formats", "pte", "--n-calib", "4", "--calibration", "minmax", "--calib", calib, "--no-progress"]
-    status, _, stderr = run_cli(*args, "--attention", "chunked", "--out", out)
+    status, _, stderr = run_cli(*args, "--out", out)  # chunked is the default
     assert status == 0, stderr
+    from runtimes.executorch_runner import read_pte_info
+
+    assert read_pte_info(out / "model.pte").attention == "chunked"
     summary = json.loads((out / "export.json").read_text())
     assert summary["artifacts"][0]["parity"]["logits_relative_max_error"] < 0.05  # checked by export, too
     config = toy_whisper.model.config

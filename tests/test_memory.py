@@ -83,15 +83,21 @@ def test_memory_budget_picks_the_longest_context_that_fits(tiny_en):
             config, weights, largest, "executorch", frames, attention, host="android"
         ).peak_bytes
 
-    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager"))
-    assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "eager", "default")
-    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager") - 1)
-    assert (settings.n_frames, settings.attention, settings.chosen_by) == (2000, "eager", "memory budget")
-    # sdpa is only taken when asked for, and then kept while the context shrinks
+    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "chunked"))
+    assert (settings.n_frames, settings.attention, settings.chosen_by) == (3000, "chunked", "default")
+    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "chunked") - 1)
+    assert (settings.n_frames, settings.attention, settings.chosen_by) == (2000, "chunked", "memory budget")
+    # the other attentions are only taken when asked for, and then kept while the context shrinks
     settings, _ = choose_settings(config, "pte", weights, largest, peak(2000, "sdpa") + 1, attention="sdpa")
     assert (settings.n_frames, settings.attention, settings.chosen_by) == (2000, "sdpa", "memory budget")
-    with pytest.raises(EdgeAsrError, match=f"smallest predicted peak is {peak(500, 'eager') / 1e6:.2f} MB"):
-        choose_settings(config, "pte", weights, largest, peak(500, "eager") - 1)
+    settings, _ = choose_settings(config, "pte", weights, largest, peak(3000, "eager"), attention="eager")
+    assert (settings.n_frames, settings.attention) == (3000, "eager")
+    with pytest.raises(EdgeAsrError, match=f"smallest predicted peak is {peak(500, 'chunked') / 1e6:.2f} MB"):
+        choose_settings(config, "pte", weights, largest, peak(500, "chunked") - 1)
+    # chunked attention saves the planned maps and four fifths of the workspace's one
+    saved = peak(3000, "eager") - peak(3000, "chunked")
+    shape = WhisperShape.from_config(config)
+    assert saved > shape.attention_map_bytes(3000) * (2 + 0.8) - 16 * shape.hidden_bytes(3000)
 
 
 def test_a_shorter_context_chosen_for_memory_is_warned_about(tiny_en, capsys):
@@ -108,7 +114,7 @@ def test_a_shorter_context_chosen_for_memory_is_warned_about(tiny_en, capsys):
     )
     largest = max(layer.bytes for layer in plan.layers)
     full = predict_before_lowering(
-        tiny_en.model.config, plan.total_bytes, largest, "executorch", 3000, "eager", host="android"
+        tiny_en.model.config, plan.total_bytes, largest, "executorch", 3000, "chunked", host="android"
     ).peak_bytes
     for memory_budget, warned in ((full, False), (full - 1, True)):
         settings = memory_settings("pte", tiny_en, plan, ExportOptions(memory_budget=str(memory_budget)))
@@ -131,7 +137,7 @@ def test_the_sherpa_layout_keeps_the_30_s_context(tiny_en):
 def test_user_settings_are_not_varied():
     assert [(c.n_frames, c.attention) for c in candidates("pte", 10, "eager")] == [(1000, "eager")]
     assert {c.attention for c in candidates("onnx", None, None)} == {"explicit"}
-    assert {c.attention for c in candidates("pte", None, None)} == {"eager"}
+    assert {c.attention for c in candidates("pte", None, None)} == {"chunked"}
     from exporter.lower.registry import get_backend
     from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
     from exporter.memory_budget import MemorySettings

@@ -50,7 +50,7 @@ class ExportOptions:
     max_plan_disagreement: float = 0.5  # beyond this the simulated plan itself has lost the FP transcripts
     memory_budget: Budget | str | int | None = None  # runtime RAM budget (peak, predicted by exporter.memory)
     max_audio_seconds: float | None = None  # audio context of the encoder (None: 30 s, or the budget's choice)
-    attention: str | None = None  # ExecuTorch encoder attention, eager or sdpa (None: eager)
+    attention: str | None = None  # ExecuTorch encoder attention (exporter.lower.settings.ATTENTIONS; None: default)
     # NF4 + LoRA (exporter/export/lora.py): an adapter folder from `edgeasr personalize`, and how the
     # .pte carries it (XNNPACK has no NF4; see exporter/lower/executorch_lora.py)
     lora: Path | None = None

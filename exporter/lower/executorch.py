@@ -59,8 +59,8 @@ def _check_target(plan: QuantPlan) -> None:
 def prepare_model(bundle: WhisperBundle, plan: QuantPlan, attention: str = DEFAULT_ATTENTION) -> nn.Module:
     """A float copy, untied, with the plan's clipping applied; the original bundle is not touched.
 
-    `attention` picks HF's attention implementation for the capture: the same arithmetic either way, but
-    XNNPACK lowers them differently; eager plans one attention map less per layer in the memory plan.
+    `attention` picks the attention implementation for the capture: the same arithmetic each way, but the
+    memory plans differ (chunked plans no attention map, eager two, sdpa three; exporter/memory.py).
     """
     if attention not in ATTENTIONS:
         raise EdgeAsrError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")

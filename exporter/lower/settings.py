@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 # How the ExecuTorch encoder's attention is captured (exporter/lower/whisper_modules.py); the default first.
-# chunked: eager's arithmetic over slices of the queries (QUERY_CHUNKS), so a fifth of each attention map is
-# alive at a time instead of all of it.
-ATTENTIONS = ("eager", "sdpa", "chunked")
+# chunked: eager's arithmetic over slices of the queries (QUERY_CHUNKS), so no whole attention map is held.
+# It is the default: on the same tiny.en 45 MB plan (benchmarks/results/pte_memory_*.md, 80 clips) it ran in
+# 167 MB above the runtime's baseline against eager's 248, the same 80 transcripts, no slower (round 2:
+# 349 vs 405 ms median through ExecuTorch's C++ runtime). eager (HF's own) and sdpa stay as options.
+ATTENTIONS = ("chunked", "eager", "sdpa")
 # The encoder's queries in this many slices under "chunked": XNNPACK concatenates at most 5 tensors in one op,
 # so 5 keeps the concatenation inside the delegate.
 QUERY_CHUNKS = 5
