@@ -16,10 +16,11 @@ latency, RTF, WER, and the transcripts that differ from eager's in the same runt
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 from pathlib import Path
 
-from bench_common import RESULTS, WORK, is_current, lowering_stamp, produced_by, say, write_results
+from bench_common import RESULTS, STAMP_FILE, WORK, is_current, lowering_stamp, produced_by, say, write_results
 from clients import CALIB, SPEECHOCEAN, test_clips
 
 from exporter import __version__
@@ -43,12 +44,10 @@ def exported(model: str, budget: str, attention: str) -> Path:
         model=model, target="android", budget=budget, formats=("pte",), calib=CALIB, n_calib=32, attention=attention
     )
     staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a run stopped mid-export
     export(options, staging, progress=False)
-    (staging / "lowered_by.txt").write_text(lowering_stamp() + "\n")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
+    (staging / STAMP_FILE).write_text(lowering_stamp() + "\n")
+    shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
 
