@@ -145,7 +145,13 @@ class NativePteRunner(Runner):
 
     name = "executorch-native"
 
-    def __init__(self, pte_path: str | Path, threads: int | None = None, load_mode: str = "mmap"):
+    def __init__(
+        self,
+        pte_path: str | Path,
+        threads: int | None = None,
+        load_mode: str = "mmap",
+        workspace_sharing: int | None = None,
+    ):
         pte_path = Path(pte_path)
         if load_mode not in LOAD_MODES:
             raise EdgeAsrError(f"unknown load mode {load_mode!r}; choose from {', '.join(LOAD_MODES)}")
@@ -158,7 +164,10 @@ class NativePteRunner(Runner):
         self.engine = EngineProcess([str(worker)], "executorch-native")
         self.engine.version = importlib.metadata.version("executorch")
         path = np.frombuffer(str(pte_path.resolve()).encode(), dtype=np.uint8)
-        self.engine.request({"op": "open", "threads": threads or 1, "load_mode": load_mode}, path)
+        request = {"op": "open", "threads": threads or 1, "load_mode": load_mode}
+        if workspace_sharing is not None:  # XNNPACK's: 0 none, 1 per model, 2 global (default: ExecuTorch's)
+            request["workspace_sharing"] = workspace_sharing
+        self.engine.request(request, path)
         methods = set(self._text("methods").split("\n"))
         if PTE_ADAPTER in methods:
             raise EdgeAsrError(

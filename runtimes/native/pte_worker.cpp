@@ -10,6 +10,8 @@
 // the last position; memory -> {rss, hwm}; reset_peak. Replies carry "ok", or "error" with a message.
 
 #include <executorch/extension/module/module.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
 #include <executorch/extension/tensor/tensor.h>
 
 #include <cstdint>
@@ -148,6 +150,17 @@ int main() {
       const std::string path(payload.begin(), payload.end());
       auto threads = std::stoul(field(header, "threads"));
       executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(threads);
+      const std::string sharing = field(header, "workspace_sharing");
+      if (!sharing.empty()) {
+        // XNNPACK's workspace sharing across the program's delegates: 0 none, 1 per model, 2 global
+        executorch::runtime::BackendOptions<1> options;
+        options.set_option("workspace_sharing_mode", std::stoi(sharing));
+        const auto error = executorch::runtime::set_option("XnnpackBackend", options.view());
+        if (error != executorch::runtime::Error::Ok) {
+          fail("XNNPACK refused workspace sharing mode " + sharing + ": " + error_name(error));
+          continue;
+        }
+      }
       module = std::make_unique<Module>(path, load_mode(field(header, "load_mode")));
       bool loaded = true;
       for (const char* method : {kEncoder, kTextDecoder}) {
