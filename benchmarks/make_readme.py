@@ -132,6 +132,13 @@ SECTIONS = (
         "other's program, each checked against its PyTorch model; sizes (`pte_adapters.py`).",
     ),
     (
+        "pte_memory_",
+        ".pte run memory as an app holds it",
+        "One plan lowered with eager and with chunked encoder attention, each run by ExecuTorch's C++ runtime "
+        "without torch (executorch-native) and by its Python bindings, in alternating rounds: peaks above the "
+        "baseline against the memory model, whole-process peaks, speed, WER, changed transcripts (`pte_memory.py`).",
+    ),
+    (
         "pte_layouts_",
         ".pte layouts",
         "Per-token cost of edgeasr's .pte layout against the one ExecuTorch's ASR runner calls (`pte_layouts.py`).",
