@@ -513,15 +513,20 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
 def predicted_memory(target: Target, onnx_memory_arena: bool = False):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
     # executorch-native holds what the Python runtime holds, less torch (not counted there either: the
-    # baseline is read with the runtime imported), so the .pte's model applies to both
-    kind = "executorch" if target.runtime == "executorch-native" else target.runtime
+    # baseline is read with the runtime imported), so the .pte's model applies to both; its C++ Module gives
+    # each method an arena of its own, as on Android (host "android"), where the Python runtime shares one
+    native = target.runtime == "executorch-native"
+    kind = "executorch" if native else target.runtime
     if kind not in KINDS:  # the torch runtimes run a plan, not an artifact file
         return None
     from exporter.lower.registry import get_backend
     from exporter.memory import estimate_artifact, model_config
 
     runtime = get_backend(KINDS[kind].format).memory_runtime  # sherpa-onnx: ONNX Runtime's model
-    return estimate_artifact(target.folder, runtime, model_config(target.model_id), onnx_memory_arena=onnx_memory_arena)
+    host = "android" if native else "python"
+    return estimate_artifact(
+        target.folder, runtime, model_config(target.model_id), host, onnx_memory_arena=onnx_memory_arena
+    )
 
 
 def _scores(dataset: Dataset, texts: dict[str, str], group_by: str | None) -> list[tuple[str, object]]:

@@ -131,3 +131,19 @@ def test_xnnpack_workspace_sharing_is_the_memory_saver_it_claims(native_cache, p
     assert peaks[0] > peaks[None] + 100_000_000
     with pytest.raises(EdgeAsrError, match="XNNPACK refused workspace sharing mode 7"):
         NativePteRunner(pte, workspace_sharing=7)
+
+
+def test_bench_measures_the_native_runtime_with_both_processes(native_cache, tiny_export, shared_data):
+    from exporter.bench import BenchOptions, bench
+    from exporter.memory import estimate_artifact, model_config
+
+    manifest = shared_data / "english_misc" / "manifest.jsonl"
+    options = BenchOptions(artifact=tiny_export[0], data=manifest, runtimes=("executorch-native",), limit=1)
+    result = bench(options)
+    metrics = {r["metric"]["name"]: r for r in result.records}
+    assert metrics["wer"]["runtime"]["name"] == "executorch-native" and metrics["wer"]["n"] == 1
+    assert metrics["wer"]["runtime"]["backend"].endswith("(memory: both processes)")
+    assert metrics["memory_run_peak"]["metric"]["value"] > metrics["artifact_bytes"]["metric"]["value"]
+    # the C++ Module keeps an arena per method: the android host's estimate
+    android = estimate_artifact(tiny_export[0], "executorch", model_config("tiny.en"), "android")
+    assert metrics["predicted_memory_run_peak"]["metric"]["value"] == android.run_peak_bytes
