@@ -148,9 +148,9 @@ SECTIONS = (
         "Allocation on user groups",
         "myQASR's first fit, fill and knapsack against uniform precision at equal budgets, calibrated on "
         "speechocean762 children, adults or the generic clips, tested on held-out speakers of both groups, "
-        "with speaker-resampled paired intervals (`allocation_groups.py`); knapsack on output costs; the best "
-        "rows through the real runtime; and the per-speaker setting, 5 clips of one speaker plan the model for "
-        "their other 15 (`allocation_speakers.py`).",
+        "with speaker-resampled paired intervals (`allocation_groups.py`); knapsack on local and on output "
+        "costs; the best rows through the real runtime; and the per-speaker setting, 5 clips of one speaker "
+        "plan the model for their other 15 (`allocation_speakers.py`).",
     ),
     (
         "gender_",

@@ -186,10 +186,11 @@ class ExecutorchRunner(Runner):
             raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
         if not tokenizer_path.is_file():
             raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
-        runner = cls(pte_path, load_tokenizer(tokenizer_path), adapter)
+        # Sized before the program loads: XNNPACK's delegates keep the pool they were created with, and
+        # resizing it afterwards (it is torn down and rebuilt) leaves them a dangling pool (an abort mid-run).
         if threads:
             set_threads(threads)
-        return runner
+        return cls(pte_path, load_tokenizer(tokenizer_path), adapter)
 
     def encode(self, features: np.ndarray) -> tuple:
         return tuple(self.encoder.execute((torch.from_numpy(features)[None],)))
