@@ -123,6 +123,16 @@ ENGINES = {"tflite-runtime": "litert", "executorch-native": "executorch"}
 RUNTIMES = (*KINDS, *ENGINES)
 
 
+def pte_tokenizer_path(pte_path: Path) -> Path:
+    """The tokenizer.json beside an ExecuTorch program; a clear error when either is missing."""
+    if not pte_path.is_file():
+        raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
+    tokenizer_path = pte_path.parent / TOKENIZER_FILE
+    if not tokenizer_path.is_file():
+        raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
+    return tokenizer_path
+
+
 def kind_for_runtime(runtime: str) -> ArtifactKind:
     """The artifact kind a runtime runs (its own, or the kind its engine runs)."""
     if runtime not in RUNTIMES:

@@ -28,7 +28,7 @@ from runtimes.contract import (
     PTE_PLAN,
     PTE_SPECIAL,
     PTE_TEXT_DECODER,
-    TOKENIZER_FILE,
+    pte_tokenizer_path,
 )
 from runtimes.errors import EdgeAsrError
 from runtimes.pte_adapter import read_adapter_file
@@ -181,11 +181,7 @@ class ExecutorchRunner(Runner):
     def open(cls, pte_path: Path, threads: int | None = None, adapter: str | Path | None = None) -> ExecutorchRunner:
         """The program at `pte_path` with the tokenizer.json beside it; `threads` sizes XNNPACK's pool."""
         pte_path = Path(pte_path)
-        tokenizer_path = pte_path.parent / TOKENIZER_FILE
-        if not pte_path.is_file():
-            raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
-        if not tokenizer_path.is_file():
-            raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
+        tokenizer_path = pte_tokenizer_path(pte_path)
         # Sized before the program loads: XNNPACK's delegates keep the pool they were created with, and
         # resizing it afterwards (it is torn down and rebuilt) leaves them a dangling pool (an abort mid-run).
         if threads:

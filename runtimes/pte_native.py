@@ -33,7 +33,7 @@ from runtimes.contract import (
     PTE_N_FRAMES,
     PTE_N_MELS,
     PTE_SPECIAL,
-    TOKENIZER_FILE,
+    pte_tokenizer_path,
 )
 from runtimes.engine_process import EngineProcess
 from runtimes.errors import EdgeAsrError
@@ -155,11 +155,7 @@ class NativePteRunner(Runner):
         pte_path = Path(pte_path)
         if load_mode not in LOAD_MODES:
             raise EdgeAsrError(f"unknown load mode {load_mode!r}; choose from {', '.join(LOAD_MODES)}")
-        if not pte_path.is_file():
-            raise EdgeAsrError(f"ExecuTorch program not found: {pte_path}")
-        tokenizer_path = pte_path.parent / TOKENIZER_FILE
-        if not tokenizer_path.is_file():
-            raise EdgeAsrError(f"{pte_path.parent} has {pte_path.name} but no {TOKENIZER_FILE}")
+        tokenizer_path = pte_tokenizer_path(pte_path)
         worker = build_worker()
         self.engine = EngineProcess([str(worker)], "executorch-native")
         self.engine.version = importlib.metadata.version("executorch")
@@ -186,12 +182,16 @@ class NativePteRunner(Runner):
         self.max_seq_len = self._int(PTE_MAX_SEQ_LEN)
         self._encodings = 0  # the worker keeps the last encoding only
 
-    def _text(self, op: str, name: str | None = None) -> str:
+    def _named(self, op: str, name: str | None = None) -> tuple[dict, np.ndarray | None]:
+        """A request whose argument is a name (sent as bytes: the worker parses no JSON strings)."""
         argument = None if name is None else np.frombuffer(name.encode(), dtype=np.uint8)
-        return bytes(self.engine.request({"op": op}, argument)[1]).decode()
+        return self.engine.request({"op": op}, argument)
+
+    def _text(self, op: str, name: str | None = None) -> str:
+        return bytes(self._named(op, name)[1]).decode()
 
     def _int(self, name: str) -> int:
-        return int(self.engine.request({"op": "constant"}, np.frombuffer(name.encode(), dtype=np.uint8))[0]["int"])
+        return int(self._named("constant", name)[0]["int"])
 
     def encode(self, features: np.ndarray) -> int:
         self.engine.request({"op": "encode"}, np.ascontiguousarray(features, dtype=np.float32))

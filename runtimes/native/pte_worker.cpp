@@ -175,13 +175,11 @@ int main() {
       if (loaded) {
         reply("\"ok\": true");
       }
+    } else if (op == "memory") {  // answered with or without a program
+      reply("\"ok\": true, \"rss\": " + std::to_string(status_bytes("VmRSS")) +
+            ", \"hwm\": " + std::to_string(status_bytes("VmHWM")));
     } else if (module == nullptr) {
-      if (op == "memory") {
-        reply("\"ok\": true, \"rss\": " + std::to_string(status_bytes("VmRSS")) +
-              ", \"hwm\": " + std::to_string(status_bytes("VmHWM")));
-      } else {
-        fail("no program is open");
-      }
+      fail("no program is open");
     } else if (op == "methods") {
       auto names = module->method_names();
       std::string joined;
@@ -232,9 +230,6 @@ int main() {
         const float* last = logits.const_data_ptr<float>() + (logits.numel() - vocab);
         reply("\"ok\": true", last, vocab * sizeof(float), "<f4", {vocab});
       }
-    } else if (op == "memory") {
-      reply("\"ok\": true, \"rss\": " + std::to_string(status_bytes("VmRSS")) +
-            ", \"hwm\": " + std::to_string(status_bytes("VmHWM")));
     } else if (op == "reset_peak") {
       std::ofstream clear("/proc/self/clear_refs");
       clear << "5";
