@@ -1,9 +1,11 @@
 """Where a .pte's run memory goes, measured as an app holds it: ExecuTorch's C++ runtime without torch
 (runtime executorch-native) beside the Python bindings (runtime executorch), eager vs chunked attention.
 
-One android export per model (fill, english_misc calibration, which is not tested) is lowered twice, with the
-encoder's attention `eager` (the default) and `chunked` (exporter/lower/whisper_modules.chunked_attention);
-the plan, and so the weights, are the same. `edgeasr bench` runs each artifact in each runtime in its own
+One android export per model (fill, english_misc calibration, which is not tested) is lowered three times:
+with the encoder's attention `eager` and `chunked` (exporter/lower/whisper_modules.chunked_attention, the
+default), and chunked again with ExecuTorch's own breadth-first re-sort of delegated subgraphs instead of
+program order (exporter/lower/program_order.py; row "chunked, bfs order"); the plan, and so the weights,
+are the same. `edgeasr bench` runs each artifact in each runtime in its own
 process, in rounds that alternate the order, on the same clips (40 AN4 test + 1 clip of each of 40
 speechocean762 speakers by default). Per row: the bytes the artifact adds to its process (load and run peak
 minus the baseline with the runtime imported, and the memory model's prediction), the baseline itself and the
@@ -28,9 +30,13 @@ from exporter.bench import BenchOptions, bench
 from exporter.bench_schema import load_results
 from exporter.export import ExportOptions, export
 from exporter.io import write_text
+from exporter.lower.executorch import lower_executorch
+from exporter.models import load_whisper
+from exporter.quant.plan import QuantPlan
 
 BUDGETS = {"tiny.en": "45MB", "base": "80MB"}
-ATTENTIONS = ("eager", "chunked")
+# row name -> (attention, delegates in program order)
+LOWERINGS = {"eager": ("eager", True), "chunked": ("chunked", True), "chunked, bfs order": ("chunked", False)}
 RUNTIMES = ("executorch-native", "executorch")
 MB = 1e6
 
@@ -52,10 +58,34 @@ def exported(model: str, budget: str, attention: str) -> Path:
     return out
 
 
+def relowered_in_bfs_order(model: str, source: Path, attention: str) -> Path:
+    """`source`'s export with its .pte lowered again from the same plan, ExecuTorch's re-sort left in place."""
+    out = source.with_name(source.name + "-bfs")
+    if is_current(out):
+        say(f"reusing {out}")
+        return out
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    plan = QuantPlan.load(staging / "plan.json")
+    lower_executorch(load_whisper(model), plan, staging / "model.pte", attention=attention, program_order=False)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
+def lowered(model: str, budget: str) -> dict[str, Path]:
+    folders = {attention: exported(model, budget, attention) for attention in ("eager", "chunked")}
+    return {
+        row: folders[attention] if in_order else relowered_in_bfs_order(model, folders[attention], attention)
+        for row, (attention, in_order) in LOWERINGS.items()
+    }
+
+
 def measure(args, clips) -> dict:
-    folders = {attention: exported(args.model, args.budget, attention) for attention in ATTENTIONS}
+    folders = lowered(args.model, args.budget)
     records, notes = [], []
-    settings = [(attention, runtime) for attention in ATTENTIONS for runtime in RUNTIMES]
+    settings = [(row, runtime) for row in LOWERINGS for runtime in RUNTIMES]
     for round_index in range(args.rounds):
         for attention, runtime in settings if round_index % 2 == 0 else reversed(settings):
             say(f"round {round_index + 1}: {attention} through {runtime}")
@@ -73,7 +103,8 @@ def measure(args, clips) -> dict:
     notes.append(
         f"{len(clips)} clips (40 AN4 test, 1 clip of each of 40 speechocean762 speakers, seed 0); 1 thread; "
         f"{args.rounds} rounds alternating the order; one android export per attention ({args.budget}, fill, "
-        "english_misc calibration), the same plan"
+        "english_misc calibration), the same plan; `chunked, bfs order`: the chunked export's plan lowered again "
+        "without exporter/lower/program_order.py"
     )
     notes.append(
         produced_by("pte_memory.py", {"--model": args.model, "--budget": args.budget, "--rounds": args.rounds})

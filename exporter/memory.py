@@ -39,7 +39,7 @@ measured 133-136 MB on short clips (the phase model: 175 MB at 30 s and 448 toke
 in benchmarks/results/onnx_memory_base.md).
 
 The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 2.04x
-the self-attention cache; ExecuTorch's first-run constant of 42 MB; ONNX Runtime keeping about twice the file
+the self-attention cache; ExecuTorch's first-run constant of 42 MB with eager or sdpa attention; ONNX Runtime keeping about twice the file
 bytes after loading) were read off memory plans and /proc measurements of tiny.en and base exports on x86-64
 Linux (ExecuTorch 1.5.1, ONNX Runtime 1.31.1; benchmarks/results/memory_*.json compares prediction and
 measurement). `predict_before_lowering` uses them to choose controls before the expensive lowering;
@@ -80,11 +80,15 @@ ET_PLANNED_HIDDEN = 4
 ET_CHUNKED_HIDDEN_PER_LAYER = 4
 ET_DECODER_PLAN_PER_SELF_CACHE = 2.04
 # XNNPACK workspace and first-run allocations, fitted to the run-peak increase of tiny.en (1000 and 3000
-# frames) and base (3000 frames): 1 attention map + 6 hidden states + 42 MB, each within 1 MB.
-# Chunked attention: one slice of a map at a time (1 / QUERY_CHUNKS of one).
-ET_WORKSPACE_MAPS = {"sdpa": 1.0, "eager": 1.0, "chunked": 1.0 / QUERY_CHUNKS}
+# frames) and base (3000 frames) with eager and sdpa attention: 1 attention map + 6 hidden states + 42 MB,
+# each within 1 MB. Chunked attention, its delegates in program order (exporter/lower/program_order.py): one
+# slice's scores and probabilities at a time (2 / QUERY_CHUNKS of a map) and no constant: the 42 MB was the
+# breadth-first order's four other slices alive at once (tiny.en: 67.7 -> 29.9 MB of live tensors in an
+# attention delegate by a liveness count; the worker's run peak above its open state 75.6 -> 38.2 MB, and
+# 2/5 map + 6 hidden states predicts 35.4).
+ET_WORKSPACE_MAPS = {"sdpa": 1.0, "eager": 1.0, "chunked": 2.0 / QUERY_CHUNKS}
 ET_WORKSPACE_HIDDEN = 6
-ET_FIRST_RUN_BYTES = 42 * MB
+ET_FIRST_RUN_BYTES = {"sdpa": 42 * MB, "eager": 42 * MB, "chunked": 0}
 # ONNX Runtime keeps the model's tensors after building a session and reads the file besides: about 2x.
 ORT_LOAD_FACTOR = 2.0
 # ORT's CPU memory arena and memory patterns hold more than the live tensors (freed blocks kept, growth in
@@ -234,7 +238,7 @@ def _executorch_estimate(
     workspace = (
         int(ET_WORKSPACE_MAPS[attention] * shape.attention_map_bytes(n_frames))
         + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames)
-        + ET_FIRST_RUN_BYTES
+        + ET_FIRST_RUN_BYTES[attention]
     )
     return MemoryEstimate(
         runtime="executorch",

@@ -157,14 +157,14 @@ def test_impossible_memory_budget_fails_before_any_work(tmp_path, run_cli):
         "--budget",
         "45MB",
         "--memory-budget",
-        "90MB",
+        "50MB",
         "--out",
         tmp_path / "x",
         "--calibration",
         "minmax",
         "--no-progress",
     )
-    assert status == 2 and "smallest predicted peak" in err and "memory budget of 90.00 MB" in err
+    assert status == 2 and "smallest predicted peak" in err and "memory budget of 50.00 MB" in err
     assert not list(tmp_path.iterdir())
 
 

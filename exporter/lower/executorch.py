@@ -7,13 +7,15 @@
              delegates and silently computes wrong in executorch 1.5.1), token embedding -> weight-only
              int8/4/2 groups of 32 (quantized embedding kernels), fp32 layers untouched;
 3. capture   torch.export of the `encoder` and the KV-cache `text_decoder` (whisper_modules.py);
-4. lower     to_edge_transform_and_lower with the XNNPACK partitioner, plus constant methods carrying the
-             plan JSON, the special tokens and the config (read back by runners and the Android app);
+4. lower     to_edge_transform_and_lower with the XNNPACK partitioner, delegated subgraphs kept in the
+             modules' order (program_order.py), plus constant methods carrying the plan JSON, the special
+             tokens and the config (read back by runners and the Android app);
 5. serialise to_executorch, then an atomic write of the bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import tempfile
@@ -25,6 +27,7 @@ from torch import nn
 
 from exporter.choices import PTE_LAYOUTS
 from exporter.io import atomic_path
+from exporter.lower.program_order import keep_program_order
 from exporter.lower.settings import ATTENTIONS, DEFAULT_ATTENTION
 from exporter.lower.whisper_modules import (
     RunnerEncoderModule,
@@ -169,18 +172,22 @@ def capture(
     return programs
 
 
-def lower(programs: dict, constants: dict) -> tuple[bytes, dict[str, bytes]]:
-    """(the program's bytes, its separate data files by name: empty unless constants were tagged)."""
+def lower(programs: dict, constants: dict, program_order: bool = True) -> tuple[bytes, dict[str, bytes]]:
+    """(the program's bytes, its separate data files by name: empty unless constants were tagged).
+
+    `program_order`: delegated subgraphs keep the order the modules compute in (exporter/lower/program_order.py);
+    False leaves ExecuTorch's breadth-first re-sort, which holds more tensors alive (kept to measure that)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    edge = to_edge_transform_and_lower(
-        programs,
-        partitioner=[XnnpackPartitioner()],
-        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
-        constant_methods=constants,
-    )
+    with keep_program_order() if program_order else contextlib.nullcontext():
+        edge = to_edge_transform_and_lower(
+            programs,
+            partitioner=[XnnpackPartitioner()],
+            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+            constant_methods=constants,
+        )
     program = edge.to_executorch(
         ExecutorchBackendConfig(
             extract_delegate_segments=True,
@@ -203,6 +210,7 @@ def lower_executorch(
     n_frames: int = FULL_FRAMES,
     attention: str = DEFAULT_ATTENTION,
     layout: str = "edgeasr",
+    program_order: bool = True,
 ) -> Path:
     """Write the .pte for `plan`; returns its path. Nothing is left at `out_path` if any stage fails.
 
@@ -215,7 +223,7 @@ def lower_executorch(
     model = prepare_model(bundle, plan, attention)
     quantize_model(model, plan)
     programs = capture(model, bundle.n_mels, n_frames, layout)
-    data, _ = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout))
+    data, _ = lower(programs, constant_methods(bundle, plan, n_frames, attention, layout), program_order)
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
     return out_path

@@ -71,7 +71,9 @@ def chunked_attention(module, query, key, value, attention_mask, scaling=None, d
     step = -(-length // QUERY_CHUNKS)
     outputs = []
     for start in range(0, length, step):
-        scores = torch.bmm(queries[:, start : start + step], keys) * scaling
+        scores = torch.bmm(queries[:, start : start + step], keys)
+        if scaling != 1.0:  # HF's Whisper scales the queries and passes 1.0: x * 1.0 is x, and one map slice less
+            scores = scores * scaling
         if attention_mask is not None:
             rows = scores.shape[1]
             scores = (scores.reshape(batch, heads, rows, -1) + attention_mask[:, :, start : start + step]).reshape(
