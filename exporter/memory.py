@@ -76,8 +76,10 @@ MB = 10**6
 ET_PLANNED_MAPS = {"sdpa": 3, "eager": 2, "chunked": 0}
 ET_PLANNED_HIDDEN = 4
 # Chunked attention (exporter/lower/whisper_modules.py) keeps every attention map inside XNNPACK: the plan holds
-# hidden states only, 4 per encoder layer (read off tiny.en's and base's plans: 36.9 / 73.7 MB = 16 / 24).
-ET_CHUNKED_HIDDEN_PER_LAYER = 4
+# hidden states only: the encoder's outputs (each decoder layer's cross-attention keys and values, hidden-state
+# sized) and the last layer's output they are projected from (tiny.en's plan 20.7 MB = 9 hidden states; with
+# the outputs copied twice after projection, 36.9 MB).
+ET_CHUNKED_HIDDEN_BESIDE_OUTPUTS = 1
 ET_DECODER_PLAN_PER_SELF_CACHE = 2.04
 # XNNPACK workspace and first-run allocations, fitted to the run-peak increase of tiny.en (1000 and 3000
 # frames) and base (3000 frames) with eager and sdpa attention: 1 attention map + 6 hidden states + 42 MB,
@@ -316,7 +318,8 @@ def predict_before_lowering(
     _check(runtime, host, attention)
     shape = WhisperShape.from_config(config)
     if runtime == "executorch":
-        hidden = ET_CHUNKED_HIDDEN_PER_LAYER * shape.encoder_layers if attention == "chunked" else ET_PLANNED_HIDDEN
+        outputs = 2 * shape.decoder_layers
+        hidden = outputs + ET_CHUNKED_HIDDEN_BESIDE_OUTPUTS if attention == "chunked" else ET_PLANNED_HIDDEN
         per_method = {
             "encoder": ET_PLANNED_MAPS[attention] * shape.attention_map_bytes(n_frames)
             + hidden * shape.hidden_bytes(n_frames),
