@@ -134,7 +134,8 @@ SECTIONS = (
     (
         "pte_memory_",
         ".pte run memory as an app holds it",
-        "One plan lowered with eager and with chunked encoder attention, each run by ExecuTorch's C++ runtime "
+        "One plan lowered with eager and with chunked encoder attention, and chunked with ExecuTorch's own "
+        "breadth-first order of delegated ops, each run by ExecuTorch's C++ runtime "
         "without torch (executorch-native) and by its Python bindings, in alternating rounds: peaks above the "
         "baseline against the memory model, whole-process peaks, speed, WER, changed transcripts (`pte_memory.py`).",
     ),

@@ -5,11 +5,13 @@ from __future__ import annotations
 # How the ExecuTorch encoder's attention is captured (exporter/lower/whisper_modules.py); the default first.
 # chunked: eager's arithmetic over slices of the queries (QUERY_CHUNKS), so no whole attention map is held.
 # It is the default: on the same tiny.en 45 MB plan (benchmarks/results/pte_memory_*.md, 80 clips) it ran in
-# 167 MB above the runtime's baseline against eager's 248, the same 80 transcripts, no slower (round 2:
-# 349 vs 405 ms median through ExecuTorch's C++ runtime). eager (HF's own) and sdpa stay as options.
+# 111 MB above the runtime's baseline against eager's 246 (with its delegates in program order,
+# exporter/lower/program_order.py; 152 in ExecuTorch's breadth-first order), the same 80 transcripts, no
+# slower (333 vs 367 ms median through ExecuTorch's C++ runtime). eager (HF's own) and sdpa stay as options.
 ATTENTIONS = ("chunked", "eager", "sdpa")
 # The encoder's queries in this many slices under "chunked": XNNPACK concatenates at most 5 tensors in one op,
-# so 5 keeps the concatenation inside the delegate.
+# so 5 keeps the concatenation inside the delegate. (10 slices, concatenated in two steps: tiny.en's worker
+# peak only 105 -> 102 MB, by hand; the FFN's two [T, 4d] tensors are as large as a slice's two maps.)
 QUERY_CHUNKS = 5
 DEFAULT_ATTENTION = ATTENTIONS[0]
 # How a .pte carries an NF4 + LoRA model, which XNNPACK cannot run as NF4 (exporter/lower/executorch_lora.py).
