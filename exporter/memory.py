@@ -38,7 +38,7 @@ every term, as for ExecuTorch's arenas that are all allocated at load, predicted
 measured 133-136 MB on short clips (the phase model: 175 MB at 30 s and 448 tokens, each phase measured alone
 in benchmarks/results/onnx_memory_base.md).
 
-The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 2.04x
+The structural counts (3 attention maps planned with sdpa attention, 2 with eager; the decoder plan at 1.04x
 the self-attention cache; ExecuTorch's first-run constant of 42 MB with eager or sdpa attention; ONNX Runtime keeping about twice the file
 bytes after loading) were read off memory plans and /proc measurements of tiny.en and base exports on x86-64
 Linux (ExecuTorch 1.5.1, ONNX Runtime 1.31.1; benchmarks/results/memory_*.json compares prediction and
@@ -70,9 +70,9 @@ FLOAT_BYTES = 4
 MB = 10**6
 
 # Read off the ExecuTorch memory plans of tiny.en and base (sdpa 171.2 / 228.3 MB = 3 maps + 4 hidden
-# states; eager 117.2 MB = 2 maps + 4 hidden states). Decoder: 11.2 / 22.2 MB = 2.04 / 2.02 x the self-
-# attention cache since the decoder takes precomputed cross keys/values and writes its cache in place
-# (before: 3.26 / 3.17 x).
+# states; eager 117.2 MB = 2 maps + 4 hidden states). Decoder: 5.7 / 11.2 MB = 1.04 / 1.02 x the self-
+# attention cache since its in-place writes share their buffers' storage (exporter/lower/memory_planning.py;
+# 2.04 / 2.02 x before, 3.26 / 3.17 x before the decoder took precomputed cross keys/values).
 ET_PLANNED_MAPS = {"sdpa": 3, "eager": 2, "chunked": 0}
 ET_PLANNED_HIDDEN = 4
 # Chunked attention (exporter/lower/whisper_modules.py) keeps every attention map inside XNNPACK: the plan holds
@@ -80,7 +80,7 @@ ET_PLANNED_HIDDEN = 4
 # sized) and the last layer's output they are projected from (tiny.en's plan 20.7 MB = 9 hidden states; with
 # the outputs copied twice after projection, 36.9 MB).
 ET_CHUNKED_HIDDEN_BESIDE_OUTPUTS = 1
-ET_DECODER_PLAN_PER_SELF_CACHE = 2.04
+ET_DECODER_PLAN_PER_SELF_CACHE = 1.04
 # XNNPACK workspace and first-run allocations, fitted to the run-peak increase of tiny.en (1000 and 3000
 # frames) and base (3000 frames) with eager and sdpa attention: 1 attention map + 6 hidden states + 42 MB,
 # each within 1 MB. Chunked attention, its delegates in program order (exporter/lower/program_order.py): one

@@ -179,7 +179,8 @@ def lower(programs: dict, constants: dict, program_order: bool = True) -> tuple[
     False leaves ExecuTorch's breadth-first re-sort, which holds more tensors alive (kept to measure that)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes import MemoryPlanningPass
+
+    from exporter.lower.memory_planning import AliasedOutputsPlanning
 
     with keep_program_order() if program_order else contextlib.nullcontext():
         edge = to_edge_transform_and_lower(
@@ -193,7 +194,8 @@ def lower(programs: dict, constants: dict, program_order: bool = True) -> tuple[
             extract_delegate_segments=True,
             do_quant_fusion_and_const_prop=True,
             run_reinplace_pass=True,  # the decoder's KV-cache writes (index_put) become in-place row writes
-            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+            # the decoder's in-place cache writes share their buffers' storage (memory_planning.py)
+            memory_planning_pass=AliasedOutputsPlanning(alloc_graph_input=False),
         )
     )
     data = program.buffer
