@@ -5,9 +5,9 @@ from __future__ import annotations
 # How the ExecuTorch encoder's attention is captured (exporter/lower/whisper_modules.py); the default first.
 # chunked: eager's arithmetic over slices of the queries (QUERY_CHUNKS), so no whole attention map is held.
 # It is the default: on the same tiny.en 45 MB plan (benchmarks/results/pte_memory_*.md, 80 clips) it ran in
-# 111 MB above the runtime's baseline against eager's 246 (with its delegates in program order,
-# exporter/lower/program_order.py; 152 in ExecuTorch's breadth-first order), the same 80 transcripts, no
-# slower (333 vs 367 ms median through ExecuTorch's C++ runtime). eager (HF's own) and sdpa stay as options.
+# 102 MB above the runtime's baseline against eager's 239 (with its delegates in program order,
+# exporter/lower/program_order.py; 145 in ExecuTorch's breadth-first order), the same 80 transcripts, no
+# slower (353 vs 387 ms median through ExecuTorch's C++ runtime). eager (HF's own) and sdpa stay as options.
 ATTENTIONS = ("chunked", "eager", "sdpa")
 # The encoder's queries in this many slices under "chunked": XNNPACK concatenates at most 5 tensors in one op,
 # so 5 keeps the concatenation inside the delegate. (10 slices, concatenated in two steps: tiny.en's worker
