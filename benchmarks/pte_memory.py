@@ -18,7 +18,6 @@ latency, RTF, WER, and the transcripts that differ from eager's in the same runt
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 from pathlib import Path
@@ -30,12 +29,11 @@ from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.bench_schema import load_results
 from exporter.export import ExportOptions, export
+from exporter.export.result import seal_artifact
 from exporter.io import write_text
 from exporter.lower.executorch import lower_executorch
 from exporter.models import load_whisper
 from exporter.quant.plan import QuantPlan
-from runtimes.contract import CHECKSUM_FILE
-from runtimes.integrity import sha256_file
 
 BUDGETS = {"tiny.en": "45MB", "base": "80MB"}
 # row name -> (attention, delegates in program order)
@@ -72,8 +70,7 @@ def relowered_in_bfs_order(model: str, source: Path, attention: str) -> Path:
     shutil.copytree(source, staging)
     plan = QuantPlan.load(staging / "plan.json")
     lower_executorch(load_whisper(model), plan, staging / "model.pte", attention=attention, program_order=False)
-    listed = json.loads((staging / CHECKSUM_FILE).read_text())  # the export's record, with the new program's digest
-    write_text(staging / CHECKSUM_FILE, json.dumps({name: sha256_file(staging / name) for name in listed}, indent=2))
+    seal_artifact(staging)  # the export's record, with the new program's digest
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out

@@ -10,8 +10,9 @@ once where one would do (tiny.en's attention delegates: 67.7 MB of live tensors 
 29.9 by a liveness count; the worker's run peak 160 -> 123 MB). ExecuTorch's own memory plan for the ops
 outside delegates is made over the same re-sorted graph.
 
-`keep_program_order` replaces that sort, while a lowering runs, by a stable one: among the nodes whose
-inputs are ready, the one that came first in the graph goes first (the order torch.export wrote, which is
+`keep_program_order` replaces that sort, while a lowering runs, by a stable one, torch.fx's own `topo_sort`
+(the one ExecuTorch already sorts each partition's nodes with): among the nodes whose inputs are ready, the
+one that came first in the graph goes first (the order torch.export wrote, which is
 the order of the module's Python code). Any topological order computes the same values op by op, so the
 program's outputs are unchanged; only liveness changes. The sort is deterministic, so exports stay
 reproducible byte for byte.
@@ -20,29 +21,9 @@ reproducible byte for byte.
 from __future__ import annotations
 
 import contextlib
-import heapq
 
 import torch
-
-
-def stable_topological_order(nodes: list[torch.fx.Node]) -> list[torch.fx.Node]:
-    """`nodes` (every node of one graph) in a topological order that keeps their given order where the
-    dependencies allow: Kahn's algorithm with the earliest ready node first."""
-    position = {node: index for index, node in enumerate(nodes)}
-    waiting = {node: len(set(node.all_input_nodes)) for node in nodes}
-    ready = [(position[node], node) for node in nodes if waiting[node] == 0]
-    heapq.heapify(ready)
-    ordered = []
-    while ready:
-        _, node = heapq.heappop(ready)
-        ordered.append(node)
-        for user in node.users:
-            waiting[user] -= 1
-            if waiting[user] == 0:
-                heapq.heappush(ready, (position[user], user))
-    if len(ordered) != len(nodes):
-        raise RuntimeError("the graph has a cycle; it cannot be put in a topological order")
-    return ordered
+from torch.fx.passes.utils.fuser_utils import topo_sort
 
 
 def legalize_in_program_order(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -51,7 +32,7 @@ def legalize_in_program_order(graph_module: torch.fx.GraphModule) -> torch.fx.Gr
     new = torch.fx.Graph()  # as legalize_graph builds it; assigning it to the module takes ownership
     new._codegen = old._codegen
     copies: dict[torch.fx.Node, torch.fx.Node] = {}
-    for node in stable_topological_order(list(old.nodes)):
+    for node in topo_sort(list(old.nodes)):
         copies[node] = new.node_copy(node, lambda arg: copies[arg])
     graph_module.graph = new
     return graph_module
