@@ -118,15 +118,52 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     log10 floored at 1e-10, clamped to 8 below its maximum, then (x + 4) / 4. It matches transformers'
     WhisperFeatureExtractor to float round-off (tests/test_audio_and_data.py).
     """
+    return log_mel_frames(samples, n_mels, FULL_FRAMES)
+
+
+def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:
+    """The first `n_frames` of `log_mel` (a shorter audio context, or a client's framing), contiguous:
+    (n_mels, n_frames), the values of the 30 s window's first frames."""
     if samples.size > CHUNK_SAMPLES:
         raise ValueError("log_mel takes at most one 30 s window; split with chunks() first")
-    # The 30 s window, zero-padded, reflect-padded by N_FFT // 2 at both ends, written into one buffer.
+    if not 0 < n_frames <= FULL_FRAMES:
+        raise ValueError(f"n_frames must be 1 to {FULL_FRAMES}, not {n_frames}")
+    log_spec = _log_mel_rows(samples, n_mels)  # (computed frames, n_mels), float64
+    # Every later frame sees only the window's zero padding: power 0, floored to 1e-10, then clamped like
+    # the rest. So they all hold one value, which the computed frames' maximum decides (it is never below
+    # log10(1e-10)); writing it is exact, and a short clip skips most of the STFT and its buffers.
+    lowest = log_spec.max() - 8.0
+    floor = max(np.log10(np.float64(1e-10)), lowest)
+    features = np.full((n_mels, n_frames), (floor + 4.0) / 4.0, dtype=np.float32)
+    kept = log_spec[: min(n_frames, len(log_spec))]
+    np.maximum(kept, lowest, out=kept)  # in place: the same values, no copies
+    kept += 4.0
+    kept /= 4.0
+    features[:, : len(kept)] = kept.T
+    return features
+
+
+def _computed_frames(n_samples: int) -> int:
+    """How many of the window's frames overlap the clip's samples or its reflected edges; the rest are zeros."""
     edge = N_FFT // 2
-    padded = np.zeros(CHUNK_SAMPLES + 2 * edge, dtype=np.float64)
+    if n_samples + 2 * edge + 1 >= CHUNK_SAMPLES:  # the end's reflection reaches the clip: every frame
+        return FULL_FRAMES
+    # Frame j reads padded[j * HOP : j * HOP + N_FFT]; the clip ends at padded index edge + n_samples.
+    return min(FULL_FRAMES, -(-(edge + n_samples) // HOP))
+
+
+def _log_mel_rows(samples: np.ndarray, n_mels: int) -> np.ndarray:
+    """log10 mel power, floored at 1e-10, of the frames `_computed_frames` names: (frames, n_mels) float64."""
+    edge = N_FFT // 2
+    n_computed = _computed_frames(samples.size)
+    # The 30 s window's start (or all of it), zero-padded, reflect-padded by N_FFT // 2 at both ends.
+    full = n_computed == FULL_FRAMES
+    padded = np.zeros(CHUNK_SAMPLES + 2 * edge if full else (n_computed - 1) * HOP + N_FFT, dtype=np.float64)
     padded[edge : edge + samples.size] = samples
     padded[:edge] = padded[2 * edge : edge : -1]
-    padded[-edge:] = padded[-edge - 2 : -2 * edge - 2 : -1]
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:FULL_FRAMES]
+    if full:
+        padded[-edge:] = padded[-edge - 2 : -2 * edge - 2 : -1]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_computed]
     filters = mel_filters(n_mels)
     # A block of frames at a time: each frame's transform is independent, and the whole (3000, 400) float64
     # frame matrix with its complex spectrum held 27 MB at once; with the in-place steps below the 30 s log-mel
@@ -136,16 +173,4 @@ def log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
         block = frames[start : start + STFT_BLOCK_FRAMES]
         power = np.abs(np.fft.rfft(block * _hann(), axis=-1)) ** 2  # (block, 201)
         mel[start : start + len(block)] = power @ filters
-    log_spec = np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)  # in place: the same values, no copies
-    np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
-    log_spec += 4.0
-    log_spec /= 4.0
-    return np.ascontiguousarray(log_spec.T, dtype=np.float32)
-
-
-def log_mel_frames(samples: np.ndarray, n_mels: int = 80, n_frames: int = FULL_FRAMES) -> np.ndarray:
-    """The first `n_frames` of `log_mel` (a shorter audio context), contiguous: (n_mels, n_frames).
-
-    Computed on the 30 s padded window and then cut, so the values equal the full window's first frames.
-    """
-    return np.ascontiguousarray(log_mel(samples, n_mels)[:, :n_frames])
+    return np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)  # in place: the same values, no copies

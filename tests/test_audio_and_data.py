@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 from exporter.data import load_dataset
-from runtimes.audio import SAMPLE_RATE, chunks, load_audio, log_mel
+from runtimes import audio
+from runtimes.audio import CHUNK_SAMPLES, SAMPLE_RATE, chunks, load_audio, log_mel, log_mel_frames
 from runtimes.errors import EdgeAsrError
 
 
@@ -60,6 +61,25 @@ def test_log_mel_shape_and_chunks():
     windows = chunks(samples)
     assert [w.size for w in windows] == [480000, 480000, 80000]
     assert log_mel(windows[-1], 80).shape == (80, 3000)
+
+
+def test_log_mel_skips_only_frames_of_zeros(shared_data, monkeypatch):
+    """A short clip's log-mel transforms only the frames that reach its samples and writes the zero frames'
+    value: bit for bit the whole window's transform, on real clips and at the lengths where the window's
+    end (and its reflection) starts to matter; a shorter context or a client's framing is its first frames."""
+    rng = np.random.default_rng(0)
+    clips = [load_audio(p) for p in sorted((shared_data / "speechocean762" / "audio").glob("*/*.flac"))[:4]]
+    clips += [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (161, 20_000, CHUNK_SAMPLES - 402)]
+    clips += [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (CHUNK_SAMPLES - 401, CHUNK_SAMPLES)]
+    skipping = [(log_mel(c, 80), log_mel_frames(c, 80, 7), audio._computed_frames(c.size)) for c in clips]
+    assert [computed for *_, computed in skipping][4:] == [3, 127, 2999, 3000, 3000]  # ceil((200 + n) / 160) frames
+    monkeypatch.setattr(audio, "_computed_frames", lambda n_samples: audio.FULL_FRAMES)  # every frame
+    for clip, (features, first, _) in zip(clips, skipping, strict=True):
+        whole = log_mel(clip, 80)
+        assert np.array_equal(features, whole)
+        assert np.array_equal(first, whole[:, :7]) and first.flags.c_contiguous
+    with pytest.raises(ValueError, match="n_frames"):
+        log_mel_frames(clips[0], 80, 0)
 
 
 @pytest.mark.parametrize("n_mels", [80, 128])

@@ -245,6 +245,9 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 
     (tmp_path / ENCODER_FILE).write_bytes(b"\x08\x07garbage, not a protobuf")
     (tmp_path / DECODER_FILE).write_bytes(b"")
+    # a readable tokenizer.json (the runner reads it first), so the error is the graph's
+    tokenizer = {"model": {"type": "BPE", "vocab": {"a": 0}}, "decoder": {"type": "ByteLevel"}}
+    (tmp_path / TOKENIZER_FILE).write_text(json.dumps(tokenizer))
     with pytest.raises(EdgeAsrError, match="not a loadable ONNX model"):
         OnnxRunner(tmp_path)
     with pytest.raises(EdgeAsrError):

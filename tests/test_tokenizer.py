@@ -30,6 +30,16 @@ def test_text_decoder_gives_the_tokenizers_library_s_text(model, request):
         assert decode_text(ours, text_ids, bundle.special) == decode_text(theirs, text_ids, bundle.special)
 
 
+def test_text_decoder_holds_ids_in_one_buffer():
+    """Unknown ids (holes in the vocabulary, out of range, negative) decode to nothing; empty pieces stay
+    empty; specials are skipped only when asked."""
+    ours = TextDecoder([b"a", None, b"", "\u00e9".encode(), b"<|x|>"], frozenset({4}))
+    assert len(ours) == 5
+    assert [ours.piece(i) for i in (-1, 0, 1, 2, 3, 4, 5)] == [None, b"a", None, b"", b"\xc3\xa9", b"<|x|>", None]
+    assert ours.decode([0, 1, 2, 3, 4, 5, -1]) == "a\u00e9"
+    assert ours.decode([0, 4], skip_special_tokens=False) == "a<|x|>"
+
+
 def test_text_decoder_of_real_text_round_trips(tiny_en):
     ours = TextDecoder.from_json(json.loads(tiny_en.tokenizer.to_str()))
     for text in (" He could wait no longer.", " Grüße, naïve café: 東京 ☃", " 1,234.5%"):
