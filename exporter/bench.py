@@ -512,9 +512,9 @@ def _memory_metrics(result: dict) -> list[tuple[str, float | None, str, dict]]:
 
 def predicted_memory(target: Target, onnx_memory_arena: bool = False):
     """The memory model's estimate for an artifact runtime (None for the PyTorch runtimes)."""
-    # executorch-native holds what the Python runtime holds, less torch (not counted there either: the
-    # baseline is read with the runtime imported), so the .pte's model applies to both; its C++ Module gives
-    # each method an arena of its own, as on Android (host "android"), where the Python runtime shares one
+    # executorch-native runs the .pte in ExecuTorch's C++ Module, as the Android demo does (an arena per
+    # method, the file mapped), but reads the encoder's outputs in place where the demo copies them: host
+    # "native" (exporter/memory.py)
     native = target.runtime == "executorch-native"
     kind = "executorch" if native else target.runtime
     if kind not in KINDS:  # the torch runtimes run a plan, not an artifact file
@@ -523,7 +523,7 @@ def predicted_memory(target: Target, onnx_memory_arena: bool = False):
     from exporter.memory import estimate_artifact, model_config
 
     runtime = get_backend(KINDS[kind].format).memory_runtime  # sherpa-onnx: ONNX Runtime's model
-    host = "android" if native else "python"
+    host = "native" if native else "python"
     return estimate_artifact(
         target.folder, runtime, model_config(target.model_id), host, onnx_memory_arena=onnx_memory_arena
     )

@@ -4,7 +4,11 @@ Weights are not the whole story: on a 30 s window the encoder's attention maps (
 map) dwarf a quantised tiny model's weights. An estimate has these terms, in bytes:
 
   weights      the packed weights the runtime keeps resident: the artifact's bytes (the plan's weight bytes
-               before lowering); ONNX: plus the float32 copies of half initializers, which ORT widens;
+               before lowering); ONNX: plus the float32 copies of half initializers, which ORT widens.
+               ExecuTorch's C++ Module maps the .pte (the Android demo and edgeasr's native worker load it
+               with LOAD_MODE_MMAP, no mlock): XNNPACK copies its delegates' weights into packed buffers and
+               the mapped pages are released, but the token-embedding lookup table, run outside XNNPACK, is
+               read in place, only the rows decoded: hosts android and native leave it out;
   activations  activation memory the runtime plans:
                ExecuTorch: the lowered program's memory plan (`non_const_buffer_sizes`, read from the .pte).
                  The Python runtime gives all host methods ONE shared arena sized to the largest method;
@@ -12,8 +16,9 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
                  (a zero-filled std::vector per planned buffer in `Module::load_method`), so there it is the
                  sum. Both allocate and zero the arenas while loading. The plan holds the decoder's
                  self-attention KV cache (mutable buffers written in place). The encoder's outputs, the
-                 cross-attention keys and values, are copied out by the runner and held while decoding,
-                 so they are added as KV cache;
+                 cross-attention keys and values, are in the encoder's plan; the Python runner and the
+                 Android demo copy them out and hold the copy while decoding, so there they are added as KV
+                 cache; edgeasr's native worker (host native) passes them to the decoder in place;
                ONNX Runtime: a liveness pass over each graph with inferred shapes (tensors allocated when
                  produced, freed after their last use, reshapes aliasing their input), one peak per graph:
                  the encoder's with its outputs (the cross-attention keys and values, written by its last
@@ -110,7 +115,10 @@ LITERT_ENCODER_HIDDEN = 4
 FEATURES_BYTES = 14 * MB  # log-mel of one 30 s window: runtimes.audio.log_mel peaked 11.9-13.9 MB (onnx_memory.py)
 
 RUNTIMES = ("executorch", "onnx", "litert")
-HOSTS = ("python", "android")
+# python: ExecuTorch's Python runtime / ORT on the host; android: the Android demo (ExecuTorch's C++ Module,
+# the .pte mapped, the encoder's outputs copied); native: edgeasr's C++ worker (runtime executorch-native:
+# the same Module, the encoder's outputs read in place)
+HOSTS = ("python", "android", "native")
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,7 @@ def kv_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES, max_positio
 @dataclass
 class MemoryEstimate:
     runtime: str  # executorch | onnx
-    host: str  # python (ExecuTorch's Python runtime / ORT on the host) | android (ExecuTorch C++ Module)
+    host: str  # one of HOSTS
     n_frames: int
     attention: str
     weights_bytes: int
@@ -224,6 +232,7 @@ def _check(runtime: str, host: str, attention: str) -> None:
 
 
 def _arena(per_method: dict[str, int], host: str) -> int:
+    """The Python runtime shares one arena among the methods; the C++ Module gives each its own."""
     return max(per_method.values()) if host == "python" else sum(per_method.values())
 
 
@@ -236,7 +245,10 @@ def _executorch_estimate(
     host: str,
     per_method: dict[str, int],
     source: str,
+    lookup_bytes: int = 0,
 ) -> MemoryEstimate:
+    """`weights`: the program's bytes; `lookup_bytes`: the part of them that the embedding lookups read
+    in place (resident only where the runtime holds the whole program: host python)."""
     workspace = (
         int(ET_WORKSPACE_MAPS[attention] * shape.attention_map_bytes(n_frames))
         + ET_WORKSPACE_HIDDEN * shape.hidden_bytes(n_frames)
@@ -247,16 +259,18 @@ def _executorch_estimate(
         host=host,
         n_frames=n_frames,
         attention=attention,
-        weights_bytes=weights,
+        weights_bytes=weights if host == "python" else weights - lookup_bytes,
         activation_bytes=_arena(per_method, host),
         workspace_bytes=workspace,
         kv_cache_bytes=kv_cache_bytes(shape, n_frames),
-        kv_in_activations_bytes=self_cache_bytes(shape),
+        # The self-attention cache is planned; the cross-attention keys and values are the encoder's planned
+        # outputs, which only the native worker reads in place.
+        kv_in_activations_bytes=kv_cache_bytes(shape, n_frames) if host == "native" else self_cache_bytes(shape),
         features_bytes=FEATURES_BYTES,
         load_transient_bytes=largest_layer,
         arena_at_load=True,
         source=source,
-        detail={"planned_arena_per_method": per_method},
+        detail={"planned_arena_per_method": per_method, "lookup_table_bytes": lookup_bytes},
     )
 
 
@@ -416,7 +430,13 @@ def estimate_executorch(folder: Path, config, host: str = "python") -> MemoryEst
         host,
         per_method,
         "ExecuTorch memory plan in the .pte",
+        _lookup_table_bytes(info.plan),
     )
+
+
+def _lookup_table_bytes(plan: dict) -> int:
+    """The plan's embedding tables: the .pte stores them for its lookup kernels, outside XNNPACK."""
+    return sum(layer["bytes"] for layer in plan["layers"] if layer["kind"] == "embedding")
 
 
 def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool = False) -> MemoryEstimate:
