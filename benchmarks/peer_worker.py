@@ -11,7 +11,9 @@ writes; the guarded text is what edgeasr's runners are compared with (they decod
 CTranslate2 gets the same log-mel features edgeasr's runners compute (runtimes/audio.py) and the prompt
 the driver passes (start of transcript, language and task for multilingual models, no timestamps).
 The samples are read by edgeasr's loader for every system. The run peak is the process's peak RSS while
-transcribing (the mark reset after loading and one warm-up clip), as `edgeasr bench` measures it.
+transcribing (the mark reset after loading and one warm-up clip), as `edgeasr bench` measures it; the
+baseline is the resident set before the model loads, with the clips read and the peer's library imported
+(what `edgeasr bench` subtracts from its own peaks).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exporter.io import write_json  # noqa: E402
 from runtimes.audio import SAMPLE_RATE, load_audio, log_mel_frames  # noqa: E402
 from runtimes.decoding import repeated_tail  # noqa: E402
-from runtimes.procmem import peak_rss_bytes, reset_peak_rss  # noqa: E402
+from runtimes.procmem import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+
+PEER_LIBRARIES = {"whispercpp": ("_pywhispercpp", "pywhispercpp.model"), "ct2": ("ctranslate2", "tokenizers")}
 
 
 def guarded(tokens: list[int]) -> list[int]:
@@ -100,6 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     clips = json.loads(Path(args.clips).read_text())
     audio = [load_audio(c["path"]) for c in clips]
+    for module in PEER_LIBRARIES[args.system]:
+        __import__(module)
+    baseline = rss_bytes()
     start = time.perf_counter()
     if args.system == "whispercpp":
         transcribe = whispercpp(args.model_path, args.threads)
@@ -123,7 +130,8 @@ def main() -> None:
         )
         if index % 20 == 0 or index == len(clips):
             print(f"[peer] {args.system}: {index}/{len(clips)} clips", file=sys.stderr, flush=True)
-    write_json(Path(args.out), {"load_seconds": load_seconds, "peak_rss_bytes": peak_rss_bytes(), "clips": rows})
+    result = {"load_seconds": load_seconds, "baseline_rss_bytes": baseline, "peak_rss_bytes": peak_rss_bytes()}
+    write_json(Path(args.out), {**result, "clips": rows})
 
 
 if __name__ == "__main__":

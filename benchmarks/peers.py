@@ -75,6 +75,7 @@ class Row:
     audio_seconds: float
     run_peak: int | None
     note: str = ""
+    baseline: int | None = None  # the process's resident set before the model loads (peer_worker.py)
     raw_texts: dict[str, str] | None = None  # a peer's own output, before edgeasr's loop guard (peer_worker.py)
 
 
@@ -207,6 +208,7 @@ def run_peer(system: str, path: Path, clips: Dataset, threads: int, prompt: list
         audio_seconds=sum(c["audio_seconds"] for c in result["clips"]),
         run_peak=result["peak_rss_bytes"],
         raw_texts={c["utt_id"]: c["raw_text"] for c in result["clips"]},
+        baseline=result.get("baseline_rss_bytes"),
     )
 
 
