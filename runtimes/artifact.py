@@ -75,11 +75,9 @@ def open_artifact(
 
         return TfliteRuntimeRunner(folder, threads=threads)
     if runtime == "executorch-native":
-        if adapters is not None:
-            raise EdgeAsrError("the executorch-native worker loads no adapter files; run with --runtime executorch")
         from runtimes.pte_native import NativePteRunner
 
-        return NativePteRunner(_entry_file(path, kind, folder), threads=threads)
+        return NativePteRunner(_entry_file(path, kind, folder), threads=threads, adapter=adapters)
     if kind.runtime == "onnx":
         from runtimes.onnx_runner import OnnxRunner
 

@@ -19,7 +19,6 @@ from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
 from runtimes.contract import (
     PTE_ADAPTER,
-    PTE_ADAPTER_FILE,
     PTE_ATTENTION,
     PTE_ENCODER,
     PTE_MAX_SEQ_LEN,
@@ -31,7 +30,7 @@ from runtimes.contract import (
     pte_tokenizer_path,
 )
 from runtimes.errors import EdgeAsrError
-from runtimes.pte_adapter import read_adapter_file
+from runtimes.pte_adapter import adapter_path, check_adapter_use
 from runtimes.tokenizer import SpecialTokens, load_tokenizer
 
 
@@ -138,16 +137,6 @@ class _ExecutorchDecoderSession:
         return logits[0, -1].numpy()
 
 
-def adapter_path(pte_path: Path, adapter: str | Path | None) -> Path | None:
-    """The adapter file to load with the program: `adapter` (a file, or a folder holding adapter.ptd), else the
-    adapter.ptd the export left beside the program, else None."""
-    if adapter is not None:
-        adapter = Path(adapter)
-        return adapter / PTE_ADAPTER_FILE if adapter.is_dir() else adapter
-    beside = Path(pte_path).parent / PTE_ADAPTER_FILE
-    return beside if beside.is_file() else None
-
-
 class ExecutorchRunner(Runner):
     name = "executorch"
 
@@ -155,17 +144,8 @@ class ExecutorchRunner(Runner):
         """`adapter`: a user's adapter file for a base program that keeps its LoRA adapter apart (default: the
         adapter.ptd beside the program). The file is checked whole before the runtime sees it."""
         adapter = adapter_path(pte_path, adapter)
-        if adapter is not None:
-            read_adapter_file(adapter, pte_path)
         self.program = load_program(Path(pte_path), adapter)
-        takes_adapter = PTE_ADAPTER in self.program.method_names
-        if takes_adapter and adapter is None:
-            raise EdgeAsrError(
-                f"{pte_path} is a base program whose LoRA adapter is a separate file ({PTE_ADAPTER_FILE}): give "
-                "the user's file with --adapter"
-            )
-        if adapter is not None and not takes_adapter:
-            raise EdgeAsrError(f"{pte_path} takes no adapter file (any adapter it has is inside the program)")
+        check_adapter_use(pte_path, self.program.method_names, adapter)
         self.adapter = adapter
         special = SpecialTokens.from_dict(json.loads(constant(self.program, PTE_SPECIAL)))
         # Programs exported before the audio context became an option take the full 30 s window.

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from runtimes.contract import PTE_ADAPTER, PTE_ADAPTER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.integrity import sha256_file
 
@@ -71,3 +72,31 @@ def read_adapter_file(path: str | Path, pte_path: str | Path) -> dict:
     if damaged:
         raise EdgeAsrError(f"{path}: {len(damaged)} adapter tensor(s) fail their checksum; the file is damaged")
     return record
+
+
+def adapter_path(pte_path: Path, adapter: str | Path | None) -> Path | None:
+    """The adapter file to load with the program: `adapter` (a file, or a folder holding adapter.ptd), else the
+    adapter.ptd the export left beside the program, else None. A given file is checked whole here
+    (`read_adapter_file`), before a runtime sees it."""
+    if adapter is not None:
+        adapter = Path(adapter)
+        path = adapter / PTE_ADAPTER_FILE if adapter.is_dir() else adapter
+    else:
+        beside = Path(pte_path).parent / PTE_ADAPTER_FILE
+        path = beside if beside.is_file() else None
+    if path is not None:
+        read_adapter_file(path, pte_path)
+    return path
+
+
+def check_adapter_use(pte_path: Path, methods, adapter: Path | None) -> None:
+    """Refuse a base program run without its user's adapter file, and a file given to a program that takes
+    none (`methods`: the program's method names)."""
+    takes_adapter = PTE_ADAPTER in methods
+    if takes_adapter and adapter is None:
+        raise EdgeAsrError(
+            f"{pte_path} is a base program whose LoRA adapter is a separate file ({PTE_ADAPTER_FILE}): give "
+            "the user's file with --adapter"
+        )
+    if adapter is not None and not takes_adapter:
+        raise EdgeAsrError(f"{pte_path} takes no adapter file (any adapter it has is inside the program)")

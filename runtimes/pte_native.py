@@ -27,7 +27,6 @@ import numpy as np
 from runtimes.audio import FULL_FRAMES
 from runtimes.base import Runner
 from runtimes.contract import (
-    PTE_ADAPTER,
     PTE_LAYOUT,
     PTE_MAX_SEQ_LEN,
     PTE_N_FRAMES,
@@ -38,6 +37,7 @@ from runtimes.contract import (
 from runtimes.engine_process import EngineProcess
 from runtimes.errors import EdgeAsrError
 from runtimes.litert_engine import PositionSession
+from runtimes.pte_adapter import adapter_path, check_adapter_use
 from runtimes.tokenizer import SpecialTokens, load_tokenizer
 
 SOURCE = Path(__file__).resolve().parent / "native" / "pte_worker.cpp"
@@ -151,36 +151,51 @@ class NativePteRunner(Runner):
         threads: int | None = None,
         load_mode: str = "mmap",
         workspace_sharing: int | None = None,
+        adapter: str | Path | None = None,
     ):
+        """`adapter`: a user's adapter file for a base program that keeps its LoRA adapter apart (default: the
+        adapter.ptd beside the program), checked whole before the worker loads it with the program, as an
+        app's Module(program, data file) does."""
         pte_path = Path(pte_path)
         if load_mode not in LOAD_MODES:
             raise EdgeAsrError(f"unknown load mode {load_mode!r}; choose from {', '.join(LOAD_MODES)}")
         tokenizer_path = pte_tokenizer_path(pte_path)
+        self.adapter = adapter_path(pte_path, adapter)  # checked whole before the worker starts
         worker = build_worker()
         self.engine = EngineProcess([str(worker)], "executorch-native")
         self.engine.version = importlib.metadata.version("executorch")
-        path = np.frombuffer(str(pte_path.resolve()).encode(), dtype=np.uint8)
-        request = {"op": "open", "threads": threads or 1, "load_mode": load_mode}
-        if workspace_sharing is not None:  # XNNPACK's: 0 none, 1 per model, 2 global (default: ExecuTorch's)
-            request["workspace_sharing"] = workspace_sharing
-        self.engine.request(request, path)
-        methods = set(self._text("methods").split("\n"))
-        if PTE_ADAPTER in methods:
-            raise EdgeAsrError(
-                f"{pte_path} keeps its LoRA adapter in a separate file, which the executorch-native worker does not "
-                "load: run it with --runtime executorch"
-            )
-        if PTE_LAYOUT in methods:
-            raise EdgeAsrError(
-                f"{pte_path} has the ASR runner's layout ({self._text('constant', PTE_LAYOUT)}), which ExecuTorch's "
-                "own ASR runner runs; the executorch-native worker runs edgeasr's layout"
-            )
+        try:
+            methods = self._open(pte_path, threads or 1, load_mode, workspace_sharing)
+        except BaseException:
+            self.engine.close()  # a program the worker cannot run leaves no process behind
+            raise
         special = SpecialTokens.from_dict(json.loads(self._text("constant", PTE_SPECIAL)))
         # programs exported before the audio context became an option take the full 30 s window
         n_frames = self._int(PTE_N_FRAMES) if PTE_N_FRAMES in methods else FULL_FRAMES
         super().__init__(load_tokenizer(tokenizer_path), special, self._int(PTE_N_MELS), n_frames)
         self.max_seq_len = self._int(PTE_MAX_SEQ_LEN)
         self._encodings = 0  # the worker keeps the last encoding only
+
+    def _open(self, pte_path: Path, threads: int, load_mode: str, workspace_sharing: int | None) -> set[str]:
+        """Open the program (with the adapter file, if any), check its methods, then load them; its method names."""
+        paths = str(pte_path.resolve()).encode()
+        request = {"op": "open", "threads": threads, "load_mode": load_mode}
+        if self.adapter is not None:  # its path follows the program's in the same bytes
+            adapter_bytes = str(self.adapter.resolve()).encode()
+            paths += adapter_bytes
+            request["adapter_bytes"] = len(adapter_bytes)
+        if workspace_sharing is not None:  # XNNPACK's: 0 none, 1 per model, 2 global (default: ExecuTorch's)
+            request["workspace_sharing"] = workspace_sharing
+        self.engine.request(request, np.frombuffer(paths, dtype=np.uint8))
+        methods = set(self._text("methods").split("\n"))
+        if PTE_LAYOUT in methods:
+            raise EdgeAsrError(
+                f"{pte_path} has the ASR runner's layout ({self._text('constant', PTE_LAYOUT)}), which ExecuTorch's "
+                "own ASR runner runs; the executorch-native worker runs edgeasr's layout"
+            )
+        check_adapter_use(pte_path, methods, self.adapter)
+        self.engine.request({"op": "load"})
+        return methods
 
     def _named(self, op: str, name: str | None = None) -> tuple[dict, np.ndarray | None]:
         """A request whose argument is a name (sent as bytes: the worker parses no JSON strings)."""

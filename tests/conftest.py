@@ -126,6 +126,22 @@ def model_fingerprint(bundle) -> tuple:
     return bundle.model_id, id(model), modules, tensors
 
 
+@pytest.fixture(scope="module")
+def native_cache(tmp_path_factory):
+    """A fresh cache for the executorch-native worker (runtimes/pte_native.py), compiled once per module."""
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        what = "a C++ compiler (apt-get install g++)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is required in CI; .ci/run installs it")
+        pytest.skip(f"{what} not available")
+    cache = tmp_path_factory.mktemp("native")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEASR_NATIVE_CACHE", str(cache))
+        yield cache
+
+
 @pytest.fixture(autouse=True)
 def shared_models_unchanged(request):
     """Fail the test that mutates a session-scoped model (e.g. injecting LoRA or flipping grad flags in place):

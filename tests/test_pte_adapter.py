@@ -31,7 +31,7 @@ def _user(bundle, seed: int, config: LoraConfig = CONFIG):
     return adapted
 
 
-def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
+def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path, native_cache):
     """On tiny.en, so the transcripts compared are words (the issue's test); the runner layout's adapter
     plumbing below runs on the toy."""
     from exporter.export import ExportOptions
@@ -81,6 +81,15 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
         logits[name] = first_logits(runner, log_mel_frames(clips[0], runner.n_mels, runner.n_frames))
         texts[name] = parity["rows"][0]["artifact"]
     assert np.abs(logits["a"] - logits["b"]).max() > 1e-2 * np.abs(logits["a"]).max()  # B's adapter took effect
+    # the same program and files through ExecuTorch's C++ runtime, loaded as an app does: Module(program, data)
+    for name, adapter in (("a", None), ("b", tmp_path / "files_b")):
+        native = open_artifact(out, runtime="executorch-native", adapters=adapter)
+        try:
+            native_logits = first_logits(native, log_mel_frames(clips[0], native.n_mels, native.n_frames))
+            assert np.abs(native_logits - logits[name]).max() < 1e-4 * np.abs(logits[name]).max()
+            assert native.transcribe(clips[0]).text == texts[name]
+        finally:
+            native.close()
     status, stdout, _ = run_cli("transcribe", "--artifact", out, "--adapter", tmp_path / "files_b", wavs[0])
     assert status == 0 and stdout.strip() == texts["b"]
 
@@ -115,10 +124,12 @@ def test_two_users_share_one_base_pte(run_cli, tiny_en, shared_data, tmp_path):
     bare.mkdir()
     for name in ("model.pte", "tokenizer.json"):
         (bare / name).write_bytes((out / name).read_bytes())
-    with pytest.raises(EdgeAsrError, match="separate file"):
-        from runtimes.executorch_runner import ExecutorchRunner
+    from runtimes.executorch_runner import ExecutorchRunner
+    from runtimes.pte_native import NativePteRunner
 
-        ExecutorchRunner.open(bare / "model.pte")
+    for runner in (ExecutorchRunner.open, NativePteRunner):
+        with pytest.raises(EdgeAsrError, match="separate file"):
+            runner(bare / "model.pte")
 
 
 def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, toy_whisper, shared_data, tmp_path):

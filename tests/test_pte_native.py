@@ -6,7 +6,6 @@ run with one clear error."""
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -16,19 +15,6 @@ from runtimes.audio import load_audio
 from runtimes.errors import EdgeAsrError
 
 CLIPS = ("english_misc/audio/ls_1089-134691-0000.wav", "english_misc/audio/ls_1089-134691-0001.wav")
-
-
-@pytest.fixture(scope="module")
-def native_cache(tmp_path_factory):
-    if shutil.which("g++") is None and shutil.which("c++") is None:
-        what = "a C++ compiler (apt-get install g++)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is required in CI; .ci/run installs it")
-        pytest.skip(f"{what} not available")
-    cache = tmp_path_factory.mktemp("native")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGEASR_NATIVE_CACHE", str(cache))
-        yield cache
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +67,7 @@ def test_open_artifact_and_bench_name_the_native_runtime(native_cache, tiny_expo
         assert runner.name == "executorch-native"
     finally:
         runner.close()
-    with pytest.raises(EdgeAsrError, match="loads no adapter files; run with --runtime executorch"):
+    with pytest.raises(EdgeAsrError, match="adapter file not found"):  # checked before the worker sees it
         open_artifact(tiny_export[0], runtime="executorch-native", adapters=tiny_export[0])
 
 
@@ -91,7 +77,7 @@ def test_a_corrupt_program_is_one_clear_error(native_cache, pte, tmp_path):
     broken = tmp_path / "model.pte"
     broken.write_bytes(pte.read_bytes()[:5000])
     shutil.copy(pte.parent / "tokenizer.json", tmp_path)
-    with pytest.raises(EdgeAsrError, match="could not load method encoder of .*model.pte"):
+    with pytest.raises(EdgeAsrError, match="could not load (the program|method encoder of) .*model.pte"):
         NativePteRunner(broken)
     with pytest.raises(EdgeAsrError, match="ExecuTorch program not found"):
         NativePteRunner(tmp_path / "absent.pte")

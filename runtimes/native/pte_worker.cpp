@@ -5,7 +5,9 @@
 // stdin / stdout: one JSON header line, then (if the header has "nbytes") that many raw bytes of an array.
 // Strings the worker must read (paths, method names) come as uint8 arrays, so it parses no JSON strings.
 //
-// Requests ("op"): open {threads, load_mode} + path bytes; constant + method-name bytes -> {int} or a uint8
+// Requests ("op"): open {threads, load_mode[, adapter_bytes]} + path bytes (the program's path, then the last
+// adapter_bytes of them: a user's adapter file, ExecuTorch named data, loaded with it); load (the encoder and
+// text decoder methods, after the runner has checked the program's methods); constant + method-name bytes -> {int} or a uint8
 // array (a string); methods -> the names, one per line (uint8); encode + float32 features (n_mels, n_frames); step {token, position} -> float32 logits of
 // the last position; memory -> {rss, hwm}; reset_peak. Replies carry "ok", or "error" with a message.
 
@@ -134,6 +136,7 @@ int main() {
   std::unique_ptr<Module> module;
   std::vector<EValue> encoded;
   std::vector<float> features;  // the encoder's input, kept alive while the encoder runs
+  std::string program_path;     // the open program's, for messages
   reply("\"ok\": true, \"version\": \"native\", \"rss\": " + std::to_string(status_bytes("VmRSS")));
   std::string header;
   while (std::getline(std::cin, header)) {
@@ -147,7 +150,15 @@ int main() {
     }
     const std::string op = field(header, "op");
     if (op == "open") {
-      const std::string path(payload.begin(), payload.end());
+      const std::string adapter_bytes = field(header, "adapter_bytes");
+      const size_t adapter_size = adapter_bytes.empty() ? 0 : std::stoull(adapter_bytes);
+      if (adapter_size > payload.size()) {
+        fail("the adapter path is longer than the paths sent");
+        continue;
+      }
+      const std::string path(payload.begin(), payload.end() - adapter_size);
+      program_path = path;
+      const std::string adapter(payload.end() - adapter_size, payload.end());
       auto threads = std::stoul(field(header, "threads"));
       executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(threads);
       const std::string sharing = field(header, "workspace_sharing");
@@ -161,18 +172,13 @@ int main() {
           continue;
         }
       }
-      module = std::make_unique<Module>(path, load_mode(field(header, "load_mode")));
-      bool loaded = true;
-      for (const char* method : {kEncoder, kTextDecoder}) {
-        const auto error = module->load_method(method);
-        if (error != executorch::runtime::Error::Ok) {
-          fail(std::string("could not load method ") + method + " of " + path + ": " + error_name(error));
-          module.reset();
-          loaded = false;
-          break;
-        }
-      }
-      if (loaded) {
+      const auto mode = load_mode(field(header, "load_mode"));
+      module = adapter.empty() ? std::make_unique<Module>(path, mode) : std::make_unique<Module>(path, adapter, mode);
+      const auto error = module->load();  // the program only: the runner checks its methods before loading them
+      if (error != executorch::runtime::Error::Ok) {
+        fail("could not load the program " + path + ": " + error_name(error));
+        module.reset();
+      } else {
         reply("\"ok\": true");
       }
     } else if (op == "memory") {  // answered with or without a program
@@ -180,6 +186,19 @@ int main() {
             ", \"hwm\": " + std::to_string(status_bytes("VmHWM")));
     } else if (module == nullptr) {
       fail("no program is open");
+    } else if (op == "load") {  // both methods, with their planned memory
+      bool loaded = true;
+      for (const char* method : {kEncoder, kTextDecoder}) {
+        const auto error = module->load_method(method);
+        if (error != executorch::runtime::Error::Ok) {
+          fail(std::string("could not load method ") + method + " of " + program_path + ": " + error_name(error));
+          loaded = false;
+          break;
+        }
+      }
+      if (loaded) {
+        reply("\"ok\": true");
+      }
     } else if (op == "methods") {
       auto names = module->method_names();
       std::string joined;
