@@ -109,7 +109,9 @@ class BenchOptions:
         if self.limit is not None and self.limit < 1:
             raise EdgeAsrError("--limit must be at least 1")
         if self.adapter is not None and set(self.runtimes) & {"torch", "torch-fp", "sherpa-onnx"}:
-            raise EdgeAsrError("--adapter applies to the executorch and onnx runtimes only; run them alone with it")
+            raise EdgeAsrError(
+                "--adapter applies to the executorch, executorch-native and onnx runtimes only; run them alone with it"
+            )
         if self.worker_timeout is not None and not self.worker_timeout > 0:
             raise EdgeAsrError(f"--worker-timeout must be a positive number of seconds, not {self.worker_timeout}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from runtimes.contract import PTE_ADAPTER, PTE_ADAPTER_FILE
 from runtimes.errors import EdgeAsrError
 from runtimes.integrity import sha256_file
+from runtimes.ptd import read_ptd
 
 ADAPTER_FORMAT = "edgeasr-pte-adapter/1"
 ADAPTER_META_KEY = "edgeasr.adapter"
@@ -27,11 +28,8 @@ def adapter_key(name: str) -> str:
 
 
 def ptd_entries(blob: bytes) -> dict[str, bytes]:
-    """{key: bytes} of an ExecuTorch named-data file (.ptd)."""
-    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
-
-    payload = FlatTensorSerializer().deserialize(blob)
-    return {key: bytes(payload.buffers[entry.buffer_index]) for key, entry in payload.named_data.items()}
+    """{key: bytes} of an ExecuTorch named-data file (.ptd), read without torch (runtimes/ptd.py)."""
+    return read_ptd(blob)
 
 
 def _entries(path: Path) -> dict[str, bytes]:

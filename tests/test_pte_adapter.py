@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import torch
 from exporter.personalize.base import Nf4Options, nf4_plan
 from exporter.personalize.lora import AdapterInfo, LoraConfig, lora_modules, lora_state, save_adapter
 from runtimes.errors import EdgeAsrError
+from tests.conftest import ROOT
 
 CONFIG = LoraConfig(rank=4, alpha=8, dropout=0.0, targets=("q", "v"), scope=("decoder",))
 
@@ -175,6 +178,26 @@ def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, toy_whisper, 
         reference = np.asarray(torch_runner.start_decoder(torch_runner.encode(features)).step([sot])).reshape(-1)
         assert np.abs(first[name] - reference).max() <= 0.15 * np.abs(reference).max(), name  # measured 0.04-0.06
     assert np.abs(first["a"] - first["b"]).max() > 1e-2 * np.abs(first["a"]).max()  # the data file decides
+
+    # edgeasr's own .ptd reader gives ExecuTorch's entries, refuses a truncated file, and keeps torch out of a
+    # runner process that checks a file before ExecuTorch's C++ runtime loads it (runtimes/ptd.py)
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    from runtimes.ptd import read_ptd
+
+    blob = (tmp_path / "b" / "adapter.ptd").read_bytes()
+    payload = FlatTensorSerializer().deserialize(blob)
+    assert read_ptd(blob) == {key: bytes(payload.buffers[e.buffer_index]) for key, e in payload.named_data.items()}
+    for cut in (len(blob) // 2, 200, 10):
+        with pytest.raises(ValueError):
+            read_ptd(blob[:cut])
+    check = (
+        "import sys; import runtimes.pte_native; from runtimes.pte_adapter import read_adapter_file; "
+        f"read_adapter_file({str(tmp_path / 'b' / 'adapter.ptd')!r}, {str(folder / PTE_FILE)!r}); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
 
 
 class _TwoBranches(torch.nn.Module):
