@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench_common import RESULTS, WORK, produced_by, say
+from bench_common import RESULTS, produced_by, say
 from clients import SPEECHOCEAN, test_clips
 from peer_formats import GGML_QUANTS
-from peers import exported, peer_artifacts, run_peer
+from peers import exported, ggml_path, peer_artifacts, run_peer, summarise
 
 from exporter import __version__
 from exporter.bench import BenchOptions, bench
 from exporter.io import read_json, write_json, write_text
 from exporter.memory import WhisperShape, kv_cache_bytes, model_config
-from exporter.scoring import aggregate, count_errors
 
 GOAL_FACTOR = 1.5  # #25: run peak within 1.5 x (artifact bytes + KV cache)
 # target -> (format, runtime that runs it as its client does)
@@ -71,11 +70,11 @@ def edgeasr_row(model: str, target: str, size: int, clips) -> dict | str:
 def whisper_cpp_row(model: str, quant: str, clips) -> dict:
     from exporter.models import load_whisper
 
-    path = WORK / f"peers-{model}" / f"ggml-{model}-{quant}.bin"
+    path = ggml_path(model, quant)
     if not path.is_file():  # written from the same model as the exports (benchmarks/peer_formats.py)
         path = peer_artifacts(model, load_whisper(model), [quant], ct2=False)[f"whisper.cpp {quant}"]
     row = run_peer(f"whisper.cpp {quant}", path, clips, 1, [])
-    score = aggregate([count_errors(u.transcript, row.texts.get(u.utt_id)) for u in clips])
+    summary = summarise(row, clips, None)  # as the peers tables score it
     return {
         "system": f"whisper.cpp {quant}",
         "runtime": "whisper.cpp (pywhispercpp)",
@@ -84,9 +83,9 @@ def whisper_cpp_row(model: str, quant: str, clips) -> dict:
         "predicted_run_peak_bytes": None,
         "load_peak_bytes": None,
         "baseline_bytes": row.baseline,
-        "rtf": sum(row.latencies) / row.audio_seconds,
-        "wer": score.wer,
-        "n_words": score.n_tokens,  # as edgeasr bench counts them: collapsed reference tokens
+        "rtf": summary["rtf"],
+        "wer": summary["wer_all"],
+        "n_words": summary["n_words_all"],  # as edgeasr bench counts them: collapsed reference tokens
     }
 
 

@@ -113,13 +113,18 @@ class RowCheckpoint:
         self.path.unlink(missing_ok=True)
 
 
+def ggml_path(model: str, quant: str) -> Path:
+    """Where the whisper.cpp file of `model` at `quant` is written (peer_artifacts) and read."""
+    return WORK / f"peers-{model}" / f"ggml-{model}-{quant}.bin"
+
+
 def peer_artifacts(model: str, bundle, quants=GGML_QUANTS, ct2: bool = True) -> dict[str, Path]:
     """whisper.cpp files per quant type and the CT2 int8 folder, written once under WORK."""
     folder = WORK / f"peers-{model}"
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
     for quant in quants:
-        path = folder / f"ggml-{model}-{quant}.bin"
+        path = ggml_path(model, quant)
         if not path.is_file():
             say(f"writing {path.name}")
             write_ggml(bundle, path, quant)

@@ -27,14 +27,9 @@ def adapter_key(name: str) -> str:
     return hashlib.sha256(f"edgeasr-adapter:{name}".encode()).hexdigest()
 
 
-def ptd_entries(blob: bytes) -> dict[str, bytes]:
-    """{key: bytes} of an ExecuTorch named-data file (.ptd), read without torch (runtimes/ptd.py)."""
-    return read_ptd(blob)
-
-
 def _entries(path: Path) -> dict[str, bytes]:
     try:
-        return ptd_entries(path.read_bytes())
+        return read_ptd(path.read_bytes())  # torch-free: a native runner checks files too (runtimes/ptd.py)
     except Exception as exc:  # the flatbuffer reader raises many kinds on a damaged file
         raise EdgeAsrError(
             f"{path} is not a readable adapter file ({type(exc).__name__}: {exc}); copy it again or re-write it "

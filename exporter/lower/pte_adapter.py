@@ -33,11 +33,11 @@ from exporter.io import atomic_path
 from runtimes.contract import PTE_ADAPTER
 from runtimes.errors import EdgeAsrError
 from runtimes.integrity import sha256_file
+from runtimes.ptd import read_ptd
 from runtimes.pte_adapter import (
     ADAPTER_FORMAT,
     ADAPTER_META_KEY,
     adapter_key,
-    ptd_entries,
     read_adapter_file,
 )
 
@@ -54,7 +54,7 @@ def contract_tensors(adapter: dict[str, torch.Tensor]) -> dict:
 def stabilise_keys(pte: bytes, ptd: bytes, adapter: dict[str, torch.Tensor]) -> bytes:
     """The program lowered with `adapter` (LoRA parameter name -> tensor), whose tagged constants went to the
     data file `ptd`, with each content key replaced by the tensor's name-derived key."""
-    stored = ptd_entries(ptd)
+    stored = read_ptd(ptd)
     by_bytes = {}
     for name, tensor in adapter.items():
         by_bytes.setdefault(_stored_bytes(tensor), []).append(name)
