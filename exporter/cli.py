@@ -496,11 +496,21 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _cmd_adapter(args: argparse.Namespace) -> int:
+    from exporter.export.bundle import bundle_user_adapter, check_user_bundle
     from exporter.export.lora import write_user_adapter
+    from runtimes.contract import PTE_ADAPTER_FILE
 
+    user = args.user or args.lora.name
+    if args.bundle is not None:  # refused before anything is written
+        check_user_bundle(args.bundle, user)
     written = write_user_adapter(args.artifact, args.lora, args.out)
     sizes = ", ".join(f"{path.name} ({path.stat().st_size:,} bytes)" for path in written)
     print(f"{args.out}: {sizes}; run with --artifact {args.artifact} --adapter {args.out}")
+    if args.bundle is not None:
+        ptd = [path for path in written if path.name == PTE_ADAPTER_FILE]
+        if not ptd:
+            raise_usage(f"{args.artifact} holds no .pte, so there is no adapter file to bundle")
+        print(f"bundled {bundle_user_adapter(ptd[0], args.bundle, user)} (user {user!r})")
     return 0
 
 
@@ -621,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="ASSETS_DIR",
         help="after a successful export, also copy model.pte, tokenizer.json and plan.json here "
-        "(e.g. android_demo/app/src/main/assets/) for the Android app",
+        "(e.g. android_demo/app/src/main/assets/) for the Android app; with --lora and --pte-layout runner, "
+        "the user's adapter file too, as adapters/<user>.ptd",
     )
     p.add_argument("--n-calib", type=_positive_int, default=_EXPORT.n_calib)
     p.add_argument("--order", default=_EXPORT.order, choices=ORDERS)
@@ -811,6 +822,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", type=Path, required=True, help="a folder written by `edgeasr export --lora`")
     p.add_argument("--lora", type=Path, required=True, help="the user's adapter folder from `edgeasr personalize`")
     p.add_argument("--out", type=Path, required=True, help="new folder for the user's adapter files")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        help="also add the user's adapter.ptd to an Android assets folder that holds this base program "
+        "(ASR-runner layout), as adapters/<user>.ptd",
+    )
+    p.add_argument("--user", help="the user's name in the app (default: the --lora folder's name)")
     p.set_defaults(func=_cmd_adapter)
 
     p = sub.add_parser("runtimes", help="set up a runtime that lives in an environment of its own")

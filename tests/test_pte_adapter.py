@@ -157,7 +157,7 @@ def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, toy_whisper, 
     folder.mkdir()
     lora_info = {"model_id": toy_whisper.model_id, "lora": CONFIG.to_dict(), "base": base}
     plan = nf4_plan(toy_whisper)
-    get_backend("pte-runner").lower_lora(users["a"], plan, folder, lora_info, "branch-int8")
+    stored = get_backend("pte-runner").lower_lora(users["a"], plan, folder, lora_info, "branch-int8")
     assert {PTE_FILE, "adapter.ptd", TOKENIZER_FILE, PTE_PREPROCESSOR_FILE} <= {p.name for p in folder.iterdir()}
     status, _, stderr = run_cli(
         "adapter", "--artifact", folder, "--lora", tmp_path / "adapter_b", "--out", tmp_path / "b"
@@ -198,6 +198,7 @@ def test_runner_layout_takes_the_adapter_as_its_data_file(run_cli, toy_whisper, 
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+    _check_the_app_bundle(run_cli, folder, stored, tmp_path)
 
 
 class _TwoBranches(torch.nn.Module):
@@ -225,6 +226,67 @@ def _lower_toy(model):
     program = tag_adapter_constants(torch.export.export(model.eval(), example, strict=False), example)
     data, files = lower({"forward": program}, {})
     return data, files[f"{ADAPTER_TAG}.ptd"], example
+
+
+def _check_the_app_bundle(run_cli, folder, stored, tmp_path):
+    """The Android bundle of a base program whose adapter is apart: the program once, each user's file as
+    adapters/<user>.ptd (what the app hands AsrModule as its data file), a file for another program never."""
+    from exporter.export import ExportOptions
+    from exporter.export.bundle import _drop_other_programs_adapters, bundle_artifacts, check_lora_bundle
+    from runtimes.contract import PLAN_FILE, PTE_FILE, SUMMARY_FILE
+
+    stored.save(folder / PLAN_FILE)
+    summary = {"artifacts": [{"format": "pte-runner", "folder": "."}], "options": {"lora": str(tmp_path / "user-a")}}
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary))
+    assets = tmp_path / "assets"
+    bundle_artifacts(folder, assets)
+    assert (assets / "adapters" / "user-a.ptd").read_bytes() == (folder / "adapter.ptd").read_bytes()
+    assert (assets / PTE_FILE).read_bytes() == (folder / PTE_FILE).read_bytes()
+    args = ["adapter", "--artifact", folder, "--lora", tmp_path / "adapter_b", "--out", tmp_path / "b2"]
+    status, _, stderr = run_cli(*args, "--bundle", assets, "--user", "b")
+    assert status == 0, stderr
+    assert (assets / "adapters" / "b.ptd").read_bytes() == (tmp_path / "b2" / "adapter.ptd").read_bytes()
+    bundle_artifacts(folder, assets)  # the same program again: its users stay
+    assert sorted(p.name for p in (assets / "adapters").iterdir()) == ["b.ptd", "user-a.ptd"]
+
+    # refused, and nothing written: a bad user name, a bundle without a runner-layout program, a file for
+    # another program (the keys are the same for every base, so ExecuTorch would load it silently)
+    for extra, message in (
+        (["--user", "../b"], "cannot name a bundled adapter file"),
+        (["--bundle", tmp_path / "empty"], "holds no bundled model.pte"),
+    ):
+        status, _, stderr = run_cli(*args[:-1], tmp_path / "b3", "--bundle", assets, *extra)
+        assert status != 0 and message in stderr, stderr
+        assert not (tmp_path / "b3").exists()
+    other = tmp_path / "other_program"
+    other.mkdir()
+    for name in ("tokenizer.json", "preprocessor.pte"):
+        (other / name).write_bytes((assets / name).read_bytes())
+    (other / PTE_FILE).write_bytes((assets / PTE_FILE).read_bytes() + b"\0")
+    from exporter.export.bundle import bundle_user_adapter
+
+    with pytest.raises(EdgeAsrError, match="another base program"):
+        bundle_user_adapter(tmp_path / "b2" / "adapter.ptd", other, "b")
+    assert not (other / "adapters").exists()
+    (assets / PTE_FILE).write_bytes((other / PTE_FILE).read_bytes())  # a new program bundled by hand
+    _drop_other_programs_adapters(assets)
+    assert list((assets / "adapters").iterdir()) == []
+
+    # edgeasr's layout with the adapter apart: the app's Module takes no data file, so it is not bundled
+    edgeasr_layout = tmp_path / "edgeasr_layout"
+    edgeasr_layout.mkdir()
+    for name in (PTE_FILE, "tokenizer.json", PLAN_FILE, "adapter.ptd"):
+        (edgeasr_layout / name).write_bytes((folder / name).read_bytes())
+    summary["artifacts"][0]["format"] = "pte"
+    (edgeasr_layout / SUMMARY_FILE).write_text(json.dumps(summary))
+    with pytest.raises(EdgeAsrError, match="--pte-layout runner"):
+        bundle_artifacts(edgeasr_layout, tmp_path / "assets_2")
+    assert not (tmp_path / "assets_2").exists()
+    options = {"model": "tiny.en", "budget": "80MB", "lora": tmp_path / "user-a"}
+    with pytest.raises(EdgeAsrError, match="--pte-layout runner"):
+        check_lora_bundle(ExportOptions(**options))
+    check_lora_bundle(ExportOptions(**options, pte_layout="runner"))
+    check_lora_bundle(ExportOptions(**options, lora_pte_mode="merged-int8"))
 
 
 def test_keys_are_renamed_by_name_and_an_untrained_adapter_is_refused(tmp_path):

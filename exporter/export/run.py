@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from exporter.export.budgeted import check_reachable, export_artifact
-from exporter.export.bundle import BUNDLE_FORMATS, bundle_artifacts, check_bundle_folder
+from exporter.export.bundle import BUNDLE_FORMATS, bundle_artifacts, check_bundle_folder, check_lora_bundle
 from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
@@ -56,7 +56,6 @@ def export(
         unsupported = [
             flag
             for flag, value in (
-                ("--bundle", bundle_dir),
                 ("--memory-budget", options.memory_budget),
                 ("--max-audio-seconds", options.max_audio_seconds),
                 ("--attention", options.attention),
@@ -66,11 +65,15 @@ def export(
         if unsupported:
             raise EdgeAsrError(
                 f"{', '.join(unsupported)} cannot be combined with --lora yet: NF4 + LoRA exports "
-                "keep the 30 s audio context; export without them, then copy the .pte by hand (with "
-                "--lora-pte-mode merged-int8 for the demo app, whose ExecuTorch Module API loads no adapter.ptd)"
+                "keep the 30 s audio context; export without them"
             )
-
-        return export_lora(options, out_dir, progress, model)
+        if bundle_dir is not None:
+            check_lora_bundle(options)
+            check_bundle_folder(bundle_dir)
+        summary = export_lora(options, out_dir, progress, model)
+        if bundle_dir is not None:
+            _bundle(summary, out_dir, bundle_dir)
+        return summary
     formats = options.resolved_formats()
     if bundle_dir is not None:
         if not set(BUNDLE_FORMATS) & set(formats):
@@ -122,7 +125,11 @@ def export(
         )
     say(f"done in {time.perf_counter() - started:.0f} s: {out_dir}")
     if bundle_dir is not None:
-        copied = bundle_artifacts(out_dir, bundle_dir)
-        summary["bundled"] = [str(p) for p in copied]
-        say(f"bundled {', '.join(p.name for p in copied)} into {bundle_dir}")
+        _bundle(summary, out_dir, bundle_dir)
     return summary
+
+
+def _bundle(summary: dict, out_dir: Path, bundle_dir: Path) -> None:
+    copied = bundle_artifacts(out_dir, bundle_dir)
+    summary["bundled"] = [str(p) for p in copied]
+    say(f"bundled {', '.join(p.name for p in copied)} into {bundle_dir}")

@@ -13,6 +13,7 @@ public class Activity extends android.content.Context {
     public final void requestPermissions(String[] permissions, int requestCode) {}
     public void startActivityForResult(android.content.Intent intent, int requestCode) {}
     public java.io.File getFilesDir() { return null; }
+    public java.io.File getCacheDir() { return null; }
     public java.io.File getExternalFilesDir(String type) { return null; }
     public android.content.pm.PackageManager getPackageManager() { return null; }
     public String getPackageName() { return null; }

@@ -1,6 +1,7 @@
 package android.content;
 public abstract class Context {
     public abstract java.io.File getFilesDir();
+    public abstract java.io.File getCacheDir();
     public abstract java.io.File getExternalFilesDir(String type);
     public abstract android.content.pm.PackageManager getPackageManager();
     public abstract String getPackageName();

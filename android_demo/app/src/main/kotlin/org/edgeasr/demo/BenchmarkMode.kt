@@ -10,6 +10,7 @@ import org.edgeasr.core.BenchOptions
 import org.edgeasr.core.BenchRecord
 import org.edgeasr.core.Benchmark
 import org.edgeasr.core.DeviceInfo
+import org.edgeasr.core.EdgeAsrException
 import org.edgeasr.core.MemoryReadings
 import org.edgeasr.core.ProcMemory
 import org.edgeasr.core.Hashing
@@ -34,6 +35,10 @@ object BenchmarkMode {
     /** Runs the benchmark; returns where the records were written. Call off the UI thread. */
     fun run(context: Context, intent: Intent, progress: (String) -> Unit): List<String> {
         val assets = BundledAssets(context)
+        if (assets.adapterUsers().isNotEmpty()) { // its encoder and decoder need a data file Module cannot take
+            throw EdgeAsrException("benchmark mode runs single-file programs, and this bundle's program keeps " +
+                "its users' adapters apart (assets/adapters/); bundle a merged --lora-pte-mode export to benchmark")
+        }
         val modelFile = assets.modelFile()
         val sha256 = Hashing.sha256(modelFile)
         val baseline = ProcMemory.rssBytes()  // before the program is loaded, as the host harness measures

@@ -64,8 +64,7 @@ class ExecutorchWhisper private constructor(
         fun load(path: String, threads: Int = 0): ExecutorchWhisper {
             val module = Module.load(path, Module.LOAD_MODE_MMAP, threads)
             try {
-                val methods = module.getMethods().toSet()
-                val config = ModelConfig.fromProgram(methods) { name -> constant(module, name) }
+                val config = readConfig(module)
                 module.loadMethod("encoder")
                 module.loadMethod("text_decoder")
                 return ExecutorchWhisper(module, config)
@@ -74,6 +73,23 @@ class ExecutorchWhisper private constructor(
                 throw e
             }
         }
+
+        /**
+         * The program's configuration from its constant methods alone. Those load without the program's data
+         * file, so this reads a base program whose users' adapters are apart too (its encoder and decoder
+         * need the file, which only AsrModule takes: ExecutorchAsr).
+         */
+        fun readConfig(path: String): ModelConfig {
+            val module = Module.load(path, Module.LOAD_MODE_MMAP, 1)
+            try {
+                return readConfig(module)
+            } finally {
+                module.destroy()
+            }
+        }
+
+        private fun readConfig(module: Module): ModelConfig =
+            ModelConfig.fromProgram(module.getMethods().toSet()) { name -> constant(module, name) }
 
         /** A constant method's single value as String, Long or Boolean (what ModelConfig expects). */
         private fun constant(module: Module, name: String): Any? {

@@ -20,6 +20,8 @@ import org.edgeasr.core.Wav
 /**
  * Record (or pick a 16 kHz WAV, or use a bundled clip), transcribe on the phone, and show the text, the
  * time each stage took and the process's memory. Launched for the benchmark, it runs BenchmarkMode instead.
+ * A bundle whose program keeps its users' adapters apart (adapters/<user>.ptd) runs through ExecutorchAsr
+ * with one user's file; "Switch user" loads the next user's file with the same program.
  * Plain framework views and no AndroidX, so the only dependency is ExecuTorch.
  */
 class MainActivity : Activity() {
@@ -27,11 +29,15 @@ class MainActivity : Activity() {
     private val recorder = Recorder()
     private var model: ExecutorchWhisper? = null
     private var transcriber: Transcriber<*>? = null
+    // Per-user adapter files: the users bundled, and the program running with the current one's file.
+    private var users: List<String> = emptyList()
+    private var asr: ExecutorchAsr? = null
     private var recording = false
 
     private lateinit var status: TextView
     private lateinit var result: TextView
     private lateinit var recordButton: Button
+    private lateinit var userButton: Button
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -42,6 +48,7 @@ class MainActivity : Activity() {
     override fun onDestroy() {
         worker.shutdown()
         model?.close()
+        asr?.close()
         super.onDestroy()
     }
 
@@ -51,10 +58,11 @@ class MainActivity : Activity() {
         recordButton = Button(this).apply { text = "Record"; setOnClickListener { toggleRecording() } }
         val pickButton = Button(this).apply { text = "Pick a 16 kHz WAV"; setOnClickListener { pickWav() } }
         val clipButton = Button(this).apply { text = "Bundled clip"; setOnClickListener { transcribeBundledClip() } }
+        userButton = Button(this).apply { text = "Switch user"; visibility = View.GONE; setOnClickListener { switchUser() } }
         val column = LinearLayout(this).apply {
             orientation = LinearLayout.VERTICAL
             setPadding(32, 32, 32, 32)
-            for (view in listOf<View>(status, recordButton, pickButton, clipButton, result)) addView(view)
+            for (view in listOf<View>(status, recordButton, pickButton, clipButton, userButton, result)) addView(view)
         }
         setContentView(ScrollView(this).apply { addView(column) })
     }
@@ -63,6 +71,12 @@ class MainActivity : Activity() {
         status.text = "Loading the model..."
         background {
             val assets = BundledAssets(this)
+            val bundledUsers = assets.adapterUsers()
+            if (bundledUsers.isNotEmpty()) {
+                users = bundledUsers
+                runOnUiThread { if (bundledUsers.size > 1) userButton.visibility = View.VISIBLE }
+                return@background loadUser(assets, bundledUsers.first())
+            }
             val file = assets.modelFile()
             val start = System.nanoTime()
             val loaded = ExecutorchWhisper.load(file.path)
@@ -71,6 +85,25 @@ class MainActivity : Activity() {
             transcriber = Transcriber(loaded, assets.tokenDecoder())
             "${loaded.config.plan.describe()}\nloaded in ${"%.0f".format(loadMs)} ms; ${memory()}"
         }
+    }
+
+    /** The program with `user`'s adapter file (the previous user's module closed first: one in memory). */
+    private fun loadUser(assets: BundledAssets, user: String): String {
+        asr?.close()
+        asr = null
+        val start = System.nanoTime()
+        val loaded = ExecutorchAsr.load(assets, user, cacheDir)
+        val loadMs = (System.nanoTime() - start) / 1e6
+        asr = loaded
+        return "user $user (${users.indexOf(user) + 1} of ${users.size}): ${loaded.config.plan.describe()}\n" +
+            "loaded with this user's adapter file in ${"%.0f".format(loadMs)} ms; ${memory()}"
+    }
+
+    private fun switchUser() {
+        val current = asr ?: return
+        val next = users[(users.indexOf(current.user) + 1) % users.size]
+        status.text = "Loading user $next..."
+        background { loadUser(BundledAssets(this), next) }
     }
 
     private fun toggleRecording() {
@@ -129,6 +162,18 @@ class MainActivity : Activity() {
     }
 
     private fun transcribe(name: String, samples: () -> FloatArray) {
+        val perUser = asr
+        if (perUser != null) {
+            status.text = "Transcribing $name for user ${perUser.user}..."
+            background {
+                val output = perUser.transcribe(samples())
+                runOnUiThread { result.text = output.text }
+                "$name (user ${perUser.user}): ${"%.1f".format(output.audioSeconds)} s of audio in " +
+                    "${"%.0f".format(output.totalMs)} ms (RTF ${"%.2f".format(output.realTimeFactor)}, ExecuTorch's " +
+                    "ASR runner end to end); ${memory()}"
+            }
+            return
+        }
         val current = transcriber
         if (current == null) {
             status.text = "The model is not loaded yet."

@@ -27,6 +27,22 @@ class TokenDecoder private constructor(
         return pythonStrip(Utf8.decodeLossy(bytes.toByteArray()))
     }
 
+    /**
+     * The text ExecuTorch's ASR runner (AsrModule) hands back: it decodes every id it generates, so the
+     * special tokens' own text (`<|notimestamps|>`, `<|endoftext|>`, ...) is in it. Those are removed, longest
+     * first, and the rest stripped as `decode` strips.
+     */
+    fun removeSpecialTokens(text: String): String {
+        var cleaned = text
+        for (content in specialTexts) cleaned = cleaned.replace(content, "")
+        return pythonStrip(cleaned)
+    }
+
+    private val specialTexts: List<String> by lazy {
+        tokens.indices.filter { special[it] }.mapNotNull { tokens[it] }.filter { it.isNotEmpty() }
+            .sortedByDescending { it.length }
+    }
+
     private fun appendTokenBytes(token: String, out: java.io.ByteArrayOutputStream) {
         val mapped = ByteArray(token.length)
         for (i in token.indices) {

@@ -142,6 +142,16 @@ private fun tokenizerTests(checks: Checks, vectors: Map<String, Any?>) {
         }
         verify(replaced >= 5) { "only $replaced cases exercise invalid UTF-8" }
     }
+    checks.test("the ASR runner's text loses its special tokens' text, not other angle brackets") {
+        val streamed = "<|startoftranscript|><|notimestamps|> He could wait no longer.<|endoftext|>"
+        checkEqual("He could wait no longer.", decoder.removeSpecialTokens(streamed), "runner text")
+        checkEqual("a <|x|> b", decoder.removeSpecialTokens(" a <|x|> b<|endoftext|>"), "not a token")
+    }
+    checks.test("bundled adapter files name their users") {
+        checkEqual(listOf("b", "user-a"), AdapterFiles.users(listOf("user-a.ptd", "README.md", "b.ptd")), "users")
+        checkEqual("adapters/b.ptd", AdapterFiles.assetPath("b"), "asset path")
+        expectError("do not name a user") { AdapterFiles.users(listOf("-a.ptd")) }
+    }
     checks.test("utf-8: maximal invalid subsequences become one U+FFFD each") {
         val bytes = byteArrayOf(0x61, 0xE6.toByte(), 0x97.toByte(), 0x62, 0xF0.toByte(), 0x9F.toByte(),
             0x99.toByte(), 0x82.toByte(), 0xC0.toByte(), 0xED.toByte(), 0xA0.toByte(), 0x80.toByte())
