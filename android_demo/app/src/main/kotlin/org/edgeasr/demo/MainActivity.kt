@@ -29,9 +29,10 @@ class MainActivity : Activity() {
     private val recorder = Recorder()
     private var model: ExecutorchWhisper? = null
     private var transcriber: Transcriber<*>? = null
-    // Per-user adapter files: the users bundled, and the program running with the current one's file.
-    private var users: List<String> = emptyList()
-    private var asr: ExecutorchAsr? = null
+    // Per-user adapter files: the users bundled, and the program running with the current one's file. Both are
+    // set on the worker thread; `asr` is used only there, so a transcription never meets a module being replaced.
+    @Volatile private var users: List<String> = emptyList()
+    @Volatile private var asr: ExecutorchAsr? = null
     private var recording = false
 
     private lateinit var status: TextView
@@ -100,10 +101,11 @@ class MainActivity : Activity() {
     }
 
     private fun switchUser() {
-        val current = asr ?: return
-        val next = users[(users.indexOf(current.user) + 1) % users.size]
-        status.text = "Loading user $next..."
-        background { loadUser(BundledAssets(this), next) }
+        status.text = "Loading the next user..."
+        background {
+            val next = users[(users.indexOf(asr?.user) + 1) % users.size] // the first again after a failed load
+            loadUser(BundledAssets(this), next)
+        }
     }
 
     private fun toggleRecording() {
@@ -162,10 +164,10 @@ class MainActivity : Activity() {
     }
 
     private fun transcribe(name: String, samples: () -> FloatArray) {
-        val perUser = asr
-        if (perUser != null) {
-            status.text = "Transcribing $name for user ${perUser.user}..."
+        if (users.isNotEmpty()) {
+            status.text = "Transcribing $name..."
             background {
+                val perUser = asr ?: throw EdgeAsrException("no user's adapter file is loaded; switch user to retry")
                 val output = perUser.transcribe(samples())
                 runOnUiThread { result.text = output.text }
                 "$name (user ${perUser.user}): ${"%.1f".format(output.audioSeconds)} s of audio in " +
