@@ -185,6 +185,19 @@ def capped_wer(row: dict, group: str) -> float:
     return aggregate(_counts(row, group, cap=True)[0]).wer
 
 
+# The defaults of the options a results file records in its meta (main's parser)
+SETTING_DEFAULTS = {"n_calib": 32, "n_calib_speakers": 8, "n_test": 60, "seed": 0}
+
+
+def _settings(meta: dict) -> str:
+    """The options of the run that differ from the defaults, so the command shown resumes the same file."""
+    return "".join(
+        f" --{name.replace('_', '-')} {meta[name]}"
+        for name, default in SETTING_DEFAULTS.items()
+        if meta[name] != default
+    )
+
+
 def _unmeasured(done: dict, meta: dict) -> str:
     missing = [b for b in meta["budgets"] if not any(f"/{b}/" in key for key in done)]
     return f" (not measured yet: {', '.join(missing)}; the run was stopped before them)" if missing else ""
@@ -200,7 +213,7 @@ def report(model_id: str, target: str, done: dict, rows: list[dict], meta: dict,
         f"# Allocation on user groups: Whisper {model_id}, target {target}, speechocean762",
         "",
         f"Produced by `python benchmarks/allocation_groups.py --model {model_id} --target {target} "
-        f"--budgets {' '.join(meta['budgets'])}`{_unmeasured(done, meta)}. "
+        f"--budgets {' '.join(meta['budgets'])}{_settings(meta)}`{_unmeasured(done, meta)}. "
         f"Calibration: {meta['n_calib']} unlabelled clips of {meta['n_calib_speakers']} speakers per group "
         f"(children, adults; half female); test: {meta['n_test']} clips per group from the other speakers. "
         "WER = collapsed-token WER, n = scored words. Simulated in PyTorch with the target's formats; sizes are "
@@ -404,10 +417,10 @@ def main() -> None:
         nargs="+",
         help="default: the design's three budgets for the target; more are added to a results file",
     )
-    parser.add_argument("--n-calib", type=int, default=32)
-    parser.add_argument("--n-calib-speakers", type=int, default=8)
-    parser.add_argument("--n-test", type=int, default=60, help="test clips per group")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-calib", type=int, default=SETTING_DEFAULTS["n_calib"])
+    parser.add_argument("--n-calib-speakers", type=int, default=SETTING_DEFAULTS["n_calib_speakers"])
+    parser.add_argument("--n-test", type=int, default=SETTING_DEFAULTS["n_test"], help="test clips per group")
+    parser.add_argument("--seed", type=int, default=SETTING_DEFAULTS["seed"])
     parser.add_argument(
         "--allocations", nargs="+", choices=ALLOCATIONS, default=list(ALLOCATIONS), help="rows to measure (default all)"
     )
