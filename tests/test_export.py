@@ -200,7 +200,7 @@ def test_bad_export_options(tmp_path):
         export(ExportOptions(model="tiny.en", budget="45MB"), tmp_path / "full", progress=False)
     with pytest.raises(EdgeAsrError, match="unknown artifact format"):
         export(ExportOptions(model="tiny.en", budget="45MB", formats=("gguf",)), tmp_path / "y", progress=False)
-    # NF4 + LoRA exports keep the 30 s context: the audio-context and bundle flags are refused, not ignored
+    # NF4 + LoRA exports keep the 30 s context: the audio-context flags are refused, not ignored
     with pytest.raises(EdgeAsrError, match="--max-audio-seconds, --attention cannot be combined with --lora"):
         export(
             ExportOptions(
