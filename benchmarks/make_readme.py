@@ -584,7 +584,7 @@ def headline_lines(paths: list[Path]) -> list[str]:
         tightest = min((k.split("/")[1] for k in rows if k != "fp"), key=_megabytes)
         allocations = [k for k in rows if f"/{tightest}/" in k and k.endswith("/child")]
         best = min(allocations, key=lambda k: _group_wer(rows[rows[k].get("same_plan_as") or k], "child", False)[0])
-        shown = [k for k in rows if k == "fp" or k == f"{k.split('/')[0]}/{tightest}/uniform" or k == best]
+        shown = [k for k in rows if k in ("fp", best) or k.endswith(f"/{tightest}/uniform")]
         for key in shown:
             measured = rows[rows[key].get("same_plan_as") or key]
             wer, words = _group_wer(measured, "child", False)

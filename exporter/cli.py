@@ -498,19 +498,19 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 def _cmd_adapter(args: argparse.Namespace) -> int:
     from exporter.export.bundle import bundle_user_adapter, check_user_bundle
     from exporter.export.lora import write_user_adapter
+    from runtimes.artifact import artifact_runtimes
     from runtimes.contract import PTE_ADAPTER_FILE
 
     user = args.user or args.lora.name
     if args.bundle is not None:  # refused before anything is written
+        if "executorch" not in artifact_runtimes(args.artifact):
+            raise_usage(f"{args.artifact} holds no .pte, so there is no adapter file to bundle")
         check_user_bundle(args.bundle, user)
     written = write_user_adapter(args.artifact, args.lora, args.out)
     sizes = ", ".join(f"{path.name} ({path.stat().st_size:,} bytes)" for path in written)
     print(f"{args.out}: {sizes}; run with --artifact {args.artifact} --adapter {args.out}")
     if args.bundle is not None:
-        ptd = [path for path in written if path.name == PTE_ADAPTER_FILE]
-        if not ptd:
-            raise_usage(f"{args.artifact} holds no .pte, so there is no adapter file to bundle")
-        print(f"bundled {bundle_user_adapter(ptd[0], args.bundle, user)} (user {user!r})")
+        print(f"bundled {bundle_user_adapter(args.out / PTE_ADAPTER_FILE, args.bundle, user)} (user {user!r})")
     return 0
 
 

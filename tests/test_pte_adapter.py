@@ -254,6 +254,7 @@ def _check_the_app_bundle(run_cli, folder, stored, tmp_path):
     for extra, message in (
         (["--user", "../b"], "cannot name a bundled adapter file"),
         (["--bundle", tmp_path / "empty"], "holds no bundled model.pte"),
+        (["--artifact", tmp_path], "holds no .pte, so there is no adapter file to bundle"),
     ):
         status, _, stderr = run_cli(*args[:-1], tmp_path / "b3", "--bundle", assets, *extra)
         assert status != 0 and message in stderr, stderr

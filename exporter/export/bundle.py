@@ -74,15 +74,20 @@ def check_user_name(name: str) -> str:
     return name
 
 
-def check_lora_bundle(options) -> None:
-    """Before an NF4 + LoRA export with --bundle lowers anything: the app must be able to load what it makes
-    (a single-file program, or the ASR-runner layout with the user's file apart) and the user's name must fit."""
-    formats = options.resolved_formats()
+def check_bundle_formats(formats: tuple[str, ...]) -> None:
+    """An export with --bundle must make a .pte, the only artifact the Android app runs."""
     if not set(BUNDLE_FORMATS) & set(formats):
         raise EdgeAsrError(
             f"--bundle copies the ExecuTorch (.pte) artifact into the Android app, but this export makes only "
             f"{', '.join(formats)}; add --formats pte"
         )
+
+
+def check_lora_bundle(options) -> None:
+    """Before an NF4 + LoRA export with --bundle lowers anything: the app must be able to load what it makes
+    (a single-file program, or the ASR-runner layout with the user's file apart) and the user's name must fit."""
+    formats = options.resolved_formats()
+    check_bundle_formats(formats)
     if options.lora_pte_mode.startswith("branch") and ADAPTER_FORMAT not in formats:
         raise EdgeAsrError(f"--lora-pte-mode {options.lora_pte_mode} keeps the adapter apart; {SEPARATE_ADAPTER_HINT}")
     check_user_name(Path(options.lora).name)
@@ -183,7 +188,8 @@ def bundle_artifacts(export_dir: Path, bundle_dir: Path) -> list[Path]:
         from runtimes.pte_adapter import read_adapter_file
 
         read_adapter_file(adapter, source / PTE_FILE)  # the export's own user file, for its program and intact
-        pairs.append((adapter, _adapters_folder(bundle_dir) / f"{_export_user(export_dir)}{ADAPTER_SUFFIX}"))
+        user = _export_user(export_dir)
+        pairs.append((adapter, _adapters_folder(bundle_dir) / f"{user}{ADAPTER_SUFFIX}"))
     copied = _stage_copies(pairs)
     for name in OPTIONAL_FILES:  # an older program's preprocessor must not stay beside a new program
         if name not in names:

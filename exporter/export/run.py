@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from exporter.export.budgeted import check_reachable, export_artifact
-from exporter.export.bundle import BUNDLE_FORMATS, bundle_artifacts, check_bundle_folder, check_lora_bundle
+from exporter.export.bundle import bundle_artifacts, check_bundle_folder, check_bundle_formats, check_lora_bundle
 from exporter.export.inputs import check_clips, generic_calibration_set, parity_clips, user_clips
 from exporter.export.options import ExportOptions
 from exporter.export.report import render_report
@@ -76,11 +76,7 @@ def export(
         return summary
     formats = options.resolved_formats()
     if bundle_dir is not None:
-        if not set(BUNDLE_FORMATS) & set(formats):
-            raise EdgeAsrError(
-                "--bundle copies the ExecuTorch (.pte) artifact into the Android app, but this "
-                f"export makes only {', '.join(formats)}; add --formats pte"
-            )
+        check_bundle_formats(formats)
         check_bundle_folder(bundle_dir)
     for fmt in formats:  # a lowering whose packages are missing fails before anything is loaded
         if get_backend(fmt).preflight is not None:
