@@ -8,6 +8,10 @@ only codes differ. Each row is simulated in PyTorch and tested on `--per-group` 
 speakers; intervals are paired bootstraps against nearest rounding, resampled by speaker, per group and over
 both groups together.
 
+Matched against mismatched calibration (`--mismatched`, `--other-model`): the group's own GPTQ model against
+one rounded on the other age group's clips (the group's plan), or against the other group's whole model (its
+plan and its rounding: what a model calibrated for the other group gives this group's users).
+
     python benchmarks/rounding.py --model tiny.en --target android --budget 35MB [--dampings 1.0 0.1]
 """
 
@@ -22,6 +26,7 @@ from bench_common import (
     RESULTS,
     WORK,
     lower_artifact,
+    points_interval,
     produced_by,
     say,
     versus_table,
@@ -41,6 +46,9 @@ from runtimes.artifact import open_artifact
 from runtimes.torch_runner import TorchRunner
 
 ALL = "both"  # the column pooling both groups' clips
+OWN, OTHER = "own", "other"  # whose clips round a row, and whose plan it is: the tested group's or the other's
+MISMATCHED_CLIPS = "{}, other group's clips"
+MISMATCHED_MODEL = "{}, other group's model"
 # --runtime: the export format whose real runtime decodes the nearest row and the first GPTQ row again
 RUNTIME_FORMATS = {"executorch": "pte", "onnx": "sherpa"}
 
@@ -61,6 +69,11 @@ def main() -> None:
     parser.add_argument(
         "--mismatched", action="store_true", help="add the first damping on the other group's clips' activations"
     )
+    parser.add_argument(
+        "--other-model",
+        action="store_true",
+        help="add the other group's model (its plan, rounded with the first damping on its clips) on this group",
+    )
     parser.add_argument("--suffix", default="", help="appended to the results file name (e.g. _variants)")
     args = parser.parse_args()
     bundle = load_whisper(args.model)
@@ -76,26 +89,32 @@ def main() -> None:
         hessians[group] = input_hessians(bundle, linear, users[group].observations, False)
         seconds[("hessians", group)] = round(time.perf_counter() - started, 1)
     first = GptqOptions(damping=args.dampings[0])
-    variants = [(_row_name(d), GptqOptions(damping=d), False) for d in args.dampings]
+    own = _row_name(first.damping)
+    # (row, GPTQ options or None for nearest, whose clips round it, whose plan it is)
+    variants = [(_row_name(d), GptqOptions(damping=d), OWN, OWN) for d in args.dampings]
     if args.act_order:
-        variants.append((f"{_row_name(first.damping)}, act order", replace(first, act_order=True), False))
+        variants.append((f"{own}, act order", replace(first, act_order=True), OWN, OWN))
     if args.mismatched:
-        variants.append((f"{_row_name(first.damping)}, other group's clips", first, True))
+        variants.append((MISMATCHED_CLIPS.format(own), first, OTHER, OWN))
+    if args.other_model:
+        variants.append((MISMATCHED_MODEL.format(own), first, OTHER, OTHER))
+    options = PlanOptions(target=args.target, budget=args.budget, allocation="fill")
+    plans = {group: make_plan(bundle, users[group], options, progress=False) for group in GROUPS}
     for group in GROUPS:
         clips = Dataset(test.source, [u for u in test if u.extra["age_group"] == group])
         speakers[group] = [u.speaker for u in clips]
         counts["FP"][group] = evaluate(TorchRunner(bundle), clips, model_id="FP", progress=False).counts()
-        options = PlanOptions(target=args.target, budget=args.budget, allocation="fill")
-        plan = make_plan(bundle, users[group], options, progress=False)
+        plan = plans[group]
         sizes[group] = plan.total_bytes
         other = next(g for g in GROUPS if g != group)
-        for name, gptq, mismatched in [("nearest", None, False), *variants]:
+        whose = {OWN: group, OTHER: other}
+        for name, gptq, clips_of, plan_of in [("nearest", None, OWN, OWN), *variants]:
             started = time.perf_counter()
             if gptq is None:
                 model, row_plan = bundle, plan
             else:
-                source = hessians[other if mismatched else group]
-                model, row_plan = gptq_round(bundle, plan, source, gptq, progress=False)
+                source = hessians[whose[clips_of]]
+                model, row_plan = gptq_round(bundle, plans[whose[plan_of]], source, gptq, progress=False)
                 seconds[(name, group)] = round(time.perf_counter() - started, 1)
             runner = TorchRunner(simulate(model, row_plan))
             counts.setdefault(name, {})[group] = evaluate(runner, clips, model_id=name, progress=False).counts()
@@ -121,6 +140,16 @@ def main() -> None:
                     counts[reference][column], by_group[column], clusters=speakers[column]
                 ).to_dict()
         rows.append(row)
+    # Matched against mismatched: the group's own GPTQ row (A) against each mismatched row (B) on the same
+    # clips; B - A > 0 means the group's own calibration transcribes its users better.
+    matched = [
+        {
+            "row": name,
+            **{c: paired_bootstrap(counts[own][c], counts[name][c], clusters=speakers[c]).to_dict() for c in columns},
+        }
+        for name in (MISMATCHED_CLIPS.format(own), MISMATCHED_MODEL.format(own))
+        if name in counts
+    ]
     hessian_s = "/".join(str(seconds[("hessians", g)]) for g in GROUPS)
     notes = [
         f"speechocean762, the allocation benchmark's split (seed 0): per age group, 32 unlabelled clips of 8 "
@@ -131,7 +160,8 @@ def main() -> None:
         + ". Formats and scales are the same in every row; only the codes differ: nearest, or GPTQ's on the "
         "calibration clips' activations (every real input row, teacher-forced on the FP model's pseudo-labels; "
         "damping as a fraction of H's mean diagonal; act order: columns rounded by decreasing H diagonal; other "
-        "group's clips: this group's plan, rounded on the other age group's calibration clips). Simulated in PyTorch (the export checks each artifact "
+        "group's clips: this group's plan, rounded on the other age group's calibration clips; other group's model: "
+        "the other age group's plan, rounded on its clips). Simulated in PyTorch (the export checks each artifact "
         "against this simulation), greedy with the loop guard. WER % with n words; capped: each clip's errors "
         "capped at its reference words; interval: 95 % paired bootstrap against nearest (for @runtime rows: "
         "nearest through the same runtime, the artifact lowered from that row's plan) over speakers (2000 "
@@ -148,6 +178,7 @@ def main() -> None:
                 "--runtime": args.runtime,
                 "--act-order": args.act_order or None,
                 "--mismatched": args.mismatched or None,
+                "--other-model": args.other_model or None,
                 "--suffix": args.suffix or None,
             },
         ),
@@ -159,8 +190,20 @@ def main() -> None:
         return "/".join(map(str, values)) if values else "-"
 
     lines += versus_table(rows, columns, "nearest", ("s", spent))
+    if matched:
+        lines += [
+            "",
+            "## Matched against mismatched calibration",
+            "",
+            f"B - A in WER points [95 % CI], paired over the same clips, resampled by speaker; A = {own} (the "
+            "tested group's own clips and plan), B = the row named; positive: the group's own calibration is better.",
+            "",
+            "| B | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        lines += [f"| {m['row']} | " + " | ".join(points_interval(m[c]) for c in columns) + " |" for m in matched]
     stem = RESULTS / f"rounding_{args.model.replace('.', '_')}_{args.target}_{args.budget}{args.suffix}"
-    write_notes_and_rows(stem, {"notes": notes, "rows": rows}, "\n".join(lines) + "\n")
+    write_notes_and_rows(stem, {"notes": notes, "rows": rows, "matched": matched}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
