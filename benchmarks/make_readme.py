@@ -154,6 +154,12 @@ SECTIONS = (
         "plan the model for their other 15 (`allocation_speakers.py`).",
     ),
     (
+        "default_allocation",
+        "Default allocation",
+        "Knapsack and myQASR's first fit against fill at every budget the allocation benchmark measured, pooled "
+        "with speakers resampled together, and the auto rule `export` uses by default (`default_allocation.py`).",
+    ),
+    (
         "gender_",
         "myQASR gender experiment",
         "Matched, mismatched and uniform calibration per gender and budget on three ladders (`gender_myqasr.py`).",
@@ -488,6 +494,20 @@ def fleet_table(data: dict) -> list[str]:
     return lines
 
 
+def default_allocation_table(pooled: list[dict]) -> list[str]:
+    """The pooled comparisons against fill (default_allocation.py)."""
+    lines = [
+        "| against fill | way | pairs | n words | fill WER % | WER % | points [95 % CI] |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for p in pooled:
+        lines.append(
+            f"| {p['challenger']} | {p['way']} | {p['n_pairs']} | {p['n_words']} | {_pct(p['fill_wer'])} | "
+            f"{_pct(p['other_wer'])} | {_interval(p, 'versus_fill')} |"
+        )
+    return lines
+
+
 def summary_lines(stem: str, data) -> list[str]:
     if isinstance(data, dict) and "records" in data and data["records"] and "metric" in data["records"][0]:
         return bench_table(data)
@@ -501,6 +521,8 @@ def summary_lines(stem: str, data) -> list[str]:
         return allocation_table(data)
     if stem.startswith("peers_") and isinstance(data, dict) and "rows" in data:
         return peers_table(data)
+    if stem == "default_allocation" and isinstance(data, dict) and "pooled" in data:
+        return default_allocation_table(data["pooled"])
     if stem.startswith("fleet_") and isinstance(data, dict) and "fleet" in data:
         return fleet_table(data)
     if stem.startswith("loop_guard_") and isinstance(data, dict) and "rows" in data:

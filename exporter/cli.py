@@ -119,7 +119,8 @@ def _add_allocation(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ALLOCATION,
         choices=ALLOCATIONS,
         help="myqasr: the paper's first fit; fill: then spend what is left of the budget, most sensitive "
-        f"layers first; knapsack: least measured damage (default {DEFAULT_ALLOCATION})",
+        "layers first; knapsack: least measured damage; auto: knapsack where fill's plan reaches the lowest "
+        f"rung, else fill (default {DEFAULT_ALLOCATION})",
     )
     parser.add_argument(
         "--layer-cost",

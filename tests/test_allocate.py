@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from exporter.quant.allocate import allocate, followers, plan_bytes, reachable_range, visit_order
+from exporter.quant.allocate import allocate, auto_method, followers, plan_bytes, reachable_range, visit_order
 from exporter.quant.budget import parse_budget
 from exporter.quant.formats import FP32, int_format
 from exporter.quant.layers import QuantLayer
@@ -284,6 +284,26 @@ def test_knapsack_with_coarse_slots_still_fits_the_budget():
     capacity = 900_000
     chosen = solve(units, capacity, slots=500)
     assert sum(units[n][i].bytes for n, i in chosen.items()) <= capacity
+
+
+@pytest.mark.parametrize("target_name", ["android", "onnx"])
+def test_auto_takes_the_knapsack_exactly_where_fill_reaches_the_lowest_linear_rung(target_name):
+    target = get_target(target_name)
+    layers = _layers(seed=6)
+    sens = _sens(layers)
+    lowest = len(target.ladder("linear")) - 1
+    lo, hi = reachable_range(layers, target, fixed_bytes=0)
+    chosen = set()
+    for fraction in (0.0, 0.05, 0.5, 0.99):
+        fill = allocate(layers, sens, target, int(lo + fraction * (hi - lo)), method="fill")
+        reaches = any(fill.rungs[l.name] == lowest for l in layers if l.kind == "linear")
+        method = auto_method(layers, fill, target, has_costs=True)
+        assert method == ("knapsack" if reaches else "fill")
+        assert auto_method(layers, fill, target, has_costs=False) == "fill"  # no clips: no costs to measure
+        chosen.add(method)
+    assert chosen == {"knapsack", "fill"}  # the smallest budget reaches the bottom, the largest does not
+    with pytest.raises(EdgeAsrError, match="resolved into fill or knapsack"):
+        allocate(layers, sens, target, hi, method="auto")
 
 
 def test_knapsack_without_costs_is_refused():

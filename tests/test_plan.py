@@ -202,5 +202,17 @@ def test_fill_and_knapsack_plans_use_the_budget_and_record_how(tiny_en, user, tm
         assert len(layer.costs) == len(ladders[layer.kind]) and layer.costs[0] == 0.0
         assert all(c >= 0 for c in layer.costs)
     assert all(layer.costs is None for layer in plans["fill"].layers)
+    # auto: fill's plan where that plan keeps every linear layer above the ladder's lowest rung (as here),
+    # the knapsack's at a budget that forces some onto it
+    lowest = ladders["linear"][-1].name
+    assert not any(layer.format.name == lowest for layer in plans["fill"].layers)
+    auto = make_plan(tiny_en, user, PlanOptions(target=target, budget=budget, calibration="minmax"), False)
+    assert auto.to_dict() == plans["fill"].to_dict()
+    tight = {"android": "35MB", "onnx": "20MB"}[target]
+    auto = make_plan(tiny_en, user, PlanOptions(target=target, budget=tight, calibration="minmax"), False)
+    knapsack = make_plan(
+        tiny_en, user, PlanOptions(target=target, budget=tight, calibration="minmax", allocation="knapsack"), False
+    )
+    assert auto.allocation == "knapsack" and auto.to_dict() == knapsack.to_dict()
     with pytest.raises(EdgeAsrError, match="knapsack measures each layer's cost on calibration clips"):
         make_plan(tiny_en, None, PlanOptions(target=target, budget=budget, allocation="knapsack"), False)

@@ -91,6 +91,8 @@ def export_artifact(
         say(f"{fmt}: planning for {format_bytes(plan_budget)} of weights (attempt {attempt})")
         with stage("plan"):
             plan = make_plan(bundle, user, plan_options, progress)
+            if options.allocation == "auto":
+                say(f"{fmt}: auto allocation ran {plan.allocation} (knapsack where fill reaches the lowest rung)")
             plan.budget_bytes = budget
             # from here on, `rounded` holds the weights whose codes the plan means (GPTQ's grid weights)
             rounded, plan = round_weights(bundle, plan, user, options.rounding, progress)

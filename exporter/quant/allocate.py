@@ -149,9 +149,12 @@ def allocate(
               plan still fits (`one_rung`: only while all layers stay within one rung of each other);
     knapsack  the plan of least summed `costs` (per layer and rung, exporter/quant/costs.py) that fits,
               solved by dynamic programming over bytes (exporter/quant/knapsack.py); `order` is unused.
+    auto is resolved before this (`auto_method`, on fill's plan) into fill or knapsack.
     """
     if method not in ALLOCATIONS:
         raise EdgeAsrError(f"unknown allocation {method!r}; choose one of {', '.join(ALLOCATIONS)}")
+    if method == "auto":
+        raise EdgeAsrError("the auto allocation is resolved into fill or knapsack first (auto_method)")
     lo, hi = reachable_range(layers, target, fixed_bytes)
     check_budget(budget, lo, hi, target)
     if method == "knapsack":
@@ -162,6 +165,15 @@ def allocate(
     if method == "fill":
         return _fill(layers, sensitivity, target, budget, fixed_bytes, first, one_rung)
     return first
+
+
+def auto_method(layers: list[QuantLayer], fill: Allocation, target: Target, has_costs: bool) -> str:
+    """What the auto allocation runs, given fill's plan: the knapsack where that plan puts a linear layer on
+    the linear ladder's lowest rung (there, which layers pay for the budget decides the result, and measured
+    costs choose them better: exporter/choices.py), fill elsewhere or where no costs can be measured."""
+    lowest = len(target.ladder("linear")) - 1
+    reaches = any(fill.rungs[layer.name] == lowest for layer in layers if layer.kind == "linear")
+    return "knapsack" if reaches and has_costs else "fill"
 
 
 def _unit_order(units: dict[str, list[QuantLayer]], sensitivity: dict[str, float], order: str, seed: int) -> list[str]:

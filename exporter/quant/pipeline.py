@@ -28,7 +28,7 @@ from exporter.choices import (
 )
 from exporter.data import Dataset
 from exporter.models import WhisperBundle
-from exporter.quant.allocate import allocate, check_budget, followers, layer_bytes, reachable_range
+from exporter.quant.allocate import allocate, auto_method, check_budget, followers, layer_bytes, reachable_range
 from exporter.quant.budget import Budget
 from exporter.quant.calibrate import calibrate
 from exporter.quant.costs import layer_costs
@@ -57,7 +57,7 @@ class PlanOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", Budget.parse(self.budget))  # a malformed budget fails here, early
-        if self.order == "uniform" and self.allocation == "fill":
+        if self.order == "uniform" and self.allocation in ("fill", "auto"):
             # The uniform order means every layer on one rung; filling would move some up, so a uniform plan
             # is the first fit (and the plan records allocation myqasr).
             object.__setattr__(self, "allocation", "myqasr")
@@ -183,7 +183,13 @@ def make_plan(
         sens = sensitivities(user.observations, options.sensitivity_metric)
     else:
         sens = {layer.name: 0.0 for layer in layers}
-    costs = user.layer_costs(bundle, target, options.layer_cost, progress) if options.allocation == "knapsack" else None
+    method = options.allocation
+    if method == "auto":  # fill's plan decides; it takes milliseconds, the knapsack's costs seconds
+        fill = allocate(
+            layers, sens, target, budget, options.order, options.seed, fixed, "fill", None, options.one_rung
+        )
+        method = auto_method(layers, fill, target, has_costs=user is not None)
+    costs = user.layer_costs(bundle, target, options.layer_cost, progress) if method == "knapsack" else None
     allocation = allocate(
         layers,
         sens,
@@ -192,7 +198,7 @@ def make_plan(
         options.order,
         options.seed,
         fixed,
-        method=options.allocation,
+        method=method,
         costs=costs,
         one_rung=options.one_rung,
     )
@@ -229,8 +235,8 @@ def make_plan(
         unquantised_bytes=fixed,
         seed=options.seed,
         activation_bits=options.activation_bits,
-        allocation=options.allocation,
-        layer_cost=options.layer_cost if options.allocation == "knapsack" else None,
+        allocation=method,
+        layer_cost=options.layer_cost if method == "knapsack" else None,
     )
     if user is not None and options.calibration != "minmax":
         torch.manual_seed(options.seed)
