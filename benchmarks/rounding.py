@@ -1,9 +1,8 @@
 """Rounding at one budget: nearest codes against GPTQ's, chosen on the user group's own activations.
 
 For each age group of speechocean762 (the allocation benchmark's split, seed 0), the group's 32 unlabelled
-calibration clips plan the model once (myQASR order, fill allocation, cosine clip ratios: the export's
-defaults) on `--target` at `--budget`. The plan's codes are then taken either as the nearest ones or as
-GPTQ's (exporter/quant/gptq.py) with each `--dampings` value; formats and scales are the same in every row,
+calibration clips plan the model once (myQASR order, fill allocation or `--allocation`, cosine clip ratios)
+on `--target` at `--budget`. The plan's codes are then taken either as the nearest ones or as GPTQ's (exporter/quant/gptq.py) with each `--dampings` value; formats and scales are the same in every row,
 only codes differ. Each row is simulated in PyTorch and tested on `--per-group` clips of the group's other
 speakers; intervals are paired bootstraps against nearest rounding, resampled by speaker, per group and over
 both groups together.
@@ -63,6 +62,7 @@ def main() -> None:
     parser.add_argument("--target", default="android")
     parser.add_argument("--budget", default="35MB")
     parser.add_argument("--per-group", type=int, default=60, help="test clips per age group")
+    parser.add_argument("--allocation", default="fill", choices=["myqasr", "fill", "knapsack"])
     parser.add_argument("--dampings", type=float, nargs="+", default=[GptqOptions().damping])
     parser.add_argument("--runtime", choices=sorted(RUNTIME_FORMATS), help="also decode two rows' artifacts")
     parser.add_argument("--act-order", action="store_true", help="add the first damping with act order")
@@ -98,7 +98,7 @@ def main() -> None:
         variants.append((MISMATCHED_CLIPS.format(own), first, OTHER, OWN))
     if args.other_model:
         variants.append((MISMATCHED_MODEL.format(own), first, OTHER, OTHER))
-    options = PlanOptions(target=args.target, budget=args.budget, allocation="fill")
+    options = PlanOptions(target=args.target, budget=args.budget, allocation=args.allocation)
     plans = {group: make_plan(bundle, users[group], options, progress=False) for group in GROUPS}
     for group in GROUPS:
         clips = Dataset(test.source, [u for u in test if u.extra["age_group"] == group])
@@ -154,8 +154,8 @@ def main() -> None:
     notes = [
         f"speechocean762, the allocation benchmark's split (seed 0): per age group, 32 unlabelled clips of 8 "
         f"calibration speakers plan the model, {args.per_group} clips of the group's other speakers test it. "
-        f"{args.model}, target {args.target}, budget {args.budget}, myQASR order + fill allocation + cosine clip "
-        "ratios; plan bytes "
+        f"{args.model}, target {args.target}, budget {args.budget}, myQASR order + {args.allocation} allocation + "
+        "cosine clip ratios; plan bytes "
         + ", ".join(f"{g} {sizes[g] / 1e6:.2f} MB" for g in GROUPS)
         + ". Formats and scales are the same in every row; only the codes differ: nearest, or GPTQ's on the "
         "calibration clips' activations (every real input row, teacher-forced on the FP model's pseudo-labels; "
@@ -174,6 +174,7 @@ def main() -> None:
                 "--target": args.target,
                 "--budget": args.budget,
                 "--per-group": args.per_group,
+                "--allocation": args.allocation if args.allocation != "fill" else None,
                 "--dampings": args.dampings,
                 "--runtime": args.runtime,
                 "--act-order": args.act_order or None,
