@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--one-rung",
         action="store_true",
-        help="with --allocation fill: keep every layer within one rung of the others (myQASR's constraint)",
+        help="with --allocation fill or auto (which then stays on fill): keep every layer within one rung of "
+        "the others (myQASR's constraint)",
     )
     p.add_argument("--calibration", default=DEFAULT_CALIBRATION, choices=CALIBRATIONS)
     p.add_argument("--sensitivity", default=DEFAULT_SENSITIVITY, choices=SENSITIVITY_METRICS)

@@ -214,5 +214,7 @@ def test_fill_and_knapsack_plans_use_the_budget_and_record_how(tiny_en, user, tm
         tiny_en, user, PlanOptions(target=target, budget=tight, calibration="minmax", allocation="knapsack"), False
     )
     assert auto.allocation == "knapsack" and auto.to_dict() == knapsack.to_dict()
+    one_rung = PlanOptions(target=target, budget=tight, calibration="minmax", one_rung=True)
+    assert make_plan(tiny_en, user, one_rung, False).allocation == "fill"  # the constraint asked for is kept
     with pytest.raises(EdgeAsrError, match="knapsack measures each layer's cost on calibration clips"):
         make_plan(tiny_en, None, PlanOptions(target=target, budget=budget, allocation="knapsack"), False)
