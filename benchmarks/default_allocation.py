@@ -81,10 +81,11 @@ def _compare(pairs: list[dict], auto: bool = False) -> dict:
             fill.append(counts)
             other.append(chosen[utt_id][1])
             speakers.append(speaker)
+    fill_score = aggregate(fill)
     return {
         "n_pairs": len(pairs),
-        "n_words": aggregate(fill).n_words,
-        "fill_wer": aggregate(fill).wer,
+        "n_words": fill_score.n_words,
+        "fill_wer": fill_score.wer,
         "other_wer": aggregate(other).wer,
         "versus_fill": paired_bootstrap(fill, other, clusters=speakers).to_dict(),
     }

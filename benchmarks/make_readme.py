@@ -310,11 +310,6 @@ def pqm_speechocean_table(data: dict) -> list[str]:
     return lines
 
 
-def _uniform_key(rows: dict, budget: str) -> str:
-    """The key of an allocation file's uniform row at `budget`."""
-    return next(k for k in rows if k.endswith(f"/{budget}/uniform"))
-
-
 def best_label_free(systems: dict) -> str:
     """The label-free system (no transcripts anywhere in it) with the lowest WER."""
     free = [s for s in systems if "/" in s and not s.endswith("/labels")]
@@ -615,13 +610,14 @@ def headline_lines(paths: list[Path]) -> list[str]:
         # children, the group the general model serves worst, at the file's budget where the best allocation
         # calibrated on them gains most over uniform precision: FP, uniform, and that allocation (simulated;
         # the other rows are in the file's table)
-        best_at = {}
+        candidates = {}  # budget -> (its uniform row, its best children-calibrated row)
         for budget in {k.split("/")[1] for k in rows if k != "fp"}:
             allocations = [k for k in rows if f"/{budget}/" in k and k.endswith("/child")]
-            if allocations and any(k.endswith(f"/{budget}/uniform") for k in rows):
-                best_at[budget] = min(allocations, key=child_wer)
-        budget = max(sorted(best_at), key=lambda b: child_wer(_uniform_key(rows, b)) - child_wer(best_at[b]))
-        shown = [k for k in rows if k in ("fp", best_at[budget]) or k == _uniform_key(rows, budget)]
+            uniform = next((k for k in rows if k.endswith(f"/{budget}/uniform")), None)
+            if allocations and uniform is not None:
+                candidates[budget] = (uniform, min(allocations, key=child_wer))
+        budget = max(sorted(candidates), key=lambda b: child_wer(candidates[b][0]) - child_wer(candidates[b][1]))
+        shown = [k for k in rows if k == "fp" or k in candidates[budget]]
         for key in shown:
             measured = rows[rows[key].get("same_plan_as") or key]
             wer, words = _group_wer(measured, "child", False)
