@@ -432,9 +432,10 @@ def versus_table(data: dict, reference: str) -> list[str]:
     for r in data["rows"]:
         cells = [f"{_pct(r[g]['wer'])} ({r[g]['n_words']}) | {_interval(r[g], f'vs_{reference}')}" for g in groups]
         lines.append(f"| {r['row']} | {' | '.join(cells)} |")
-    for m in data.get("matched", []):  # rounding.py: the group's own GPTQ row against a mismatched one
+    for m in data.get("matched", []):  # rounding.py: the group's own row against a mismatched one
         cells = [_interval(m, g) for g in groups]
-        lines.append(f"| {m['row']} minus own clips and plan, points | {' | '.join(f'- | {c}' for c in cells)} |")
+        own = f"own clips and plan, {m['against']}" if "against" in m else "own clips and plan"
+        lines.append(f"| {m['row']} minus {own}, points | {' | '.join(f'- | {c}' for c in cells)} |")
     return lines
 
 

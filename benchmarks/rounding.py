@@ -11,6 +11,10 @@ both groups together.
 Matched against mismatched calibration (`--mismatched`, `--other-model`): the group's own GPTQ model against
 one rounded on the other age group's clips (the group's plan), or against the other group's whole model (its
 plan and its rounding: what a model calibrated for the other group gives this group's users).
+`--nearest-other-model` does the same for the export's default rounding: the group's own plan with nearest
+codes against the other group's plan with nearest codes (only the allocation and the scales differ).
+`--test-groups child` tests one group only (both groups' clips still plan and round their models), so a larger
+`--per-group` fits in the time: 480 takes every clip of the group's 24 test speakers.
 
     python benchmarks/rounding.py --model tiny.en --target android --budget 35MB [--dampings 1.0 0.1]
 """
@@ -49,12 +53,13 @@ ALL = "both"  # the column pooling both groups' clips
 OWN, OTHER = "own", "other"  # whose clips round a row, and whose plan it is: the tested group's or the other's
 MISMATCHED_CLIPS = "{}, other group's clips"
 MISMATCHED_MODEL = "{}, other group's model"
+NEAREST = "nearest"
 # --runtime: the export format whose real runtime decodes the nearest row and the first GPTQ row again
 RUNTIME_FORMATS = {"executorch": "pte", "onnx": "sherpa"}
 
 
 def _row_name(damping: float | None) -> str:
-    return "nearest" if damping is None else f"gptq (damping {damping:g})"
+    return NEAREST if damping is None else f"gptq (damping {damping:g})"
 
 
 def main() -> None:
@@ -75,13 +80,19 @@ def main() -> None:
         action="store_true",
         help="add the other group's model (its plan, rounded with the first damping on its clips) on this group",
     )
+    parser.add_argument(
+        "--nearest-other-model",
+        action="store_true",
+        help="add the other group's plan with nearest codes on this group (the default rounding, matched or not)",
+    )
+    parser.add_argument("--test-groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="groups to test")
     parser.add_argument("--suffix", default="", help="appended to the results file name (e.g. _variants)")
     args = parser.parse_args()
     bundle = load_whisper(args.model)
     calib, test = split_speakers(8, 32, args.per_group, 0)
     counts: dict[str, dict[str, list]] = {"FP": {}}
     speakers: dict[str, list[str]] = {}
-    sizes, seconds = {}, {}
+    seconds = {}
     linear = [layer.name for layer in quantizable_layers(bundle.model) if layer.kind == "linear"]
     users, hessians = {}, {}
     for group in GROUPS:
@@ -99,23 +110,24 @@ def main() -> None:
         variants.append((MISMATCHED_CLIPS.format(own), first, OTHER, OWN))
     if args.other_model:
         variants.append((MISMATCHED_MODEL.format(own), first, OTHER, OTHER))
+    if args.nearest_other_model:
+        variants.append((MISMATCHED_MODEL.format(NEAREST), None, OWN, OTHER))
     options = PlanOptions(target=args.target, budget=args.budget, allocation=args.allocation)
     plans = {group: make_plan(bundle, users[group], options, progress=False) for group in GROUPS}
     # (whose plan, whose clips, GPTQ options) -> (model, plan): the other group's model on this group is that
     # group's own GPTQ row, rounded once (minutes on base)
     rounded = {}
-    for group in GROUPS:
+    tested = [g for g in GROUPS if g in args.test_groups]
+    for group in tested:
         clips = Dataset(test.source, [u for u in test if u.extra["age_group"] == group])
         speakers[group] = [u.speaker for u in clips]
         counts["FP"][group] = evaluate(TorchRunner(bundle), clips, model_id="FP", progress=False).counts()
-        plan = plans[group]
-        sizes[group] = plan.total_bytes
         other = next(g for g in GROUPS if g != group)
         whose = {OWN: group, OTHER: other}
-        for name, gptq, clips_of, plan_of in [("nearest", None, OWN, OWN), *variants]:
+        for name, gptq, clips_of, plan_of in [(NEAREST, None, OWN, OWN), *variants]:
             started = time.perf_counter()
             if gptq is None:
-                model, row_plan = bundle, plan
+                model, row_plan = bundle, plans[whose[plan_of]]
             else:
                 key = (whose[plan_of], whose[clips_of], gptq)
                 if key not in rounded:
@@ -125,44 +137,55 @@ def main() -> None:
             runner = TorchRunner(simulate(model, row_plan))
             counts.setdefault(name, {})[group] = evaluate(runner, clips, model_id=name, progress=False).counts()
             say(f"{group} {name}: {100 * aggregate(counts[name][group]).wer:.1f} %")
-            if args.runtime and name in ("nearest", _row_name(first.damping)):
+            if args.runtime and name in (NEAREST, _row_name(first.damping)):
                 fmt = RUNTIME_FORMATS[args.runtime]
                 folder = lower_artifact(model, row_plan, fmt, WORK / f"rounding-{args.model}-{fmt}-{row_plan.plan_id}")
                 runner = open_artifact(folder, threads=2, runtime=args.runtime)
                 real = f"{name} @{args.runtime}"
                 counts.setdefault(real, {})[group] = evaluate(runner, clips, model_id=real, progress=False).counts()
                 say(f"{group} {real}: {100 * aggregate(counts[real][group]).wer:.1f} %")
-    columns = [*GROUPS, ALL]
-    speakers[ALL] = [s for g in GROUPS for s in speakers[g]]
+    columns = [*tested, ALL] if len(tested) > 1 else tested
+    speakers[ALL] = [s for g in tested for s in speakers[g]]
     rows = []
     for name, by_group in counts.items():
-        by_group[ALL] = [c for g in GROUPS for c in by_group[g]]
-        row = {"row": name, "seconds": {g: seconds.get((name, g)) for g in GROUPS}}
+        by_group[ALL] = [c for g in tested for c in by_group[g]]
+        row = {"row": name, "seconds": {g: seconds.get((name, g)) for g in tested}}
         for column in columns:
             row[column] = wer_summary(by_group[column])
-            reference = f"nearest @{args.runtime}" if name.endswith(f"@{args.runtime}") else "nearest"
+            reference = f"{NEAREST} @{args.runtime}" if name.endswith(f"@{args.runtime}") else NEAREST
             if name not in ("FP", reference):
                 row[column]["vs_nearest"] = paired_bootstrap(
                     counts[reference][column], by_group[column], clusters=speakers[column]
                 ).to_dict()
         rows.append(row)
-    # Matched against mismatched: the group's own GPTQ row (A) against each mismatched row (B) on the same
-    # clips; B - A > 0 means the group's own calibration transcribes its users better.
+    # Matched against mismatched: the group's own row with the same rounding (A) against each mismatched row
+    # (B) on the same clips; B - A > 0 means the group's own calibration transcribes its users better.
+    pairs = [
+        (own, MISMATCHED_CLIPS.format(own)),
+        (own, MISMATCHED_MODEL.format(own)),
+        (NEAREST, MISMATCHED_MODEL.format(NEAREST)),
+    ]
     matched = [
         {
             "row": name,
-            **{c: paired_bootstrap(counts[own][c], counts[name][c], clusters=speakers[c]).to_dict() for c in columns},
+            "against": mine,
+            **{c: paired_bootstrap(counts[mine][c], counts[name][c], clusters=speakers[c]).to_dict() for c in columns},
         }
-        for name in (MISMATCHED_CLIPS.format(own), MISMATCHED_MODEL.format(own))
+        for mine, name in pairs
         if name in counts
     ]
     hessian_s = "/".join(str(seconds[("hessians", g)]) for g in GROUPS)
+    tested_note = (
+        ""
+        if len(tested) == len(GROUPS)
+        else f" Tested: {', '.join(tested)} only (both groups' clips plan and round their models)."
+    )
     notes = [
         f"speechocean762, the allocation benchmark's split (seed 0): per age group, 32 unlabelled clips of 8 "
         f"calibration speakers plan the model, {args.per_group} clips of the group's other speakers test it. "
         f"{args.model}, target {args.target}, budget {args.budget}, myQASR order + {args.allocation} allocation + "
         "cosine clip ratios; plan bytes "
-        + ", ".join(f"{g} {sizes[g] / 1e6:.2f} MB" for g in GROUPS)
+        + ", ".join(f"{g} {plans[g].total_bytes / 1e6:.2f} MB" for g in GROUPS)
         + ". Formats and scales are the same in every row; only the codes differ: nearest, or GPTQ's on the "
         "calibration clips' activations (every real input row, teacher-forced on the FP model's pseudo-labels; "
         "damping as a fraction of H's mean diagonal; act order: columns rounded by decreasing H diagonal; other "
@@ -172,7 +195,13 @@ def main() -> None:
         "capped at its reference words; interval: 95 % paired bootstrap against nearest (for @runtime rows: "
         "nearest through the same runtime, the artifact lowered from that row's plan) over speakers (2000 "
         f"resamples). s: GPTQ rounding time per group on this 2-core machine (none where a row is another's "
-        f"rounding, made once), after input Hessians taking {hessian_s} s (one pass over the 32 clips).",
+        f"rounding, made once), after input Hessians taking {hessian_s} s (one pass over the 32 clips)."
+        + tested_note
+        + (
+            " nearest, other group's model: the other age group's plan (its allocation and scales) with nearest codes."
+            if args.nearest_other_model
+            else ""
+        ),
         produced_by(
             "rounding.py",
             {
@@ -186,6 +215,8 @@ def main() -> None:
                 "--act-order": args.act_order or None,
                 "--mismatched": args.mismatched or None,
                 "--other-model": args.other_model or None,
+                "--nearest-other-model": args.nearest_other_model or None,
+                "--test-groups": args.test_groups if len(tested) < len(GROUPS) else None,
                 "--suffix": args.suffix or None,
             },
         ),
@@ -202,13 +233,17 @@ def main() -> None:
             "",
             "## Matched against mismatched calibration",
             "",
-            f"B - A in WER points [95 % CI], paired over the same clips, resampled by speaker; A = {own} (the "
-            "tested group's own clips and plan), B = the row named; positive: the group's own calibration is better.",
+            "B - A in WER points [95 % CI], paired over the same clips, resampled by speaker; A = the tested group's "
+            "own clips and plan with the same rounding as B, B = the row named; positive: the group's own "
+            "calibration is better.",
             "",
-            "| B | " + " | ".join(columns) + " |",
-            "|---|" + "---|" * len(columns),
+            "| B | A | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
         ]
-        lines += [f"| {m['row']} | " + " | ".join(points_interval(m[c]) for c in columns) + " |" for m in matched]
+        lines += [
+            f"| {m['row']} | {m['against']} | " + " | ".join(points_interval(m[c]) for c in columns) + " |"
+            for m in matched
+        ]
     stem = RESULTS / f"rounding_{args.model.replace('.', '_')}_{args.target}_{args.budget}{args.suffix}"
     write_notes_and_rows(stem, {"notes": notes, "rows": rows, "matched": matched}, "\n".join(lines) + "\n")
 
