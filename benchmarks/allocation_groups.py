@@ -465,8 +465,10 @@ def main() -> None:
         settings = {k: v for k, v in meta.items() if k != "budgets"}
         if {k: v for k, v in stored["meta"].items() if k != "budgets"} != settings:
             sys.exit(f"{json_path} was measured with {stored['meta']}: delete it or pass the same settings")
-        # more budgets on the same settings add rows; those measured stay
-        budgets = stored["meta"]["budgets"] + [b for b in budgets if b not in stored["meta"]["budgets"]]
+        # more budgets on the same settings add rows; those measured stay. A stored budget with no rows (a
+        # stopped run's plan) stays listed only while it is asked for again.
+        measured = [b for b in stored["meta"]["budgets"] if any(f"/{b}/" in key for key in stored["rows"])]
+        budgets = measured + [b for b in budgets if b not in measured]
         meta["budgets"] = budgets
         done = stored["rows"]
         timings = stored.get("timings", {})

@@ -102,6 +102,12 @@ def measure(model: str, target: str, budget: str, allocation: str, layer_cost: s
         peak_mb = usage.ru_maxrss * 1024 / 1e6  # Linux reports KiB; MB here are 10^6 bytes, as per stage
         with open(os.path.join(out, "export.json"), encoding="utf-8") as f:
             summary = json.load(f)
+        ran = {}  # what the export's auto choices resolved to, per artifact: the plans record it
+        for folder, _, files in sorted(os.walk(out)):
+            if "plan.json" in files:
+                with open(os.path.join(folder, "plan.json"), encoding="utf-8") as f:
+                    plan = json.load(f)
+                ran[plan["target"]] = {"allocation": plan["allocation"], "rounding": plan["rounding"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stages, peaks = stage_values(summary), stage_values(summary, "stage_peak_rss_mb")
@@ -117,6 +123,7 @@ def measure(model: str, target: str, budget: str, allocation: str, layer_cost: s
         "stages_s": stages,
         "stage_peak_rss_mb": peaks,
         "artifact_bytes": {a["format"]: a["artifact_bytes"] for a in summary["artifacts"]},
+        "ran": ran,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
@@ -127,7 +134,10 @@ def measure(model: str, target: str, budget: str, allocation: str, layer_cost: s
 def _allocation(row: dict) -> str:
     if "allocation" not in row:
         return "not recorded (its commit's default)"
-    return row["allocation"] + (f" ({row['layer_cost']})" if row["allocation"] == "knapsack" else "")
+    text = row["allocation"] + (f" ({row['layer_cost']})" if row["allocation"] == "knapsack" else "")
+    for target, ran in row.get("ran", {}).items():  # rows measured before this was recorded show none
+        text += f"; {target} ran {ran['allocation']}, {ran['rounding']} rounding"
+    return text
 
 
 def write_report(data: dict) -> None:
@@ -140,7 +150,7 @@ def write_report(data: dict) -> None:
         "high-water mark at the stage's start. Goal for base: "
         f"<= {GOAL_SECONDS} s and <= {GOAL_RSS_MB / 1000:g} GB.",
         "",
-        "| model | target | budget | allocation (layer cost) | wall s | peak RSS MB | stages: seconds / peak | "
+        "| model | target | budget | allocation (layer cost); what ran | wall s | peak RSS MB | stages: seconds / peak | "
         "load avg before / after (1 min) | commit |",
         "|---|---|---|---|---:|---:|---|---|---|",
     ]

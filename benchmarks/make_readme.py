@@ -666,6 +666,18 @@ def headline_lines(paths: list[Path]) -> list[str]:
             continue
         # The first PQM runs (pqm_<model>, AN4: 134 words) are superseded here by the speechocean762 ones
         # above; they stay in benchmarks/README.md.
+        if path.stem.startswith("rounding_") and path.stem.endswith("_children"):
+            # the default rounding's evidence on every clip of the test children: GPTQ's row against nearest
+            data = _load(path)
+            gptq = next(r for r in data["rows"] if r["row"].startswith("gptq") and "," not in r["row"])
+            nearest = next(r for r in data["rows"] if r["row"] == "nearest")
+            setting = path.stem.removeprefix("rounding_").removesuffix("_children").replace("tiny_en", "tiny.en")
+            lines.append(
+                f"| default rounding, children ({setting.replace('_', ' ')}): gptq vs nearest | simulated "
+                f"plans | - | {_pct(gptq['child']['wer'])} vs {_pct(nearest['child']['wer'])} "
+                f"({gptq['child']['n_words']}); {_interval(gptq['child'], 'vs_nearest')} | - | - | "
+                f"[{path.stem}.md](benchmarks/results/{path.stem}.md) |"
+            )
         if path.stem == "default_allocation":
             auto = next(p for p in _load(path)["pooled"] if p["challenger"] == "auto")
             lines.append(

@@ -13,8 +13,11 @@ from __future__ import annotations
 ORDERS = ("myqasr", "reversed", "shuffled", "uniform")
 CALIBRATIONS = ("minmax", "cosine", "hessian")
 # Which code each weight gets once its scale is fixed (exporter/quant/gptq.py): the nearest one, or GPTQ's,
-# which spreads each rounding error onto the weights not yet rounded, weighed by the user's activations.
-ROUNDINGS = ("nearest", "gptq")
+# which spreads each rounding error onto the weights not yet rounded, weighed by the user's activations; or
+# auto: GPTQ where the plan holds a 2-bit Linear and there are clips to weigh by, nearest elsewhere. A plan
+# records the rounding that ran (CODE_ROUNDINGS), never auto.
+CODE_ROUNDINGS = ("nearest", "gptq")
+ROUNDINGS = (*CODE_ROUNDINGS, "auto")
 SENSITIVITY_METRICS = ("median", "mean", "max", "std")
 DEFAULT_ORDER = ORDERS[0]
 # How rungs are allocated under the budget (exporter/quant/allocate.py): myQASR's first fit in `ORDERS` order,
@@ -47,7 +50,13 @@ DEFAULT_ONNX_LAYOUT = "sherpa"
 # The .pte's methods: edgeasr's (2L encoder outputs) or ExecuTorch's ASR runner contract (format pte-runner).
 PTE_LAYOUTS = ("edgeasr", "runner")
 DEFAULT_PTE_LAYOUT = "edgeasr"
-DEFAULT_ROUNDING = "nearest"
+# auto, from benchmarks/rounding.py (speechocean762 age groups, paired intervals by speaker): GPTQ against
+# nearest on plans with 2-bit Linears, base onnx 36 MB: fill's plan -18.3 [-27.1, -10.3] WER points (529
+# words), the knapsack's -9.1 [-18.1, -0.3] (529) and on children -13.1 [-17.0, -9.1] (2,595); tiny.en onnx
+# 21 MB -6.1 [-14.2, +0.8] (776), 20 MB (the knapsack's plan) on children -14.4 [-18.8, -10.1] (2,595). Without 2-bit layers no interval excludes 0 (tiny.en android 35 MB -1.5,
+# base android 59 MB +0.2), so those plans keep nearest codes and the export's time. Cost where it runs: one
+# more FP pass over the clips and the rounding, about 55 s for base on 2 cores (40 s + 15 s), 16 s for tiny.en.
+DEFAULT_ROUNDING = "auto"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)
 DEFAULT_SENSITIVITY = SENSITIVITY_METRICS[0]
 DEFAULT_CALIB_CLIPS = 32  # unlabelled clips of the user observed (a seeded sample when there are more)

@@ -108,8 +108,9 @@ def _add_scales_and_codes(parser: argparse.ArgumentParser) -> None:
         "--rounding",
         default=_EXPORT.rounding,
         choices=ROUNDINGS,
-        help="codes: the nearest ones, or GPTQ's on the calibration clips' activations "
-        f"(default {_EXPORT.rounding}; not for litert / tflite-runtime)",
+        help="codes: the nearest ones, GPTQ's on the calibration clips' activations (not for litert / "
+        "tflite-runtime), or auto: GPTQ where the plan holds 2-bit Linears and --calib is given, nearest "
+        f"elsewhere (default {_EXPORT.rounding})",
     )
 
 

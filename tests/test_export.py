@@ -326,3 +326,26 @@ def test_gptq_export_lowers_the_rounded_codes_in_both_formats(toy_whisper, run_c
     for plan_file in (out / "plan.json", out / "onnx" / "plan.json"):
         plan = json.loads(plan_file.read_text())
         assert plan["rounding"] == "gptq" and len(plan["rounded_weights"]) == 64
+
+
+@pytest.mark.slow
+def test_auto_rounding_runs_gptq_where_the_plan_holds_2_bit_linears(toy_whisper, run_cli, shared_data, tmp_path):
+    """The default `--rounding auto`: an onnx budget that puts Linears on 2 bits gets GPTQ's codes when the
+    user's clips are given (the same bytes when exported again), nearest ones on the generic clips (never
+    measured as GPTQ's inputs)."""
+    calib = shared_data / "english_misc" / "manifest.jsonl"
+    args = ["export", "--model", toy_whisper.model_id, "--target", "onnx", "--budget", "15MB", "--no-progress"]
+    args += ["--calibration", "minmax", "--n-calib", "4"]
+    for extra, rounding, out in (
+        (["--calib", calib], "gptq", tmp_path / "gptq"),
+        (["--calib", calib], "gptq", tmp_path / "gptq-again"),
+        ([], "nearest", tmp_path / "nearest"),
+    ):
+        status, _, stderr = run_cli(*args, *extra, "--out", out)
+        assert status == 0, stderr
+        plan = json.loads((out / "plan.json").read_text())
+        assert any(layer["format"]["bits"] == 2 for layer in plan["layers"] if layer["kind"] == "linear")
+        assert plan["rounding"] == rounding
+        assert f"auto rounding runs {rounding}" in stderr
+    again = json.loads((tmp_path / "gptq-again" / "checksums.json").read_text())
+    assert json.loads((tmp_path / "gptq" / "checksums.json").read_text()) == again

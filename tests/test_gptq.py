@@ -121,3 +121,20 @@ def test_gptq_is_refused_where_the_converter_quantises_other_weights(toy_rounded
     _, plan, _, _ = toy_rounded
     with pytest.raises(EdgeAsrError, match="folds LayerNorms"):
         gptq_layers(replace(plan, target="litert"))
+
+
+def test_auto_rounding_runs_gptq_only_where_a_plan_holds_2_bit_linears(toy_rounded):
+    from dataclasses import replace
+
+    from exporter.quant.gptq import auto_rounding, gptq_layers
+
+    _, plan, _, _ = toy_rounded  # android: every Linear on int8 or int4
+    assert auto_rounding(plan, has_clips=True) == "nearest"
+    two_bit = get_target("onnx").format_by_name("mnb2_g32_a8")
+    first = gptq_layers(plan)[0].name
+    low = replace(
+        plan, layers=[replace(layer, format=two_bit) if layer.name == first else layer for layer in plan.layers]
+    )
+    assert auto_rounding(low, has_clips=True) == "gptq"
+    assert auto_rounding(low, has_clips=False) == "nearest"  # nothing to weigh the errors by
+    assert auto_rounding(replace(low, target="litert"), has_clips=True) == "nearest"  # refuses GPTQ

@@ -22,7 +22,7 @@ from exporter.lower.registry import get_backend
 from exporter.memory_budget import MemorySettings, check_artifact, choose_settings, fixed_settings
 from exporter.models import WhisperBundle
 from exporter.quant.budget import format_bytes
-from exporter.quant.gptq import check_rounding
+from exporter.quant.gptq import auto_rounding, check_rounding
 from exporter.quant.pipeline import PlanOptions, check_plan_budget, make_plan, round_weights
 from exporter.quant.plan import QuantPlan
 from exporter.quant.simulate import simulate
@@ -95,7 +95,11 @@ def export_artifact(
                 say(f"{fmt}: auto allocation ran {plan.allocation} (knapsack where fill reaches the lowest rung)")
             plan.budget_bytes = budget
             # from here on, `rounded` holds the weights whose codes the plan means (GPTQ's grid weights)
-            rounded, plan = round_weights(bundle, plan, user, options.rounding, progress)
+            rounding = options.rounding
+            if rounding == "auto":  # the generic synthetic clips were never measured as GPTQ's inputs
+                rounding = auto_rounding(plan, has_clips=options.calib is not None)
+                say(f"{fmt}: auto rounding runs {rounding} (GPTQ where the plan holds 2-bit Linears and --calib)")
+            rounded, plan = round_weights(bundle, plan, user, rounding, progress)
             settings = memory_settings(fmt, rounded, plan, options)
         say(f"{fmt}: lowering {plan.format_counts()}, {settings.describe()}")
         for stale in (p for p in folder.glob("*") if p.is_file()):  # an earlier, over-budget attempt

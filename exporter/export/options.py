@@ -38,7 +38,7 @@ class ExportOptions:
     allocation: str = DEFAULT_ALLOCATION
     layer_cost: str = DEFAULT_LAYER_COST  # knapsack only (choices.LAYER_COSTS)
     calibration: str = DEFAULT_CALIBRATION
-    rounding: str = DEFAULT_ROUNDING  # nearest codes, or GPTQ's on the user's activations (choices.ROUNDINGS)
+    rounding: str = DEFAULT_ROUNDING  # nearest codes, GPTQ's on the user's activations, or auto (choices.ROUNDINGS)
     seed: int = 0
     parity_clips: int = 4
     # Parity tolerances. Each XNNPACK layer equals the simulation to float round-off, but the runtimes sum
@@ -82,7 +82,7 @@ class ExportOptions:
     def _check_rounding(self) -> None:
         if self.rounding not in ROUNDINGS:
             raise EdgeAsrError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-        if self.rounding == "nearest":
+        if self.rounding != "gptq":  # auto runs nearest wherever gptq would be refused below
             return
         if self.lora is not None:
             raise EdgeAsrError(

@@ -76,6 +76,20 @@ def gptq_layers(plan: QuantPlan) -> list[LayerPlan]:
     ]
 
 
+# auto rounding's threshold: GPTQ pays where the plan puts a Linear on this many bits or fewer
+# (choices.DEFAULT_ROUNDING has the measurements).
+AUTO_GPTQ_MAX_BITS = 2
+
+
+def auto_rounding(plan: QuantPlan, has_clips: bool) -> str:
+    """The rounding `auto` runs for `plan`: GPTQ where a layer it rounds is on AUTO_GPTQ_MAX_BITS or fewer and
+    there are calibration clips to weigh by, nearest elsewhere (and on targets that refuse GPTQ)."""
+    if not has_clips or get_target(plan.target).folds_layernorms:
+        return "nearest"
+    low = [layer for layer in gptq_layers(plan) if layer.format.bits <= AUTO_GPTQ_MAX_BITS]
+    return "gptq" if low else "nearest"
+
+
 @torch.inference_mode()
 def input_hessians(
     bundle: WhisperBundle, names: list[str], observations: Observations, progress: bool = True

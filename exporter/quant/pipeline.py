@@ -15,6 +15,7 @@ import torch
 from exporter.choices import (
     ALLOCATIONS,
     CALIBRATIONS,
+    CODE_ROUNDINGS,
     DEFAULT_ALLOCATION,
     DEFAULT_CALIB_CLIPS,
     DEFAULT_CALIBRATION,
@@ -23,7 +24,6 @@ from exporter.choices import (
     DEFAULT_SENSITIVITY,
     LAYER_COSTS,
     ORDERS,
-    ROUNDINGS,
     SENSITIVITY_METRICS,
 )
 from exporter.data import Dataset
@@ -121,9 +121,10 @@ def round_weights(
     bundle: WhisperBundle, plan: QuantPlan, user: UserObservations | None, rounding: str, progress: bool = True
 ) -> tuple[WhisperBundle, QuantPlan]:
     """The bundle and plan every later stage (simulation, lowering, parity) uses: unchanged for nearest
-    rounding; for "gptq", a copy whose rounded layers hold GPTQ's grid weights (exporter/quant/gptq.py)."""
-    if rounding not in ROUNDINGS:
-        raise EdgeAsrError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    rounding; for "gptq", a copy whose rounded layers hold GPTQ's grid weights (exporter/quant/gptq.py).
+    "auto" is resolved for the plan first (`auto_rounding`)."""
+    if rounding not in CODE_ROUNDINGS:
+        raise EdgeAsrError(f"unknown rounding {rounding!r}; choose one of {', '.join(CODE_ROUNDINGS)}")
     if rounding == "nearest":
         return bundle, plan
     if user is None:
