@@ -28,7 +28,11 @@ from exporter.scoring import UtteranceCounts, aggregate, paired_bootstrap
 REFERENCE = "fill"  # the default these results were measured against
 # Budgets measured after the auto rule was proposed (in session 34's closing note, from base onnx 36 / 40 MB
 # and tiny.en onnx 21 MB): the rule's test on results that did not suggest it.
-AFTER_THE_RULE = {("allocation_base_onnx", "33MB"), ("allocation_tiny_en_onnx", "20MB")}
+AFTER_THE_RULE = {
+    ("allocation_base_onnx", "33MB"),
+    ("allocation_tiny_en_onnx", "20MB"),
+    ("allocation_tiny_en_onnx", "19MB"),
+}
 CHALLENGERS = ("knapsack", "myqasr")
 GROUPS = ("child", "adult")
 SIMULATED, RUNTIME = "simulated", "runtime"

@@ -24,12 +24,12 @@ DEFAULT_ORDER = ORDERS[0]
 # that plan filled back up to the budget, the least-cost plan by measured per-layer costs, or auto: the
 # knapsack where the filled plan reaches the linear ladder's lowest rung, fill elsewhere.
 ALLOCATIONS = ("myqasr", "fill", "knapsack", "auto")
-# auto, from every budget of the allocation benchmark (benchmarks/results/default_allocation.md, 12,486
-# speechocean762 words over 36 pairs of plans): the knapsack against fill -1.7 [-3.5, +0.2] WER points over
-# all budgets, -3.0 [-5.6, -0.5] on the 24 pairs where fill's plan reaches the lowest rung (base onnx 36 MB:
+# auto, from every budget of the allocation benchmark (benchmarks/results/default_allocation.md, 14,038
+# speechocean762 words over 40 pairs of plans): the knapsack against fill -2.0 [-3.7, -0.2] WER points over
+# all budgets, -3.3 [-5.5, -0.9] on the 28 pairs where fill's plan reaches the lowest rung (base onnx 36 MB:
 # -26 points on children, in ONNX Runtime too), +0.6 [-1.4, +2.9] elsewhere, where fill stays; auto against
-# fill -1.9 [-3.5, -0.3]. The rule was proposed after base onnx 36 / 40 MB and tiny.en onnx 21 MB were seen;
-# on the budgets measured after it (base onnx 33 MB, tiny.en onnx 20 MB) auto vs fill is -3.6 [-7.7, +0.4].
+# fill -2.2 [-3.7, -0.6]. The rule was proposed after base onnx 36 / 40 MB and tiny.en onnx 21 MB were seen;
+# on the budgets measured after it (base onnx 33 MB, tiny.en onnx 20 / 19 MB) auto vs fill is -4.0 [-7.1, -1.0].
 DEFAULT_ALLOCATION = "auto"
 # What the knapsack minimises per layer and rung: "local", the layer's own output error (1 - cosine; seconds,
 # exporter/quant/costs.py), or "output", the KL of the model's next-token distributions with only that layer
