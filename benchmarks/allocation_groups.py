@@ -199,8 +199,12 @@ def _settings(meta: dict) -> str:
     )
 
 
+def _has_rows(budget: str, done: dict) -> bool:
+    return any(f"/{budget}/" in key for key in done)
+
+
 def _unmeasured(done: dict, meta: dict) -> str:
-    missing = [b for b in meta["budgets"] if not any(f"/{b}/" in key for key in done)]
+    missing = [b for b in meta["budgets"] if not _has_rows(b, done)]
     return f" (not measured yet: {', '.join(missing)}; the run was stopped before them)" if missing else ""
 
 
@@ -467,7 +471,7 @@ def main() -> None:
             sys.exit(f"{json_path} was measured with {stored['meta']}: delete it or pass the same settings")
         # more budgets on the same settings add rows; those measured stay. A stored budget with no rows (a
         # stopped run's plan) stays listed only while it is asked for again.
-        measured = [b for b in stored["meta"]["budgets"] if any(f"/{b}/" in key for key in stored["rows"])]
+        measured = [b for b in stored["meta"]["budgets"] if _has_rows(b, stored["rows"])]
         budgets = measured + [b for b in budgets if b not in measured]
         meta["budgets"] = budgets
         done = stored["rows"]

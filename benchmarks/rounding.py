@@ -161,9 +161,9 @@ def main() -> None:
     # Matched against mismatched: the group's own row with the same rounding (A) against each mismatched row
     # (B) on the same clips; B - A > 0 means the group's own calibration transcribes its users better.
     pairs = [
-        (own, MISMATCHED_CLIPS.format(own)),
-        (own, MISMATCHED_MODEL.format(own)),
-        (NEAREST, MISMATCHED_MODEL.format(NEAREST)),
+        (NEAREST if gptq is None else own, name)
+        for name, gptq, clips_of, plan_of in variants
+        if OTHER in (clips_of, plan_of)
     ]
     matched = [
         {
@@ -172,7 +172,6 @@ def main() -> None:
             **{c: paired_bootstrap(counts[mine][c], counts[name][c], clusters=speakers[c]).to_dict() for c in columns},
         }
         for mine, name in pairs
-        if name in counts
     ]
     hessian_s = "/".join(str(seconds[("hessians", g)]) for g in GROUPS)
     tested_note = (

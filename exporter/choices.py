@@ -53,8 +53,9 @@ DEFAULT_PTE_LAYOUT = "edgeasr"
 # auto, from benchmarks/rounding.py (speechocean762 age groups, paired intervals by speaker): GPTQ against
 # nearest on plans with 2-bit Linears, base onnx 36 MB: fill's plan -18.3 [-27.1, -10.3] WER points (529
 # words), the knapsack's -9.1 [-18.1, -0.3] (529) and on children -13.1 [-17.0, -9.1] (2,595); tiny.en onnx
-# 21 MB -6.1 [-14.2, +0.8] (776), 20 MB (the knapsack's plan) on children -14.4 [-18.8, -10.1] (2,595). Without 2-bit layers no interval excludes 0 (tiny.en android 35 MB -1.5,
-# base android 59 MB +0.2), so those plans keep nearest codes and the export's time. Cost where it runs: one
+# 21 MB -6.1 [-14.2, +0.8] (776), 20 MB (the knapsack's plan) on children -14.4 [-18.8, -10.1] (2,595).
+# Without 2-bit layers no interval excludes 0 (tiny.en android 35 MB -1.5, base android 59 MB +0.2), so those
+# plans keep nearest codes and the export's time. Cost where it runs: one
 # more FP pass over the clips and the rounding, about 55 s for base on 2 cores (40 s + 15 s), 16 s for tiny.en.
 DEFAULT_ROUNDING = "auto"
 DEFAULT_CALIBRATION = "cosine"  # min/max without clips of the user (the plan is then not personalised)

@@ -55,13 +55,22 @@ class GptqOptions:
     act_order: bool = False
 
 
-def check_gptq_target(name: str) -> None:
-    """Refuse a target whose converter quantises other weights than the model's (export checks this early)."""
+def gptq_refusal(name: str) -> str | None:
+    """Why the target cannot take GPTQ's codes (its converter quantises other weights than the model's), or
+    None where it can."""
     if get_target(name).folds_layernorms:
-        raise EdgeAsrError(
+        return (
             f"--rounding gptq is not available for the {name} target: its converter folds LayerNorms into "
             "the weights before quantising them; use --rounding nearest"
         )
+    return None
+
+
+def check_gptq_target(name: str) -> None:
+    """Refuse a target that cannot take GPTQ's codes (export checks this early)."""
+    refusal = gptq_refusal(name)
+    if refusal is not None:
+        raise EdgeAsrError(refusal)
 
 
 def gptq_layers(plan: QuantPlan) -> list[LayerPlan]:
@@ -84,7 +93,7 @@ AUTO_GPTQ_MAX_BITS = 2
 def auto_rounding(plan: QuantPlan, has_clips: bool) -> str:
     """The rounding `auto` runs for `plan`: GPTQ where a layer it rounds is on AUTO_GPTQ_MAX_BITS or fewer and
     there are calibration clips to weigh by, nearest elsewhere (and on targets that refuse GPTQ)."""
-    if not has_clips or get_target(plan.target).folds_layernorms:
+    if not has_clips or gptq_refusal(plan.target) is not None:
         return "nearest"
     low = [layer for layer in gptq_layers(plan) if layer.format.bits <= AUTO_GPTQ_MAX_BITS]
     return "gptq" if low else "nearest"
