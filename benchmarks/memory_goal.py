@@ -9,7 +9,9 @@ default clips (40 AN4 test + 1 clip of each of 40 speechocean762 speakers), one 
 the process's peak resident set while transcribing minus its baseline (the runtime or library imported, the
 clips read, nothing loaded; executorch-native: the worker and the Python side that feeds it, summed). KV
 cache = every decoder layer's self-attention keys and values at 448 tokens plus the cross-attention keys and
-values over a full 30 s window (exporter.memory.kv_cache_bytes), as in benchmarks/pte_memory.py.
+values over a full 30 s window, in float32 (exporter.memory.kv_cache_bytes), as in benchmarks/pte_memory.py: one
+term per model, the same for every system, whatever each holds (whisper.cpp's cache is half precision, and so
+are the ONNX pair's cross-attention keys and values).
 
     python benchmarks/memory_goal.py [--models tiny.en base] [--report-only]
 """
@@ -107,6 +109,8 @@ def measure(args) -> dict:
         f"{len(clips)} clips (40 AN4 test, 1 clip of each of 40 speechocean762 speakers, seed 0); 1 thread; one "
         "round on the shared 2-core host. edgeasr exports: benchmarks/peers.py's (fill, english_misc "
         "calibration, which is not tested).",
+        "KV cache: float32 keys and values of 448 tokens and a 30 s window, the same term for every system "
+        "(whisper.cpp holds its cache in half precision, the ONNX pair its cross-attention keys and values).",
         *unmet,
         produced_by("memory_goal.py", {"--models": None if args.models == MODELS else args.models}),
     ]

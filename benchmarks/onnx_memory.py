@@ -108,7 +108,8 @@ def decode_last_position(runner) -> None:
         raise SystemExit("the decoder probe needs the sherpa layout (export --onnx-layout sherpa, the default)")
     cross = next(i for i in runner.decoder.get_inputs() if i.name == "cross_k")
     layers, _, heads, _, head_size = cross.shape
-    keys = np.ones((layers, 1, heads, FULL_FRAMES // 2, head_size), dtype=np.float32)  # written, as the encoder's
+    dtype = np.float16 if cross.type == "tensor(float16)" else np.float32  # the encoder's output type
+    keys = np.ones((layers, 1, heads, FULL_FRAMES // 2, head_size), dtype=dtype)  # written, as the encoder's
     decoder = runner.start_decoder((keys, keys.copy()))
     decoder.self_k.fill(0.5)
     decoder.self_v.fill(0.5)

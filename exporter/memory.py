@@ -27,8 +27,9 @@ map) dwarf a quantised tiny model's weights. An estimate has these terms, in byt
                tensors inside delegated subgraphs (one attention map and ~6 hidden-state tensors) plus a
                constant the runtime allocates on the first run. ONNX Runtime: none modelled;
   kv_cache     self-attention cache at the longest sequence (2 x layers x 448 x d_model x 4) and the cross-
-               attention keys/values (2 x layers x positions x d_model x 4); the part already inside
-               `activations` (ExecuTorch's self-attention cache) is reported, not added twice;
+               attention keys/values (2 x layers x positions x d_model x 4; x 2 in the ONNX pair, whose
+               encoder writes them in half precision); the part already inside `activations` (ExecuTorch's
+               self-attention cache) is reported, not added twice;
   features     the log-mel computation of one window (numpy, float64 STFT of 30 s of audio);
   load transient  held only while loading: XNNPACK packs each delegate's weights while the serialised copy
                still exists, so the load peak exceeds the steady state by about the largest layer.
@@ -112,6 +113,9 @@ ORT_ENCODER_HIDDEN = 2
 LITERT_LOAD_FACTOR = 2.0
 LITERT_ENCODER_MAPS = 1
 LITERT_ENCODER_HIDDEN = 4
+# The ONNX pair's cross-attention keys and values are half precision (exporter/lower/onnx.py, CROSS_DTYPE);
+# pairs lowered before that hold float32 ones, which estimate_onnx reads off the decoder's input.
+ORT_CROSS_BYTES = 2
 FEATURES_BYTES = 14 * MB  # log-mel of one 30 s window: runtimes.audio.log_mel peaked 11.9-13.9 MB (onnx_memory.py)
 
 RUNTIMES = ("executorch", "onnx", "litert")
@@ -150,13 +154,18 @@ def self_cache_bytes(shape: WhisperShape, max_positions: int = MAX_POSITIONS) ->
     return 2 * shape.decoder_layers * max_positions * shape.d_model * FLOAT_BYTES
 
 
-def cross_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES) -> int:
+def cross_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES, value_bytes: int = FLOAT_BYTES) -> int:
     """Keys and values of every decoder layer's cross-attention over the encoder positions."""
-    return 2 * shape.decoder_layers * shape.positions(n_frames) * shape.d_model * FLOAT_BYTES
+    return 2 * shape.decoder_layers * shape.positions(n_frames) * shape.d_model * value_bytes
 
 
-def kv_cache_bytes(shape: WhisperShape, n_frames: int = FULL_FRAMES, max_positions: int = MAX_POSITIONS) -> int:
-    return self_cache_bytes(shape, max_positions) + cross_cache_bytes(shape, n_frames)
+def kv_cache_bytes(
+    shape: WhisperShape,
+    n_frames: int = FULL_FRAMES,
+    max_positions: int = MAX_POSITIONS,
+    cross_value_bytes: int = FLOAT_BYTES,
+) -> int:
+    return self_cache_bytes(shape, max_positions) + cross_cache_bytes(shape, n_frames, cross_value_bytes)
 
 
 @dataclass
@@ -284,11 +293,12 @@ def _onnx_estimate(
     source: str,
     memory_arena: bool = False,
     half_bytes: int = 0,
+    cross_bytes: int = ORT_CROSS_BYTES,
 ) -> MemoryEstimate:
     # Half-precision initializers are widened to float32 when the session folds their Casts: resident twice.
     resident = int(ORT_LOAD_FACTOR * file_bytes) + half_bytes
     arena = ORT_ARENA_FACTOR if memory_arena else 1.0
-    kv = kv_cache_bytes(shape, n_frames)
+    kv = kv_cache_bytes(shape, n_frames, cross_value_bytes=cross_bytes)
     phases = {
         "features": FEATURES_BYTES,
         "encoder": int(encoder_peak * arena),
@@ -314,6 +324,7 @@ def _onnx_estimate(
             "decoder_live_peak": decoder_peak,
             "memory_arena": memory_arena,
             "half_initializer_bytes": half_bytes,
+            "cross_value_bytes": cross_bytes,
         },
         run_phases=phases,
     )
@@ -354,7 +365,7 @@ def predict_before_lowering(
     encoder_peak = (
         ORT_ENCODER_MAPS * shape.attention_map_bytes(n_frames)
         + ORT_ENCODER_HIDDEN * shape.hidden_bytes(n_frames)
-        + cross_cache_bytes(shape, n_frames)  # the encoder's outputs, written by its last nodes
+        + cross_cache_bytes(shape, n_frames, ORT_CROSS_BYTES)  # the encoder's outputs, written by its last nodes
     )
     return _onnx_estimate(shape, weight_bytes, n_frames, host, encoder_peak, 0, "structural estimate before lowering")
 
@@ -458,6 +469,7 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
         decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
     half_bytes = sum(_half_initializer_bytes(path) for path in (encoder, decoder))
+    cross_bytes = _cross_value_bytes(decoder)
     return _onnx_estimate(
         WhisperShape.from_config(config),
         file_bytes,
@@ -468,7 +480,20 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
         "liveness over the ONNX graphs' inferred shapes",
         memory_arena,
         half_bytes,
+        cross_bytes,
     )
+
+
+def _cross_value_bytes(decoder: Path) -> int:
+    """Bytes per value of the cross-attention keys the decoder takes (2 since CROSS_DTYPE, 4 before)."""
+    import onnx
+
+    graph_input = next(
+        (i for i in onnx.load(str(decoder), load_external_data=False).graph.input if i.name == "cross_k"), None
+    )
+    if graph_input is None:
+        raise EdgeAsrError(f"{decoder} has no cross_k input: not an edgeasr ONNX decoder")
+    return onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type).itemsize
 
 
 def _half_initializer_bytes(path: Path) -> int:

@@ -163,7 +163,8 @@ class _SherpaLayoutDecoderSession:
             ("cross_k", self.cross_k),
             ("cross_v", self.cross_v),
         ):
-            self.binding.bind_input(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+            # The encoder's outputs keep their type: half precision (CROSS_DTYPE), float32 in older graphs.
+            self.binding.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
         self.binding.bind_output("logits", "cpu")  # first: get_outputs() lists outputs in binding order
         for name, array in (("out_self_k", self.self_k), ("out_self_v", self.self_v)):
             self.binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)

@@ -30,14 +30,15 @@ def encode_frames(encoder, input_features: torch.Tensor) -> torch.Tensor:
     return encode_unchecked(encoder, input_features)
 
 
-def encode_unchecked(encoder, input_features: torch.Tensor) -> torch.Tensor:
+def encode_unchecked(encoder, input_features: torch.Tensor, run_layer=None) -> torch.Tensor:
     """HF's encoder computation on however many frames `input_features` has, with no branch on the count,
-    so a trace of it keeps the frame axis dynamic (the sherpa layout's encoder)."""
+    so a trace of it keeps the frame axis dynamic (the sherpa layout's encoder). `run_layer(layer, x)`, when
+    given, computes each layer instead of the layer's own forward (the ONNX lowering's, in slices)."""
     x = F.gelu(encoder.conv1(input_features))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = x + encoder.embed_positions.weight[: x.shape[1]]
     for layer in encoder.layers:
-        x = layer(x, None)
+        x = layer(x, None) if run_layer is None else run_layer(layer, x)
     return encoder.layer_norm(x)
 
 

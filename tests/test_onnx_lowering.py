@@ -8,7 +8,9 @@ The fast tests check the packing on single contrib-op graphs. The slow ones lowe
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +19,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.lower.onnx import lower_onnx, pack_codes, quantized_nodes, store_half_floats
+from exporter.lower.onnx import FFN_SLICES, lower_onnx, pack_codes, quantized_nodes, store_half_floats
 from exporter.quant.formats import FP16
 from exporter.quant.targets import get_target
 from runtimes.contract import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
@@ -315,8 +317,14 @@ def runners(tiny_en, mixed_plan, lowered):
 @pytest.mark.slow
 def test_artifact_is_self_contained_and_near_plan_size(lowered, mixed_plan):
     assert sorted(p.name for p in lowered.folder.iterdir()) == [DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE]
-    # Weights are exactly the plan's bytes; the rest is graph structure and metadata (well under 1 %).
-    assert mixed_plan.total_bytes <= lowered.total_bytes <= mixed_plan.total_bytes * 1.01
+    # Weights are exactly the plan's bytes, each stored once (a layer called once per slice of the encoder's
+    # feed-forward blocks included), beside a few scalar constants; the rest of the files is graph structure,
+    # per-node doc strings and the plan as metadata in both graphs (about 1 % for tiny.en).
+    stored = sum(
+        len(init.raw_data) for path in (lowered.encoder, lowered.decoder) for init in onnx.load(path).graph.initializer
+    )
+    assert mixed_plan.total_bytes <= stored <= mixed_plan.total_bytes + 4096
+    assert mixed_plan.total_bytes <= lowered.total_bytes <= mixed_plan.total_bytes * 1.015
 
 
 @pytest.mark.slow
@@ -374,7 +382,11 @@ def test_plan_and_tokens_in_metadata(lowered, mixed_plan, tiny_en):
 def test_every_int_layer_is_a_labelled_contrib_node(lowered, mixed_plan):
     nodes = quantized_nodes(lowered.encoder) + quantized_nodes(lowered.decoder)
     by_layer = {node["layer"]: node for node in nodes}
-    assert len(by_layer) == len(nodes)  # one node per layer
+    calls = Counter(node["layer"] for node in nodes)
+    # One node per layer, but one per slice for the encoder's feed-forward layers (sliced_encoder_layer).
+    assert calls == {
+        name: FFN_SLICES if re.fullmatch(r"model\.encoder\.layers\.\d+\.fc[12]", name) else 1 for name in calls
+    }
     int_layers = [layer for layer in mixed_plan.layers if not layer.format.is_float]
     assert set(by_layer) == {layer.name for layer in int_layers}
     for layer in int_layers:

@@ -122,6 +122,36 @@ def test_the_pair_is_the_sherpa_layout_and_near_plan_size(sherpa_pair, sherpa_pl
 
 
 @pytest.mark.slow
+def test_cross_keys_are_half_and_each_layer_widens_its_own_as_it_runs(sherpa_pair, tmp_path):
+    """The encoder hands over half-precision cross keys and values (CROSS_DTYPE); the decoder widens a layer's
+    own when that layer reaches its cross-attention. ORT orders nodes by a walk back from the outputs, and a
+    widening traced after the query ran every layer's at the start of the step, all alive at once: in ORT's
+    execution order a self-attention softmax must run before the first widening and between any two."""
+    import json
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "decoder")
+    session = ort.InferenceSession(str(sherpa_pair / DECODER_FILE), options, providers=["CPUExecutionProvider"])
+    tokens, self_k, _, cross_k, _, _ = session.get_inputs()
+    assert cross_k.type == "tensor(float16)" and self_k.type == "tensor(float)"
+    layers, _, heads, _, head_size = cross_k.shape
+    cache = np.zeros([layers, 1, self_k.shape[2], self_k.shape[3]], dtype=np.float32)
+    cross = np.zeros([layers, 1, heads, 40, head_size], dtype=np.float16)
+    feeds = {"in_self_k": cache, "in_self_v": cache, "cross_k": cross, "cross_v": cross}
+    session.run(None, {**feeds, tokens.name: np.array([[50257]], dtype=np.int64), "offset": np.array([2])})
+    with open(session.end_profiling()) as f:
+        ran = [
+            e["args"]["op_name"] for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("kernel_time")
+        ]
+    # Cast runs on float32 tensors only for the widening (the half initializers' Casts are folded at load).
+    order = "".join("C" if op == "Cast" else "S" for op in ran if op in ("Cast", "Softmax"))
+    assert order.count("C") == 2 * layers and order.startswith("S") and "CCC" not in order, order
+
+
+@pytest.mark.slow
 def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_plan, sherpa_pair, shared_data):
     """Prompt in one call at offset 0, then single tokens: the fixed cache is written where it should be.
 
@@ -137,7 +167,8 @@ def test_edgeasr_runner_on_the_pair_matches_the_simulated_plan(tiny_en, sherpa_p
     simulated, runner = TorchRunner(simulate(tiny_en, sherpa_plan)), OnnxRunner(sherpa_pair)
     assert runner.freed_memory_returned == (_glibc() is not None)  # runtimes/allocator.py, on by default
     samples = load_audio(shared_data / "english_misc" / "audio" / "ls_1089-134691-0000.wav")
-    for frames in (FULL_FRAMES, 1208):  # the 30 s window, and the client's shorter framing
+    # The 30 s window, the client's shorter framing, and 501 positions (feed-forward slices of unequal length).
+    for frames in (FULL_FRAMES, 1208, 1002):
         features = log_mel_frames(samples, tiny_en.n_mels, frames)
         reference = simulated.start_decoder(simulated.encode(features))
         session = runner.start_decoder(runner.encode(features))

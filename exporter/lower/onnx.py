@@ -2,8 +2,8 @@
 
 `lower_onnx(bundle, plan, out_dir)` writes
 
-* `encoder.onnx`: input_features[1, n_mels, 3000] -> cross_k, cross_v [L, 1, H, 1500, D] (F frames and
-  F / 2 positions for an export with a shorter audio context). The encoder also
+* `encoder.onnx`: input_features[1, n_mels, 3000] -> cross_k, cross_v [L, 1, H, 1500, D] float16 (F frames
+  and F / 2 positions for an export with a shorter audio context). The encoder also
   projects its output through every decoder layer's cross-attention k/v, because those keys and values are
   the same for every decoding step: computing them once here keeps them out of the per-token decoder.
 * `decoder.onnx` (decoder with past): tokens[1, T] int64, self_k, self_v [L, 1, H, P, D], cross_k, cross_v
@@ -62,7 +62,7 @@ from runtimes.contract import (
     TOKENIZER_FILE,
 )
 from runtimes.errors import EdgeAsrError
-from runtimes.torch_runner import encode_frames
+from runtimes.torch_runner import encode_unchecked
 
 OPSET = 17
 IR_VERSION = 8  # what the exporter writes; ORT 1.31.1 loads IR <= 13
@@ -71,6 +71,12 @@ MARKER_DOMAIN = "edgeasr"
 _PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file cannot exceed 2 GB
 _EMBEDDING_BITS = (4, 8)  # GatherBlockQuantized on the CPU EP (verified on ORT 1.31.1)
 _LINEAR_BITS = (2, 4, 8)  # MatMulNBits
+# The encoder's outputs, every decoder layer's cross-attention keys and values, leave the encoder in half
+# precision (as whisper.cpp keeps its cross cache) and each layer's are widened to float32 as that layer reads
+# them. They are the largest tensors a run holds (base, 13.6 s clip with sherpa's tail: 29 MB in float32),
+# held from the encoder's end through the last token; the encoder's final concatenations also hold the
+# per-layer pieces beside the stacked outputs. Rounding them to half moves logits by about 1e-3 relative.
+CROSS_DTYPE = torch.float16
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,24 @@ FUSED_ATTENTION = "edgeasr_onnx_mha"
 AttentionInterface.register(FUSED_ATTENTION, _fused_encoder_attention)
 
 
+# Each encoder layer's feed-forward block runs over this many slices of the positions, one after the other:
+# its two [T, 4d] tensors (fc1's output and the activation) are the encoder's largest (base, 30 s: 12 MB
+# each), and the block is position-wise, so slices compute the same rows. With FFN_SLICES the run holds a
+# slice's pair, plus the finished slices ([T, d] in all) until they are concatenated.
+FFN_SLICES = 4
+
+
+def sliced_encoder_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """HF's WhisperEncoderLayer.forward (eval, float32) with the feed-forward block over FFN_SLICES slices of
+    positions. `chunk` exports with slice bounds computed from the traced length, so the frame axis stays
+    dynamic; a sequence shorter than FFN_SLICES positions gives empty slices, which compute nothing."""
+    attended, _ = layer.self_attn(hidden_states=layer.self_attn_layer_norm(x), attention_mask=None)
+    x = x + attended
+    normed = layer.final_layer_norm(x)
+    pieces = [layer.fc2(layer.activation_fn(layer.fc1(part))) for part in normed.chunk(FFN_SLICES, dim=1)]
+    return x + torch.cat(pieces, dim=1)
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     batch, heads, length, head_dim = x.shape
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
@@ -231,7 +255,8 @@ class _EncoderGraph(nn.Module):
         self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, input_features):
-        pairs = cross_keys_values(self.layers, encode_frames(self.encoder, input_features), self.n_heads)
+        states = encode_unchecked(self.encoder, input_features, sliced_encoder_layer)
+        pairs = cross_keys_values(self.layers, states, self.n_heads, CROSS_DTYPE)
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
@@ -276,8 +301,13 @@ class DecoderGraph(nn.Module):
 
     def _cross_attention(self, layer, h, cross_k, cross_v):
         attn = layer.encoder_attn
+        # This layer's half-precision keys and values (CROSS_DTYPE) widened, per step. Traced before the query:
+        # ORT orders nodes by a depth-first walk back from the outputs that takes a node's inputs in order of
+        # their producers' indices, and a Cast traced after the query was walked first, which ran every
+        # layer's widening at the start of the step, all alive at once (tiny.en: +7 MB per step).
+        keys, values = cross_k.float(), cross_v.float()
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
-        return attn.out_proj(merge_heads(attend(q, cross_k, cross_v)))
+        return attn.out_proj(merge_heads(attend(q, keys, values)))
 
     def forward(self, tokens, self_k, self_v, cross_k, cross_v):
         length, past = tokens.shape[1], self_k.shape[3]
@@ -316,7 +346,29 @@ def export_graph(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
-    return onnx.load_from_string(buffer.getvalue())
+    proto = onnx.load_from_string(buffer.getvalue())
+    merge_identical_initializers(proto.graph)
+    return proto
+
+
+def merge_identical_initializers(graph: onnx.GraphProto) -> int:
+    """Keep one of each set of initializers with the same type, shape and bytes, in place; returns how many
+    were dropped. A float Linear called once per slice (FFN_SLICES) is traced once per call, and constant
+    folding writes its transposed weight once per call: without this the file would hold it that many times."""
+    kept, renamed, dropped = {}, {}, []
+    for init in graph.initializer:
+        key = (init.data_type, tuple(init.dims), init.raw_data) if init.raw_data else None
+        if key is None or key not in kept:
+            if key is not None:
+                kept[key] = init.name
+            continue
+        renamed[init.name] = kept[key]
+        dropped.append(init)
+    for init in dropped:
+        graph.initializer.remove(init)
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    return len(dropped)
 
 
 def _cache_shape(model, length: int) -> tuple[int, ...]:
@@ -350,7 +402,7 @@ def export_decoder(model, n_frames: int = FULL_FRAMES) -> onnx.ModelProto:
     # Trace with a non-empty cache and several tokens so neither length is specialised to a constant.
     tokens = torch.zeros(1, 3, dtype=torch.long)
     past = torch.zeros(_cache_shape(model, 2))
-    cross = torch.zeros(_cache_shape(model, n_frames // 2))  # one encoder position per two frames
+    cross = torch.zeros(_cache_shape(model, n_frames // 2), dtype=CROSS_DTYPE)  # one position per two frames
     dynamic = {
         "tokens": {1: "tokens"},
         "self_k": {3: "past"},
@@ -527,21 +579,54 @@ def _quant_linear(node, layer: LayerPlan, weight: torch.Tensor):
 _REWRITES = {"QuantLinear": _quant_linear, "QuantEmbedding": _gather_block_quantized}
 
 
+def marker_layer(node) -> str:
+    """The layer name a placeholder node carries."""
+    return next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
+
+
+def repeated_call(nodes: list[onnx.NodeProto], marker: onnx.NodeProto, call: int) -> list[onnx.NodeProto]:
+    """A rewrite's nodes for a layer's `call`-th placeholder (call >= 1; the encoder's sliced feed-forward
+    blocks call fc1 and fc2 once per slice): the nodes that read the placeholder's inputs, directly or
+    through each other, with their names and intermediate outputs suffixed; nodes that read only constants
+    are left out, since the first call's copies (same names) already compute them, and so are the
+    initializers, which the caller adds once. Each copy keeps its doc string (the layer's format)."""
+    varying, renamed, kept = set(marker.input), {}, []
+    for node in nodes:  # the rewrite's nodes are in topological order
+        if not any(name in varying for name in node.input):
+            continue
+        copy_ = onnx.NodeProto()
+        copy_.CopyFrom(node)
+        copy_.name = f"{node.name}/call{call}"
+        copy_.input[:] = [renamed.get(name, name) for name in node.input]
+        for index, name in enumerate(node.output):
+            if name not in marker.output:
+                renamed[name] = copy_.output[index] = f"{name}/call{call}"
+            varying.add(name)
+        kept.append(copy_)
+    return kept
+
+
 def replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -> None:
-    """Swap every placeholder node for its contrib op and add the packed initializers, in place."""
+    """Swap every placeholder node for its contrib op and add the packed initializers, in place. A layer
+    called more than once (one placeholder per call) gets its initializers and constant helpers once."""
     graph = proto.graph
-    nodes = []
+    nodes, calls = [], {}
     for node in graph.node:
         if node.domain != MARKER_DOMAIN:
             nodes.append(node)
             continue
-        name = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
+        name = marker_layer(node)
         layer = plan.layer(name)
         if layer.tied_to is not None and not layer.format.is_float and layer.format.kind != "nf4":
             new, initializers = _tied_matmul_nbits(node, layer, plan.layer(layer.tied_to))
         else:
             new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
-        nodes.extend(new if isinstance(new, list) else [new])  # a rewrite may need helper nodes
+        new = new if isinstance(new, list) else [new]  # a rewrite may need helper nodes
+        calls[name] = calls.get(name, -1) + 1
+        if calls[name]:
+            nodes.extend(repeated_call(new, node, calls[name]))
+            continue
+        nodes.extend(new)
         graph.initializer.extend(initializers)
     del graph.node[:]
     graph.node.extend(nodes)

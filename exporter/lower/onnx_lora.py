@@ -117,14 +117,20 @@ def rewrite_branches(proto: onnx.ModelProto, model: nn.Module, overridable: bool
         if node.domain != base_onnx.MARKER_DOMAIN or node.op_type != "LoraBranch":
             nodes.append(node)
             continue
-        layer = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
-        marked = model.get_submodule(layer)
-        a, b = adapter_arrays(marked.lora_A, marked.lora_B, marked.scaling)
+        layer = base_onnx.marker_layer(node)
         name_a, name_b = parameter_names(layer)
         hidden = f"{layer}/lora_hidden"
-        nodes.append(helper.make_node("MatMul", [node.input[0], name_a], [hidden], name=f"{layer}/LoraA"))
-        nodes.append(helper.make_node("MatMul", [hidden, name_b], list(node.output), name=f"{layer}/LoraB"))
-        params[name_a], params[name_b] = a, b
+        branch = [
+            helper.make_node("MatMul", [node.input[0], name_a], [hidden], name=f"{layer}/LoraA"),
+            helper.make_node("MatMul", [hidden, name_b], list(node.output), name=f"{layer}/LoraB"),
+        ]
+        if name_a in params:  # the layer called again (the encoder's sliced feed-forward blocks)
+            calls = sum(n.name == f"{layer}/LoraA" or n.name.startswith(f"{layer}/LoraA/call") for n in nodes)
+            nodes.extend(base_onnx.repeated_call(branch, node, calls))
+            continue
+        marked = model.get_submodule(layer)
+        params[name_a], params[name_b] = adapter_arrays(marked.lora_A, marked.lora_B, marked.scaling)
+        nodes.extend(branch)
     del graph.node[:]
     graph.node.extend(nodes)
     for name, value in params.items():

@@ -6,9 +6,9 @@ in shapes and calling convention, not in how layers are quantised (the same plac
 GatherBlockQuantized / MatMulBnb4 rewrite and plan metadata):
 
 * `encoder.onnx`: mel[N, n_mels, T] with T dynamic up to 3000 (sherpa feeds the clip's frames plus
-  `tail_paddings`, not a padded 30 s window) -> cross_k, cross_v [L, N, H, ceil(T / 2), d / H]: every
-  decoder layer's cross-attention keys and values, heads split, computed once per clip (their layout is
-  opaque to sherpa, which passes them to the decoder unchanged).
+  `tail_paddings`, not a padded 30 s window) -> cross_k, cross_v [L, N, H, ceil(T / 2), d / H] float16:
+  every decoder layer's cross-attention keys and values, heads split, computed once per clip (their layout
+  and type are opaque to sherpa, which passes them to the decoder unchanged; half precision: CROSS_DTYPE).
 * `decoder.onnx`: tokens[N, n], self_k, self_v [L, N, 448, d], cross_k, cross_v, offset[1] -> logits
   [N, n, V], self_k, self_v (same fixed shape). The self-attention cache has a fixed size: the n new keys
   are scattered into slots offset .. offset + n - 1 (neither n nor the offset is baked into the graph);
@@ -30,6 +30,7 @@ from torch import nn
 
 from exporter.io import write_bytes
 from exporter.lower.onnx import (
+    CROSS_DTYPE,
     DecoderGraph,
     OnnxArtifacts,
     check_plan,
@@ -41,6 +42,7 @@ from exporter.lower.onnx import (
     merge_heads,
     replace_markers,
     serialise_graph,
+    sliced_encoder_layer,
     tokenizer_json,
 )
 from exporter.lower.onnx_lora import lora_metadata, marked_lora_model, rewrite_branches
@@ -67,10 +69,11 @@ class SherpaEncoderGraph(nn.Module):
         self.n_heads = model.config.decoder_attention_heads
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        states = encode_unchecked(self.encoder, mel)  # HF's forward refuses anything but 3000 frames
+        # HF's forward refuses anything but 3000 frames; each layer's feed-forward block runs in slices.
+        states = encode_unchecked(self.encoder, mel, sliced_encoder_layer)
         # Heads split here, once per clip: the decoder reads them as they are at every step (a transpose there
         # would copy every layer's keys and values per token).
-        pairs = cross_keys_values(self.decoder_layers, states, self.n_heads)
+        pairs = cross_keys_values(self.decoder_layers, states, self.n_heads, CROSS_DTYPE)
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
@@ -131,7 +134,7 @@ def export_decoder(model) -> object:
     tokens = torch.zeros(1, 3, dtype=torch.long)
     cache = torch.zeros(config.decoder_layers, 1, TEXT_CONTEXT, config.d_model)
     heads = config.decoder_attention_heads
-    cross = torch.zeros(config.decoder_layers, 1, heads, 501, config.d_model // heads)
+    cross = torch.zeros(config.decoder_layers, 1, heads, 501, config.d_model // heads, dtype=CROSS_DTYPE)
     offset = torch.zeros(1, dtype=torch.long)
     dynamic = {
         "tokens": {0: "N", 1: "n"},

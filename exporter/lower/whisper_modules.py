@@ -92,15 +92,17 @@ def register_chunked_attention() -> str:
     return CHUNKED_ATTENTION
 
 
-def cross_keys_values(decoder_layers, states: torch.Tensor, n_heads: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each decoder layer's cross-attention (keys, values) of the encoder output, each [1, H, T, D]."""
-    return [
-        (
-            split_heads(layer.encoder_attn.k_proj(states), n_heads),
-            split_heads(layer.encoder_attn.v_proj(states), n_heads),
-        )
-        for layer in decoder_layers
-    ]
+def cross_keys_values(
+    decoder_layers, states: torch.Tensor, n_heads: int, dtype: torch.dtype | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each decoder layer's cross-attention (keys, values) of the encoder output, each [1, H, T, D]; with
+    `dtype`, each projection is cast to it before its heads are split (the ONNX pair's half-precision keys)."""
+
+    def project(linear) -> torch.Tensor:
+        out = linear(states)
+        return split_heads(out if dtype is None else out.to(dtype), n_heads)
+
+    return [(project(layer.encoder_attn.k_proj), project(layer.encoder_attn.v_proj)) for layer in decoder_layers]
 
 
 class WhisperEncoderModule(nn.Module):
