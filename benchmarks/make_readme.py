@@ -99,6 +99,13 @@ SECTIONS = (
         "weights term (`onnx_resident.py`).",
     ),
     (
+        "onnx_activations",
+        "ONNX pair: half-precision cross keys and sliced feed-forward blocks",
+        "The same plans lowered with the export's activation layout and with the one before it (float32 cross "
+        "keys, whole feed-forward blocks), each through `edgeasr bench`: run peak against the prediction, RTF, WER "
+        "per data set with a speaker-resampled paired interval (`onnx_activations.py`).",
+    ),
+    (
         "client_framing_",
         "Client framing: sherpa-onnx's tail padding vs the full window",
         "The same sherpa-layout pairs run with sherpa-onnx's default tail of 1000 zero frames and with the full 30 s "

@@ -231,14 +231,30 @@ AttentionInterface.register(FUSED_ATTENTION, _fused_encoder_attention)
 FFN_SLICES = 4
 
 
-def sliced_encoder_layer(layer, x: torch.Tensor) -> torch.Tensor:
-    """HF's WhisperEncoderLayer.forward (eval, float32) with the feed-forward block over FFN_SLICES slices of
+@dataclass(frozen=True)
+class ActivationLayout:
+    """How the ONNX graphs hold their largest activations. The defaults are every export's; float32 cross
+    keys and one slice give the graphs lowered before them, which benchmarks/onnx_activations.py measures
+    beside the defaults on the same plans."""
+
+    cross_dtype: torch.dtype = CROSS_DTYPE
+    ffn_slices: int = FFN_SLICES
+
+    def run_layer(self):
+        """The encoder-layer function for `encode_unchecked`: None (the layer's own forward) for one slice."""
+        if self.ffn_slices == 1:
+            return None
+        return lambda layer, x: sliced_encoder_layer(layer, x, self.ffn_slices)
+
+
+def sliced_encoder_layer(layer, x: torch.Tensor, slices: int = FFN_SLICES) -> torch.Tensor:
+    """HF's WhisperEncoderLayer.forward (eval, float32) with the feed-forward block over `slices` slices of
     positions. `chunk` exports with slice bounds computed from the traced length, so the frame axis stays
-    dynamic; a sequence shorter than FFN_SLICES positions gives empty slices, which compute nothing."""
+    dynamic; a sequence shorter than `slices` positions gives empty slices, which compute nothing."""
     attended, _ = layer.self_attn(hidden_states=layer.self_attn_layer_norm(x), attention_mask=None)
     x = x + attended
     normed = layer.final_layer_norm(x)
-    pieces = [layer.fc2(layer.activation_fn(layer.fc1(part))) for part in normed.chunk(FFN_SLICES, dim=1)]
+    pieces = [layer.fc2(layer.activation_fn(layer.fc1(part))) for part in normed.chunk(slices, dim=1)]
     return x + torch.cat(pieces, dim=1)
 
 
@@ -305,7 +321,7 @@ class DecoderGraph(nn.Module):
         # ORT orders nodes by a depth-first walk back from the outputs that takes a node's inputs in order of
         # their producers' indices, and a Cast traced after the query was walked first, which ran every
         # layer's widening at the start of the step, all alive at once (tiny.en: +7 MB per step).
-        keys, values = cross_k.float(), cross_v.float()
+        keys, values = (t if t.dtype == torch.float32 else t.float() for t in (cross_k, cross_v))
         q = split_heads(attn.q_proj(h) * self.scaling, self.n_heads)
         return attn.out_proj(merge_heads(attend(q, keys, values)))
 

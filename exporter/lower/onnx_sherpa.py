@@ -31,6 +31,7 @@ from torch import nn
 from exporter.io import write_bytes
 from exporter.lower.onnx import (
     CROSS_DTYPE,
+    ActivationLayout,
     DecoderGraph,
     OnnxArtifacts,
     check_plan,
@@ -42,7 +43,6 @@ from exporter.lower.onnx import (
     merge_heads,
     replace_markers,
     serialise_graph,
-    sliced_encoder_layer,
     tokenizer_json,
 )
 from exporter.lower.onnx_lora import lora_metadata, marked_lora_model, rewrite_branches
@@ -62,18 +62,19 @@ TEXT_CONTEXT = 448  # Whisper's decoder positions: the fixed self-attention cach
 class SherpaEncoderGraph(nn.Module):
     """mel [N, n_mels, T] -> cross_k, cross_v [L, N, H, ceil(T/2), d / H], for any T up to 3000."""
 
-    def __init__(self, model):
+    def __init__(self, model, activations: ActivationLayout = ActivationLayout()):
         super().__init__()
         self.encoder = model.model.encoder
         self.decoder_layers = model.model.decoder.layers
         self.n_heads = model.config.decoder_attention_heads
+        self.activations = activations
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # HF's forward refuses anything but 3000 frames; each layer's feed-forward block runs in slices.
-        states = encode_unchecked(self.encoder, mel, sliced_encoder_layer)
+        states = encode_unchecked(self.encoder, mel, self.activations.run_layer())
         # Heads split here, once per clip: the decoder reads them as they are at every step (a transpose there
         # would copy every layer's keys and values per token).
-        pairs = cross_keys_values(self.decoder_layers, states, self.n_heads, CROSS_DTYPE)
+        pairs = cross_keys_values(self.decoder_layers, states, self.n_heads, self.activations.cross_dtype)
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
@@ -121,20 +122,21 @@ class SherpaDecoderGraph(DecoderGraph):
         return self.proj_out(self.layer_norm(x)), out_k, out_v
 
 
-def export_encoder(model, n_mels: int) -> object:
+def export_encoder(model, n_mels: int, activations: ActivationLayout = ActivationLayout()) -> object:
     # Traced on an odd length below 3000 so the frame axis is not specialised to a constant.
     features = torch.zeros(1, n_mels, 1001)
     fused_encoder_attention(model)  # flash attention in ORT, sherpa-onnx's own build included
     dynamic = {"mel": {0: "N", 2: "T"}, "cross_k": {1: "N", 3: "T2"}, "cross_v": {1: "N", 3: "T2"}}
-    return export_graph(SherpaEncoderGraph(model), (features,), ["mel"], ["cross_k", "cross_v"], dynamic)
+    graph = SherpaEncoderGraph(model, activations)
+    return export_graph(graph, (features,), ["mel"], ["cross_k", "cross_v"], dynamic)
 
 
-def export_decoder(model) -> object:
+def export_decoder(model, cross_dtype: torch.dtype = CROSS_DTYPE) -> object:
     config = model.config
     tokens = torch.zeros(1, 3, dtype=torch.long)
     cache = torch.zeros(config.decoder_layers, 1, TEXT_CONTEXT, config.d_model)
     heads = config.decoder_attention_heads
-    cross = torch.zeros(config.decoder_layers, 1, heads, 501, config.d_model // heads, dtype=CROSS_DTYPE)
+    cross = torch.zeros(config.decoder_layers, 1, heads, 501, config.d_model // heads, dtype=cross_dtype)
     offset = torch.zeros(1, dtype=torch.long)
     dynamic = {
         "tokens": {0: "N", 1: "n"},
@@ -221,16 +223,21 @@ def tokens_txt(bundle: WhisperBundle) -> bytes:
 
 
 def lower_onnx_sherpa(
-    bundle: WhisperBundle, plan: QuantPlan, out_dir: str | Path, n_frames: int = FULL_FRAMES
+    bundle: WhisperBundle,
+    plan: QuantPlan,
+    out_dir: str | Path,
+    n_frames: int = FULL_FRAMES,
+    activations: ActivationLayout = ActivationLayout(),
 ) -> OnnxArtifacts:
-    """Write the sherpa-layout encoder.onnx, decoder.onnx, tokens.txt and tokenizer.json into `out_dir`."""
+    """Write the sherpa-layout encoder.onnx, decoder.onnx, tokens.txt and tokenizer.json into `out_dir`;
+    `activations`: the export's defaults, or the layout before them (benchmarks/onnx_activations.py)."""
     if n_frames != FULL_FRAMES:
         raise EdgeAsrError(
             "the sherpa layout takes up to 30 s of audio (sherpa-onnx feeds the clip plus its tail padding, up "
             "to 3000 frames); drop --max-audio-seconds / the memory budget that needs a shorter context"
         )
     check_plan(bundle, plan)
-    return _write_pair(bundle, plan, Path(out_dir), marked_model(bundle, plan))
+    return _write_pair(bundle, plan, Path(out_dir), marked_model(bundle, plan), activations=activations)
 
 
 def lower_onnx_sherpa_lora(
@@ -245,8 +252,18 @@ def lower_onnx_sherpa_lora(
     return _write_pair(bundle, plan, Path(out_dir), model, lora_info)
 
 
-def _write_pair(bundle, plan, out_dir: Path, model, lora_info: dict | None = None) -> OnnxArtifacts:
-    graphs = {"encoder": export_encoder(model, bundle.n_mels), "decoder": export_decoder(model)}
+def _write_pair(
+    bundle,
+    plan,
+    out_dir: Path,
+    model,
+    lora_info: dict | None = None,
+    activations: ActivationLayout = ActivationLayout(),
+) -> OnnxArtifacts:
+    graphs = {
+        "encoder": export_encoder(model, bundle.n_mels, activations),
+        "decoder": export_decoder(model, activations.cross_dtype),
+    }
     files = {"encoder": out_dir / ENCODER_FILE, "decoder": out_dir / DECODER_FILE}
     for graph, proto in graphs.items():
         params = rewrite_branches(proto, model, overridable=False) if lora_info is not None else None

@@ -100,7 +100,7 @@ def cross_keys_values(
 
     def project(linear) -> torch.Tensor:
         out = linear(states)
-        return split_heads(out if dtype is None else out.to(dtype), n_heads)
+        return split_heads(out if dtype in (None, out.dtype) else out.to(dtype), n_heads)  # a no-op `to` traces a Cast
 
     return [(project(layer.encoder_attn.k_proj), project(layer.encoder_attn.v_proj)) for layer in decoder_layers]
 
