@@ -75,7 +75,7 @@ def measure_pair(folder, clips) -> dict:
 
 
 def measure(args) -> dict:
-    clips = list(test_clips(speakers=64, per_speaker=args.per_speaker))
+    clips = test_clips(speakers=64, per_speaker=args.per_speaker)  # a Dataset, as bench takes it
     speakers = [u.speaker for u in clips]
     rows = []
     for model in args.models:
