@@ -362,29 +362,7 @@ def export_graph(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
-    proto = onnx.load_from_string(buffer.getvalue())
-    merge_identical_initializers(proto.graph)
-    return proto
-
-
-def merge_identical_initializers(graph: onnx.GraphProto) -> int:
-    """Keep one of each set of initializers with the same type, shape and bytes, in place; returns how many
-    were dropped. A float Linear called once per slice (FFN_SLICES) is traced once per call, and constant
-    folding writes its transposed weight once per call: without this the file would hold it that many times."""
-    kept, renamed, dropped = {}, {}, []
-    for init in graph.initializer:
-        key = (init.data_type, tuple(init.dims), init.raw_data) if init.raw_data else None
-        if key is None or key not in kept:
-            if key is not None:
-                kept[key] = init.name
-            continue
-        renamed[init.name] = kept[key]
-        dropped.append(init)
-    for init in dropped:
-        graph.initializer.remove(init)
-    for node in graph.node:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
-    return len(dropped)
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def _cache_shape(model, length: int) -> tuple[int, ...]:
