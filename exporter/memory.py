@@ -468,8 +468,11 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
         encoder_peak = live_peak_bytes(encoder, {})
         decoder_peak = live_peak_bytes(decoder, {"tokens": 1, "past": MAX_POSITIONS - 1}, count_outputs=False)
     file_bytes = encoder.stat().st_size + decoder.stat().st_size
-    half_bytes = sum(_half_initializer_bytes(path) for path in (encoder, decoder))
-    cross_bytes = _cross_value_bytes(decoder)
+    import onnx
+
+    graphs = {path: onnx.load(str(path)) for path in (encoder, decoder)}
+    half_bytes = sum(_half_initializer_bytes(proto) for proto in graphs.values())
+    cross_bytes = _cross_value_bytes(graphs[decoder], decoder)
     return _onnx_estimate(
         WhisperShape.from_config(config),
         file_bytes,
@@ -484,22 +487,20 @@ def estimate_onnx(folder: Path, config, host: str = "python", memory_arena: bool
     )
 
 
-def _cross_value_bytes(decoder: Path) -> int:
-    """Bytes per value of the cross-attention keys the decoder takes (2 since CROSS_DTYPE, 4 before)."""
+def _cross_value_bytes(decoder, path: Path) -> int:
+    """Bytes per value of the cross-attention keys the decoder (a loaded ModelProto, read from `path`) takes:
+    2 since CROSS_DTYPE, 4 before."""
     import onnx
 
-    graph_input = next(
-        (i for i in onnx.load(str(decoder), load_external_data=False).graph.input if i.name == "cross_k"), None
-    )
+    graph_input = next((i for i in decoder.graph.input if i.name == "cross_k"), None)
     if graph_input is None:
-        raise EdgeAsrError(f"{decoder} has no cross_k input: not an edgeasr ONNX decoder")
+        raise EdgeAsrError(f"{path} has no cross_k input: not an edgeasr ONNX decoder")
     return onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type).itemsize
 
 
-def _half_initializer_bytes(path: Path) -> int:
+def _half_initializer_bytes(proto) -> int:
     import onnx
 
-    proto = onnx.load(str(path))
     return sum(
         2 * math.prod(init.dims) for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT16
     )

@@ -578,14 +578,18 @@ def marker_layer(node) -> str:
     return next(helper.get_attribute_value(a) for a in node.attribute if a.name == "layer").decode()
 
 
-def repeated_call(nodes: list[onnx.NodeProto], marker: onnx.NodeProto, call: int) -> list[onnx.NodeProto]:
-    """A rewrite's nodes for a layer's `call`-th placeholder (call >= 1; the encoder's sliced feed-forward
-    blocks call fc1 and fc2 once per slice): the nodes that read the placeholder's inputs, directly or
-    through each other, with their names and intermediate outputs suffixed; nodes that read only constants
-    are left out, since the first call's copies (same names) already compute them, and so are the
-    initializers, which the caller adds once. Each copy keeps its doc string (the layer's format)."""
-    varying, renamed, kept = set(marker.input), {}, []
-    for node in nodes:  # the rewrite's nodes are in topological order
+def repeated_call(
+    nodes: list[onnx.NodeProto], first: onnx.NodeProto, marker: onnx.NodeProto, call: int
+) -> list[onnx.NodeProto]:
+    """`nodes`, what a layer's first placeholder `first` was rewritten to, again for its `call`-th placeholder
+    `marker` (call >= 1; the encoder's sliced feed-forward blocks call fc1 and fc2 once per slice): the nodes
+    that read `first`'s inputs, directly or through each other, re-pointed at `marker`'s inputs and outputs,
+    their other outputs and their names suffixed. Nodes that read only constants are left out, since the
+    first call's (same names) already compute them, and so are the initializers, added once with the first
+    call. Each copy keeps its doc string (the layer's format)."""
+    renamed = dict(zip(first.input, marker.input)) | dict(zip(first.output, marker.output))
+    varying, kept = set(first.input), []
+    for node in nodes:  # a rewrite's nodes are in topological order
         if not any(name in varying for name in node.input):
             continue
         copy_ = onnx.NodeProto()
@@ -593,8 +597,8 @@ def repeated_call(nodes: list[onnx.NodeProto], marker: onnx.NodeProto, call: int
         copy_.name = f"{node.name}/call{call}"
         copy_.input[:] = [renamed.get(name, name) for name in node.input]
         for index, name in enumerate(node.output):
-            if name not in marker.output:
-                renamed[name] = copy_.output[index] = f"{name}/call{call}"
+            renamed.setdefault(name, f"{name}/call{call}")
+            copy_.output[index] = renamed[name]
             varying.add(name)
         kept.append(copy_)
     return kept
@@ -604,22 +608,23 @@ def replace_markers(proto: onnx.ModelProto, plan: QuantPlan, model: nn.Module) -
     """Swap every placeholder node for its contrib op and add the packed initializers, in place. A layer
     called more than once (one placeholder per call) gets its initializers and constant helpers once."""
     graph = proto.graph
-    nodes, calls = [], {}
+    nodes, firsts, calls = [], {}, {}  # firsts: layer -> (its first placeholder, what that was rewritten to)
     for node in graph.node:
         if node.domain != MARKER_DOMAIN:
             nodes.append(node)
             continue
         name = marker_layer(node)
+        if name in firsts:  # called again: the first call's rewrite, re-pointed (no second quantisation)
+            calls[name] = calls.get(name, 0) + 1
+            nodes.extend(repeated_call(firsts[name][1], firsts[name][0], node, calls[name]))
+            continue
         layer = plan.layer(name)
         if layer.tied_to is not None and not layer.format.is_float and layer.format.kind != "nf4":
             new, initializers = _tied_matmul_nbits(node, layer, plan.layer(layer.tied_to))
         else:
             new, initializers = _REWRITES[node.op_type](node, layer, model.get_submodule(name).weight.detach())
         new = new if isinstance(new, list) else [new]  # a rewrite may need helper nodes
-        calls[name] = calls.get(name, -1) + 1
-        if calls[name]:
-            nodes.extend(repeated_call(new, node, calls[name]))
-            continue
+        firsts[name] = (node, new)
         nodes.extend(new)
         graph.initializer.extend(initializers)
     del graph.node[:]

@@ -112,22 +112,23 @@ def rewrite_branches(proto: onnx.ModelProto, model: nn.Module, overridable: bool
     the parameters are graph inputs with defaults (another user's adapter can be fed); else plain initializers,
     for clients that bind inputs by position (sherpa-onnx)."""
     graph = proto.graph
-    nodes, params = [], {}
+    nodes, params, firsts, calls = [], {}, {}, {}  # firsts: layer -> (its first placeholder, its branch)
     for node in graph.node:
         if node.domain != base_onnx.MARKER_DOMAIN or node.op_type != "LoraBranch":
             nodes.append(node)
             continue
         layer = base_onnx.marker_layer(node)
+        if layer in firsts:  # the layer called again (the encoder's sliced feed-forward blocks)
+            calls[layer] = calls.get(layer, 0) + 1
+            nodes.extend(base_onnx.repeated_call(firsts[layer][1], firsts[layer][0], node, calls[layer]))
+            continue
         name_a, name_b = parameter_names(layer)
         hidden = f"{layer}/lora_hidden"
         branch = [
             helper.make_node("MatMul", [node.input[0], name_a], [hidden], name=f"{layer}/LoraA"),
             helper.make_node("MatMul", [hidden, name_b], list(node.output), name=f"{layer}/LoraB"),
         ]
-        if name_a in params:  # the layer called again (the encoder's sliced feed-forward blocks)
-            calls = sum(n.name == f"{layer}/LoraA" or n.name.startswith(f"{layer}/LoraA/call") for n in nodes)
-            nodes.extend(base_onnx.repeated_call(branch, node, calls))
-            continue
+        firsts[layer] = (node, branch)
         marked = model.get_submodule(layer)
         params[name_a], params[name_b] = adapter_arrays(marked.lora_A, marked.lora_B, marked.scaling)
         nodes.extend(branch)
